@@ -1,0 +1,3 @@
+//! Launching on EC2 and the state shared with the solver.
+
+pub mod unavailable;

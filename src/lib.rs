@@ -1,0 +1,16 @@
+//! nodewright: decides which EC2 instances a Kubernetes cluster should launch
+//! for its pending pods, driven by policy files, and launches them.
+//!
+//! One module per stage of the data flow (see DESIGN.md):
+//! text → AST (`policy`) → IR (`ir`) → plan (`solver`) → launch (`cloud`).
+
+pub mod catalog;
+pub mod cli;
+pub mod cloud;
+pub mod import;
+pub mod ir;
+pub mod policy;
+pub mod reload;
+pub mod scoring;
+pub mod solver;
+pub mod workload;

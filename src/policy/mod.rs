@@ -1,0 +1,1 @@
+//! Policy text: pest grammar → AST with spans → diagnostics → IR.

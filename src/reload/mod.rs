@@ -1,0 +1,1 @@
+//! Watching policy and script files, recompiling off the hot path, and swapping atomically.

@@ -1,0 +1,53 @@
+//! User scoring of candidates (rhai scripts, sandboxed) behind one trait the solver calls.
+//!
+//! The rule: a score is **$/hour added to the candidate's price** (negative
+//! makes a candidate more attractive); `admit` may veto with a reason.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::{CapacityType, InstanceType};
+
+/// What a scorer says about one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Add this many $/hour to the candidate's price (0.0 = no opinion).
+    Adjust(f64),
+    /// Do not use this candidate; the reason is shown by `explain`.
+    Veto(String),
+}
+
+/// An offering as a scorer sees it: depends only on the offering, so scores can be memoised.
+#[derive(Debug, Clone, Copy)]
+pub struct OfferingView<'a> {
+    pub pool: &'a str,
+    pub instance_type: &'a InstanceType,
+    pub zone: &'a str,
+    pub capacity_type: CapacityType,
+    /// $/hour after cost rules.
+    pub price: f64,
+}
+
+/// What a candidate node would carry.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeLoad<'a> {
+    pub pods: u32,
+    pub cpu_requested_milli: i64,
+    pub memory_requested: i64,
+    /// Requested / allocatable, 0..=1.
+    pub cpu_utilisation: f64,
+    pub memory_utilisation: f64,
+    /// Namespaces and labels of the pods it would carry (one entry per pod class).
+    pub namespaces: &'a [&'a str],
+    pub pod_labels: &'a [&'a BTreeMap<String, String>],
+}
+
+/// Scores candidates. Implementations must never panic or block: a failing
+/// script yields `Verdict::Adjust(0.0)` and is reported once per script version.
+pub trait Scorer: Send + Sync {
+    /// Offering-only score (memoisable per script version × offering).
+    fn score_offering(&self, offering: &OfferingView<'_>) -> Verdict;
+    /// Score of a concrete node: the offering plus what it would carry.
+    fn score_node(&self, offering: &OfferingView<'_>, load: &NodeLoad<'_>) -> Verdict;
+    /// True when `score_node` can differ from `score_offering` (the script reads pod-dependent fields).
+    fn is_load_dependent(&self) -> bool;
+}

@@ -1,0 +1,214 @@
+//! Kubernetes objects → the solver's view of pending work.
+//!
+//! Identical pods are grouped into one `PodClass` (a 500-replica Deployment is
+//! one class with 500 names); DaemonSets become per-node overhead; existing
+//! Nodes with their bound pods become spare capacity.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{Operator, Requirements, Resources, Taint, TaintEffect};
+
+/// Everything the solver needs from the cluster side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Pending pods, grouped.
+    pub classes: Vec<PodClass>,
+    /// Per-node overhead from DaemonSets.
+    pub daemonsets: Vec<DaemonSetOverhead>,
+    /// Nodes already in the cluster, with their free capacity.
+    pub nodes: Vec<ExistingNode>,
+}
+
+/// A group of pending pods with identical scheduling constraints and requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodClass {
+    /// Stable id within the workload (index-independent, for diagnostics).
+    pub id: String,
+    pub namespace: String,
+    /// One name per pod; `pod_names.len()` is the class's count.
+    pub pod_names: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Option<OwnerRef>,
+    pub priority_class: Option<String>,
+    pub priority: i32,
+    /// Effective requests per pod: max(sum of app containers, largest init
+    /// container) plus pod overhead; `pods` is 1.
+    pub requests: Resources,
+    /// nodeSelector, as `In` requirements.
+    pub node_selector: Requirements,
+    /// Required node affinity: any one term must hold (OR). Empty = no constraint.
+    pub required_affinity: Vec<Requirements>,
+    /// Preferred node affinity terms with their weights.
+    pub preferred_affinity: Vec<(i32, Requirements)>,
+    pub tolerations: Vec<Toleration>,
+    pub topology_spread: Vec<TopologySpread>,
+    pub pod_affinity: Vec<PodAffinityTerm>,
+    /// Zones allowed by zonal volumes (PVCs bound to zonal PVs, or
+    /// WaitForFirstConsumer classes restricted to zones); None = any zone.
+    pub volume_zones: Option<Vec<String>>,
+    /// Why `volume_zones` is restricted ("PVC data-0 bound to us-east-1a"), for explain.
+    pub volume_reason: Option<String>,
+}
+
+impl PodClass {
+    /// How many pods the class holds.
+    pub fn count(&self) -> usize {
+        self.pod_names.len()
+    }
+
+    /// "namespace/name" of pod `i`.
+    pub fn pod_key(&self, i: usize) -> String {
+        format!("{}/{}", self.namespace, self.pod_names[i])
+    }
+}
+
+/// A pod's controlling owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRef {
+    pub kind: String,
+    pub name: String,
+}
+
+/// A Kubernetes toleration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Toleration {
+    /// None (with `Exists`) tolerates every key.
+    pub key: Option<String>,
+    /// `Equal` (default) or `Exists`.
+    pub operator: TolerationOperator,
+    pub value: Option<String>,
+    /// None tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+/// A toleration's operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    Equal,
+    Exists,
+}
+
+impl Toleration {
+    /// Whether this toleration tolerates `taint`, per the Kubernetes rules.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if let Some(e) = self.effect
+            && e != taint.effect
+        {
+            return false;
+        }
+        match (&self.key, self.operator) {
+            (None, TolerationOperator::Exists) => true,
+            (None, TolerationOperator::Equal) => false,
+            (Some(k), op) => {
+                if *k != taint.key {
+                    return false;
+                }
+                match op {
+                    TolerationOperator::Exists => true,
+                    TolerationOperator::Equal => {
+                        self.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `tolerations` tolerate every NoSchedule/NoExecute taint in `taints`
+/// (PreferNoSchedule never blocks). Returns the first untolerated taint.
+pub fn untolerated<'a>(tolerations: &[Toleration], taints: &'a [Taint]) -> Option<&'a Taint> {
+    taints.iter().find(|t| {
+        t.effect != TaintEffect::PreferNoSchedule && !tolerations.iter().any(|tol| tol.tolerates(t))
+    })
+}
+
+/// A label selector (matchLabels AND matchExpressions).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    /// (key, operator, values); operators In, NotIn, Exists, DoesNotExist.
+    pub match_expressions: Vec<(String, Operator, Vec<String>)>,
+}
+
+impl LabelSelector {
+    /// Whether a pod with `labels` is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|(k, op, vals)| {
+                let v = labels.get(k);
+                match op {
+                    Operator::In => v.is_some_and(|v| vals.contains(v)),
+                    Operator::NotIn => v.is_none_or(|v| !vals.contains(v)),
+                    Operator::Exists => v.is_some(),
+                    Operator::DoesNotExist => v.is_none(),
+                    Operator::Gt | Operator::Lt => false,
+                }
+            })
+    }
+}
+
+/// A topology spread constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologySpread {
+    pub max_skew: u32,
+    /// `topology.kubernetes.io/zone`, `kubernetes.io/hostname`, `karpenter.sh/capacity-type`, ...
+    pub topology_key: String,
+    /// DoNotSchedule when true; ScheduleAnyway when false.
+    pub hard: bool,
+    pub min_domains: Option<u32>,
+    /// With matchLabelKeys already folded into the selector.
+    pub selector: LabelSelector,
+    /// nodeAffinityPolicy/nodeTaintsPolicy: Honor (true) or Ignore.
+    pub honor_node_affinity: bool,
+    pub honor_node_taints: bool,
+}
+
+/// A pod (anti-)affinity term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodAffinityTerm {
+    pub anti: bool,
+    /// None = required; Some(weight) = preferred.
+    pub weight: Option<i32>,
+    pub topology_key: String,
+    pub selector: LabelSelector,
+    /// Namespaces the selector applies to (empty = the pod's own namespace).
+    pub namespaces: Vec<String>,
+    /// A namespaceSelector that matches all namespaces (`{}`).
+    pub all_namespaces: bool,
+}
+
+/// Per-node overhead of a DaemonSet, on the nodes it would run on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonSetOverhead {
+    pub namespace: String,
+    pub name: String,
+    pub requests: Resources,
+    pub node_selector: Requirements,
+    pub required_affinity: Vec<Requirements>,
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A node already in the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExistingNode {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub allocatable: Resources,
+    /// Sum of requests of pods bound to it (DaemonSets included).
+    pub used: Resources,
+    /// Pods bound to it, for topology spread and pod affinity counting.
+    pub pods: Vec<BoundPod>,
+}
+
+/// A pod already bound to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundPod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
