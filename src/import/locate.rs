@@ -1,0 +1,156 @@
+//! Finds the line of a field in block-style YAML, for errors found after
+//! deserializing (cross-field checks), when serde no longer knows positions.
+//!
+//! Best effort by design: it follows indentation of block mappings and
+//! sequences (what Karpenter manifests use) and, when a step cannot be
+//! followed (flow style, anchors), returns the deepest node it did find.
+
+/// One path step: a mapping key, or `#N` for the N-th (0-based) sequence item.
+///
+/// Returns the byte range (relative to `text`) of the value when it is a
+/// scalar on the key's line, else of the key, or `None` when not even the first
+/// step was found.
+pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let lines: Vec<(usize, &str)> = {
+        let mut off = 0;
+        text.split_inclusive('\n')
+            .map(|l| {
+                let r = (off, l.trim_end_matches(['\n', '\r']));
+                off += l.len();
+                r
+            })
+            .collect()
+    };
+    let mut range = 0..lines.len();
+    let mut found = None;
+    for seg in path {
+        // The first content line in range sets the column of its direct children.
+        let Some(first) = range.clone().find(|&i| content(lines[i].1)) else {
+            return found;
+        };
+        if let Some(idx) = seg.strip_prefix('#') {
+            let idx: usize = idx.parse().ok()?;
+            let dash = indent(lines[first].1);
+            if !lines[first].1[dash..].starts_with('-') {
+                return found;
+            }
+            let items: Vec<usize> = range
+                .clone()
+                .filter(|&i| {
+                    let l = lines[i].1;
+                    content(l) && indent(l) == dash && is_dash(&l[dash..])
+                })
+                .collect();
+            let Some(&start) = items.get(idx) else {
+                return found;
+            };
+            let end = next_at_or_below(&lines, start + 1, range.end, dash, true);
+            found = Some((lines[start].0 + dash, 1));
+            range = start..end;
+        } else {
+            let col = key_col(lines[first].1);
+            let hit = range.clone().find(|&i| {
+                let l = lines[i].1;
+                content(l) && key_col(l) == col && key_of(&l[col..]) == Some(seg)
+            });
+            let Some(i) = hit else { return found };
+            let (off, l) = lines[i];
+            let after = &l[col + seg.len()..];
+            let value_rel = after.find(':').map(|c| c + 1).and_then(|c| {
+                let v = &after[c..];
+                let t = v.trim_start();
+                let t = t.split(" #").next().unwrap_or(t).trim_end();
+                (!t.is_empty() && !t.starts_with(['|', '>'])).then(|| {
+                    (col + seg.len() + c + (v.len() - v.trim_start().len()), t.len())
+                })
+            });
+            found = Some(match value_rel {
+                Some((rel, len)) => (off + rel, len),
+                None => (off + col, seg.len()),
+            });
+            let end = next_at_or_below(&lines, i + 1, range.end, col, false);
+            // The key's children: from the key line (its value may be a nested
+            // sequence starting on the next line) to the next sibling.
+            range = (i + 1)..end;
+        }
+    }
+    found
+}
+
+fn content(l: &str) -> bool {
+    let t = l.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start_matches(' ').len()
+}
+
+fn is_dash(s: &str) -> bool {
+    s == "-" || s.starts_with("- ")
+}
+
+/// Column of the first key on the line, after any `- ` sequence markers.
+fn key_col(l: &str) -> usize {
+    let mut c = indent(l);
+    while is_dash(&l[c..]) {
+        c += 1;
+        c += l[c..].len() - l[c..].trim_start_matches(' ').len();
+    }
+    c
+}
+
+fn key_of(s: &str) -> Option<&str> {
+    let colon = s.find(':')?;
+    let k = s[..colon].trim();
+    Some(k.trim_matches(|c| c == '"' || c == '\''))
+}
+
+/// First line index in `from..end` that ends the node at column `col`: the
+/// next sequence item (`dash`) or the next sibling or parent key.
+fn next_at_or_below(lines: &[(usize, &str)], from: usize, end: usize, col: usize, dash: bool) -> usize {
+    (from..end)
+        .find(|&i| {
+            let l = lines[i].1;
+            if !content(l) {
+                return false;
+            }
+            let ind = indent(l);
+            if dash {
+                ind <= col
+            } else {
+                // A compact sequence (`key:` then `- item` at the same column) is a child.
+                ind < col || (ind == col && !is_dash(&l[ind..]))
+            }
+        })
+        .unwrap_or(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    const Y: &str = "apiVersion: karpenter.sh/v1\nkind: NodePool\nspec:\n  template:\n    spec:\n      requirements:\n        - key: a\n          operator: In\n        - key: b\n          operator: Gt\n          values: [\"x\"]\n      nodeClassRef:\n        kind: Foo # c\n";
+
+    fn at(path: &[&str]) -> String {
+        let (o, l) = locate(Y, path).expect("found");
+        Y[o..o + l].to_string()
+    }
+
+    #[test]
+    fn follows_mappings_and_sequences() {
+        assert_eq!(at(&["kind"]), "NodePool");
+        assert_eq!(at(&["spec", "template", "spec", "nodeClassRef", "kind"]), "Foo");
+        assert_eq!(at(&["spec", "template", "spec", "requirements", "#1", "operator"]), "Gt");
+        assert_eq!(at(&["spec", "template", "spec", "requirements", "#0", "key"]), "a");
+        assert_eq!(at(&["spec", "template", "spec", "requirements", "#1", "values"]), "[\"x\"]");
+        assert_eq!(at(&["spec", "template"]), "template");
+    }
+
+    #[test]
+    fn falls_back_to_deepest_found() {
+        assert_eq!(at(&["spec", "template", "nope"]), "template");
+        assert_eq!(locate(Y, &["nope"]), None);
+        assert_eq!(at(&["spec", "template", "spec", "requirements", "#7"]), "requirements");
+    }
+}
