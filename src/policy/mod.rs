@@ -1,1 +1,3 @@
 //! Policy text: pest grammar → AST with spans → diagnostics → IR.
+
+pub mod ast;
