@@ -1,0 +1,387 @@
+//! The canonical formatter: AST → policy text.
+//!
+//! One statement per line, two-space indents, a blank line between top-level
+//! items, comments not kept (the AST has none). `parse(format(f)) == f` up to
+//! spans for every AST the parser can produce (property-tested).
+
+use std::fmt::Write as _;
+
+use super::ast::*;
+
+/// Formats a whole file.
+pub fn format(file: &File) -> String {
+    let mut out = String::new();
+    for (i, item) in file.items.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        item_to(&mut out, item);
+    }
+    out
+}
+
+fn is_bare_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_.-/@*%+".contains(c)
+}
+
+/// A word as it must be written: bare when it reads back as itself, else quoted.
+pub fn word(w: &Word) -> String {
+    word_str(&w.text)
+}
+
+fn word_str(t: &str) -> String {
+    if !t.is_empty() && t.chars().all(is_bare_char) && !is_keyword(t) {
+        t.to_string()
+    } else {
+        quote(t)
+    }
+}
+
+fn is_keyword(t: &str) -> bool {
+    super::parse::STATEMENT_KEYWORDS.contains(&t)
+        || matches!(t, "not" | "and" | "or" | "true" | "false" | "pods" | "instance" | "after" | "root")
+}
+
+/// A double-quoted string with the escapes the parser undoes.
+pub fn quote(t: &str) -> String {
+    let mut s = String::with_capacity(t.len() + 2);
+    s.push('"');
+    for c in t.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+fn list(ws: &[Word]) -> String {
+    let inner: Vec<String> = ws.iter().map(word).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+fn item_to(out: &mut String, item: &Item) {
+    match item {
+        Item::Pool(p) => pool(out, p),
+        Item::NodeClass(n) => node_class(out, n),
+        Item::Placement(r) => {
+            out.push_str(&placement(r));
+            out.push('\n');
+        }
+        Item::Cost(r) => {
+            out.push_str(&cost(r));
+            out.push('\n');
+        }
+        Item::Capacity(r) => {
+            let pairs: Vec<String> = r
+                .add
+                .iter()
+                .map(|kv| format!("{} {}", word(&kv.key), word(&kv.value)))
+                .collect();
+            let _ = write!(out, "capacity {}", pairs.join(", "));
+            when_weight(out, &r.when, &r.weight);
+            out.push('\n');
+        }
+        Item::Score(s) => {
+            let _ = writeln!(out, "score with {}", quote(&s.path.text));
+        }
+    }
+}
+
+fn when_weight(out: &mut String, when: &Option<Expr>, weight: &Option<Word>) {
+    if let Some(e) = when {
+        let _ = write!(out, " on {}", expr(e));
+    }
+    if let Some(w) = weight {
+        let _ = write!(out, " weight {}", word(w));
+    }
+}
+
+fn pool(out: &mut String, p: &Pool) {
+    let _ = writeln!(out, "pool {} {{", word(&p.name));
+    for s in &p.body {
+        match s {
+            PoolStmt::Weight(w) => line(out, 1, &format!("weight {}", word(w))),
+            PoolStmt::Require(r) => line(out, 1, &requirement(r)),
+            PoolStmt::Limit(kv) => line(out, 1, &format!("limit {} {}", word(&kv.key), word(&kv.value))),
+            PoolStmt::Label(kv) => line(out, 1, &format!("label {} = {}", word(&kv.key), quote(&kv.value.text))),
+            PoolStmt::Tag(kv) => line(out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            PoolStmt::Taint(t) => line(out, 1, &format!("taint {}", taint(t))),
+            PoolStmt::StartupTaint(t) => line(out, 1, &format!("startup-taint {}", taint(t))),
+            PoolStmt::NodeClass(n) => line(out, 1, &format!("node-class {}", word(n))),
+            PoolStmt::Kubelet(k) => kubelet(out, 1, k),
+            PoolStmt::Disruption(d) => disruption(out, d),
+            PoolStmt::Score(s) => line(out, 1, &format!("score with {}", quote(&s.path.text))),
+        }
+    }
+    out.push_str("}\n");
+}
+
+fn line(out: &mut String, depth: usize, text: &str) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+    out.push_str(text);
+    out.push('\n');
+}
+
+/// `require KEY OP VALUES [min N]`.
+pub fn requirement(r: &Requirement) -> String {
+    let mut s = format!("require {} {}", word(&r.key), r.op.as_str());
+    match r.op {
+        ReqOp::In | ReqOp::NotIn => {
+            s.push(' ');
+            s.push_str(&list(&r.values));
+        }
+        ReqOp::Gt | ReqOp::Lt => {
+            if let Some(v) = r.values.first() {
+                s.push(' ');
+                s.push_str(&word(v));
+            }
+        }
+        ReqOp::Exists | ReqOp::DoesNotExist => {}
+    }
+    if let Some(m) = &r.min_values {
+        let _ = write!(s, " min {}", word(m));
+    }
+    s
+}
+
+fn taint(t: &Taint) -> String {
+    match &t.value {
+        Some(v) => format!("{} = {} : {}", word(&t.key), word(v), word(&t.effect)),
+        None => format!("{} : {}", word(&t.key), word(&t.effect)),
+    }
+}
+
+fn kubelet(out: &mut String, depth: usize, k: &Kubelet) {
+    line(out, depth, "kubelet {");
+    for s in &k.body {
+        let kv2 = |name: &str, kv: &KeyValue| format!("{name} {} {}", word(&kv.key), word(&kv.value));
+        let text = match &s.kind {
+            KubeletKind::MaxPods(w) => format!("max-pods {}", word(w)),
+            KubeletKind::PodsPerCore(w) => format!("pods-per-core {}", word(w)),
+            KubeletKind::KubeReserved(kv) => kv2("kube-reserved", kv),
+            KubeletKind::SystemReserved(kv) => kv2("system-reserved", kv),
+            KubeletKind::EvictionHard(kv) => kv2("eviction-hard", kv),
+            KubeletKind::EvictionSoft(kv) => kv2("eviction-soft", kv),
+            KubeletKind::EvictionSoftGrace(kv) => kv2("eviction-soft-grace", kv),
+            KubeletKind::EvictionMaxPodGracePeriod(w) => {
+                format!("eviction-max-pod-grace-period {}", word(w))
+            }
+            KubeletKind::ImageGcHigh(w) => format!("image-gc-high {}", word(w)),
+            KubeletKind::ImageGcLow(w) => format!("image-gc-low {}", word(w)),
+            KubeletKind::CpuCfsQuota(w) => format!("cpu-cfs-quota {}", word(w)),
+            KubeletKind::ClusterDns(ws) => format!("cluster-dns {}", list(ws)),
+        };
+        line(out, depth + 1, &text);
+    }
+    line(out, depth, "}");
+}
+
+fn disruption(out: &mut String, d: &Disruption) {
+    line(out, 1, "disruption {");
+    for s in &d.body {
+        let text = match &s.kind {
+            DisruptionKind::Consolidate { policy, after } => {
+                let mut t = "consolidate".to_string();
+                if let Some(p) = policy {
+                    let _ = write!(t, " {}", word(p));
+                }
+                if let Some(a) = after {
+                    let _ = write!(t, " after {}", word(a));
+                }
+                t
+            }
+            DisruptionKind::ExpireAfter(w) => format!("expire-after {}", word(w)),
+            DisruptionKind::TerminationGracePeriod(w) => {
+                format!("termination-grace-period {}", word(w))
+            }
+            DisruptionKind::Budget(b) => {
+                let mut t = format!("budget {}", word(&b.nodes));
+                if let Some(s) = &b.schedule {
+                    let _ = write!(t, " schedule {}", quote(&s.text));
+                }
+                if let Some(s) = &b.duration {
+                    let _ = write!(t, " duration {}", word(s));
+                }
+                if !b.reasons.is_empty() {
+                    let _ = write!(t, " reasons {}", list(&b.reasons));
+                }
+                t
+            }
+        };
+        line(out, 2, &text);
+    }
+    line(out, 1, "}");
+}
+
+fn selector(t: &SelectorTerm) -> String {
+    let fields: Vec<String> = t
+        .fields
+        .iter()
+        .map(|f| match f {
+            SelectorField::Alias(w) => format!("alias {}", word(w)),
+            SelectorField::Id(w) => format!("id {}", word(w)),
+            SelectorField::Name(w) => format!("name {}", word(w)),
+            SelectorField::Owner(w) => format!("owner {}", word(w)),
+            SelectorField::Tag(kv) => format!("tag {} = {}", word(&kv.key), quote(&kv.value.text)),
+        })
+        .collect();
+    fields.join(" and ")
+}
+
+fn setting(s: &Setting) -> String {
+    match &s.value {
+        Some(v) => format!("{} {}", word_str(&s.name.text), word(v)),
+        None => word_str(&s.name.text).trim_matches('"').to_string(),
+    }
+}
+
+fn node_class(out: &mut String, n: &NodeClass) {
+    let _ = writeln!(out, "node-class {} {{", word(&n.name));
+    for s in &n.body {
+        match &s.kind {
+            NodeClassKind::AmiFamily(w) => line(out, 1, &format!("ami-family {}", word(w))),
+            NodeClassKind::Ami(t) => line(out, 1, &format!("ami {}", selector(t))),
+            NodeClassKind::Subnets(t) => line(out, 1, &format!("subnets where {}", selector(t))),
+            NodeClassKind::SecurityGroups(t) => {
+                line(out, 1, &format!("security-groups where {}", selector(t)))
+            }
+            NodeClassKind::Role(w) => line(out, 1, &format!("role {}", quote(&w.text))),
+            NodeClassKind::InstanceProfile(w) => {
+                line(out, 1, &format!("instance-profile {}", quote(&w.text)))
+            }
+            NodeClassKind::Tag(kv) => line(out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            NodeClassKind::BlockDevice(b) => {
+                line(out, 1, &format!("block-device {} {{", word(&b.device)));
+                for s in &b.settings {
+                    line(out, 2, &setting(s));
+                }
+                line(out, 1, "}");
+            }
+            NodeClassKind::Imds(settings) => {
+                line(out, 1, "imds {");
+                for s in settings {
+                    line(out, 2, &setting(s));
+                }
+                line(out, 1, "}");
+            }
+            NodeClassKind::UserData(w) => line(out, 1, &format!("user-data {}", quote(&w.text))),
+            NodeClassKind::DetailedMonitoring(w) => {
+                line(out, 1, &format!("detailed-monitoring {}", word(w)))
+            }
+            NodeClassKind::PublicIp(w) => line(out, 1, &format!("public-ip {}", word(w))),
+            NodeClassKind::InstanceStorePolicy(w) => {
+                line(out, 1, &format!("instance-store-policy {}", word(w)))
+            }
+            NodeClassKind::Kubelet(k) => kubelet(out, 1, k),
+        }
+    }
+    out.push_str("}\n");
+}
+
+/// A placement rule on one line.
+pub fn placement(r: &PlacementRule) -> String {
+    let mut s = r.kind.as_str().to_string();
+    match (&r.pods, r.kind) {
+        (None, PlacementKind::Prefer) => {
+            let _ = write!(s, " {}", expr(&r.nodes));
+        }
+        (None, _) => {
+            let _ = write!(s, " pods on {}", expr(&r.nodes));
+        }
+        (Some(p), _) => {
+            let _ = write!(s, " pods where {} on {}", expr(p), expr(&r.nodes));
+        }
+    }
+    if let Some(u) = &r.unless {
+        let _ = write!(s, " unless {}", expr(u));
+    }
+    if let Some(w) = &r.weight {
+        let _ = write!(s, " weight {}", word(w));
+    }
+    s
+}
+
+/// A cost rule on one line.
+pub fn cost(r: &CostRule) -> String {
+    let mut s = match &r.action {
+        CostAction::SetPrice(w) => format!("price {}", word(w)),
+        CostAction::Adjust(w) => format!("adjust {}", word(w)),
+        CostAction::Discount(w) => format!("discount {}", word(w)),
+        CostAction::Penalize(w) => format!("penalize {}", word(w)),
+        CostAction::SpotFromOnDemand {
+            ratio,
+            only_when_unknown,
+        } => {
+            let mut t = format!("price spot = on-demand * {}", word(ratio));
+            if *only_when_unknown {
+                t.push_str(" when no spot price known");
+            }
+            t
+        }
+        CostAction::Ceiling { metric, max } => format!("ceiling {} {}", word(metric), word(max)),
+    };
+    when_weight(&mut s, &r.when, &r.weight);
+    s
+}
+
+/// A condition.
+pub fn expr(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::True => "true".into(),
+        ExprKind::False => "false".into(),
+        ExprKind::Or(parts) => parts
+            .iter()
+            .map(|p| match p.kind {
+                ExprKind::Or(_) => format!("({})", expr(p)),
+                _ => expr(p),
+            })
+            .collect::<Vec<_>>()
+            .join(" or "),
+        ExprKind::And(parts) => parts
+            .iter()
+            .map(|p| match p.kind {
+                ExprKind::Or(_) | ExprKind::And(_) => format!("({})", expr(p)),
+                _ => expr(p),
+            })
+            .collect::<Vec<_>>()
+            .join(" and "),
+        ExprKind::Not(inner) => match inner.kind {
+            ExprKind::Or(_) | ExprKind::And(_) => format!("not ({})", expr(inner)),
+            _ => format!("not {}", expr(inner)),
+        },
+        ExprKind::Cmp {
+            subject,
+            op,
+            values,
+            ..
+        } => {
+            let mut s = String::new();
+            match subject.scope {
+                Some(Scope::Pod) => s.push_str("pod."),
+                Some(Scope::Node) => s.push_str("node."),
+                None => {}
+            }
+            s.push_str(&subject.name.text);
+            if let Some(a) = &subject.arg {
+                let _ = write!(s, "({})", quote(&a.text));
+            }
+            let _ = write!(s, " {}", op.as_str());
+            if op.takes_list() {
+                let _ = write!(s, " {}", list(values));
+            } else if !op.takes_none()
+                && let Some(v) = values.first()
+            {
+                let _ = write!(s, " {}", word(v));
+            }
+            s
+        }
+    }
+}
