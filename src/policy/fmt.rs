@@ -10,12 +10,111 @@ use super::ast::*;
 
 /// Formats a whole file.
 pub fn format(file: &File) -> String {
-    let mut out = String::new();
+    let mut pr = Printer {
+        out: String::new(),
+        comments: comments(&file.source),
+        next: 0,
+    };
+    let mut prev_block = false;
     for (i, item) in file.items.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
+        let block = matches!(item, Item::Pool(_) | Item::NodeClass(_));
+        let start = item.span().offset;
+        if i > 0
+            && (block || prev_block || blank_before(&file.source, start))
+            && !pr.out.ends_with("\n\n")
+        {
+            pr.out.push('\n');
         }
-        item_to(&mut out, item);
+        prev_block = block;
+        pr.flush(0, item.span().offset);
+        item_to(&mut pr, item);
+    }
+    pr.flush(0, usize::MAX);
+    pr.out
+}
+
+/// Output plus the source's comments, re-emitted before the first node that follows each.
+struct Printer {
+    out: String,
+    /// (offset, text, followed by a blank line)
+    comments: Vec<(usize, String, bool)>,
+    next: usize,
+}
+
+/// Whether the source has a blank line above `offset`'s line and the comments right above it.
+fn blank_before(source: &str, offset: usize) -> bool {
+    let Some(before) = source.get(..offset) else {
+        return false;
+    };
+    let mut lines = before.lines().rev();
+    // The item's own line (text before it on that line, usually empty).
+    if !before.ends_with('\n') {
+        lines.next();
+    }
+    for l in lines {
+        let t = l.trim();
+        if t.is_empty() {
+            return true;
+        }
+        if !t.starts_with('#') {
+            return false;
+        }
+    }
+    false
+}
+
+impl Printer {
+    /// Emits, at `depth`, every comment that starts before byte `before`.
+    fn flush(&mut self, depth: usize, before: usize) {
+        while let Some((off, text, blank)) = self.comments.get(self.next) {
+            if *off >= before {
+                break;
+            }
+            let (text, blank) = (text.clone(), *blank);
+            self.next += 1;
+            line_raw(&mut self.out, depth, &text);
+            if blank {
+                self.out.push('\n');
+            }
+        }
+    }
+}
+
+/// Every `#` comment in `source` (outside strings), with its byte offset, trailing space trimmed.
+fn comments(source: &str) -> Vec<(usize, String, bool)> {
+    let mut out = Vec::new();
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut iter = source.char_indices();
+    while let Some((i, c)) = iter.next() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '#' => {
+                let end = source[i..].find('\n').map(|n| i + n).unwrap_or(source.len());
+                let after = &source[end..];
+                let next_token = after
+                    .find(|c: char| !c.is_whitespace())
+                    .unwrap_or(after.len());
+                let blank = next_token > 0 && after[..next_token].matches('\n').count() >= 2;
+                out.push((i, source[i..end].trim_end().to_string(), blank));
+                while let Some((j, _)) = iter.next() {
+                    if j + 1 >= end {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     out
 }
@@ -39,7 +138,7 @@ fn word_str(t: &str) -> String {
 
 fn is_keyword(t: &str) -> bool {
     super::parse::STATEMENT_KEYWORDS.contains(&t)
-        || matches!(t, "not" | "and" | "or" | "true" | "false" | "pods" | "instance" | "after" | "root")
+        || matches!(t, "not" | "and" | "or" | "pods" | "instance" | "after" | "root")
 }
 
 /// A double-quoted string with the escapes the parser undoes.
@@ -65,10 +164,11 @@ fn list(ws: &[Word]) -> String {
     format!("[{}]", inner.join(", "))
 }
 
-fn item_to(out: &mut String, item: &Item) {
+fn item_to(pr: &mut Printer, item: &Item) {
+    let out = &mut pr.out;
     match item {
-        Item::Pool(p) => pool(out, p),
-        Item::NodeClass(n) => node_class(out, n),
+        Item::Pool(p) => pool(pr, p),
+        Item::NodeClass(n) => node_class(pr, n),
         Item::Placement(r) => {
             out.push_str(&placement(r));
             out.push('\n');
@@ -102,32 +202,46 @@ fn when_weight(out: &mut String, when: &Option<Expr>, weight: &Option<Word>) {
     }
 }
 
-fn pool(out: &mut String, p: &Pool) {
-    let _ = writeln!(out, "pool {} {{", word(&p.name));
+fn pool(pr: &mut Printer, p: &Pool) {
+    let _ = writeln!(pr.out, "pool {} {{", word(&p.name));
     for s in &p.body {
+        pr.flush(1, pool_stmt_start(s));
         match s {
-            PoolStmt::Weight(w) => line(out, 1, &format!("weight {}", word(w))),
-            PoolStmt::Require(r) => line(out, 1, &requirement(r)),
-            PoolStmt::Limit(kv) => line(out, 1, &format!("limit {} {}", word(&kv.key), word(&kv.value))),
-            PoolStmt::Label(kv) => line(out, 1, &format!("label {} = {}", word(&kv.key), quote(&kv.value.text))),
-            PoolStmt::Tag(kv) => line(out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
-            PoolStmt::Taint(t) => line(out, 1, &format!("taint {}", taint(t))),
-            PoolStmt::StartupTaint(t) => line(out, 1, &format!("startup-taint {}", taint(t))),
-            PoolStmt::NodeClass(n) => line(out, 1, &format!("node-class {}", word(n))),
-            PoolStmt::Kubelet(k) => kubelet(out, 1, k),
-            PoolStmt::Disruption(d) => disruption(out, d),
-            PoolStmt::Score(s) => line(out, 1, &format!("score with {}", quote(&s.path.text))),
+            PoolStmt::Weight(w) => line_raw(&mut pr.out, 1, &format!("weight {}", word(w))),
+            PoolStmt::Require(r) => line_raw(&mut pr.out, 1, &requirement(r)),
+            PoolStmt::Limit(kv) => line_raw(&mut pr.out, 1, &format!("limit {} {}", word(&kv.key), word(&kv.value))),
+            PoolStmt::Label(kv) => line_raw(&mut pr.out, 1, &format!("label {} = {}", word(&kv.key), quote(&kv.value.text))),
+            PoolStmt::Tag(kv) => line_raw(&mut pr.out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            PoolStmt::Taint(t) => line_raw(&mut pr.out, 1, &format!("taint {}", taint(t))),
+            PoolStmt::StartupTaint(t) => line_raw(&mut pr.out, 1, &format!("startup-taint {}", taint(t))),
+            PoolStmt::NodeClass(n) => line_raw(&mut pr.out, 1, &format!("node-class {}", word(n))),
+            PoolStmt::Kubelet(k) => kubelet(pr, 1, k),
+            PoolStmt::Disruption(d) => disruption(pr, d),
+            PoolStmt::Score(s) => line_raw(&mut pr.out, 1, &format!("score with {}", quote(&s.path.text))),
         }
     }
-    out.push_str("}\n");
+    pr.flush(1, p.span.end());
+    pr.out.push_str("}\n");
 }
 
-fn line(out: &mut String, depth: usize, text: &str) {
+fn line_raw(out: &mut String, depth: usize, text: &str) {
     for _ in 0..depth {
         out.push_str("  ");
     }
     out.push_str(text);
     out.push('\n');
+}
+
+fn pool_stmt_start(s: &PoolStmt) -> usize {
+    match s {
+        PoolStmt::Weight(w) | PoolStmt::NodeClass(w) => w.span.offset,
+        PoolStmt::Require(r) => r.span.offset,
+        PoolStmt::Limit(kv) | PoolStmt::Label(kv) | PoolStmt::Tag(kv) => kv.span.offset,
+        PoolStmt::Taint(t) | PoolStmt::StartupTaint(t) => t.span.offset,
+        PoolStmt::Kubelet(k) => k.span.offset,
+        PoolStmt::Disruption(d) => d.span.offset,
+        PoolStmt::Score(s) => s.span.offset,
+    }
 }
 
 /// `require KEY OP VALUES [min N]`.
@@ -159,9 +273,10 @@ fn taint(t: &Taint) -> String {
     }
 }
 
-fn kubelet(out: &mut String, depth: usize, k: &Kubelet) {
-    line(out, depth, "kubelet {");
+fn kubelet(pr: &mut Printer, depth: usize, k: &Kubelet) {
+    line_raw(&mut pr.out, depth, "kubelet {");
     for s in &k.body {
+        pr.flush(depth + 1, s.span.offset);
         let kv2 = |name: &str, kv: &KeyValue| format!("{name} {} {}", word(&kv.key), word(&kv.value));
         let text = match &s.kind {
             KubeletKind::MaxPods(w) => format!("max-pods {}", word(w)),
@@ -179,14 +294,16 @@ fn kubelet(out: &mut String, depth: usize, k: &Kubelet) {
             KubeletKind::CpuCfsQuota(w) => format!("cpu-cfs-quota {}", word(w)),
             KubeletKind::ClusterDns(ws) => format!("cluster-dns {}", list(ws)),
         };
-        line(out, depth + 1, &text);
+        line_raw(&mut pr.out, depth + 1, &text);
     }
-    line(out, depth, "}");
+    pr.flush(depth + 1, k.span.end());
+    line_raw(&mut pr.out, depth, "}");
 }
 
-fn disruption(out: &mut String, d: &Disruption) {
-    line(out, 1, "disruption {");
+fn disruption(pr: &mut Printer, d: &Disruption) {
+    line_raw(&mut pr.out, 1, "disruption {");
     for s in &d.body {
+        pr.flush(2, s.span.offset);
         let text = match &s.kind {
             DisruptionKind::Consolidate { policy, after } => {
                 let mut t = "consolidate".to_string();
@@ -216,9 +333,10 @@ fn disruption(out: &mut String, d: &Disruption) {
                 t
             }
         };
-        line(out, 2, &text);
+        line_raw(&mut pr.out, 2, &text);
     }
-    line(out, 1, "}");
+    pr.flush(2, d.span.end());
+    line_raw(&mut pr.out, 1, "}");
 }
 
 fn selector(t: &SelectorTerm) -> String {
@@ -243,47 +361,49 @@ fn setting(s: &Setting) -> String {
     }
 }
 
-fn node_class(out: &mut String, n: &NodeClass) {
-    let _ = writeln!(out, "node-class {} {{", word(&n.name));
+fn node_class(pr: &mut Printer, n: &NodeClass) {
+    let _ = writeln!(pr.out, "node-class {} {{", word(&n.name));
     for s in &n.body {
+        pr.flush(1, s.span.offset);
         match &s.kind {
-            NodeClassKind::AmiFamily(w) => line(out, 1, &format!("ami-family {}", word(w))),
-            NodeClassKind::Ami(t) => line(out, 1, &format!("ami {}", selector(t))),
-            NodeClassKind::Subnets(t) => line(out, 1, &format!("subnets where {}", selector(t))),
+            NodeClassKind::AmiFamily(w) => line_raw(&mut pr.out, 1, &format!("ami-family {}", word(w))),
+            NodeClassKind::Ami(t) => line_raw(&mut pr.out, 1, &format!("ami {}", selector(t))),
+            NodeClassKind::Subnets(t) => line_raw(&mut pr.out, 1, &format!("subnets where {}", selector(t))),
             NodeClassKind::SecurityGroups(t) => {
-                line(out, 1, &format!("security-groups where {}", selector(t)))
+                line_raw(&mut pr.out, 1, &format!("security-groups where {}", selector(t)))
             }
-            NodeClassKind::Role(w) => line(out, 1, &format!("role {}", quote(&w.text))),
+            NodeClassKind::Role(w) => line_raw(&mut pr.out, 1, &format!("role {}", quote(&w.text))),
             NodeClassKind::InstanceProfile(w) => {
-                line(out, 1, &format!("instance-profile {}", quote(&w.text)))
+                line_raw(&mut pr.out, 1, &format!("instance-profile {}", quote(&w.text)))
             }
-            NodeClassKind::Tag(kv) => line(out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            NodeClassKind::Tag(kv) => line_raw(&mut pr.out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
             NodeClassKind::BlockDevice(b) => {
-                line(out, 1, &format!("block-device {} {{", word(&b.device)));
+                line_raw(&mut pr.out, 1, &format!("block-device {} {{", word(&b.device)));
                 for s in &b.settings {
-                    line(out, 2, &setting(s));
+                    line_raw(&mut pr.out, 2, &setting(s));
                 }
-                line(out, 1, "}");
+                line_raw(&mut pr.out, 1, "}");
             }
             NodeClassKind::Imds(settings) => {
-                line(out, 1, "imds {");
+                line_raw(&mut pr.out, 1, "imds {");
                 for s in settings {
-                    line(out, 2, &setting(s));
+                    line_raw(&mut pr.out, 2, &setting(s));
                 }
-                line(out, 1, "}");
+                line_raw(&mut pr.out, 1, "}");
             }
-            NodeClassKind::UserData(w) => line(out, 1, &format!("user-data {}", quote(&w.text))),
+            NodeClassKind::UserData(w) => line_raw(&mut pr.out, 1, &format!("user-data {}", quote(&w.text))),
             NodeClassKind::DetailedMonitoring(w) => {
-                line(out, 1, &format!("detailed-monitoring {}", word(w)))
+                line_raw(&mut pr.out, 1, &format!("detailed-monitoring {}", word(w)))
             }
-            NodeClassKind::PublicIp(w) => line(out, 1, &format!("public-ip {}", word(w))),
+            NodeClassKind::PublicIp(w) => line_raw(&mut pr.out, 1, &format!("public-ip {}", word(w))),
             NodeClassKind::InstanceStorePolicy(w) => {
-                line(out, 1, &format!("instance-store-policy {}", word(w)))
+                line_raw(&mut pr.out, 1, &format!("instance-store-policy {}", word(w)))
             }
-            NodeClassKind::Kubelet(k) => kubelet(out, 1, k),
+            NodeClassKind::Kubelet(k) => kubelet(pr, 1, k),
         }
     }
-    out.push_str("}\n");
+    pr.flush(1, n.span.end());
+    pr.out.push_str("}\n");
 }
 
 /// A placement rule on one line.
@@ -363,6 +483,14 @@ pub fn expr(e: &Expr) -> String {
             values,
             ..
         } => {
+            if subject.scope.is_none()
+                && subject.name.text == "pool"
+                && subject.arg.is_none()
+                && *op == CmpOp::Eq
+                && values.len() == 1
+            {
+                return format!("pool {}", word(&values[0]));
+            }
             let mut s = String::new();
             match subject.scope {
                 Some(Scope::Pod) => s.push_str("pod."),

@@ -53,9 +53,14 @@ struct Cx<'a> {
     diags: Vec<Diagnostic>,
 }
 
+/// The pair's span without the separators pest's implicit whitespace leaves at its end.
 fn span(p: &Pair<'_, Rule>) -> Span {
     let s = p.as_span();
-    Span::new(s.start(), s.end() - s.start())
+    let trimmed = p
+        .as_str()
+        .trim_end_matches([' ', '\t', '\r', '\n', ';'])
+        .len();
+    Span::new(s.start(), trimmed)
 }
 
 /// Children that carry meaning (keywords dropped).
