@@ -513,3 +513,380 @@ pub fn expr(e: &Expr) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn w(s: impl Into<String>) -> Word {
+        Word::new(s)
+    }
+
+    /// Any text: bare-looking words, keywords, and strings needing quotes and escapes.
+    fn any_word() -> impl Strategy<Value = Word> {
+        prop_oneof![
+            "[a-z0-9][a-z0-9./@%*+-]{0,8}",
+            Just("in".to_string()),
+            Just("pool".to_string()),
+            Just("on".to_string()),
+            "[ -~]{0,6}",
+            "\\PC{0,4}",
+            Just("line\nbreak \"quoted\" back\\slash\t#".to_string()),
+        ]
+        .prop_map(w)
+    }
+
+    fn kv() -> impl Strategy<Value = KeyValue> {
+        (any_word(), any_word()).prop_map(|(k, v)| KeyValue {
+            key: k,
+            value: v,
+            span: Span::DUMMY,
+        })
+    }
+
+    fn subject() -> impl Strategy<Value = Subject> {
+        (
+            prop_oneof![Just(None), Just(Some(Scope::Pod)), Just(Some(Scope::Node))],
+            prop_oneof![
+                Just("namespace"),
+                Just("zone"),
+                Just("label"),
+                Just("pool"),
+                Just("karpenter.k8s.aws/instance-gpu-count"),
+                Just("owner-kind"),
+            ],
+            proptest::option::of(any_word()),
+        )
+            .prop_map(|(scope, name, arg)| Subject {
+                scope,
+                name: w(name),
+                arg,
+                span: Span::DUMMY,
+            })
+    }
+
+    fn cmp_op() -> impl Strategy<Value = CmpOp> {
+        prop_oneof![
+            Just(CmpOp::Eq),
+            Just(CmpOp::Ne),
+            Just(CmpOp::In),
+            Just(CmpOp::NotIn),
+            Just(CmpOp::Lt),
+            Just(CmpOp::Le),
+            Just(CmpOp::Gt),
+            Just(CmpOp::Ge),
+            Just(CmpOp::Exists),
+            Just(CmpOp::DoesNotExist),
+        ]
+    }
+
+    fn expr() -> impl Strategy<Value = Expr> {
+        let leaf = prop_oneof![
+            Just(ExprKind::True),
+            Just(ExprKind::False),
+            (subject(), cmp_op(), proptest::collection::vec(any_word(), 0..3)).prop_map(
+                |(subject, op, mut values)| {
+                    if op.takes_none() {
+                        values.clear();
+                    } else if !op.takes_list() {
+                        values.truncate(1);
+                        if values.is_empty() {
+                            values.push(w("x"));
+                        }
+                    }
+                    ExprKind::Cmp {
+                        subject,
+                        op,
+                        op_span: Span::DUMMY,
+                        values,
+                    }
+                }
+            ),
+        ]
+        .prop_map(|kind| Expr {
+            kind,
+            span: Span::DUMMY,
+        });
+        leaf.prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(ExprKind::And),
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(ExprKind::Or),
+                inner.prop_map(|e| ExprKind::Not(Box::new(e))),
+            ]
+            .prop_map(|kind| Expr {
+                kind,
+                span: Span::DUMMY,
+            })
+        })
+    }
+
+    fn requirement() -> impl Strategy<Value = Requirement> {
+        (
+            any_word(),
+            prop_oneof![
+                Just(ReqOp::In),
+                Just(ReqOp::NotIn),
+                Just(ReqOp::Exists),
+                Just(ReqOp::DoesNotExist),
+                Just(ReqOp::Gt),
+                Just(ReqOp::Lt)
+            ],
+            proptest::collection::vec(any_word(), 1..4),
+            proptest::option::of(any_word()),
+        )
+            .prop_map(|(key, op, mut values, min_values)| {
+                match op {
+                    ReqOp::Exists | ReqOp::DoesNotExist => values.clear(),
+                    ReqOp::Gt | ReqOp::Lt => values.truncate(1),
+                    _ => {}
+                }
+                Requirement {
+                    key,
+                    op,
+                    op_span: Span::DUMMY,
+                    values,
+                    min_values,
+                    span: Span::DUMMY,
+                }
+            })
+    }
+
+    fn kubelet_block() -> impl Strategy<Value = Kubelet> {
+        let stmt = prop_oneof![
+            any_word().prop_map(KubeletKind::MaxPods),
+            kv().prop_map(KubeletKind::KubeReserved),
+            kv().prop_map(KubeletKind::EvictionSoftGrace),
+            any_word().prop_map(KubeletKind::CpuCfsQuota),
+            proptest::collection::vec(any_word(), 0..3).prop_map(KubeletKind::ClusterDns),
+        ]
+        .prop_map(|kind| KubeletStmt {
+            kind,
+            span: Span::DUMMY,
+        });
+        proptest::collection::vec(stmt, 0..4).prop_map(|body| Kubelet {
+            body,
+            span: Span::DUMMY,
+        })
+    }
+
+    fn disruption_block() -> impl Strategy<Value = Disruption> {
+        let stmt = prop_oneof![
+            (proptest::option::of(any_word()), proptest::option::of(any_word()))
+                .prop_map(|(policy, after)| DisruptionKind::Consolidate { policy, after }),
+            any_word().prop_map(DisruptionKind::ExpireAfter),
+            (
+                any_word(),
+                proptest::option::of(any_word()),
+                proptest::option::of(any_word()),
+                proptest::collection::vec(any_word(), 0..3)
+            )
+                .prop_map(|(nodes, schedule, duration, reasons)| DisruptionKind::Budget(
+                    Budget {
+                        nodes,
+                        schedule,
+                        duration,
+                        reasons
+                    }
+                )),
+        ]
+        .prop_map(|kind| DisruptionStmt {
+            kind,
+            span: Span::DUMMY,
+        });
+        proptest::collection::vec(stmt, 0..4).prop_map(|body| Disruption {
+            body,
+            span: Span::DUMMY,
+        })
+    }
+
+    fn taint() -> impl Strategy<Value = Taint> {
+        (any_word(), proptest::option::of(any_word()), any_word()).prop_map(|(key, value, effect)| {
+            Taint {
+                key,
+                value,
+                effect,
+                span: Span::DUMMY,
+            }
+        })
+    }
+
+    fn pool() -> impl Strategy<Value = Item> {
+        let stmt = prop_oneof![
+            any_word().prop_map(PoolStmt::Weight),
+            requirement().prop_map(PoolStmt::Require),
+            kv().prop_map(PoolStmt::Limit),
+            kv().prop_map(PoolStmt::Label),
+            kv().prop_map(PoolStmt::Tag),
+            taint().prop_map(PoolStmt::Taint),
+            taint().prop_map(PoolStmt::StartupTaint),
+            any_word().prop_map(PoolStmt::NodeClass),
+            kubelet_block().prop_map(PoolStmt::Kubelet),
+            disruption_block().prop_map(PoolStmt::Disruption),
+            any_word().prop_map(|path| PoolStmt::Score(ScoreHook {
+                path,
+                span: Span::DUMMY
+            })),
+        ];
+        (any_word(), proptest::collection::vec(stmt, 0..8)).prop_map(|(name, body)| {
+            Item::Pool(Pool {
+                name,
+                body,
+                span: Span::DUMMY,
+            })
+        })
+    }
+
+    fn node_class() -> impl Strategy<Value = Item> {
+        let field = prop_oneof![
+            any_word().prop_map(SelectorField::Alias),
+            any_word().prop_map(SelectorField::Id),
+            any_word().prop_map(SelectorField::Owner),
+            kv().prop_map(SelectorField::Tag),
+        ];
+        let term = proptest::collection::vec(field, 1..3).prop_map(|fields| SelectorTerm {
+            fields,
+            span: Span::DUMMY,
+        });
+        let setting = prop_oneof![
+            Just(Setting {
+                name: w("root"),
+                value: None,
+                span: Span::DUMMY
+            }),
+            (prop_oneof![Just("size"), Just("tokens"), Just("hop-limit")], any_word()).prop_map(
+                |(n, v)| Setting {
+                    name: w(n),
+                    value: Some(v),
+                    span: Span::DUMMY
+                }
+            ),
+        ];
+        let stmt = prop_oneof![
+            term.clone().prop_map(NodeClassKind::Ami),
+            term.clone().prop_map(NodeClassKind::Subnets),
+            term.prop_map(NodeClassKind::SecurityGroups),
+            any_word().prop_map(NodeClassKind::Role),
+            any_word().prop_map(NodeClassKind::UserData),
+            kv().prop_map(NodeClassKind::Tag),
+            (any_word(), proptest::collection::vec(setting.clone(), 0..3)).prop_map(
+                |(device, settings)| NodeClassKind::BlockDevice(BlockDevice {
+                    device,
+                    settings,
+                    span: Span::DUMMY
+                })
+            ),
+            proptest::collection::vec(setting, 0..3).prop_map(NodeClassKind::Imds),
+            kubelet_block().prop_map(NodeClassKind::Kubelet),
+        ]
+        .prop_map(|kind| NodeClassStmt {
+            kind,
+            span: Span::DUMMY,
+        });
+        (any_word(), proptest::collection::vec(stmt, 0..6)).prop_map(|(name, body)| {
+            Item::NodeClass(NodeClass {
+                name,
+                body,
+                span: Span::DUMMY,
+            })
+        })
+    }
+
+    fn rule() -> impl Strategy<Value = Item> {
+        let kind = prop_oneof![
+            Just(PlacementKind::Place),
+            Just(PlacementKind::Allow),
+            Just(PlacementKind::Deny),
+            Just(PlacementKind::Prefer)
+        ];
+        let placement = (
+            kind,
+            proptest::option::of(expr()),
+            expr(),
+            proptest::option::of(expr()),
+            proptest::option::of(any_word()),
+        )
+            .prop_map(|(kind, pods, nodes, unless, weight)| {
+                Item::Placement(PlacementRule {
+                    kind,
+                    pods,
+                    nodes,
+                    unless,
+                    weight,
+                    span: Span::DUMMY,
+                })
+            });
+        let action = prop_oneof![
+            any_word().prop_map(CostAction::SetPrice),
+            any_word().prop_map(CostAction::Adjust),
+            any_word().prop_map(CostAction::Discount),
+            any_word().prop_map(CostAction::Penalize),
+            (any_word(), any::<bool>()).prop_map(|(ratio, only_when_unknown)| {
+                CostAction::SpotFromOnDemand {
+                    ratio,
+                    only_when_unknown,
+                }
+            }),
+            (any_word(), any_word()).prop_map(|(metric, max)| CostAction::Ceiling { metric, max }),
+        ];
+        let cost = (
+            action,
+            proptest::option::of(expr()),
+            proptest::option::of(any_word()),
+        )
+            .prop_map(|(action, when, weight)| {
+                Item::Cost(CostRule {
+                    action,
+                    when,
+                    weight,
+                    span: Span::DUMMY,
+                })
+            });
+        let capacity = (
+            proptest::collection::vec(kv(), 1..3),
+            proptest::option::of(expr()),
+            proptest::option::of(any_word()),
+        )
+            .prop_map(|(add, when, weight)| {
+                Item::Capacity(CapacityRule {
+                    add,
+                    when,
+                    weight,
+                    span: Span::DUMMY,
+                })
+            });
+        prop_oneof![placement, cost, capacity]
+    }
+
+    fn file() -> impl Strategy<Value = File> {
+        proptest::collection::vec(prop_oneof![pool(), node_class(), rule()], 0..5).prop_map(
+            |items| File {
+                items,
+                ..File::new("gen.policy")
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// parse(format(f)) == f up to spans, and format is idempotent.
+        #[test]
+        fn format_round_trips(f in file()) {
+            let text = format(&f);
+            let back = match crate::policy::parse("gen.policy", &text) {
+                Ok(b) => b,
+                Err(d) => return Err(TestCaseError::fail(format!("{}\n---\n{text}", d.render(100)))),
+            };
+            prop_assert_eq!(&back, &f, "\n{}", text);
+            prop_assert_eq!(format(&back), text);
+        }
+
+        /// Whatever the text, parsing and compiling return (no panic).
+        #[test]
+        fn never_panics_on_text(s in "\\PC{0,200}") {
+            if let Ok(f) = crate::policy::parse("x.policy", &s) {
+                let _ = crate::policy::compile(&[f]);
+            }
+        }
+    }
+}

@@ -65,7 +65,8 @@ fn span(p: &Pair<'_, Rule>) -> Span {
 
 /// Children that carry meaning (keywords dropped).
 fn kids<'i>(p: Pair<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
-    p.into_inner().filter(|c| !is_kw(c.as_rule()))
+    p.into_inner()
+        .filter(|c| !is_kw(c.as_rule()) && !matches!(c.as_rule(), Rule::eq | Rule::colon))
 }
 
 fn word(p: Pair<'_, Rule>) -> Word {
@@ -338,7 +339,11 @@ impl Cx<'_> {
                 span: sp,
             },
             Rule::not_expr => {
-                let inner = kids(p).next().map(|c| self.expr(c)).unwrap_or(Expr {
+                let inner = p
+                    .into_inner()
+                    .find(|c| c.as_rule() != Rule::k_not)
+                    .map(|c| self.expr(c))
+                    .unwrap_or(Expr {
                     kind: ExprKind::True,
                     span: sp,
                 });
@@ -750,6 +755,8 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::setting => "a setting",
         Rule::selector => "a selector (`alias`, `id`, `name`, `owner`, `tag`)",
         Rule::taint_value => "a taint value",
+        Rule::colon => "`:` and a taint effect (`key = value : NoSchedule`)",
+        Rule::eq => "`=`",
         r => kw_name(r).unwrap_or("a statement"),
     }
 }
@@ -811,7 +818,7 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
         .iter()
         .filter_map(|x| x.strip_prefix('`').and_then(|s| s.strip_suffix('`')))
         .collect();
-    let candidates: Vec<&str> = if kw_expected.is_empty() {
+    let candidates: Vec<&str> = if expected.contains(&"a statement") {
         STATEMENT_KEYWORDS.to_vec()
     } else {
         kw_expected
