@@ -24,9 +24,9 @@ fn generate(lines: usize) -> Vec<(String, String)> {
         n += 26;
         i += 1;
     }
-    for c in 0..10 {
+    for (c, file) in files.iter_mut().enumerate() {
         let _ = write!(
-            files[c],
+            file,
             "node-class nc{c} {{\n  ami alias al2023@latest\n  subnets where tag karpenter.sh/discovery = \"c\"\n  security-groups where tag karpenter.sh/discovery = \"c\"\n  role \"r\"\n}}\n"
         );
     }

@@ -34,10 +34,21 @@ fn malformed_policies_have_precise_diagnostics() {
     assert!(cases.len() >= 40, "only {} cases", cases.len());
     for case in cases {
         let (failed, rendered) = diagnose(&case);
-        assert!(failed, "{} compiled without errors:\n{rendered}", case.display());
+        assert!(
+            failed,
+            "{} compiled without errors:\n{rendered}",
+            case.display()
+        );
         // Every error names file:line:col and carries a hint.
-        assert!(rendered.contains("help:"), "{}: no hint:\n{rendered}", case.display());
-        let name = case.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        assert!(
+            rendered.contains("help:"),
+            "{}: no hint:\n{rendered}",
+            case.display()
+        );
+        let name = case
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         insta::assert_snapshot!(name, rendered);
     }
 }
@@ -47,8 +58,17 @@ fn good_policies_compile_to_expected_ir() {
     for path in sorted("tests/policy/good", "policy") {
         let (set, warnings) = policy::load(std::slice::from_ref(&path))
             .unwrap_or_else(|d| panic!("{}", d.render(100)));
-        assert!(warnings.is_empty(), "{}", policy::Diagnostics(warnings).render(100));
-        let name = format!("ir-{}", path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
+        assert!(
+            warnings.is_empty(),
+            "{}",
+            policy::Diagnostics(warnings).render(100)
+        );
+        let name = format!(
+            "ir-{}",
+            path.file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default()
+        );
         insta::assert_json_snapshot!(name, set);
     }
 }
@@ -58,23 +78,40 @@ fn shipped_policies_check_and_are_formatted() {
     for path in sorted("policies", "policy") {
         let (_, warnings) = policy::load(std::slice::from_ref(&path))
             .unwrap_or_else(|d| panic!("{}", d.render(100)));
-        assert!(warnings.is_empty(), "{}", policy::Diagnostics(warnings).render(100));
+        assert!(
+            warnings.is_empty(),
+            "{}",
+            policy::Diagnostics(warnings).render(100)
+        );
         let text = std::fs::read_to_string(&path).expect("read policy");
         let file = policy::parse(&path.to_string_lossy(), &text).expect("parses");
-        assert_eq!(policy::format(&file), text, "{} is not in canonical form", path.display());
+        assert_eq!(
+            policy::format(&file),
+            text,
+            "{} is not in canonical form",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn format_is_stable_and_preserves_meaning() {
-    for path in sorted("tests/policy/good", "policy").into_iter().chain(sorted("policies", "policy")) {
+    for path in sorted("tests/policy/good", "policy")
+        .into_iter()
+        .chain(sorted("policies", "policy"))
+    {
         let text = std::fs::read_to_string(&path).expect("read");
         let name = path.to_string_lossy().to_string();
         let a = policy::parse(&name, &text).expect("parses");
         let formatted = policy::format(&a);
         let b = policy::parse(&name, &formatted).unwrap_or_else(|d| panic!("{}", d.render(100)));
         assert_eq!(a, b, "{}", path.display());
-        assert_eq!(policy::format(&b), formatted, "fmt is not idempotent on {}", path.display());
+        assert_eq!(
+            policy::format(&b),
+            formatted,
+            "fmt is not idempotent on {}",
+            path.display()
+        );
         let ia = policy::compile(&[a]).expect("compiles").0;
         let ib = policy::compile(&[b]).expect("compiles").0;
         assert_eq!(ia, ib);
@@ -97,7 +134,10 @@ fn nodewright(args: &[&str]) -> (i32, String, String) {
 fn check_exit_codes_and_json() {
     let (code, _, err) = nodewright(&["check", "tests/policy/good/full.policy"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = nodewright(&["check", "tests/policy/diagnostics/15-contradiction-in.policy"]);
+    let (code, _, err) = nodewright(&[
+        "check",
+        "tests/policy/diagnostics/15-contradiction-in.policy",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("15-contradiction-in.policy:3:3"), "{err}");
     let (code, out, _) = nodewright(&[
@@ -114,14 +154,22 @@ fn check_exit_codes_and_json() {
     assert_eq!(d["severity"], "error");
     assert_eq!(d["code"], "policy::unknown-operator");
     assert_eq!(d["help"], "did you mean `in`?");
-    assert!(d["file"].as_str().is_some_and(|f| f.ends_with("12-unknown-operator.policy")));
+    assert!(
+        d["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("12-unknown-operator.policy"))
+    );
 }
 
 #[test]
 fn fmt_check_and_rewrite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("x.policy");
-    std::fs::write(&p, "pool a { weight 1; require kubernetes.io/arch in [amd64] }\n").expect("write");
+    std::fs::write(
+        &p,
+        "pool a { weight 1; require kubernetes.io/arch in [amd64] }\n",
+    )
+    .expect("write");
     let ps = p.to_string_lossy().to_string();
     let (code, out, _) = nodewright(&["fmt", "--check", &ps]);
     assert_eq!(code, 1);

@@ -96,7 +96,9 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
             .with_primary("no such node class");
             d = match did_you_mean(&nc, known.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help("define it with `node-class NAME { ... }` in any file of the set"),
+                None => {
+                    d.with_help("define it with `node-class NAME { ... }` in any file of the set")
+                }
             };
             c.diags.push(d);
         } else if !known.is_empty() {
@@ -106,7 +108,9 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
                     &source,
                     span,
                     "policy::default-node-class",
-                    format!("pool `{pool}` has no `node-class` and no node class is called `default`"),
+                    format!(
+                        "pool `{pool}` has no `node-class` and no node class is called `default`"
+                    ),
                 )
                 .with_help("add `node-class NAME` to the pool"),
             );
@@ -138,7 +142,11 @@ struct Compiler {
 
 impl Compiler {
     fn declare(&mut self, files: &[ast::File], fi: usize, name: &Word, pool: bool) {
-        let map = if pool { &mut self.pools } else { &mut self.classes };
+        let map = if pool {
+            &mut self.pools
+        } else {
+            &mut self.classes
+        };
         let what = if pool { "pool" } else { "node class" };
         let f = &files[fi];
         if let Some((first_fi, first_span)) = map.get(&name.text).copied() {
@@ -224,7 +232,12 @@ impl FileCx<'_> {
 
     fn is_dup(&self, span: Span) -> bool {
         self.c.dup_spans.iter().any(|(_, off)| *off == span.offset)
-            && self.c.pools.values().chain(self.c.classes.values()).all(|(_, s)| !s.same(&span))
+            && self
+                .c
+                .pools
+                .values()
+                .chain(self.c.classes.values())
+                .all(|(_, s)| !s.same(&span))
     }
 
     // ------------------------------------------------------------ scalars
@@ -323,8 +336,12 @@ impl FileCx<'_> {
             "true" => Some(true),
             "false" => Some(false),
             _ => {
-                self.err(w.span, "policy::malformed-bool", format!("expected `true` or `false`, not `{}`", w.text))
-                    .help = Some("write true or false".into());
+                self.err(
+                    w.span,
+                    "policy::malformed-bool",
+                    format!("expected `true` or `false`, not `{}`", w.text),
+                )
+                .help = Some("write true or false".into());
                 None
             }
         }
@@ -333,20 +350,32 @@ impl FileCx<'_> {
     /// `N%` → N, checked against `max`.
     fn percent(&mut self, w: &Word, what: &str, max: f64) -> Option<f64> {
         let Some(num) = w.text.strip_suffix('%') else {
-            self.err(w.span, "policy::malformed-percent", format!("{what} must be a percentage like `10%`, not `{}`", w.text))
-                .help = Some("add a `%`".into());
+            self.err(
+                w.span,
+                "policy::malformed-percent",
+                format!("{what} must be a percentage like `10%`, not `{}`", w.text),
+            )
+            .help = Some("add a `%`".into());
             return None;
         };
         match num.parse::<f64>() {
             Ok(v) if (0.0..=max).contains(&v) => Some(v),
             Ok(v) => {
-                self.err(w.span, "policy::percent-out-of-range", format!("{what} of {v}% is above {max}%"))
-                    .help = Some(format!("use a value between 0% and {max}%"));
+                self.err(
+                    w.span,
+                    "policy::percent-out-of-range",
+                    format!("{what} of {v}% is above {max}%"),
+                )
+                .help = Some(format!("use a value between 0% and {max}%"));
                 None
             }
             Err(_) => {
-                self.err(w.span, "policy::malformed-percent", format!("malformed percentage `{}`", w.text))
-                    .help = Some("write a number followed by `%`, such as 20%".into());
+                self.err(
+                    w.span,
+                    "policy::malformed-percent",
+                    format!("malformed percentage `{}`", w.text),
+                )
+                .help = Some("write a number followed by `%`, such as 20%".into());
                 None
             }
         }
@@ -427,7 +456,11 @@ impl FileCx<'_> {
         for s in &p.body {
             match s {
                 ast::PoolStmt::Weight(w) => {
-                    if let Some(v) = self.int::<i32>(w, "weight", "weights are whole numbers; higher is tried first") {
+                    if let Some(v) = self.int::<i32>(
+                        w,
+                        "weight",
+                        "weights are whole numbers; higher is tried first",
+                    ) {
                         self.once(&mut weight, v, w.span, "weight");
                     }
                 }
@@ -437,16 +470,21 @@ impl FileCx<'_> {
                     }
                 }
                 ast::PoolStmt::Limit(kv) => {
-                    if let Some(q) = self.quantity(&kv.value, &format!("limit on {}", kv.key.text)) {
-                        if pool.limits.insert(kv.key.text.clone(), q).is_some() {
-                            self.err(kv.span, "policy::duplicate-setting", format!("limit on `{}` is set twice", kv.key.text))
-                                .help = Some("keep one limit per resource".into());
-                        }
+                    if let Some(q) = self.quantity(&kv.value, &format!("limit on {}", kv.key.text))
+                        && pool.limits.insert(kv.key.text.clone(), q).is_some()
+                    {
+                        self.err(
+                            kv.span,
+                            "policy::duplicate-setting",
+                            format!("limit on `{}` is set twice", kv.key.text),
+                        )
+                        .help = Some("keep one limit per resource".into());
                     }
                 }
                 ast::PoolStmt::Label(kv) => {
                     if self.label_key(&kv.key) {
-                        pool.labels.insert(kv.key.text.clone(), kv.value.text.clone());
+                        pool.labels
+                            .insert(kv.key.text.clone(), kv.value.text.clone());
                     }
                 }
                 ast::PoolStmt::Tag(kv) => {
@@ -471,8 +509,12 @@ impl FileCx<'_> {
                 }
                 ast::PoolStmt::Disruption(d) => {
                     if seen_disruption {
-                        self.err(d.span, "policy::duplicate-setting", "`disruption` block given twice")
-                            .help = Some("merge the two blocks".into());
+                        self.err(
+                            d.span,
+                            "policy::duplicate-setting",
+                            "`disruption` block given twice",
+                        )
+                        .help = Some("merge the two blocks".into());
                     }
                     seen_disruption = true;
                     pool.disruption = self.disruption(d);
@@ -499,7 +541,10 @@ impl FileCx<'_> {
                     self.source,
                     *span,
                     "policy::contradiction",
-                    format!("requirements on `{}` contradict each other: no node can satisfy both", t.key),
+                    format!(
+                        "requirements on `{}` contradict each other: no node can satisfy both",
+                        t.key
+                    ),
                 )
                 .with_primary("this requirement")
                 .with_help("remove or widen one of the requirements");
@@ -537,8 +582,12 @@ impl FileCx<'_> {
         match r.op {
             ast::ReqOp::In | ast::ReqOp::NotIn => {
                 if values.is_empty() {
-                    self.err(r.op_span, "policy::empty-values", format!("`{}` needs at least one value", r.op.as_str()))
-                        .help = Some("list the values: `in [a, b]`".into());
+                    self.err(
+                        r.op_span,
+                        "policy::empty-values",
+                        format!("`{}` needs at least one value", r.op.as_str()),
+                    )
+                    .help = Some("list the values: `in [a, b]`".into());
                     ok = false;
                 }
             }
@@ -563,7 +612,11 @@ impl FileCx<'_> {
         }
         let mut min_values = None;
         if let Some(m) = &r.min_values {
-            match self.int::<u32>(m, "min", "min is the number of distinct values the instance types must span") {
+            match self.int::<u32>(
+                m,
+                "min",
+                "min is the number of distinct values the instance types must span",
+            ) {
                 Some(n) => {
                     if r.op == ast::ReqOp::In && (n as usize) > values.len() {
                         let d = Diagnostic::error(
@@ -571,10 +624,16 @@ impl FileCx<'_> {
                             self.source,
                             m.span,
                             "policy::min-values-too-large",
-                            format!("`min {n}` asks for more values than the {} listed", values.len()),
+                            format!(
+                                "`min {n}` asks for more values than the {} listed",
+                                values.len()
+                            ),
                         )
                         .with_primary("too many")
-                        .with_help(format!("list at least {n} values or lower `min` to at most {}", values.len()));
+                        .with_help(format!(
+                            "list at least {n} values or lower `min` to at most {}",
+                            values.len()
+                        ));
                         self.push(d);
                         ok = false;
                     }
@@ -600,8 +659,12 @@ impl FileCx<'_> {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "the effect is NoSchedule, PreferNoSchedule or NoExecute".to_string(),
             };
-            self.err(t.effect.span, "policy::unknown-taint-effect", format!("unknown taint effect `{}`", t.effect.text))
-                .help = Some(help);
+            self.err(
+                t.effect.span,
+                "policy::unknown-taint-effect",
+                format!("unknown taint effect `{}`", t.effect.text),
+            )
+            .help = Some(help);
         }
         Some(ir::Taint {
             key: t.key.text.clone(),
@@ -614,9 +677,12 @@ impl FileCx<'_> {
         let mut c = ir::KubeletConfig::default();
         for s in &k.body {
             match &s.kind {
-                ast::KubeletKind::MaxPods(w) => c.max_pods = self.int(w, "max-pods", "max-pods is a whole number of pods"),
+                ast::KubeletKind::MaxPods(w) => {
+                    c.max_pods = self.int(w, "max-pods", "max-pods is a whole number of pods")
+                }
                 ast::KubeletKind::PodsPerCore(w) => {
-                    c.pods_per_core = self.int(w, "pods-per-core", "pods-per-core is a whole number")
+                    c.pods_per_core =
+                        self.int(w, "pods-per-core", "pods-per-core is a whole number")
                 }
                 ast::KubeletKind::KubeReserved(kv) => {
                     if let Some(q) = self.quantity(&kv.value, "kube-reserved") {
@@ -651,8 +717,7 @@ impl FileCx<'_> {
                         self.int(w, "eviction-max-pod-grace-period", "a number of seconds")
                 }
                 ast::KubeletKind::ImageGcHigh(w) => {
-                    c.image_gc_high_threshold_percent =
-                        self.percent_or_int(w, "image-gc-high")
+                    c.image_gc_high_threshold_percent = self.percent_or_int(w, "image-gc-high")
                 }
                 ast::KubeletKind::ImageGcLow(w) => {
                     c.image_gc_low_threshold_percent = self.percent_or_int(w, "image-gc-low")
@@ -663,11 +728,17 @@ impl FileCx<'_> {
                 }
             }
         }
-        if let (Some(h), Some(l)) = (c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent)
-            && l >= h
+        if let (Some(h), Some(l)) = (
+            c.image_gc_high_threshold_percent,
+            c.image_gc_low_threshold_percent,
+        ) && l >= h
         {
-            self.err(k.span, "policy::image-gc", format!("image-gc-low ({l}%) must be below image-gc-high ({h}%)"))
-                .help = Some("lower image-gc-low or raise image-gc-high".into());
+            self.err(
+                k.span,
+                "policy::image-gc",
+                format!("image-gc-low ({l}%) must be below image-gc-high ({h}%)"),
+            )
+            .help = Some("lower image-gc-low or raise image-gc-high".into());
         }
         c
     }
@@ -679,8 +750,12 @@ impl FileCx<'_> {
             let v: Option<u32> = self.int(w, what, "a percentage from 0 to 100");
             match v {
                 Some(v) if v > 100 => {
-                    self.err(w.span, "policy::percent-out-of-range", format!("{what} of {v}% is above 100%"))
-                        .help = Some("use a value between 0 and 100".into());
+                    self.err(
+                        w.span,
+                        "policy::percent-out-of-range",
+                        format!("{what} of {v}% is above 100%"),
+                    )
+                    .help = Some("use a value between 0 and 100".into());
                     None
                 }
                 v => v.map(f64::from),
@@ -697,18 +772,31 @@ impl FileCx<'_> {
                 ast::DisruptionKind::Consolidate { policy, after } => {
                     if let Some(p) = policy {
                         match p.text.as_str() {
-                            "when-empty" => out.consolidation_policy = ir::ConsolidationPolicy::WhenEmpty,
+                            "when-empty" => {
+                                out.consolidation_policy = ir::ConsolidationPolicy::WhenEmpty
+                            }
                             "when-empty-or-underutilized" | "when-underutilized" => {
-                                out.consolidation_policy = ir::ConsolidationPolicy::WhenEmptyOrUnderutilized
+                                out.consolidation_policy =
+                                    ir::ConsolidationPolicy::WhenEmptyOrUnderutilized
                             }
                             other => {
-                                let opts = ["when-empty", "when-empty-or-underutilized", "when-underutilized"];
+                                let opts = [
+                                    "when-empty",
+                                    "when-empty-or-underutilized",
+                                    "when-underutilized",
+                                ];
                                 let help = match did_you_mean(other, opts) {
                                     Some(s) => format!("did you mean `{s}`?"),
-                                    None => "write `when-empty` or `when-empty-or-underutilized`".into(),
+                                    None => {
+                                        "write `when-empty` or `when-empty-or-underutilized`".into()
+                                    }
                                 };
-                                self.err(p.span, "policy::unknown-consolidation-policy", format!("unknown consolidation policy `{other}`"))
-                                    .help = Some(help);
+                                self.err(
+                                    p.span,
+                                    "policy::unknown-consolidation-policy",
+                                    format!("unknown consolidation policy `{other}`"),
+                                )
+                                .help = Some(help);
                             }
                         }
                     }
@@ -731,10 +819,17 @@ impl FileCx<'_> {
                         self.percent(&b.nodes, "budget", 100.0)
                             .map(|p| ir::BudgetNodes::Percent(p.round() as u8))
                     } else {
-                        self.int::<u32>(&b.nodes, "budget", "a budget is a node count like 5 or a percentage like 10%")
-                            .map(ir::BudgetNodes::Count)
+                        self.int::<u32>(
+                            &b.nodes,
+                            "budget",
+                            "a budget is a node count like 5 or a percentage like 10%",
+                        )
+                        .map(ir::BudgetNodes::Count)
                     };
-                    let duration = b.duration.as_ref().and_then(|w| self.duration(w, "budget duration"));
+                    let duration = b
+                        .duration
+                        .as_ref()
+                        .and_then(|w| self.duration(w, "budget duration"));
                     if let Some(s) = &b.schedule {
                         let fields = s.text.split_whitespace().count();
                         if fields != 5 && !s.text.starts_with('@') {
@@ -742,23 +837,37 @@ impl FileCx<'_> {
                                 .help = Some("write minute hour day-of-month month day-of-week, e.g. \"0 9 * * mon-fri\"".into());
                         }
                         if b.duration.is_none() {
-                            self.err(s.span, "policy::schedule-without-duration", "a budget with a schedule needs a duration")
-                                .help = Some("add `duration 8h` (how long the window stays open)".into());
+                            self.err(
+                                s.span,
+                                "policy::schedule-without-duration",
+                                "a budget with a schedule needs a duration",
+                            )
+                            .help =
+                                Some("add `duration 8h` (how long the window stays open)".into());
                         }
                     }
                     let mut reasons = Vec::new();
                     for r in &b.reasons {
                         match r.text.as_str() {
-                            "underutilized" | "Underutilized" => reasons.push(ir::DisruptionReason::Underutilized),
+                            "underutilized" | "Underutilized" => {
+                                reasons.push(ir::DisruptionReason::Underutilized)
+                            }
                             "empty" | "Empty" => reasons.push(ir::DisruptionReason::Empty),
                             "drifted" | "Drifted" => reasons.push(ir::DisruptionReason::Drifted),
                             other => {
-                                let help = match did_you_mean(&other.to_lowercase(), DISRUPTION_REASONS.iter().copied()) {
+                                let help = match did_you_mean(
+                                    &other.to_lowercase(),
+                                    DISRUPTION_REASONS.iter().copied(),
+                                ) {
                                     Some(s) => format!("did you mean `{s}`?"),
                                     None => "reasons are underutilized, empty and drifted".into(),
                                 };
-                                self.err(r.span, "policy::unknown-reason", format!("unknown disruption reason `{other}`"))
-                                    .help = Some(help);
+                                self.err(
+                                    r.span,
+                                    "policy::unknown-reason",
+                                    format!("unknown disruption reason `{other}`"),
+                                )
+                                .help = Some(help);
                             }
                         }
                     }
@@ -773,7 +882,10 @@ impl FileCx<'_> {
                 }
             }
         }
-        if d.body.iter().any(|s| matches!(s.kind, ast::DisruptionKind::Budget(_))) {
+        if d.body
+            .iter()
+            .any(|s| matches!(s.kind, ast::DisruptionKind::Budget(_)))
+        {
             out.budgets = budgets;
         }
         out
@@ -788,7 +900,11 @@ impl FileCx<'_> {
                 self.source,
                 s.path.span,
                 "policy::missing-script",
-                format!("script `{}` not found (looked at {})", s.path.text, path.display()),
+                format!(
+                    "script `{}` not found (looked at {})",
+                    s.path.text,
+                    path.display()
+                ),
             )
             .with_primary("no such file")
             .with_help("script paths are resolved relative to the folder of the policy file");
@@ -817,14 +933,25 @@ impl FileCx<'_> {
         for s in &n.body {
             match &s.kind {
                 ast::NodeClassKind::AmiFamily(w) => {
-                    let fams = ["AL2", "AL2023", "Bottlerocket", "Windows2019", "Windows2022", "Custom"];
+                    let fams = [
+                        "AL2",
+                        "AL2023",
+                        "Bottlerocket",
+                        "Windows2019",
+                        "Windows2022",
+                        "Custom",
+                    ];
                     if !fams.contains(&w.text.as_str()) {
                         let help = match did_you_mean(&w.text, fams) {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!("AMI families are {}", fams.join(", ")),
                         };
-                        self.err(w.span, "policy::unknown-ami-family", format!("unknown AMI family `{}`", w.text))
-                            .help = Some(help);
+                        self.err(
+                            w.span,
+                            "policy::unknown-ami-family",
+                            format!("unknown AMI family `{}`", w.text),
+                        )
+                        .help = Some(help);
                     }
                     nc.ami_family = Some(w.text.clone());
                 }
@@ -834,8 +961,12 @@ impl FileCx<'_> {
                         match f {
                             ast::SelectorField::Alias(w) => {
                                 if !w.text.contains('@') {
-                                    self.err(w.span, "policy::malformed-alias", format!("AMI alias `{}` has no version", w.text))
-                                        .help = Some("write family@version, e.g. al2023@latest".into());
+                                    self.err(
+                                        w.span,
+                                        "policy::malformed-alias",
+                                        format!("AMI alias `{}` has no version", w.text),
+                                    )
+                                    .help = Some("write family@version, e.g. al2023@latest".into());
                                 }
                                 term.alias = Some(w.text.clone())
                             }
@@ -859,8 +990,15 @@ impl FileCx<'_> {
                                 term.tags.insert(kv.key.text.clone(), kv.value.text.clone());
                             }
                             ast::SelectorField::Alias(w) | ast::SelectorField::Owner(w) => {
-                                self.err(w.span, "policy::bad-selector", "`alias` and `owner` select AMIs only")
-                                    .help = Some("select subnets and security groups by `id`, `name` or `tag`".into());
+                                self.err(
+                                    w.span,
+                                    "policy::bad-selector",
+                                    "`alias` and `owner` select AMIs only",
+                                )
+                                .help = Some(
+                                    "select subnets and security groups by `id`, `name` or `tag`"
+                                        .into(),
+                                );
                             }
                         }
                     }
@@ -884,12 +1022,18 @@ impl FileCx<'_> {
                 }
                 ast::NodeClassKind::Imds(settings) => self.imds(settings, &mut nc.metadata_options),
                 ast::NodeClassKind::UserData(w) => nc.user_data = Some(w.text.clone()),
-                ast::NodeClassKind::DetailedMonitoring(w) => nc.detailed_monitoring = self.boolean(w),
+                ast::NodeClassKind::DetailedMonitoring(w) => {
+                    nc.detailed_monitoring = self.boolean(w)
+                }
                 ast::NodeClassKind::PublicIp(w) => nc.associate_public_ip_address = self.boolean(w),
                 ast::NodeClassKind::InstanceStorePolicy(w) => {
                     if w.text != "RAID0" {
-                        self.err(w.span, "policy::unknown-instance-store-policy", format!("unknown instance-store policy `{}`", w.text))
-                            .help = Some("the only policy is RAID0".into());
+                        self.err(
+                            w.span,
+                            "policy::unknown-instance-store-policy",
+                            format!("unknown instance-store policy `{}`", w.text),
+                        )
+                        .help = Some("the only policy is RAID0".into());
                     }
                     nc.instance_store_policy = Some(w.text.clone());
                 }
@@ -905,7 +1049,10 @@ impl FileCx<'_> {
                 self.source,
                 *ps,
                 "policy::role-and-profile",
-                format!("node class `{}` sets both a role and an instance profile", n.name.text),
+                format!(
+                    "node class `{}` sets both a role and an instance profile",
+                    n.name.text
+                ),
             )
             .with_label(*rs, "role set here")
             .with_help("set exactly one: Karpenter creates the instance profile from the role");
@@ -922,17 +1069,29 @@ impl FileCx<'_> {
             ..Default::default()
         };
         const KEYS: &[&str] = &[
-            "root", "size", "type", "iops", "throughput", "encrypted", "kms-key",
-            "delete-on-termination", "snapshot",
+            "root",
+            "size",
+            "type",
+            "iops",
+            "throughput",
+            "encrypted",
+            "kms-key",
+            "delete-on-termination",
+            "snapshot",
         ];
         for s in &b.settings {
-            let v = s.value.clone().unwrap_or_else(|| Word { text: String::new(), span: s.span });
+            let v = s.value.clone().unwrap_or_else(|| Word {
+                text: String::new(),
+                span: s.span,
+            });
             match s.name.text.as_str() {
                 "root" => m.root_volume = true,
                 "size" => m.volume_size = self.quantity(&v, "volume size"),
                 "type" => m.volume_type = Some(v.text.clone()),
                 "iops" => m.iops = self.int(&v, "iops", "IOPS is a whole number"),
-                "throughput" => m.throughput = self.int(&v, "throughput", "MiB/s as a whole number"),
+                "throughput" => {
+                    m.throughput = self.int(&v, "throughput", "MiB/s as a whole number")
+                }
                 "encrypted" => m.encrypted = self.boolean(&v),
                 "kms-key" => m.kms_key_id = Some(v.text.clone()),
                 "delete-on-termination" => m.delete_on_termination = self.boolean(&v),
@@ -946,13 +1105,20 @@ impl FileCx<'_> {
     fn imds(&mut self, settings: &[ast::Setting], m: &mut ir::MetadataOptions) {
         const KEYS: &[&str] = &["tokens", "endpoint", "hop-limit", "ipv6"];
         for s in settings {
-            let v = s.value.clone().unwrap_or_else(|| Word { text: String::new(), span: s.span });
+            let v = s.value.clone().unwrap_or_else(|| Word {
+                text: String::new(),
+                span: s.span,
+            });
             let choice = |cx: &mut Self, opts: &[&str]| -> Option<String> {
                 if opts.contains(&v.text.as_str()) {
                     Some(v.text.clone())
                 } else {
-                    cx.err(v.span, "policy::bad-imds", format!("`{}` is not valid for imds {}", v.text, s.name.text))
-                        .help = Some(format!("use one of: {}", opts.join(", ")));
+                    cx.err(
+                        v.span,
+                        "policy::bad-imds",
+                        format!("`{}` is not valid for imds {}", v.text, s.name.text),
+                    )
+                    .help = Some(format!("use one of: {}", opts.join(", ")));
                     None
                 }
             };
@@ -987,8 +1153,12 @@ impl FileCx<'_> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("{block} settings are {}", keys.join(", ")),
         };
-        self.err(span, "policy::unknown-setting", format!("unknown {block} setting `{name}`"))
-            .help = Some(help);
+        self.err(
+            span,
+            "policy::unknown-setting",
+            format!("unknown {block} setting `{name}`"),
+        )
+        .help = Some(help);
     }
 
     // ------------------------------------------------------------ conditions
@@ -1021,12 +1191,22 @@ impl FileCx<'_> {
                         .help = Some("e.g. `zone in [us-east-1a]`, `namespace == \"batch\"`, `label(\"gpu\") exists`".into());
                     return None;
                 }
-                if matches!(op, ast::CmpOp::Lt | ast::CmpOp::Le | ast::CmpOp::Gt | ast::CmpOp::Ge)
-                    && let Some(v) = values.first()
+                if matches!(
+                    op,
+                    ast::CmpOp::Lt | ast::CmpOp::Le | ast::CmpOp::Gt | ast::CmpOp::Ge
+                ) && let Some(v) = values.first()
                     && v.text.parse::<f64>().is_err()
                 {
-                    self.err(v.span, "policy::non-numeric-bound", format!("`{}` compares numbers, but `{}` is not a number", op.as_str(), v.text))
-                        .help = Some("use `==` or `in` for text".into());
+                    self.err(
+                        v.span,
+                        "policy::non-numeric-bound",
+                        format!(
+                            "`{}` compares numbers, but `{}` is not a number",
+                            op.as_str(),
+                            v.text
+                        ),
+                    )
+                    .help = Some("use `==` or `in` for text".into());
                     return None;
                 }
                 if subj == ir::Subject::NodeLabel(labels::NODEPOOL.into()) {
@@ -1068,8 +1248,12 @@ impl FileCx<'_> {
             Some(s) => format!("did you mean `{s}`?"),
             None => "define the pool with `pool NAME { ... }` in any file of the set".to_string(),
         };
-        self.err(v.span, "policy::unknown-pool", format!("unknown pool `{}`", v.text))
-            .help = Some(help);
+        self.err(
+            v.span,
+            "policy::unknown-pool",
+            format!("unknown pool `{}`", v.text),
+        )
+        .help = Some(help);
     }
 
     fn subject(&mut self, s: &ast::Subject, side: Side) -> Option<ir::Subject> {
@@ -1083,8 +1267,18 @@ impl FileCx<'_> {
                 Side::Pod => ("pod", "node"),
                 Side::Node => ("node", "pod"),
             };
-            self.err(s.span, "policy::wrong-side", format!("this clause is about the {want}, but `{got}.{}` reads the {got}", s.name.text))
-                .help = Some("pod conditions go after `pods where` or `unless`; node conditions after `on`".into());
+            self.err(
+                s.span,
+                "policy::wrong-side",
+                format!(
+                    "this clause is about the {want}, but `{got}.{}` reads the {got}",
+                    s.name.text
+                ),
+            )
+            .help = Some(
+                "pod conditions go after `pods where` or `unless`; node conditions after `on`"
+                    .into(),
+            );
             return None;
         }
         let name = s.name.text.as_str();
@@ -1092,15 +1286,23 @@ impl FileCx<'_> {
             match &s.arg {
                 Some(a) => Some(a.text.clone()),
                 None => {
-                    cx.err(s.span, "policy::label-needs-key", "`label` needs a key: `label(\"team\")`")
-                        .help = Some("write label(\"KEY\")".into());
+                    cx.err(
+                        s.span,
+                        "policy::label-needs-key",
+                        "`label` needs a key: `label(\"team\")`",
+                    )
+                    .help = Some("write label(\"KEY\")".into());
                     None
                 }
             }
         };
         if s.arg.is_some() && name != "label" {
-            self.err(s.span, "policy::unexpected-argument", format!("`{name}` takes no argument"))
-                .help = Some("only `label(\"KEY\")` takes an argument".into());
+            self.err(
+                s.span,
+                "policy::unexpected-argument",
+                format!("`{name}` takes no argument"),
+            )
+            .help = Some("only `label(\"KEY\")` takes an argument".into());
             return None;
         }
         match side {
@@ -1120,8 +1322,12 @@ impl FileCx<'_> {
                         }
                         None => format!("pod attributes are {}", POD_ATTRS.join(", ")),
                     };
-                    self.err(s.name.span, "policy::unknown-attribute", format!("unknown pod attribute `{other}`"))
-                        .help = Some(help);
+                    self.err(
+                        s.name.span,
+                        "policy::unknown-attribute",
+                        format!("unknown pod attribute `{other}`"),
+                    )
+                    .help = Some(help);
                     return None;
                 }
             }),
@@ -1152,8 +1358,12 @@ impl FileCx<'_> {
                     }
                     None => "use a short name such as zone, capacity-type, instance-family, or a full label key".into(),
                 };
-                self.err(s.name.span, "policy::unknown-attribute", format!("unknown node attribute `{name}`"))
-                    .help = Some(help);
+                self.err(
+                    s.name.span,
+                    "policy::unknown-attribute",
+                    format!("unknown node attribute `{name}`"),
+                )
+                .help = Some(help);
                 None
             }
         }
@@ -1162,10 +1372,7 @@ impl FileCx<'_> {
     // ------------------------------------------------------------ rules
 
     fn placement(&mut self, r: &ast::PlacementRule) -> Option<ir::PlacementRule> {
-        let pods = match &r.pods {
-            Some(p) => Some(self.cond(p, Side::Pod)),
-            None => None,
-        };
+        let pods = r.pods.as_ref().map(|p| self.cond(p, Side::Pod));
         let nodes = self.cond(&r.nodes, Side::Node);
         let unless = r.unless.as_ref().map(|u| self.cond(u, Side::Pod));
         let weight = match &r.weight {
@@ -1173,16 +1380,24 @@ impl FileCx<'_> {
                 match self.int::<i32>(w, "weight", "a preference weight is 1 to 100") {
                     Some(v) if (1..=100).contains(&v) => Some(Some(v)),
                     Some(v) => {
-                        self.err(w.span, "policy::weight-out-of-range", format!("preference weight {v} is outside 1..=100"))
-                            .help = Some("use a weight from 1 (weak) to 100 (strong)".into());
+                        self.err(
+                            w.span,
+                            "policy::weight-out-of-range",
+                            format!("preference weight {v} is outside 1..=100"),
+                        )
+                        .help = Some("use a weight from 1 (weak) to 100 (strong)".into());
                         None
                     }
                     None => None,
                 }
             }
             Some(w) => {
-                self.err(w.span, "policy::unexpected-weight", format!("`{}` rules take no weight", r.kind.as_str()))
-                    .help = Some("only `prefer` rules are weighted".into());
+                self.err(
+                    w.span,
+                    "policy::unexpected-weight",
+                    format!("`{}` rules take no weight", r.kind.as_str()),
+                )
+                .help = Some("only `prefer` rules are weighted".into());
                 None
             }
             None => Some(None),
@@ -1206,7 +1421,9 @@ impl FileCx<'_> {
         let (kind, pods) = match r.kind {
             ast::PlacementKind::Place => (ir::PlacementKind::Require, matched),
             ast::PlacementKind::Deny => (ir::PlacementKind::Deny, matched),
-            ast::PlacementKind::Allow => (ir::PlacementKind::Deny, ir::Cond::Not(Box::new(matched))),
+            ast::PlacementKind::Allow => {
+                (ir::PlacementKind::Deny, ir::Cond::Not(Box::new(matched)))
+            }
             ast::PlacementKind::Prefer => (
                 ir::PlacementKind::Prefer {
                     weight: weight.unwrap_or(50),
@@ -1224,7 +1441,11 @@ impl FileCx<'_> {
 
     fn rule_weight(&mut self, w: &Option<Word>) -> Option<i32> {
         match w {
-            Some(w) => self.int(w, "weight", "rule weights are whole numbers; heavier rules apply last"),
+            Some(w) => self.int(
+                w,
+                "weight",
+                "rule weights are whole numbers; heavier rules apply last",
+            ),
             None => Some(i32::MIN),
         }
     }
@@ -1239,8 +1460,12 @@ impl FileCx<'_> {
             ast::CostAction::SetPrice(w) => {
                 let p = self.float(w, "price")?;
                 if p < 0.0 {
-                    self.err(w.span, "policy::negative-price", format!("price {p} is negative"))
-                        .help = Some("prices are dollars per hour, zero or more".into());
+                    self.err(
+                        w.span,
+                        "policy::negative-price",
+                        format!("price {p} is negative"),
+                    )
+                    .help = Some("prices are dollars per hour, zero or more".into());
                     return None;
                 }
                 ir::CostAction::SetPrice(p)
@@ -1248,10 +1473,20 @@ impl FileCx<'_> {
             ast::CostAction::Adjust(w) => {
                 if w.text.ends_with('%') {
                     let num = w.text.trim_end_matches('%');
-                    let v = self.float(&Word { text: num.to_string(), span: w.span }, "adjustment")?;
+                    let v = self.float(
+                        &Word {
+                            text: num.to_string(),
+                            span: w.span,
+                        },
+                        "adjustment",
+                    )?;
                     if v < -100.0 {
-                        self.err(w.span, "policy::percent-out-of-range", format!("adjustment of {v}% would make prices negative"))
-                            .help = Some("a percentage adjustment must be at least -100%".into());
+                        self.err(
+                            w.span,
+                            "policy::percent-out-of-range",
+                            format!("adjustment of {v}% would make prices negative"),
+                        )
+                        .help = Some("a percentage adjustment must be at least -100%".into());
                         return None;
                     }
                     ir::CostAction::Scale(1.0 + v / 100.0)
@@ -1271,8 +1506,12 @@ impl FileCx<'_> {
             } => {
                 let v = self.float(ratio, "spot ratio")?;
                 if v <= 0.0 {
-                    self.err(ratio.span, "policy::bad-ratio", format!("spot ratio {v} must be above zero"))
-                        .help = Some("spot usually costs 0.3 to 0.7 of on-demand".into());
+                    self.err(
+                        ratio.span,
+                        "policy::bad-ratio",
+                        format!("spot ratio {v} must be above zero"),
+                    )
+                    .help = Some("spot usually costs 0.3 to 0.7 of on-demand".into());
                     return None;
                 }
                 ir::CostAction::SpotFromOnDemand {
@@ -1291,15 +1530,23 @@ impl FileCx<'_> {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => "ceilings are on price, price-per-vcpu or price-per-gib".into(),
                         };
-                        self.err(metric.span, "policy::unknown-metric", format!("unknown ceiling metric `{other}`"))
-                            .help = Some(help);
+                        self.err(
+                            metric.span,
+                            "policy::unknown-metric",
+                            format!("unknown ceiling metric `{other}`"),
+                        )
+                        .help = Some(help);
                         return None;
                     }
                 };
                 let v = self.float(max, "ceiling")?;
                 if v < 0.0 {
-                    self.err(max.span, "policy::negative-price", format!("ceiling {v} is negative"))
-                        .help = Some("ceilings are dollars, zero or more".into());
+                    self.err(
+                        max.span,
+                        "policy::negative-price",
+                        format!("ceiling {v} is negative"),
+                    )
+                    .help = Some("ceilings are dollars, zero or more".into());
                     return None;
                 }
                 ir::CostAction::Ceiling { metric: m, max: v }

@@ -100,14 +100,17 @@ fn comments(source: &str) -> Vec<(usize, String, bool)> {
         match c {
             '"' => in_str = true,
             '#' => {
-                let end = source[i..].find('\n').map(|n| i + n).unwrap_or(source.len());
+                let end = source[i..]
+                    .find('\n')
+                    .map(|n| i + n)
+                    .unwrap_or(source.len());
                 let after = &source[end..];
                 let next_token = after
                     .find(|c: char| !c.is_whitespace())
                     .unwrap_or(after.len());
                 let blank = next_token > 0 && after[..next_token].matches('\n').count() >= 2;
                 out.push((i, source[i..end].trim_end().to_string(), blank));
-                while let Some((j, _)) = iter.next() {
+                for (j, _) in iter.by_ref() {
                     if j + 1 >= end {
                         break;
                     }
@@ -138,7 +141,10 @@ fn word_str(t: &str) -> String {
 
 fn is_keyword(t: &str) -> bool {
     super::parse::STATEMENT_KEYWORDS.contains(&t)
-        || matches!(t, "not" | "and" | "or" | "pods" | "instance" | "after" | "root")
+        || matches!(
+            t,
+            "not" | "and" | "or" | "pods" | "instance" | "after" | "root"
+        )
 }
 
 /// A double-quoted string with the escapes the parser undoes.
@@ -209,15 +215,33 @@ fn pool(pr: &mut Printer, p: &Pool) {
         match s {
             PoolStmt::Weight(w) => line_raw(&mut pr.out, 1, &format!("weight {}", word(w))),
             PoolStmt::Require(r) => line_raw(&mut pr.out, 1, &requirement(r)),
-            PoolStmt::Limit(kv) => line_raw(&mut pr.out, 1, &format!("limit {} {}", word(&kv.key), word(&kv.value))),
-            PoolStmt::Label(kv) => line_raw(&mut pr.out, 1, &format!("label {} = {}", word(&kv.key), quote(&kv.value.text))),
-            PoolStmt::Tag(kv) => line_raw(&mut pr.out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            PoolStmt::Limit(kv) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("limit {} {}", word(&kv.key), word(&kv.value)),
+            ),
+            PoolStmt::Label(kv) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("label {} = {}", word(&kv.key), quote(&kv.value.text)),
+            ),
+            PoolStmt::Tag(kv) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text)),
+            ),
             PoolStmt::Taint(t) => line_raw(&mut pr.out, 1, &format!("taint {}", taint(t))),
-            PoolStmt::StartupTaint(t) => line_raw(&mut pr.out, 1, &format!("startup-taint {}", taint(t))),
+            PoolStmt::StartupTaint(t) => {
+                line_raw(&mut pr.out, 1, &format!("startup-taint {}", taint(t)))
+            }
             PoolStmt::NodeClass(n) => line_raw(&mut pr.out, 1, &format!("node-class {}", word(n))),
             PoolStmt::Kubelet(k) => kubelet(pr, 1, k),
             PoolStmt::Disruption(d) => disruption(pr, d),
-            PoolStmt::Score(s) => line_raw(&mut pr.out, 1, &format!("score with {}", quote(&s.path.text))),
+            PoolStmt::Score(s) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("score with {}", quote(&s.path.text)),
+            ),
         }
     }
     pr.flush(1, p.span.end());
@@ -277,7 +301,8 @@ fn kubelet(pr: &mut Printer, depth: usize, k: &Kubelet) {
     line_raw(&mut pr.out, depth, "kubelet {");
     for s in &k.body {
         pr.flush(depth + 1, s.span.offset);
-        let kv2 = |name: &str, kv: &KeyValue| format!("{name} {} {}", word(&kv.key), word(&kv.value));
+        let kv2 =
+            |name: &str, kv: &KeyValue| format!("{name} {} {}", word(&kv.key), word(&kv.value));
         let text = match &s.kind {
             KubeletKind::MaxPods(w) => format!("max-pods {}", word(w)),
             KubeletKind::PodsPerCore(w) => format!("pods-per-core {}", word(w)),
@@ -366,19 +391,35 @@ fn node_class(pr: &mut Printer, n: &NodeClass) {
     for s in &n.body {
         pr.flush(1, s.span.offset);
         match &s.kind {
-            NodeClassKind::AmiFamily(w) => line_raw(&mut pr.out, 1, &format!("ami-family {}", word(w))),
+            NodeClassKind::AmiFamily(w) => {
+                line_raw(&mut pr.out, 1, &format!("ami-family {}", word(w)))
+            }
             NodeClassKind::Ami(t) => line_raw(&mut pr.out, 1, &format!("ami {}", selector(t))),
-            NodeClassKind::Subnets(t) => line_raw(&mut pr.out, 1, &format!("subnets where {}", selector(t))),
-            NodeClassKind::SecurityGroups(t) => {
-                line_raw(&mut pr.out, 1, &format!("security-groups where {}", selector(t)))
+            NodeClassKind::Subnets(t) => {
+                line_raw(&mut pr.out, 1, &format!("subnets where {}", selector(t)))
             }
+            NodeClassKind::SecurityGroups(t) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("security-groups where {}", selector(t)),
+            ),
             NodeClassKind::Role(w) => line_raw(&mut pr.out, 1, &format!("role {}", quote(&w.text))),
-            NodeClassKind::InstanceProfile(w) => {
-                line_raw(&mut pr.out, 1, &format!("instance-profile {}", quote(&w.text)))
-            }
-            NodeClassKind::Tag(kv) => line_raw(&mut pr.out, 1, &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text))),
+            NodeClassKind::InstanceProfile(w) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("instance-profile {}", quote(&w.text)),
+            ),
+            NodeClassKind::Tag(kv) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("tag {} = {}", word(&kv.key), quote(&kv.value.text)),
+            ),
             NodeClassKind::BlockDevice(b) => {
-                line_raw(&mut pr.out, 1, &format!("block-device {} {{", word(&b.device)));
+                line_raw(
+                    &mut pr.out,
+                    1,
+                    &format!("block-device {} {{", word(&b.device)),
+                );
                 for s in &b.settings {
                     line_raw(&mut pr.out, 2, &setting(s));
                 }
@@ -391,14 +432,20 @@ fn node_class(pr: &mut Printer, n: &NodeClass) {
                 }
                 line_raw(&mut pr.out, 1, "}");
             }
-            NodeClassKind::UserData(w) => line_raw(&mut pr.out, 1, &format!("user-data {}", quote(&w.text))),
+            NodeClassKind::UserData(w) => {
+                line_raw(&mut pr.out, 1, &format!("user-data {}", quote(&w.text)))
+            }
             NodeClassKind::DetailedMonitoring(w) => {
                 line_raw(&mut pr.out, 1, &format!("detailed-monitoring {}", word(w)))
             }
-            NodeClassKind::PublicIp(w) => line_raw(&mut pr.out, 1, &format!("public-ip {}", word(w))),
-            NodeClassKind::InstanceStorePolicy(w) => {
-                line_raw(&mut pr.out, 1, &format!("instance-store-policy {}", word(w)))
+            NodeClassKind::PublicIp(w) => {
+                line_raw(&mut pr.out, 1, &format!("public-ip {}", word(w)))
             }
+            NodeClassKind::InstanceStorePolicy(w) => line_raw(
+                &mut pr.out,
+                1,
+                &format!("instance-store-policy {}", word(w)),
+            ),
             NodeClassKind::Kubelet(k) => kubelet(pr, 1, k),
         }
     }
@@ -585,8 +632,12 @@ mod tests {
         let leaf = prop_oneof![
             Just(ExprKind::True),
             Just(ExprKind::False),
-            (subject(), cmp_op(), proptest::collection::vec(any_word(), 0..3)).prop_map(
-                |(subject, op, mut values)| {
+            (
+                subject(),
+                cmp_op(),
+                proptest::collection::vec(any_word(), 0..3)
+            )
+                .prop_map(|(subject, op, mut values)| {
                     if op.takes_none() {
                         values.clear();
                     } else if !op.takes_list() {
@@ -601,8 +652,7 @@ mod tests {
                         op_span: Span::DUMMY,
                         values,
                     }
-                }
-            ),
+                }),
         ]
         .prop_map(|kind| Expr {
             kind,
@@ -672,7 +722,10 @@ mod tests {
 
     fn disruption_block() -> impl Strategy<Value = Disruption> {
         let stmt = prop_oneof![
-            (proptest::option::of(any_word()), proptest::option::of(any_word()))
+            (
+                proptest::option::of(any_word()),
+                proptest::option::of(any_word())
+            )
                 .prop_map(|(policy, after)| DisruptionKind::Consolidate { policy, after }),
             any_word().prop_map(DisruptionKind::ExpireAfter),
             (
@@ -681,14 +734,14 @@ mod tests {
                 proptest::option::of(any_word()),
                 proptest::collection::vec(any_word(), 0..3)
             )
-                .prop_map(|(nodes, schedule, duration, reasons)| DisruptionKind::Budget(
-                    Budget {
+                .prop_map(|(nodes, schedule, duration, reasons)| {
+                    DisruptionKind::Budget(Budget {
                         nodes,
                         schedule,
                         duration,
-                        reasons
-                    }
-                )),
+                        reasons,
+                    })
+                }),
         ]
         .prop_map(|kind| DisruptionStmt {
             kind,
@@ -701,14 +754,14 @@ mod tests {
     }
 
     fn taint() -> impl Strategy<Value = Taint> {
-        (any_word(), proptest::option::of(any_word()), any_word()).prop_map(|(key, value, effect)| {
-            Taint {
+        (any_word(), proptest::option::of(any_word()), any_word()).prop_map(
+            |(key, value, effect)| Taint {
                 key,
                 value,
                 effect,
                 span: Span::DUMMY,
-            }
-        })
+            },
+        )
     }
 
     fn pool() -> impl Strategy<Value = Item> {
@@ -754,13 +807,15 @@ mod tests {
                 value: None,
                 span: Span::DUMMY
             }),
-            (prop_oneof![Just("size"), Just("tokens"), Just("hop-limit")], any_word()).prop_map(
-                |(n, v)| Setting {
+            (
+                prop_oneof![Just("size"), Just("tokens"), Just("hop-limit")],
+                any_word()
+            )
+                .prop_map(|(n, v)| Setting {
                     name: w(n),
                     value: Some(v),
                     span: Span::DUMMY
-                }
-            ),
+                }),
         ];
         let stmt = prop_oneof![
             term.clone().prop_map(NodeClassKind::Ami),
