@@ -86,3 +86,29 @@ pub struct Unschedulable {
     /// One line per rejected pool / group of instance types.
     pub reasons: Vec<String>,
 }
+
+pub mod capacity;
+pub mod explain;
+pub mod pack;
+pub mod tables;
+pub mod topology;
+
+/// Plans the cheapest set of nodes for the pending pods in `input`.
+///
+/// Deterministic: the same input always yields the same plan. Pods that fit
+/// nowhere are listed in `unschedulable` with one reason per rejected pool or
+/// group of instance types. See docs/solver.md for what is honoured and the
+/// order preferences are relaxed in.
+pub fn solve(input: &SolveInput<'_>) -> Plan {
+    solve_with(input, pack::Strategy::CostAware)
+}
+
+/// `solve` with an explicit packing strategy (the FFD baseline is for benchmarks).
+pub fn solve_with(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
+    let mut t = tables::Tables::new(input);
+    pack::Packer::new(&mut t, strategy).run()
+}
+pub mod reference;
+pub mod render;
+pub mod synth;
+pub mod validate;
