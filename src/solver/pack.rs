@@ -193,9 +193,10 @@ impl<'t, 'a> Packer<'t, 'a> {
         out
     }
 
-    /// The order classes are packed in: classes that force separate nodes
-    /// first, then by size (cpu, memory) descending; classes that need a
-    /// partner pod (pod affinity to others) last.
+    /// The order classes are packed in: most constrained first (restricted
+    /// node choice, then classes that force separate nodes, then other
+    /// topology), each tier by size (cpu, memory) descending; classes that
+    /// need a partner pod (pod affinity to others) last.
     fn order(&self) -> Vec<usize> {
         let classes = &self.t.input.workload.classes;
         let mut idx: Vec<usize> = (0..classes.len()).collect();
@@ -210,7 +211,12 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .iter()
                 .any(|a| a.anti && a.weight.is_none() && a.key == TKey::Host)
                 || tp.spreads.iter().any(|s| s.key == TKey::Host && s.hard);
-            (dependent, !separating)
+            let class = &classes[c];
+            let restricted = !class.node_selector.keys.is_empty()
+                || !class.required_affinity.is_empty()
+                || class.volume_zones.is_some();
+            let topological = !tp.spreads.is_empty() || !tp.affs.is_empty();
+            (dependent, !restricted, !separating, !topological)
         };
         idx.sort_by(|a, b| {
             key(*a)
@@ -225,7 +231,21 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// Runs the packing and builds the plan.
     pub fn run(mut self) -> Plan {
         let order = self.order();
-        for c in order {
+        // Later rounds retry classes whose partners (pod affinity targets)
+        // were placed after them.
+        for round in 0..3 {
+            let before: u32 = self.left.iter().sum();
+            self.round(&order);
+            let after: u32 = self.left.iter().sum();
+            if after == 0 || after == before || round == 2 {
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    fn round(&mut self, order: &[usize]) {
+        for &c in order {
             let variants = self.variants(c);
             for (vi, v) in variants.iter().enumerate() {
                 if self.left[c] == 0 {
@@ -245,7 +265,6 @@ impl<'t, 'a> Packer<'t, 'a> {
                 }
             }
         }
-        self.finish()
     }
 
     /// Zones and capacity types class `c` can use anywhere (its spread domains).
@@ -676,12 +695,21 @@ impl<'t, 'a> Packer<'t, 'a> {
         // Growing a recent planned node of the same pool may be cheaper per pod.
         if self.strategy == Strategy::CostAware
             && let Some((bs, _, bp, _)) = best
-            && let Some((n, k)) = self.best_growth(c, v, bits, bp, bs, zmask, cmask)
+            && let Some((n, k)) = self.best_growth(c, v, bits, bp, bs, zmask, cmask, 8)
             && self.grow(c, n, k, v, bits)
         {
             return true;
         }
         let Some((_, mut k, p, o)) = best else {
+            // No new node can take the class here: grow any planned node that can.
+            for p in 0..self.t.pools.len() {
+                if let Some((n, k)) =
+                    self.best_growth(c, v, bits, p, f64::INFINITY, zmask, cmask, usize::MAX)
+                    && self.grow(c, n, k, v, bits)
+                {
+                    return true;
+                }
+            }
             return false;
         };
         let off = &self.t.input.catalog.offerings[o as usize];
@@ -738,12 +766,12 @@ impl<'t, 'a> Packer<'t, 'a> {
         new_score: f64,
         zmask: u64,
         cmask: u8,
+        recent: usize,
     ) -> Option<(usize, u32)> {
-        const RECENT: usize = 8;
         let req = self.reqs[c];
         let tab = &self.t.pools[p];
         let mut best: Option<(f64, usize, u32)> = None;
-        for &n in self.new_nodes.iter().rev().take(RECENT) {
+        for &n in self.new_nodes.iter().rev().take(recent) {
             let node = &self.nodes[n];
             if node.pool != p {
                 continue;
