@@ -26,8 +26,14 @@ const GI: i64 = 1 << 30;
 
 fn catalog(types: &[(i64, i64, f64)]) -> Catalog {
     let zones = vec![
-        Zone { name: "z-a".into(), id: "a".into() },
-        Zone { name: "z-b".into(), id: "b".into() },
+        Zone {
+            name: "z-a".into(),
+            id: "a".into(),
+        },
+        Zone {
+            name: "z-b".into(),
+            id: "b".into(),
+        },
     ];
     let mut ts = Vec::new();
     let mut offerings = Vec::new();
@@ -69,7 +75,12 @@ fn catalog(types: &[(i64, i64, f64)]) -> Catalog {
             }
         }
     }
-    Catalog { region: "r".into(), zones, types: ts, offerings }
+    Catalog {
+        region: "r".into(),
+        zones,
+        types: ts,
+        offerings,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,20 +112,28 @@ fn class_strategy() -> impl Strategy<Value = ClassSpec> {
         prop::option::of(any::<bool>()),
         any::<bool>(),
     )
-        .prop_map(|(cpu, mem_mi, count, topo, zone_selector, tolerates)| ClassSpec {
-            cpu,
-            mem_mi,
-            count,
-            topo,
-            zone_selector,
-            tolerates,
-        })
+        .prop_map(
+            |(cpu, mem_mi, count, topo, zone_selector, tolerates)| ClassSpec {
+                cpu,
+                mem_mi,
+                count,
+                topo,
+                zone_selector,
+                tolerates,
+            },
+        )
 }
 
 fn case_strategy() -> impl Strategy<Value = Case> {
     (
         prop::collection::vec(
-            prop::sample::select(vec![(2i64, 4i64, 0.10), (2, 8, 0.12), (4, 8, 0.19), (4, 16, 0.25), (8, 16, 0.36)]),
+            prop::sample::select(vec![
+                (2i64, 4i64, 0.10),
+                (2, 8, 0.12),
+                (4, 8, 0.19),
+                (4, 16, 0.25),
+                (8, 16, 0.36),
+            ]),
             1..=3,
         ),
         prop::collection::vec(class_strategy(), 1..=2),
@@ -122,12 +141,22 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         any::<bool>(),
         prop::option::of(prop::sample::select(vec![4i64, 8, 12])),
     )
-        .prop_map(|(mut types, classes, second_pool_spot_only, tainted_first, cpu_limit)| {
-            types.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            types.dedup();
-            Case { types, classes, second_pool_spot_only, tainted_first, cpu_limit }
+        .prop_map(
+            |(mut types, classes, second_pool_spot_only, tainted_first, cpu_limit)| {
+                types.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                types.dedup();
+                Case {
+                    types,
+                    classes,
+                    second_pool_spot_only,
+                    tainted_first,
+                    cpu_limit,
+                }
+            },
+        )
+        .prop_filter("at most 4 pods", |c| {
+            c.classes.iter().map(|x| x.count).sum::<usize>() <= 4
         })
-        .prop_filter("at most 4 pods", |c| c.classes.iter().map(|x| x.count).sum::<usize>() <= 4)
 }
 
 fn pool(name: &str, weight: i32) -> Pool {
@@ -140,7 +169,11 @@ fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
     let cat = catalog(&case.types);
     let mut a = pool("first", 10);
     if case.tainted_first {
-        a.taints.push(Taint { key: "dedicated".into(), value: Some("x".into()), effect: TaintEffect::NoSchedule });
+        a.taints.push(Taint {
+            key: "dedicated".into(),
+            value: Some("x".into()),
+            effect: TaintEffect::NoSchedule,
+        });
     }
     if let Some(l) = case.cpu_limit {
         a.limits.insert("cpu".into(), Quantity::from_units(l));
@@ -157,7 +190,10 @@ fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
         b.requirements.add(&term);
         b.requirement_terms.push(term);
     }
-    let mut policy = PolicySet { pools: vec![a, b], ..Default::default() };
+    let mut policy = PolicySet {
+        pools: vec![a, b],
+        ..Default::default()
+    };
     policy.sort_pools();
     let classes = case
         .classes
@@ -167,7 +203,10 @@ fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
             let app = format!("app{i}");
             let mut lbl = BTreeMap::new();
             lbl.insert("app".to_string(), app.clone());
-            let selector = LabelSelector { match_labels: lbl.clone(), match_expressions: vec![] };
+            let selector = LabelSelector {
+                match_labels: lbl.clone(),
+                match_expressions: vec![],
+            };
             let mut req = Resources::zero();
             req.cpu_milli = s.cpu;
             req.memory = s.mem_mi << 20;
@@ -229,7 +268,15 @@ fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
             }
         })
         .collect();
-    (policy, cat, Workload { classes, daemonsets: vec![], nodes: vec![] })
+    (
+        policy,
+        cat,
+        Workload {
+            classes,
+            daemonsets: vec![],
+            nodes: vec![],
+        },
+    )
 }
 
 fn placed(p: &Plan) -> usize {
@@ -269,13 +316,26 @@ proptest! {
 #[test]
 fn karpenter_diverse_1000_is_valid_and_no_dearer_than_ffd() {
     let cat = synth::karpenter_catalog(400);
-    let policy = PolicySet { pools: vec![synth::default_pool("default")], ..Default::default() };
+    let policy = PolicySet {
+        pools: vec![synth::default_pool("default")],
+        ..Default::default()
+    };
     let w = synth::diverse_workload(1000, 42);
-    let input = SolveInput { policy: &policy, catalog: &cat, workload: &w, scorer: None, unavailable: None };
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    };
     let fast = solve(&input);
     let errs = validate(&fast, &input);
     assert!(errs.is_empty(), "{:?}", &errs[..errs.len().min(10)]);
-    assert!(fast.unschedulable.is_empty(), "{:?}", &fast.unschedulable[..fast.unschedulable.len().min(3)]);
+    assert!(
+        fast.unschedulable.is_empty(),
+        "{:?}",
+        &fast.unschedulable[..fast.unschedulable.len().min(3)]
+    );
     let ffd = solve_with(&input, Packing::FirstFitDecreasing);
     assert!(validate(&ffd, &input).is_empty());
     assert!(

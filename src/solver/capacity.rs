@@ -38,7 +38,12 @@ pub fn allocatable(t: &InstanceType, kubelet: &KubeletConfig) -> Resources {
 /// Karpenter's kube-reserved CPU: 6% of the first core, 1% of the second,
 /// 0.5% of the next two, 0.25% of the rest.
 fn reserved_cpu_milli(cpu_milli: i64) -> i64 {
-    let bands: [(i64, f64); 4] = [(1000, 0.06), (1000, 0.01), (2000, 0.005), (i64::MAX, 0.0025)];
+    let bands: [(i64, f64); 4] = [
+        (1000, 0.06),
+        (1000, 0.01),
+        (2000, 0.005),
+        (i64::MAX, 0.0025),
+    ];
     let mut left = cpu_milli.max(0);
     let mut out = 0.0;
     for (width, rate) in bands {

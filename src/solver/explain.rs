@@ -122,7 +122,10 @@ pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
                             .join(" and ")
                     })
                     .collect();
-                (format!("required node affinity ({}) not met", terms.join(" | ")), 0)
+                (
+                    format!("required node affinity ({}) not met", terms.join(" | ")),
+                    0,
+                )
             } else if let Some(zs) = &class.volume_zones
                 && !zs.iter().any(|z| z == zone)
             {
@@ -175,7 +178,13 @@ pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
         for (reason, (mut types, max)) in groups {
             types.sort_unstable();
             types.dedup();
-            let resource = reason.split(':').next().unwrap_or("").split(' ').next().unwrap_or("");
+            let resource = reason
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("");
             let reason = reason.replace("{max}", &format_amount(resource, max));
             let who = if types.len() == 1 {
                 cat.types[types[0] as usize].name.clone()

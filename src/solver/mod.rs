@@ -45,6 +45,8 @@ pub struct PlannedNode {
     pub pool: String,
     pub node_class: String,
     pub zone: String,
+    /// `on-demand` or `spot` in JSON (the label spelling).
+    #[serde(with = "capacity_label")]
     pub capacity_type: CapacityType,
     /// The chosen (cheapest acceptable) type.
     pub instance_type: String,
@@ -112,3 +114,20 @@ pub mod reference;
 pub mod render;
 pub mod synth;
 pub mod validate;
+
+/// Serialises a capacity type as its label value (`on-demand`, `spot`).
+mod capacity_label {
+    use super::CapacityType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ct: &CapacityType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(ct.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CapacityType, D::Error> {
+        let v = String::deserialize(d)?;
+        CapacityType::parse(&v).ok_or_else(|| {
+            serde::de::Error::custom(format!("capacity type `{v}`: expected on-demand or spot"))
+        })
+    }
+}

@@ -65,7 +65,10 @@ struct MapAttrs<'m>(&'m BTreeMap<String, String>);
 impl Attrs for MapAttrs<'_> {
     fn get(&self, s: &Subject) -> Option<std::borrow::Cow<'_, str>> {
         match s {
-            Subject::NodeLabel(k) => self.0.get(k).map(|v| std::borrow::Cow::Borrowed(v.as_str())),
+            Subject::NodeLabel(k) => self
+                .0
+                .get(k)
+                .map(|v| std::borrow::Cow::Borrowed(v.as_str())),
             _ => None,
         }
     }
@@ -100,7 +103,12 @@ impl<'t, 'a> Packer<'t, 'a> {
             pool_used: vec![[0; D]; input.policy.pools.len()],
             reqs,
             notes: Vec::new(),
-            left: input.workload.classes.iter().map(|c| c.count() as u32).collect(),
+            left: input
+                .workload
+                .classes
+                .iter()
+                .map(|c| c.count() as u32)
+                .collect(),
             t,
         };
         for (i, en) in input.workload.nodes.iter().enumerate() {
@@ -405,7 +413,10 @@ impl<'t, 'a> Packer<'t, 'a> {
             return false;
         }
         if !class.required_affinity.is_empty()
-            && !class.required_affinity.iter().any(|t| t.matches_map(&en.labels))
+            && !class
+                .required_affinity
+                .iter()
+                .any(|t| t.matches_map(&en.labels))
         {
             return false;
         }
@@ -517,9 +528,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
             let node = &self.nodes[n];
             let room = sub(&node.room, &node.used);
-            let k = copies(&req, &room)
-                .min(self.left[c])
-                .min(self.topo_limit(c, v, Some(n), node.zone, node.ct, zmask, cmask));
+            let k = copies(&req, &room).min(self.left[c]).min(self.topo_limit(
+                c,
+                v,
+                Some(n),
+                node.zone,
+                node.ct,
+                zmask,
+                cmask,
+            ));
             if k > 0 {
                 self.commit(c, n, k, v);
             }
@@ -554,9 +571,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             if k == 0 {
                 continue;
             }
-            let k = k
-                .min(self.left[c])
-                .min(self.topo_limit(c, v, Some(n), node.zone, node.ct, zmask, cmask));
+            let k = k.min(self.left[c]).min(self.topo_limit(
+                c,
+                v,
+                Some(n),
+                node.zone,
+                node.ct,
+                zmask,
+                cmask,
+            ));
             if k > 0 {
                 self.grow(c, n, k, v, &bits);
             }
@@ -612,7 +635,14 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 
     /// One step of phase 3; false when nothing more can be placed.
-    fn open_or_grow(&mut self, c: usize, v: &Variant, bits: &[Bits], zmask: u64, cmask: u8) -> bool {
+    fn open_or_grow(
+        &mut self,
+        c: usize,
+        v: &Variant,
+        bits: &[Bits],
+        zmask: u64,
+        cmask: u8,
+    ) -> bool {
         let req = self.reqs[c];
         let r = self.left[c];
         let nz = self.t.input.catalog.zones.len();
@@ -681,7 +711,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                     let score = rank / f64::from(k);
                     let better = match best {
                         None => true,
-                        Some((bs, bk, _, _)) => score < bs - 1e-12 || (score <= bs + 1e-12 && k > bk),
+                        Some((bs, bk, _, _)) => {
+                            score < bs - 1e-12 || (score <= bs + 1e-12 && k > bk)
+                        }
                     };
                     if better {
                         best = Some((score, k, p, o));
@@ -866,7 +898,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .unwrap_or_default();
             let mut lbl = pool.labels.clone();
             for (k, set) in &tab.custom {
-                if !set.complement && set.values.len() == 1
+                if !set.complement
+                    && set.values.len() == 1
                     && let Some(v) = set.values.iter().next()
                 {
                     lbl.insert(k.clone(), v.clone());
@@ -874,7 +907,10 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
             lbl.insert(labels::NODEPOOL.to_string(), pool.name.clone());
             lbl.insert(labels::ZONE.to_string(), zone.clone());
-            lbl.insert(labels::CAPACITY_TYPE.to_string(), off.capacity_type.as_str().to_string());
+            lbl.insert(
+                labels::CAPACITY_TYPE.to_string(),
+                off.capacity_type.as_str().to_string(),
+            );
             lbl.insert(labels::INSTANCE_TYPE.to_string(), ty.name.clone());
             lbl.insert(labels::ARCH.to_string(), ty.arch.clone());
             let requested = add(&node.used, &tab.ds[cur as usize]);
@@ -912,7 +948,10 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         plan.total_price_per_hour = plan.nodes.iter().map(|n| n.price_per_hour).sum();
         if cat.offerings.iter().any(|o| o.price_estimated)
-            && plan.nodes.iter().any(|n| n.capacity_type == CapacityType::Spot)
+            && plan
+                .nodes
+                .iter()
+                .any(|n| n.capacity_type == CapacityType::Spot)
         {
             plan.notes.push("spot prices are estimates".to_string());
         }

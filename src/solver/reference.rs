@@ -257,10 +257,18 @@ impl Search<'_, '_> {
                         && xo.capacity_type == o.capacity_type
                 })
                 .collect();
-            others.sort_by(|a, b| a.price.total_cmp(&b.price).then(a.offering.cmp(&b.offering)));
-            options.extend(others.into_iter().map(|x| InstanceOption {
-                instance_type: cat.types[cat.offerings[x.offering].type_index as usize].name.clone(),
-                price_per_hour: x.price,
+            others.sort_by(|a, b| {
+                a.price
+                    .total_cmp(&b.price)
+                    .then(a.offering.cmp(&b.offering))
+            });
+            options.extend(others.into_iter().map(|x| {
+                InstanceOption {
+                    instance_type: cat.types[cat.offerings[x.offering].type_index as usize]
+                        .name
+                        .clone(),
+                    price_per_hour: x.price,
+                }
             }));
             plan.nodes.push(PlannedNode {
                 name: format!("{}-{}", pool.name, g + 1),

@@ -60,7 +60,13 @@ pub fn table(plan: &Plan) -> String {
     if !plan.existing.is_empty() {
         let _ = writeln!(out, "\nPods on existing nodes:");
         for e in &plan.existing {
-            let _ = writeln!(out, "  {} ({} pods): {}", e.node, e.pods.len(), e.pods.join(", "));
+            let _ = writeln!(
+                out,
+                "  {} ({} pods): {}",
+                e.node,
+                e.pods.len(),
+                e.pods.join(", ")
+            );
         }
     }
     let pods: usize = plan.nodes.iter().map(|n| n.pods.len()).sum();
@@ -141,7 +147,9 @@ mod tests {
             }],
             unschedulable: vec![Unschedulable {
                 pod: "ml/train-0".into(),
-                reasons: vec!["pool gpu: taint nvidia.com/gpu=true:NoSchedule not tolerated".into()],
+                reasons: vec![
+                    "pool gpu: taint nvidia.com/gpu=true:NoSchedule not tolerated".into(),
+                ],
             }],
             total_price_per_hour: 0.0384,
             notes: vec!["spot prices are estimates".into()],

@@ -130,49 +130,60 @@ pub fn diverse_workload(count: usize, seed: u64) -> Workload {
     let mut classes: BTreeMap<String, PodClass> = BTreeMap::new();
     for (i, kind) in kinds.into_iter().enumerate() {
         let pick = |rng: &mut ChaCha8Rng| VALUES[rng.random_range(0..VALUES.len())];
-        let (labels_, spread, aff): (BTreeMap<String, String>, Vec<TopologySpread>, Vec<PodAffinityTerm>) =
-            match kind {
-                0 => (sel("my-label", pick(&mut rng)).match_labels, vec![], vec![]),
-                1 | 2 => {
-                    let l = sel("my-label", pick(&mut rng)).match_labels;
-                    let key = if kind == 1 { labels::ZONE } else { labels::HOSTNAME };
-                    let s = TopologySpread {
-                        max_skew: 1,
-                        topology_key: key.into(),
-                        hard: true,
-                        min_domains: None,
-                        selector: sel("my-label", pick(&mut rng)),
-                        honor_node_affinity: true,
-                        honor_node_taints: false,
-                    };
-                    (l, vec![s], vec![])
-                }
-                3 | 4 => {
-                    let l = sel("my-affininity", pick(&mut rng)).match_labels;
-                    let key = if kind == 3 { labels::HOSTNAME } else { labels::ZONE };
-                    let a = PodAffinityTerm {
-                        anti: false,
-                        weight: None,
-                        topology_key: key.into(),
-                        selector: sel("my-affininity", pick(&mut rng)),
-                        namespaces: vec![],
-                        all_namespaces: false,
-                    };
-                    (l, vec![], vec![a])
-                }
-                _ => {
-                    let l = sel("app", "nginx").match_labels;
-                    let a = PodAffinityTerm {
-                        anti: true,
-                        weight: None,
-                        topology_key: labels::HOSTNAME.into(),
-                        selector: sel("app", "nginx"),
-                        namespaces: vec![],
-                        all_namespaces: false,
-                    };
-                    (l, vec![], vec![a])
-                }
-            };
+        let (labels_, spread, aff): (
+            BTreeMap<String, String>,
+            Vec<TopologySpread>,
+            Vec<PodAffinityTerm>,
+        ) = match kind {
+            0 => (sel("my-label", pick(&mut rng)).match_labels, vec![], vec![]),
+            1 | 2 => {
+                let l = sel("my-label", pick(&mut rng)).match_labels;
+                let key = if kind == 1 {
+                    labels::ZONE
+                } else {
+                    labels::HOSTNAME
+                };
+                let s = TopologySpread {
+                    max_skew: 1,
+                    topology_key: key.into(),
+                    hard: true,
+                    min_domains: None,
+                    selector: sel("my-label", pick(&mut rng)),
+                    honor_node_affinity: true,
+                    honor_node_taints: false,
+                };
+                (l, vec![s], vec![])
+            }
+            3 | 4 => {
+                let l = sel("my-affininity", pick(&mut rng)).match_labels;
+                let key = if kind == 3 {
+                    labels::HOSTNAME
+                } else {
+                    labels::ZONE
+                };
+                let a = PodAffinityTerm {
+                    anti: false,
+                    weight: None,
+                    topology_key: key.into(),
+                    selector: sel("my-affininity", pick(&mut rng)),
+                    namespaces: vec![],
+                    all_namespaces: false,
+                };
+                (l, vec![], vec![a])
+            }
+            _ => {
+                let l = sel("app", "nginx").match_labels;
+                let a = PodAffinityTerm {
+                    anti: true,
+                    weight: None,
+                    topology_key: labels::HOSTNAME.into(),
+                    selector: sel("app", "nginx"),
+                    namespaces: vec![],
+                    all_namespaces: false,
+                };
+                (l, vec![], vec![a])
+            }
+        };
         let cpu = CPU[rng.random_range(0..CPU.len())];
         let mem = MEM[rng.random_range(0..MEM.len())] << 20;
         let key = format!("{kind}|{labels_:?}|{spread:?}|{aff:?}|{cpu}|{mem}");

@@ -245,8 +245,9 @@ pub struct OfferAttrs<'a> {
 impl Attrs for OfferAttrs<'_> {
     fn get(&self, s: &Subject) -> Option<Cow<'_, str>> {
         match s {
-            Subject::NodeLabel(k) => pool_offering_label(self.catalog, self.pool, self.offering, k)
-                .map(Cow::Borrowed),
+            Subject::NodeLabel(k) => {
+                pool_offering_label(self.catalog, self.pool, self.offering, k).map(Cow::Borrowed)
+            }
             Subject::NodePrice => self.price.map(|p| Cow::Owned(p.to_string())),
             other => self.class.and_then(|c| class_attr(c, other)),
         }
@@ -308,11 +309,15 @@ pub fn daemonset_runs(cat: &Catalog, pool: &Pool, o: &Offering, ds: &DaemonSetOv
     }
     let label = |k: &str| pool_offering_label(cat, pool, o, k);
     ds.node_selector.matches(label)
-        && (ds.required_affinity.is_empty() || ds.required_affinity.iter().any(|t| t.matches(label)))
+        && (ds.required_affinity.is_empty()
+            || ds.required_affinity.iter().any(|t| t.matches(label)))
 }
 
 /// Whether `tolerations` tolerate the pool's (non-startup) taints; the first one not tolerated.
-pub fn pool_taint_block<'p>(pool: &'p Pool, tolerations: &[Toleration]) -> Option<&'p crate::ir::Taint> {
+pub fn pool_taint_block<'p>(
+    pool: &'p Pool,
+    tolerations: &[Toleration],
+) -> Option<&'p crate::ir::Taint> {
     untolerated(tolerations, &pool.taints)
 }
 
@@ -373,7 +378,8 @@ impl<'a> Tables<'a> {
             }
             for (i, o) in cat.offerings.iter().enumerate() {
                 if Self::reject_reason(input, &dims, pool, &kubelet, &od, &alloc, o).is_ok() {
-                    let (price, rank) = Self::priced(input, pool, &od, o).unwrap_or((f64::NAN, f64::NAN));
+                    let (price, rank) =
+                        Self::priced(input, pool, &od, o).unwrap_or((f64::NAN, f64::NAN));
                     let ds = Self::ds_overhead(input, &dims, pool, o);
                     tab.usable.set(i);
                     tab.price[i] = price;
@@ -417,7 +423,8 @@ impl<'a> Tables<'a> {
                 }
             }
             prefer.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            t.class_prefer.push(prefer.into_iter().map(|(_, i)| i).collect());
+            t.class_prefer
+                .push(prefer.into_iter().map(|(_, i)| i).collect());
             t.class_rules.push(rules);
             let mut terms: Vec<usize> = (0..c.preferred_affinity.len()).collect();
             terms.sort_by(|a, b| {
@@ -537,7 +544,9 @@ impl<'a> Tables<'a> {
         let ds = Self::ds_overhead(input, dims, pool, o);
         let net = sub(&alloc[o.type_index as usize], &ds);
         if let Some(i) = (0..D).find(|i| net[*i] < 0) {
-            return Err(OfferingReject::Overhead(dims.names.get(i).cloned().unwrap_or_default()));
+            return Err(OfferingReject::Overhead(
+                dims.names.get(i).cloned().unwrap_or_default(),
+            ));
         }
         Ok(())
     }

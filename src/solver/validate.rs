@@ -33,7 +33,12 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
         m.insert(k.clone(), v.clone());
     }
     m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
-    for k in [labels::ZONE, labels::ZONE_ID, labels::REGION, labels::CAPACITY_TYPE] {
+    for k in [
+        labels::ZONE,
+        labels::ZONE_ID,
+        labels::REGION,
+        labels::CAPACITY_TYPE,
+    ] {
         if let Some(v) = cat.offering_label(o, k) {
             m.insert(k.into(), v.to_string());
         }
@@ -90,12 +95,17 @@ pub fn node_ok(
         return Err(format!("nodeSelector {k} not satisfied"));
     }
     if !class.required_affinity.is_empty()
-        && !class.required_affinity.iter().any(|t| t.matches_map(node_labels))
+        && !class
+            .required_affinity
+            .iter()
+            .any(|t| t.matches_map(node_labels))
     {
         return Err("required node affinity not satisfied".into());
     }
     if let Some(zs) = &class.volume_zones
-        && !node_labels.get(labels::ZONE).is_some_and(|z| zs.contains(z))
+        && !node_labels
+            .get(labels::ZONE)
+            .is_some_and(|z| zs.contains(z))
     {
         return Err("zonal volume in another zone".into());
     }
@@ -107,7 +117,9 @@ pub fn node_ok(
         }
         let m = r.nodes.eval(&attrs);
         match r.kind {
-            PlacementKind::Require if !m => return Err("placement rule requires other nodes".into()),
+            PlacementKind::Require if !m => {
+                return Err("placement rule requires other nodes".into());
+            }
             PlacementKind::Deny if m => return Err("placement rule denies the node".into()),
             _ => {}
         }
@@ -124,7 +136,9 @@ fn ds_overhead(input: &SolveInput<'_>, pool: &Pool, lbl: &BTreeMap<String, Strin
         if !ds.node_selector.matches_map(lbl) {
             continue;
         }
-        if !ds.required_affinity.is_empty() && !ds.required_affinity.iter().any(|t| t.matches_map(lbl)) {
+        if !ds.required_affinity.is_empty()
+            && !ds.required_affinity.iter().any(|t| t.matches_map(lbl))
+        {
             continue;
         }
         let mut q = ds.requests.clone();
@@ -172,7 +186,10 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
         let pool = &input.policy.pools[pi];
         let Some(off) = cat.offerings.iter().find(|o| {
             cat.types[o.type_index as usize].name == n.instance_type
-                && cat.zones.get(o.zone_index as usize).is_some_and(|z| z.name == n.zone)
+                && cat
+                    .zones
+                    .get(o.zone_index as usize)
+                    .is_some_and(|z| z.name == n.zone)
                 && o.capacity_type == n.capacity_type
         }) else {
             errs.push(format!(
@@ -198,7 +215,10 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
                 && k != labels::HOSTNAME
                 && !set.allows_opt(lbl.get(k).map(|s| s.as_str()))
             {
-                errs.push(format!("node {}: pool requirement {k} {set} not met", n.name));
+                errs.push(format!(
+                    "node {}: pool requirement {k} {set} not met",
+                    n.name
+                ));
             }
         }
         let ty = &cat.types[off.type_index as usize];
@@ -227,11 +247,21 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
         }
         let alloc = allocatable(ty, &kubelet);
         if let Some(r) = used.first_exceeding(&alloc) {
-            errs.push(format!("node {}: {r} requested exceeds allocatable", n.name));
+            errs.push(format!(
+                "node {}: {r} requested exceeds allocatable",
+                n.name
+            ));
         }
         // Every fallback option must also take the pods.
-        if n.instance_type_options.first().map(|o| o.instance_type.as_str()) != Some(&n.instance_type) {
-            errs.push(format!("node {}: chosen type is not the first option", n.name));
+        if n.instance_type_options
+            .first()
+            .map(|o| o.instance_type.as_str())
+            != Some(&n.instance_type)
+        {
+            errs.push(format!(
+                "node {}: chosen type is not the first option",
+                n.name
+            ));
         }
         let mut distinct: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for opt in &n.instance_type_options {
@@ -240,7 +270,10 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
                     && o.zone_index == off.zone_index
                     && o.capacity_type == off.capacity_type
             }) else {
-                errs.push(format!("node {}: option {} not offered", n.name, opt.instance_type));
+                errs.push(format!(
+                    "node {}: option {} not offered",
+                    n.name, opt.instance_type
+                ));
                 continue;
             };
             let t2 = &cat.types[o2.type_index as usize];
@@ -249,8 +282,17 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
             for pod in &n.pods {
                 if let Some(&ci) = class_of.get(pod) {
                     u2.add(&pod_requests(&w.classes[ci]));
-                    if let Err(e) = node_ok(input, &w.classes[ci], &l2, &pool.taints, Some(opt.price_per_hour)) {
-                        errs.push(format!("node {}: option {}: pod {pod}: {e}", n.name, t2.name));
+                    if let Err(e) = node_ok(
+                        input,
+                        &w.classes[ci],
+                        &l2,
+                        &pool.taints,
+                        Some(opt.price_per_hour),
+                    ) {
+                        errs.push(format!(
+                            "node {}: option {}: pod {pod}: {e}",
+                            n.name, t2.name
+                        ));
                     }
                 }
             }
@@ -389,14 +431,19 @@ fn check_topology(
         }
     }
     for (pod, pl) in &sorted {
-        let Some(&ci) = class_of.get(*pod) else { continue };
+        let Some(&ci) = class_of.get(*pod) else {
+            continue;
+        };
         let class = &w.classes[ci];
         for a in &class.pod_affinity {
             if a.weight.is_some() {
                 continue;
             }
             let Some(d) = domain(pl, &a.topology_key) else {
-                errs.push(format!("pod {pod}: no {} domain for pod affinity", a.topology_key));
+                errs.push(format!(
+                    "pod {pod}: no {} domain for pod affinity",
+                    a.topology_key
+                ));
                 continue;
             };
             let ns_ok = |ns: &str| {
@@ -418,10 +465,16 @@ fn check_topology(
             let self_match = ns_ok(&class.namespace) && a.selector.matches(&class.labels);
             let others = others - usize::from(self_match);
             if a.anti && others > 0 {
-                errs.push(format!("pod {pod}: anti-affinity on {} violated", a.topology_key));
+                errs.push(format!(
+                    "pod {pod}: anti-affinity on {} violated",
+                    a.topology_key
+                ));
             }
             if !a.anti && others == 0 && !self_match {
-                errs.push(format!("pod {pod}: affinity on {} not satisfied", a.topology_key));
+                errs.push(format!(
+                    "pod {pod}: affinity on {} not satisfied",
+                    a.topology_key
+                ));
             }
         }
     }
@@ -445,12 +498,9 @@ fn check_topology(
                 .filter(|(_, c)| c.namespace == class.namespace && s.selector.matches(&c.labels))
                 .map(|(i, _)| i)
                 .collect();
-            let self_contained = counted_classes.iter().all(|&i| {
-                w.classes[i]
-                    .topology_spread
-                    .iter()
-                    .any(|x| x == s)
-            });
+            let self_contained = counted_classes
+                .iter()
+                .all(|&i| w.classes[i].topology_spread.iter().any(|x| x == s));
             if !self_contained || !counted_classes.contains(&ci) {
                 continue;
             }
@@ -461,7 +511,8 @@ fn check_topology(
                 }
             }
             for q in &counted {
-                if q.ns == class.namespace && s.selector.matches(q.labels)
+                if q.ns == class.namespace
+                    && s.selector.matches(q.labels)
                     && let Some(d) = domain(&q.place, &s.topology_key)
                 {
                     *counts.entry(d).or_insert(0) += 1;
@@ -510,7 +561,14 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
                 continue;
             }
             if classes.iter().any(|&ci| {
-                node_ok(input, &input.workload.classes[ci], &lbl, &pool.taints, o.price).is_ok()
+                node_ok(
+                    input,
+                    &input.workload.classes[ci],
+                    &lbl,
+                    &pool.taints,
+                    o.price,
+                )
+                .is_ok()
             }) {
                 out.push(d.clone());
             }
