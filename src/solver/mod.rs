@@ -131,3 +131,6 @@ mod capacity_label {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
