@@ -55,7 +55,8 @@ fn malformed_policies_have_precise_diagnostics() {
 
 #[test]
 fn good_policies_compile_to_expected_ir() {
-    for path in sorted("tests/policy/good", "policy") {
+    let shipped = sorted("policies", "policy");
+    for path in sorted("tests/policy/good", "policy").into_iter().chain(shipped) {
         let (set, warnings) = policy::load(std::slice::from_ref(&path))
             .unwrap_or_else(|d| panic!("{}", d.render(100)));
         assert!(
@@ -182,4 +183,37 @@ fn fmt_check_and_rewrite() {
     );
     let (code, _, _) = nodewright(&["fmt", "--check", &ps]);
     assert_eq!(code, 0);
+}
+
+#[test]
+fn a_directory_is_one_set_with_global_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.policy"),
+        "node-class default {\n  role \"r\"\n}\n\npool web {\n  weight 1\n}\n",
+    )
+    .expect("write");
+    // References across files resolve; rules accumulate in file order.
+    std::fs::write(
+        dir.path().join("b.policy"),
+        "pool batch {\n  node-class default\n}\n\nplace pods where namespace == batch on pool batch\nprice 1 weight 5\nprice 2\nprice 3 weight 1\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("ignored.txt"), "not a policy").expect("write");
+    let (set, warnings) = policy::load(&[dir.path().to_path_buf()])
+        .unwrap_or_else(|d| panic!("{}", d.render(100)));
+    assert!(warnings.is_empty());
+    let names: Vec<&str> = set.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["web", "batch"], "weight descending");
+    // Unweighted first, then ascending weight: the heaviest price applies last and wins.
+    let prices: Vec<String> = set.cost.iter().map(|r| format!("{:?}", r.action)).collect();
+    assert_eq!(prices, ["SetPrice(2.0)", "SetPrice(3.0)", "SetPrice(1.0)"]);
+
+    // The same pool name in a second file is an error that points at the first.
+    std::fs::write(dir.path().join("c.policy"), "pool web {\n}\n").expect("write");
+    let err = policy::load(&[dir.path().to_path_buf()]).expect_err("duplicate pool");
+    let text = err.render(100);
+    assert!(text.contains("pool `web` is defined twice"), "{text}");
+    assert!(text.contains("first defined at") && text.contains("a.policy:5:6"), "{text}");
+    assert!(text.contains("c.policy:1:6"), "{text}");
 }
