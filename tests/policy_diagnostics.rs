@@ -56,7 +56,10 @@ fn malformed_policies_have_precise_diagnostics() {
 #[test]
 fn good_policies_compile_to_expected_ir() {
     let shipped = sorted("policies", "policy");
-    for path in sorted("tests/policy/good", "policy").into_iter().chain(shipped) {
+    for path in sorted("tests/policy/good", "policy")
+        .into_iter()
+        .chain(shipped)
+    {
         let (set, warnings) = policy::load(std::slice::from_ref(&path))
             .unwrap_or_else(|d| panic!("{}", d.render(100)));
         assert!(
@@ -200,8 +203,8 @@ fn a_directory_is_one_set_with_global_names() {
     )
     .expect("write");
     std::fs::write(dir.path().join("ignored.txt"), "not a policy").expect("write");
-    let (set, warnings) = policy::load(&[dir.path().to_path_buf()])
-        .unwrap_or_else(|d| panic!("{}", d.render(100)));
+    let (set, warnings) =
+        policy::load(&[dir.path().to_path_buf()]).unwrap_or_else(|d| panic!("{}", d.render(100)));
     assert!(warnings.is_empty());
     let names: Vec<&str> = set.pools.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["web", "batch"], "weight descending");
@@ -214,6 +217,9 @@ fn a_directory_is_one_set_with_global_names() {
     let err = policy::load(&[dir.path().to_path_buf()]).expect_err("duplicate pool");
     let text = err.render(100);
     assert!(text.contains("pool `web` is defined twice"), "{text}");
-    assert!(text.contains("first defined at") && text.contains("a.policy:5:6"), "{text}");
+    assert!(
+        text.contains("first defined at") && text.contains("a.policy:5:6"),
+        "{text}"
+    );
     assert!(text.contains("c.policy:1:6"), "{text}");
 }

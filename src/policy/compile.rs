@@ -36,6 +36,10 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
         let mut fx = FileCx {
             file: &f.path,
             source: &f.source,
+            file_name: Arc::from(f.path.display().to_string()),
+            line_starts: std::iter::once(0)
+                .chain(f.source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
             c: &mut c,
         };
         for item in &f.items {
@@ -184,6 +188,10 @@ impl Compiler {
 struct FileCx<'a> {
     file: &'a Path,
     source: &'a Arc<str>,
+    /// Shared by every origin in the file.
+    file_name: Arc<str>,
+    /// Byte offset of each line's start, for O(log n) line/column lookups.
+    line_starts: Vec<usize>,
     c: &'a mut Compiler,
 }
 
@@ -220,9 +228,21 @@ impl FileCx<'_> {
     }
 
     fn origin(&self, span: Span) -> ir::Origin {
-        let (line, column) = line_col(self.source, span.offset);
+        let offset = span.offset.min(self.source.len());
+        let line_idx = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(line_idx).copied().unwrap_or(0);
+        let column = self
+            .source
+            .get(start..offset)
+            .map(|t| t.chars().count())
+            .unwrap_or(0)
+            + 1;
+        let line = line_idx + 1;
         ir::Origin {
-            file: Arc::from(self.file.display().to_string()),
+            file: self.file_name.clone(),
             offset: span.offset,
             len: span.len,
             line,
@@ -1589,5 +1609,25 @@ impl FileCx<'_> {
                 origin: Some(self.origin(r.span)),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Origins carry the same line and column as diagnostics.
+    #[test]
+    fn origins_have_line_and_column() {
+        let text = "# c\npool a {\n  require kubernetes.io/arch in [amd64]\n}\n";
+        let f = crate::policy::parse("o.policy", text).expect("parses");
+        let (set, _) = compile(&[f]).expect("compiles");
+        let pool = &set.pools[0];
+        let o = pool.origin.as_ref().expect("origin");
+        assert_eq!((o.line, o.column), (2, 1));
+        let r = pool.requirement_terms[0].origin.as_ref().expect("origin");
+        assert_eq!((r.line, r.column), (3, 3));
+        assert_eq!(r.to_string(), "o.policy:3:3");
+        assert_eq!((r.line, r.column), line_col(text, r.offset));
     }
 }
