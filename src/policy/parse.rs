@@ -24,6 +24,20 @@ pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
         source: &source,
         diags: Vec::new(),
     };
+    if let Some(at) = too_deep(text) {
+        let d = Diagnostic::error(
+            file,
+            &source,
+            Span::new(at, 1),
+            "policy::too-deep",
+            format!("condition nested more than {MAX_DEPTH} levels deep"),
+        )
+        .with_primary("too deep")
+        .with_help(
+            "split the condition into several rules, or remove redundant parentheses and `not`s",
+        );
+        return Err(Diagnostics(vec![d]));
+    }
     let pairs = match PolicyParser::parse(Rule::file, text) {
         Ok(p) => p,
         Err(e) => return Err(Diagnostics(vec![syntax_error(file, &source, e)])),
@@ -45,6 +59,64 @@ pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
     } else {
         Err(Diagnostics(cx.diags))
     }
+}
+
+/// Deepest condition nesting (parentheses plus chained `not`s) accepted. The
+/// parser and compiler recurse on conditions; this bound keeps them far from
+/// the stack limit whatever the input.
+pub const MAX_DEPTH: usize = 64;
+
+/// The byte offset where nesting first exceeds `MAX_DEPTH`, if it does.
+fn too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut nots = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth = depth.saturating_sub(1);
+                nots = 0;
+            }
+            b if b.is_ascii_alphanumeric() => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && (bytes[i + 1].is_ascii_alphanumeric() || b"_.-/@*%+".contains(&bytes[i + 1]))
+                {
+                    i += 1;
+                }
+                if &bytes[start..=i] == b"not" {
+                    nots += 1;
+                } else {
+                    nots = 0;
+                }
+                if depth + nots > MAX_DEPTH {
+                    return Some(start);
+                }
+            }
+            _ => {}
+        }
+        if depth + nots > MAX_DEPTH {
+            return Some(i.min(bytes.len().saturating_sub(1)));
+        }
+        i += 1;
+    }
+    None
 }
 
 struct Cx<'a> {
