@@ -29,9 +29,10 @@ pub struct CheckArgs {
 /// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
 pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     let (diags, failed) = match policy::load(&args.paths) {
-        Ok((_set, warnings)) => {
-            // Hook for the scoring module: compile the rhai scripts of `_set.scripts`
-            // and every pool's scripts here, appending their diagnostics.
+        Ok((set, warnings)) => {
+            // Hook for the scoring module: compile each of `policy::scripts(&set)`
+            // with rhai here and append its diagnostics (an error sets `failed`).
+            let _scripts = policy::scripts(&set);
             (policy::Diagnostics(warnings), false)
         }
         Err(d) => (d, true),

@@ -90,3 +90,12 @@ fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostics {
         .with_help("check the path and its permissions"),
     ])
 }
+
+/// Every script a compiled set refers to (policy-wide first, then per pool), for
+/// `check` and the reloader to compile with the scoring engine.
+pub fn scripts(set: &ir::PolicySet) -> Vec<&ir::ScriptRef> {
+    set.scripts
+        .iter()
+        .chain(set.pools.iter().flat_map(|p| p.scripts.iter()))
+        .collect()
+}
