@@ -1150,3 +1150,28 @@ fn kw_name(r: Rule) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deepest condition accepted parses, compiles and formats on a test
+    /// thread's small (2 MiB) stack; one level more is a diagnostic, not a crash.
+    #[test]
+    fn nesting_is_bounded() {
+        let half = MAX_DEPTH / 2;
+        let deep = format!(
+            "place pods on {}{}zone == a{}\n",
+            "(".repeat(half),
+            "not ".repeat(MAX_DEPTH - half),
+            ")".repeat(half)
+        );
+        let f = parse(Path::new("d.policy"), &deep).expect("parses at the limit");
+        let text = crate::policy::format(&f);
+        assert!(parse(Path::new("d.policy"), &text).is_ok());
+        assert!(crate::policy::compile(&[f]).is_ok());
+        let deeper = format!("place pods on ({deep})");
+        let err = parse(Path::new("d.policy"), &deeper).expect_err("too deep");
+        assert_eq!(err.0[0].code, "policy::too-deep");
+    }
+}
