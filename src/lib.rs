@@ -4,6 +4,9 @@
 //! One module per stage of the data flow (see DESIGN.md):
 //! text → AST (`policy`) → IR (`ir`) → plan (`solver`) → launch (`cloud`).
 
+// pest is built without `std` (no stack guard on the parse hot path); its generated parser names `alloc`.
+extern crate alloc;
+
 pub mod catalog;
 pub mod cli;
 pub mod cloud;

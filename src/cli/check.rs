@@ -1,12 +1,60 @@
-//! `nodewright check`.
+//! `nodewright check`: parse and compile policy files, print diagnostics.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::policy;
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable: file:line:col, the source line underlined, a hint.
+    Text,
+    /// A JSON array of {file, line, column, severity, code, message, help}.
+    Json,
+}
 
 /// Arguments of `nodewright check`.
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Policy files or directories (a directory means every `*.policy` in it, sorted).
+    /// All given paths form one policy set.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// How to print diagnostics.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-/// Runs `nodewright check`.
-pub fn run(_args: CheckArgs) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`nodewright check` is not available yet"))
+/// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
+pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
+    let (diags, failed) = match policy::load(&args.paths) {
+        Ok((set, warnings)) => {
+            // Hook for the scoring module: compile each of `policy::scripts(&set)`
+            // with rhai here and append its diagnostics (an error sets `failed`).
+            let _scripts = policy::scripts(&set);
+            (policy::Diagnostics(warnings), false)
+        }
+        Err(d) => (d, true),
+    };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&diags.to_json()).unwrap_or_else(|_| "[]".into())
+        ),
+        Format::Text => {
+            let width = 100;
+            if !diags.0.is_empty() {
+                eprintln!("{}", diags.render(width));
+            }
+            let errors = diags.error_count();
+            let warnings = diags.0.len() - errors;
+            eprintln!("{errors} error(s), {warnings} warning(s)");
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
