@@ -128,7 +128,11 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                             ));
                             continue;
                         }
-                        class_refs.push((doc.clone(), vec!["spec", "providerRef", "name"], r.name.clone()));
+                        class_refs.push((
+                            doc.clone(),
+                            vec!["spec", "providerRef", "name"],
+                            r.name.clone(),
+                        ));
                         r.name.clone()
                     }
                 };
@@ -137,7 +141,8 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                 }
                 if let Some(spec) = inline {
                     if claim_class(&mut cx, &doc, &mut classes, &class_name)
-                        && let Some(c) = cx.aws_node_template(&doc, &["spec", "provider"], &class_name, spec)
+                        && let Some(c) =
+                            cx.aws_node_template(&doc, &["spec", "provider"], &class_name, spec)
                     {
                         items.push(ast::Item::NodeClass(c));
                     }
@@ -180,7 +185,13 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
     })
 }
 
-fn claim_name(cx: &mut Ctx, doc: &Doc, seen: &mut BTreeMap<String, String>, name: &str, what: &str) -> bool {
+fn claim_name(
+    cx: &mut Ctx,
+    doc: &Doc,
+    seen: &mut BTreeMap<String, String>,
+    name: &str,
+    what: &str,
+) -> bool {
     if seen.contains_key(name) {
         cx.errors.push(doc.error_at(
             &["metadata", "name"],
@@ -214,7 +225,8 @@ impl Ctx {
     fn meta(&mut self, doc: &Doc, kind: &str, m: &ObjectMeta) {
         for (k, v) in &m.annotations {
             if k == DESCRIPTION {
-                self.descriptions.push((format!("{kind} {}", m.name), v.clone()));
+                self.descriptions
+                    .push((format!("{kind} {}", m.name), v.clone()));
             } else if !CONTROLLER_ANNOTATIONS.contains(&k.as_str()) {
                 self.warnings.push(doc.warning_at(
                     &["metadata", "annotations", k],
@@ -233,7 +245,12 @@ impl Ctx {
     }
 
     /// One requirement term; Gte/Lte become Gt/Lt on the neighbouring integer.
-    fn requirement(&mut self, doc: &Doc, path: &[&str], r: &RequirementY) -> Option<ast::Requirement> {
+    fn requirement(
+        &mut self,
+        doc: &Doc,
+        path: &[&str],
+        r: &RequirementY,
+    ) -> Option<ast::Requirement> {
         let at = |field: &'static str| {
             let mut p = path.to_vec();
             p.push(field);
@@ -249,7 +266,10 @@ impl Ctx {
                 let Some(n) = n else {
                     self.errors.push(doc.error_at(
                         &at("values"),
-                        format!("`{:?}` on `{}` needs exactly one integer value", r.operator, r.key),
+                        format!(
+                            "`{:?}` on `{}` needs exactly one integer value",
+                            r.operator, r.key
+                        ),
                         "write e.g. `values: [\"4\"]`",
                     ));
                     return None;
@@ -280,7 +300,11 @@ impl Ctx {
             Operator::Gt | Operator::Lt if !(values.len() == 1 && is_int(&values[0]).is_some()) => {
                 self.errors.push(doc.error_at(
                     &at("values"),
-                    format!("`{}` on `{}` needs exactly one integer value", op.as_str(), r.key),
+                    format!(
+                        "`{}` on `{}` needs exactly one integer value",
+                        op.as_str(),
+                        r.key
+                    ),
                     "Gt and Lt compare integers: write e.g. `values: [\"2\"]`",
                 ));
                 return None;
@@ -299,7 +323,11 @@ impl Ctx {
             if op == Operator::In && (m as usize) > values.len() {
                 self.errors.push(doc.error_at(
                     &at("minValues"),
-                    format!("minValues {m} on `{}` is larger than its {} values", r.key, values.len()),
+                    format!(
+                        "minValues {m} on `{}` is larger than its {} values",
+                        r.key,
+                        values.len()
+                    ),
                     "lower minValues or allow more values",
                 ));
                 return None;
@@ -324,7 +352,13 @@ impl Ctx {
         }
     }
 
-    fn limits(&mut self, doc: &Doc, path: &[&str], limits: &BTreeMap<String, Qty>, body: &mut Vec<ast::PoolStmt>) {
+    fn limits(
+        &mut self,
+        doc: &Doc,
+        path: &[&str],
+        limits: &BTreeMap<String, Qty>,
+        body: &mut Vec<ast::PoolStmt>,
+    ) {
         let _ = (doc, path);
         for (k, q) in limits {
             body.push(ast::PoolStmt::Limit(kv(k.clone(), q.text.clone())));
@@ -354,12 +388,22 @@ impl Ctx {
                 body.push(ast::PoolStmt::Label(kv(k.clone(), v.clone())));
             }
         }
-        body.extend(ts.taints.iter().map(|t| ast::PoolStmt::Taint(Self::taint(t))));
-        body.extend(ts.startup_taints.iter().map(|t| ast::PoolStmt::StartupTaint(Self::taint(t))));
+        body.extend(
+            ts.taints
+                .iter()
+                .map(|t| ast::PoolStmt::Taint(Self::taint(t))),
+        );
+        body.extend(
+            ts.startup_taints
+                .iter()
+                .map(|t| ast::PoolStmt::StartupTaint(Self::taint(t))),
+        );
         let r = &ts.node_class_ref;
-        if r.group != "karpenter.k8s.aws" || r.kind != "EC2NodeClass" {
+        // Some published examples write the group with its version (`karpenter.k8s.aws/v1`).
+        let group_ok = r.group == "karpenter.k8s.aws" || r.group.starts_with("karpenter.k8s.aws/");
+        if !group_ok || r.kind != "EC2NodeClass" {
             self.errors.push(doc.error_at(
-                &["spec", "template", "spec", "nodeClassRef", if r.group != "karpenter.k8s.aws" { "group" } else { "kind" }],
+                &["spec", "template", "spec", "nodeClassRef", if !group_ok { "group" } else { "kind" }],
                 format!("nodeClassRef `{}/{}` is not an EC2NodeClass", r.group, r.kind),
                 "nodewright launches EC2 instances: use `group: karpenter.k8s.aws`, `kind: EC2NodeClass`",
             ));
@@ -373,7 +417,9 @@ impl Ctx {
                     policy: dis.consolidation_policy.map(|p| {
                         w(match p {
                             ConsolidationPolicyY::WhenEmpty => "when-empty",
-                            ConsolidationPolicyY::WhenEmptyOrUnderutilized => "when-empty-or-underutilized",
+                            ConsolidationPolicyY::WhenEmptyOrUnderutilized => {
+                                "when-empty-or-underutilized"
+                            }
                         })
                     }),
                     after: dis.consolidate_after.as_ref().map(dur_word),
@@ -400,7 +446,17 @@ impl Ctx {
                 let idx = format!("#{i}");
                 if b.schedule.is_some() != b.duration.is_some() {
                     self.errors.push(doc.error_at(
-                        &["spec", "disruption", "budgets", &idx, if b.schedule.is_some() { "schedule" } else { "duration" }],
+                        &[
+                            "spec",
+                            "disruption",
+                            "budgets",
+                            &idx,
+                            if b.schedule.is_some() {
+                                "schedule"
+                            } else {
+                                "duration"
+                            },
+                        ],
                         "a budget's `schedule` and `duration` must be set together",
                         "add the missing one: `schedule: \"0 9 * * mon-fri\"` with `duration: 8h`",
                     ));
@@ -431,7 +487,9 @@ impl Ctx {
         use ast::KubeletKind as K;
         let mut body = Vec::new();
         if !k.cluster_dns.is_empty() {
-            body.push(K::ClusterDns(k.cluster_dns.iter().cloned().map(w).collect()));
+            body.push(K::ClusterDns(
+                k.cluster_dns.iter().cloned().map(w).collect(),
+            ));
         }
         if let Some(n) = k.max_pods {
             body.push(K::MaxPods(w(n.to_string())));
@@ -445,7 +503,10 @@ impl Ctx {
         for (r, q) in &k.system_reserved {
             body.push(K::SystemReserved(kv(r.clone(), q.text.clone())));
         }
-        for (field, map, hard) in [("evictionHard", &k.eviction_hard, true), ("evictionSoft", &k.eviction_soft, false)] {
+        for (field, map, hard) in [
+            ("evictionHard", &k.eviction_hard, true),
+            ("evictionSoft", &k.eviction_soft, false),
+        ] {
             for (sig, th) in map {
                 if !valid_threshold(th) {
                     let mut p = path.to_vec();
@@ -458,7 +519,11 @@ impl Ctx {
                     continue;
                 }
                 let s = kv(sig.clone(), th.clone());
-                body.push(if hard { K::EvictionHard(s) } else { K::EvictionSoft(s) });
+                body.push(if hard {
+                    K::EvictionHard(s)
+                } else {
+                    K::EvictionSoft(s)
+                });
             }
         }
         for (sig, d) in &k.eviction_soft_grace_period {
@@ -479,7 +544,10 @@ impl Ctx {
         (!body.is_empty()).then(|| ast::Kubelet {
             body: body
                 .into_iter()
-                .map(|kind| ast::KubeletStmt { kind, span: Span::DUMMY })
+                .map(|kind| ast::KubeletStmt {
+                    kind,
+                    span: Span::DUMMY,
+                })
                 .collect(),
             span: Span::DUMMY,
         })
@@ -509,7 +577,9 @@ impl Ctx {
             let mut f = Vec::new();
             f.extend(t.id.clone().map(|v| F::Id(w(v))));
             f.extend(t.tags.iter().map(|(k, v)| F::Tag(kv(k.clone(), v.clone()))));
-            if let Some(term) = self.term(doc, &["spec", "subnetSelectorTerms", &format!("#{i}")], f) {
+            if let Some(term) =
+                self.term(doc, &["spec", "subnetSelectorTerms", &format!("#{i}")], f)
+            {
                 body.push(N::Subnets(term));
             }
         }
@@ -518,7 +588,11 @@ impl Ctx {
             f.extend(t.id.clone().map(|v| F::Id(w(v))));
             f.extend(t.name.clone().map(|v| F::Name(w(v))));
             f.extend(t.tags.iter().map(|(k, v)| F::Tag(kv(k.clone(), v.clone()))));
-            if let Some(term) = self.term(doc, &["spec", "securityGroupSelectorTerms", &format!("#{i}")], f) {
+            if let Some(term) = self.term(
+                doc,
+                &["spec", "securityGroupSelectorTerms", &format!("#{i}")],
+                f,
+            ) {
                 body.push(N::SecurityGroups(term));
             }
         }
@@ -540,7 +614,9 @@ impl Ctx {
             body.push(N::Tag(kv(k.clone(), v.clone())));
         }
         for (i, b) in s.block_device_mappings.iter().enumerate() {
-            if let Some(bd) = self.block_device(doc, &["spec", "blockDeviceMappings", &format!("#{i}")], b) {
+            if let Some(bd) =
+                self.block_device(doc, &["spec", "blockDeviceMappings", &format!("#{i}")], b)
+            {
                 body.push(N::BlockDevice(bd));
             }
         }
@@ -567,7 +643,12 @@ impl Ctx {
         (self.errors.len() == n_err).then(|| node_class(o.metadata.name, body))
     }
 
-    fn term(&mut self, doc: &Doc, path: &[&str], fields: Vec<ast::SelectorField>) -> Option<ast::SelectorTerm> {
+    fn term(
+        &mut self,
+        doc: &Doc,
+        path: &[&str],
+        fields: Vec<ast::SelectorField>,
+    ) -> Option<ast::SelectorTerm> {
         if fields.is_empty() {
             self.errors.push(doc.error_at(
                 path,
@@ -582,7 +663,12 @@ impl Ctx {
         })
     }
 
-    fn block_device(&mut self, doc: &Doc, path: &[&str], b: &BlockDeviceMappingY) -> Option<ast::BlockDevice> {
+    fn block_device(
+        &mut self,
+        doc: &Doc,
+        path: &[&str],
+        b: &BlockDeviceMappingY,
+    ) -> Option<ast::BlockDevice> {
         let Some(dev) = &b.device_name else {
             self.errors.push(doc.error_at(
                 path,
@@ -635,7 +721,12 @@ impl Ctx {
         })
     }
 
-    fn provisioner(&mut self, doc: &Doc, o: Object<ProvisionerSpec>, class: &str) -> Option<ast::Pool> {
+    fn provisioner(
+        &mut self,
+        doc: &Doc,
+        o: Object<ProvisionerSpec>,
+        class: &str,
+    ) -> Option<ast::Pool> {
         let s = o.spec;
         let n_err = self.errors.len();
         let mut body = Vec::new();
@@ -649,7 +740,11 @@ impl Ctx {
             }
         }
         // v1alpha5's defaulting webhook added these; v1 does not, so make them explicit.
-        let has = |keys: &[&str]| s.requirements.iter().any(|r| keys.contains(&r.key.as_str()));
+        let has = |keys: &[&str]| {
+            s.requirements
+                .iter()
+                .any(|r| keys.contains(&r.key.as_str()))
+        };
         let req_in = |key: &str, vals: &[&str]| {
             ast::PoolStmt::Require(ast::Requirement {
                 key: w(key),
@@ -672,7 +767,10 @@ impl Ctx {
             "karpenter.k8s.aws/instance-category",
             "karpenter.k8s.aws/instance-generation",
         ]) {
-            body.push(req_in("karpenter.k8s.aws/instance-category", &["c", "m", "r"]));
+            body.push(req_in(
+                "karpenter.k8s.aws/instance-category",
+                &["c", "m", "r"],
+            ));
             body.push(ast::PoolStmt::Require(ast::Requirement {
                 key: w("karpenter.k8s.aws/instance-generation"),
                 op: ast::ReqOp::Gt,
@@ -683,13 +781,26 @@ impl Ctx {
             }));
         }
         if let Some(l) = &s.limits {
-            self.limits(doc, &["spec", "limits", "resources"], &l.resources, &mut body);
+            self.limits(
+                doc,
+                &["spec", "limits", "resources"],
+                &l.resources,
+                &mut body,
+            );
         }
         for (k, v) in &s.labels {
             body.push(ast::PoolStmt::Label(kv(k.clone(), v.clone())));
         }
-        body.extend(s.taints.iter().map(|t| ast::PoolStmt::Taint(Self::taint(t))));
-        body.extend(s.startup_taints.iter().map(|t| ast::PoolStmt::StartupTaint(Self::taint(t))));
+        body.extend(
+            s.taints
+                .iter()
+                .map(|t| ast::PoolStmt::Taint(Self::taint(t))),
+        );
+        body.extend(
+            s.startup_taints
+                .iter()
+                .map(|t| ast::PoolStmt::StartupTaint(Self::taint(t))),
+        );
         body.push(ast::PoolStmt::NodeClass(w(class)));
         if let Some(k) = s.kubelet_configuration {
             let k: KubeletY = k.into();
@@ -697,7 +808,11 @@ impl Ctx {
                 body.push(ast::PoolStmt::Kubelet(k));
             }
         }
-        let consolidation = s.consolidation.as_ref().and_then(|c| c.enabled).unwrap_or(false);
+        let consolidation = s
+            .consolidation
+            .as_ref()
+            .and_then(|c| c.enabled)
+            .unwrap_or(false);
         let mut d = Vec::new();
         match (s.ttl_seconds_after_empty, consolidation) {
             (Some(_), true) => self.errors.push(doc.error_at(
@@ -718,10 +833,12 @@ impl Ctx {
                 after: Some(w("never")),
             }),
         }
-        d.push(ast::DisruptionKind::ExpireAfter(match s.ttl_seconds_until_expired {
-            Some(t) => w(format!("{t}s")),
-            None => w("never"),
-        }));
+        d.push(ast::DisruptionKind::ExpireAfter(
+            match s.ttl_seconds_until_expired {
+                Some(t) => w(format!("{t}s")),
+                None => w("never"),
+            },
+        ));
         body.push(ast::PoolStmt::Disruption(disruption(d)));
         (self.errors.len() == n_err).then(|| ast::Pool {
             name: w(o.metadata.name),
@@ -730,7 +847,13 @@ impl Ctx {
         })
     }
 
-    fn aws_node_template(&mut self, doc: &Doc, base: &[&str], name: &str, s: AwsNodeTemplateSpec) -> Option<ast::NodeClass> {
+    fn aws_node_template(
+        &mut self,
+        doc: &Doc,
+        base: &[&str],
+        name: &str,
+        s: AwsNodeTemplateSpec,
+    ) -> Option<ast::NodeClass> {
         use ast::NodeClassKind as N;
         use ast::SelectorField as F;
         let n_err = self.errors.len();
@@ -769,8 +892,16 @@ impl Ctx {
                 )),
             }
         } else {
-            let id_opts: Vec<Option<String>> = if ids.is_empty() { vec![None] } else { ids.into_iter().map(Some).collect() };
-            let owner_opts: Vec<Option<String>> = if owners.is_empty() { vec![None] } else { owners.into_iter().map(Some).collect() };
+            let id_opts: Vec<Option<String>> = if ids.is_empty() {
+                vec![None]
+            } else {
+                ids.into_iter().map(Some).collect()
+            };
+            let owner_opts: Vec<Option<String>> = if owners.is_empty() {
+                vec![None]
+            } else {
+                owners.into_iter().map(Some).collect()
+            };
             for id in &id_opts {
                 for owner in &owner_opts {
                     let mut f = Vec::new();
@@ -778,11 +909,17 @@ impl Ctx {
                     f.extend(ami_name.clone().map(|v| F::Name(w(v))));
                     f.extend(owner.clone().map(|v| F::Owner(w(v))));
                     f.extend(tags.iter().cloned().map(F::Tag));
-                    body.push(N::Ami(ast::SelectorTerm { fields: f, span: Span::DUMMY }));
+                    body.push(N::Ami(ast::SelectorTerm {
+                        fields: f,
+                        span: Span::DUMMY,
+                    }));
                 }
             }
         }
-        for (field, sel, sg) in [("subnetSelector", &s.subnet_selector, false), ("securityGroupSelector", &s.security_group_selector, true)] {
+        for (field, sel, sg) in [
+            ("subnetSelector", &s.subnet_selector, false),
+            ("securityGroupSelector", &s.security_group_selector, true),
+        ] {
             if sel.is_empty() {
                 self.errors.push(doc.error_at(
                     &at(field),
@@ -799,13 +936,24 @@ impl Ctx {
                     _ => tags.push(kv(k.clone(), v.clone())),
                 }
             }
-            let id_opts: Vec<Option<String>> = if ids.is_empty() { vec![None] } else { ids.into_iter().map(Some).collect() };
+            let id_opts: Vec<Option<String>> = if ids.is_empty() {
+                vec![None]
+            } else {
+                ids.into_iter().map(Some).collect()
+            };
             for id in id_opts {
                 let mut f = Vec::new();
                 f.extend(id.map(|v| F::Id(w(v))));
                 f.extend(tags.iter().cloned().map(F::Tag));
-                let term = ast::SelectorTerm { fields: f, span: Span::DUMMY };
-                body.push(if sg { N::SecurityGroups(term) } else { N::Subnets(term) });
+                let term = ast::SelectorTerm {
+                    fields: f,
+                    span: Span::DUMMY,
+                };
+                body.push(if sg {
+                    N::SecurityGroups(term)
+                } else {
+                    N::Subnets(term)
+                });
             }
         }
         match &s.instance_profile {
@@ -834,7 +982,10 @@ impl Ctx {
             http_put_response_hop_limit: None,
             http_tokens: None,
         };
-        body.push(N::Imds(imds(s.metadata_options.as_ref().unwrap_or(&hop2), Some(2))));
+        body.push(N::Imds(imds(
+            s.metadata_options.as_ref().unwrap_or(&hop2),
+            Some(2),
+        )));
         if let Some(u) = &s.user_data {
             body.push(N::UserData(w(u.clone())));
         }
@@ -886,8 +1037,12 @@ impl Ctx {
                     None
                 }
                 (Some(p), None) => Some(ast::CostAction::SetPrice(w(fmt_num(p.0)))),
-                (None, Some(PriceAdjustmentY::Add(a))) => Some(ast::CostAction::Adjust(w(signed(*a, "")))),
-                (None, Some(PriceAdjustmentY::Percent(p))) => Some(ast::CostAction::Adjust(w(signed(*p, "%")))),
+                (None, Some(PriceAdjustmentY::Add(a))) => {
+                    Some(ast::CostAction::Adjust(w(signed(*a, ""))))
+                }
+                (None, Some(PriceAdjustmentY::Percent(p))) => {
+                    Some(ast::CostAction::Adjust(w(signed(*p, "%"))))
+                }
                 (None, None) => None,
             };
             for k in s.capacity.keys() {
@@ -902,7 +1057,10 @@ impl Ctx {
             if price.is_none() && s.capacity.is_empty() && self.errors.len() == n_err {
                 self.warnings.push(doc.warning_at(
                     &["spec"],
-                    format!("NodeOverlay `{}` sets neither price, priceAdjustment nor capacity", o.metadata.name),
+                    format!(
+                        "NodeOverlay `{}` sets neither price, priceAdjustment nor capacity",
+                        o.metadata.name
+                    ),
                     "it has no effect; delete it",
                 ));
             }
@@ -925,30 +1083,43 @@ impl Ctx {
             let weight = (o.weight != 0).then(|| w(o.weight.to_string()));
             if let Some(action) = &o.price {
                 let shadow: Vec<&Ov> = higher.iter().filter(|h| h.price.is_some()).collect();
-                if let Some(when) = excluding(&o.cond, &shadow.iter().map(|h| &h.cond).collect::<Vec<_>>()) {
-                    out.push((o.weight, ast::Item::Cost(ast::CostRule {
-                        action: action.clone(),
-                        when,
-                        weight: weight.clone(),
-                        span: Span::DUMMY,
-                    })));
+                if let Some(when) =
+                    excluding(&o.cond, &shadow.iter().map(|h| &h.cond).collect::<Vec<_>>())
+                {
+                    out.push((
+                        o.weight,
+                        ast::Item::Cost(ast::CostRule {
+                            action: action.clone(),
+                            when,
+                            weight: weight.clone(),
+                            span: Span::DUMMY,
+                        }),
+                    ));
                 }
             }
             // Group this overlay's resources by which higher overlays also set them.
             let mut groups: BTreeMap<Vec<usize>, Vec<KeyValue>> = BTreeMap::new();
             for (k, q) in &o.capacity {
-                let shadow: Vec<usize> = (0..i).filter(|&j| ovs[j].capacity.iter().any(|(hk, _)| hk == k)).collect();
-                groups.entry(shadow).or_default().push(kv(k.clone(), q.clone()));
+                let shadow: Vec<usize> = (0..i)
+                    .filter(|&j| ovs[j].capacity.iter().any(|(hk, _)| hk == k))
+                    .collect();
+                groups
+                    .entry(shadow)
+                    .or_default()
+                    .push(kv(k.clone(), q.clone()));
             }
             for (shadow, add) in groups {
                 let conds: Vec<&Option<ast::Expr>> = shadow.iter().map(|&j| &ovs[j].cond).collect();
                 if let Some(when) = excluding(&o.cond, &conds) {
-                    out.push((o.weight, ast::Item::Capacity(ast::CapacityRule {
-                        add,
-                        when,
-                        weight: weight.clone(),
-                        span: Span::DUMMY,
-                    })));
+                    out.push((
+                        o.weight,
+                        ast::Item::Capacity(ast::CapacityRule {
+                            add,
+                            when,
+                            weight: weight.clone(),
+                            span: Span::DUMMY,
+                        }),
+                    ));
                 }
             }
         }
@@ -957,7 +1128,12 @@ impl Ctx {
         out.into_iter().map(|(_, i)| i).collect()
     }
 
-    fn overlay_cond(&mut self, doc: &Doc, path: &[&str], r: &OverlayRequirementY) -> Option<ast::Expr> {
+    fn overlay_cond(
+        &mut self,
+        doc: &Doc,
+        path: &[&str],
+        r: &OverlayRequirementY,
+    ) -> Option<ast::Expr> {
         let at = |f: &'static str| {
             let mut p = path.to_vec();
             p.push(f);
@@ -1053,7 +1229,10 @@ fn disruption(kinds: Vec<ast::DisruptionKind>) -> ast::Disruption {
     ast::Disruption {
         body: kinds
             .into_iter()
-            .map(|kind| ast::DisruptionStmt { kind, span: Span::DUMMY })
+            .map(|kind| ast::DisruptionStmt {
+                kind,
+                span: Span::DUMMY,
+            })
             .collect(),
         span: Span::DUMMY,
     }
@@ -1064,7 +1243,10 @@ fn node_class(name: String, body: Vec<ast::NodeClassKind>) -> ast::NodeClass {
         name: w(name),
         body: body
             .into_iter()
-            .map(|kind| ast::NodeClassStmt { kind, span: Span::DUMMY })
+            .map(|kind| ast::NodeClassStmt {
+                kind,
+                span: Span::DUMMY,
+            })
             .collect(),
         span: Span::DUMMY,
     }
@@ -1116,7 +1298,10 @@ fn alias_for(family: &str) -> Option<&'static str> {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn valid_threshold(t: &str) -> bool {

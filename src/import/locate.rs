@@ -61,7 +61,10 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
                 let t = v.trim_start();
                 let t = t.split(" #").next().unwrap_or(t).trim_end();
                 (!t.is_empty() && !t.starts_with(['|', '>'])).then(|| {
-                    (col + seg.len() + c + (v.len() - v.trim_start().len()), t.len())
+                    (
+                        col + seg.len() + c + (v.len() - v.trim_start().len()),
+                        t.len(),
+                    )
                 })
             });
             found = Some(match value_rel {
@@ -108,7 +111,13 @@ fn key_of(s: &str) -> Option<&str> {
 
 /// First line index in `from..end` that ends the node at column `col`: the
 /// next sequence item (`dash`) or the next sibling or parent key.
-fn next_at_or_below(lines: &[(usize, &str)], from: usize, end: usize, col: usize, dash: bool) -> usize {
+fn next_at_or_below(
+    lines: &[(usize, &str)],
+    from: usize,
+    end: usize,
+    col: usize,
+    dash: bool,
+) -> usize {
     (from..end)
         .find(|&i| {
             let l = lines[i].1;
@@ -140,10 +149,22 @@ mod tests {
     #[test]
     fn follows_mappings_and_sequences() {
         assert_eq!(at(&["kind"]), "NodePool");
-        assert_eq!(at(&["spec", "template", "spec", "nodeClassRef", "kind"]), "Foo");
-        assert_eq!(at(&["spec", "template", "spec", "requirements", "#1", "operator"]), "Gt");
-        assert_eq!(at(&["spec", "template", "spec", "requirements", "#0", "key"]), "a");
-        assert_eq!(at(&["spec", "template", "spec", "requirements", "#1", "values"]), "[\"x\"]");
+        assert_eq!(
+            at(&["spec", "template", "spec", "nodeClassRef", "kind"]),
+            "Foo"
+        );
+        assert_eq!(
+            at(&["spec", "template", "spec", "requirements", "#1", "operator"]),
+            "Gt"
+        );
+        assert_eq!(
+            at(&["spec", "template", "spec", "requirements", "#0", "key"]),
+            "a"
+        );
+        assert_eq!(
+            at(&["spec", "template", "spec", "requirements", "#1", "values"]),
+            "[\"x\"]"
+        );
         assert_eq!(at(&["spec", "template"]), "template");
     }
 
@@ -151,6 +172,9 @@ mod tests {
     fn falls_back_to_deepest_found() {
         assert_eq!(at(&["spec", "template", "nope"]), "template");
         assert_eq!(locate(Y, &["nope"]), None);
-        assert_eq!(at(&["spec", "template", "spec", "requirements", "#7"]), "requirements");
+        assert_eq!(
+            at(&["spec", "template", "spec", "requirements", "#7"]),
+            "requirements"
+        );
     }
 }

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::policy::ast;
 use yaml::{
-    AwsNodeTemplateSpec, Ec2NodeClassSpec, HINT_SEP, Header, NodeOverlaySpec, NodePoolSpec,
-    Object, ProvisionerSpec,
+    AwsNodeTemplateSpec, Ec2NodeClassSpec, HINT_SEP, Header, NodeOverlaySpec, NodePoolSpec, Object,
+    ProvisionerSpec,
 };
 
 /// The result of an import: the policy AST plus what the user should know.
@@ -104,7 +104,13 @@ impl Source {
     }
 
     /// A located error.
-    pub fn error(&self, offset: usize, len: usize, message: String, help: Option<String>) -> ImportError {
+    pub fn error(
+        &self,
+        offset: usize,
+        len: usize,
+        message: String,
+        help: Option<String>,
+    ) -> ImportError {
         let (line, column) = self.line_col(offset);
         ImportError {
             message,
@@ -119,7 +125,13 @@ impl Source {
     }
 
     /// A located warning.
-    pub fn warning(&self, offset: usize, len: usize, message: String, help: Option<String>) -> ImportWarning {
+    pub fn warning(
+        &self,
+        offset: usize,
+        len: usize,
+        message: String,
+        help: Option<String>,
+    ) -> ImportWarning {
         let (line, column) = self.line_col(offset);
         ImportWarning {
             message,
@@ -195,15 +207,27 @@ impl Doc {
     }
 
     /// An error at `path` inside this document (see [`locate::locate`]), or at its start.
-    pub fn error_at(&self, path: &[&str], message: impl Into<String>, help: impl Into<String>) -> ImportError {
+    pub fn error_at(
+        &self,
+        path: &[&str],
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ImportError {
         let (off, len) = self.span_of(path);
-        self.source.error(off, len, message.into(), Some(help.into()))
+        self.source
+            .error(off, len, message.into(), Some(help.into()))
     }
 
     /// A warning at `path` inside this document.
-    pub fn warning_at(&self, path: &[&str], message: impl Into<String>, help: impl Into<String>) -> ImportWarning {
+    pub fn warning_at(
+        &self,
+        path: &[&str],
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ImportWarning {
         let (off, len) = self.span_of(path);
-        self.source.warning(off, len, message.into(), Some(help.into()))
+        self.source
+            .warning(off, len, message.into(), Some(help.into()))
     }
 
     /// Source byte range of the node at `path`, or of the document's first content line.
@@ -211,10 +235,7 @@ impl Doc {
         match locate::locate(&self.text, path) {
             Some((rel, len)) => (self.offset + rel, len.max(1)),
             None => {
-                let rel = self
-                    .text
-                    .find(|c: char| !c.is_whitespace())
-                    .unwrap_or(0);
+                let rel = self.text.find(|c: char| !c.is_whitespace()).unwrap_or(0);
                 (self.offset + rel, self.token_len(rel))
             }
         }
@@ -249,7 +270,8 @@ pub(crate) fn split_documents(source: &Source) -> Vec<Doc> {
     let mut first_marker = true;
     for line in text.split_inclusive('\n') {
         let content = line.trim_end_matches(['\n', '\r']);
-        let is_start = content == "---" || content.starts_with("--- ") || content.starts_with("---\t");
+        let is_start =
+            content == "---" || content.starts_with("--- ") || content.starts_with("---\t");
         let is_end = content == "...";
         if is_start || is_end {
             // Text before the first marker is a document only if it has content.
@@ -338,7 +360,10 @@ pub(crate) fn parse_doc(doc: &Doc) -> Result<Parsed, ImportError> {
                     "apiVersion",
                     format!("unsupported apiVersion `{api}` for {kind}"),
                     if api.ends_with("v1beta1") {
-                        format!("nodewright imports {kind} as {want}; convert v1beta1 objects with Karpenter's v1 migration (the API server does it on read: `kubectl get {} -o yaml`)", kind.to_lowercase())
+                        format!(
+                            "nodewright imports {kind} as {want}; convert v1beta1 objects with Karpenter's v1 migration (the API server does it on read: `kubectl get {} -o yaml`)",
+                            kind.to_lowercase()
+                        )
                     } else {
                         format!("nodewright imports {kind} as {want}")
                     },
@@ -427,4 +452,111 @@ pub fn is_yaml(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     )
+}
+
+/// Why [`load_policy_set`] failed: the YAML did not import, or the policy did not compile.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    /// A Karpenter YAML file did not import.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Import(#[from] ImportError),
+    /// Policy files (or the imported AST) did not parse or compile.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Diagnostics),
+}
+
+/// Compiles a mix of `.policy` files, policy directories and Karpenter `.yaml`
+/// files into one policy set, so `plan --policy` runs against Karpenter YAML as is.
+/// The YAML files are imported together (references may cross files).
+pub fn load_policy_set(
+    paths: &[PathBuf],
+) -> Result<(crate::ir::PolicySet, Vec<crate::policy::Diagnostic>), LoadError> {
+    let (yaml, policy): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| is_yaml(p));
+    let mut files = crate::policy::parse_files(&policy)?;
+    if !yaml.is_empty() {
+        files.push(import_files(&yaml)?.file);
+    }
+    Ok(crate::policy::compile(&files)?)
+}
+
+/// The policy text of an import: a comment header naming the sources and
+/// the objects' descriptions, then the formatted policy.
+pub fn render(imported: &Imported, sources: &[String]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Imported by `nodewright import` from {}\n",
+        sources.join(", ")
+    ));
+    for (what, d) in &imported.descriptions {
+        out.push_str(&format!("# {what}: {}\n", d.replace('\n', " ")));
+    }
+    out.push('\n');
+    out.push_str(&crate::policy::format(&imported.file));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/karpenter/examples/nodepools"
+    );
+
+    /// Every Karpenter example imports, its text passes the checker, and YAML → AST → IR
+    /// equals YAML → AST → text → parse → IR.
+    #[test]
+    fn every_example_round_trips_to_the_same_ir() {
+        let mut paths: Vec<_> = std::fs::read_dir(EXAMPLES)
+            .expect("examples dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 20);
+        for p in paths {
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(&p).expect("read");
+            let imp = import_str(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (direct, _) = crate::policy::compile(std::slice::from_ref(&imp.file))
+                .unwrap_or_else(|d| panic!("{name}: {:?}", d));
+            let printed = render(&imp, &[name.clone()]);
+            let reparsed = crate::policy::parse("x.policy", &printed)
+                .unwrap_or_else(|d| panic!("{name}: {:?}\n{printed}", d));
+            let (via_text, _) = crate::policy::compile(&[reparsed])
+                .unwrap_or_else(|d| panic!("{name}: {:?}\n{printed}", d));
+            assert_eq!(direct, via_text, "{name}\n{printed}");
+            assert!(!direct.pools.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let y = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: d}\n      requirementz: []\n";
+        let e = import_str("np.yaml", y).expect_err("unknown field");
+        assert_eq!((e.line, e.column), (9, 7), "{e}");
+        assert!(e.message.contains("requirementz"), "{e}");
+    }
+
+    #[test]
+    fn unrepresentable_field_is_an_error_with_hint() {
+        let y = "---\napiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\nspec:\n  replicas: 3\n  template:\n    spec:\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: d}\n";
+        let e = import_str("np.yaml", y).expect_err("replicas");
+        assert_eq!(e.line, 7, "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("static-capacity"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_kind_and_bad_quantity() {
+        let e = import_str("d.yaml", "apiVersion: apps/v1\nkind: Deployment\n").expect_err("kind");
+        assert_eq!(e.line, 2, "{e}");
+        let y = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\nspec:\n  limits:\n    cpu: 12x\n  template:\n    spec:\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: d}\n";
+        let e = import_str("q.yaml", y).expect_err("quantity");
+        assert_eq!(e.line, 7, "{e}");
+    }
 }

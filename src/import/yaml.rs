@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use crate::ir::{Duration, Operator, Quantity, TaintEffect};
 
@@ -384,7 +384,11 @@ macro_rules! string_enum {
     };
 }
 
-string_enum!(VolumeType, "volumeType", ["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"]);
+string_enum!(
+    VolumeType,
+    "volumeType",
+    ["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"]
+);
 string_enum!(EnabledDisabled, "setting", ["enabled", "disabled"]);
 string_enum!(HttpTokens, "httpTokens", ["required", "optional"]);
 string_enum!(InstanceStorePolicy, "instanceStorePolicy", ["RAID0"]);
@@ -890,7 +894,9 @@ impl<'de> Deserialize<'de> for PriceY {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = scalar_text(d, "a price such as \"0.25\"")?;
         match s.trim().parse::<f64>() {
-            Ok(p) if p.is_finite() && p >= 0.0 && !s.trim().starts_with(['+', '-']) => Ok(PriceY(p)),
+            Ok(p) if p.is_finite() && p >= 0.0 && !s.trim().starts_with(['+', '-']) => {
+                Ok(PriceY(p))
+            }
             _ => Err(err_with_hint(
                 format_args!("malformed price `{s}`"),
                 "write a non-negative decimal $/hour such as \"0.25\"",
