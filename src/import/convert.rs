@@ -6,6 +6,9 @@
 //! happen here, located with [`super::locate`], because an imported AST has no
 //! spans of its own for the policy checker to point at.
 
+// Import errors carry their source snippet; they are built once per failed import (cold path).
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -139,13 +142,12 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                 if let Some(p) = cx.provisioner(&doc, o, &class_name) {
                     items.push(ast::Item::Pool(p));
                 }
-                if let Some(spec) = inline {
-                    if claim_class(&mut cx, &doc, &mut classes, &class_name)
-                        && let Some(c) =
-                            cx.aws_node_template(&doc, &["spec", "provider"], &class_name, spec)
-                    {
-                        items.push(ast::Item::NodeClass(c));
-                    }
+                if let Some(spec) = inline
+                    && claim_class(&mut cx, &doc, &mut classes, &class_name)
+                    && let Some(c) =
+                        cx.aws_node_template(&doc, &["spec", "provider"], &class_name, spec)
+                {
+                    items.push(ast::Item::NodeClass(c));
                 }
             }
             Parsed::AwsNodeTemplate(o) => {
@@ -411,8 +413,10 @@ impl Ctx {
         body.push(ast::PoolStmt::NodeClass(w(r.name.clone())));
 
         let mut d = Vec::new();
-        if let Some(dis) = &spec.disruption {
-            if dis.consolidation_policy.is_some() || dis.consolidate_after.is_some() {
+        if let Some(dis) = &spec.disruption
+            && (dis.consolidation_policy.is_some() || dis.consolidate_after.is_some())
+        {
+            {
                 d.push(ast::DisruptionKind::Consolidate {
                     policy: dis.consolidation_policy.map(|p| {
                         w(match p {

@@ -7,6 +7,9 @@
 //! through the AST, not straight to the IR, means imported YAML and the
 //! policy text it prints compile through one code path and cannot disagree.
 
+// Import errors carry their source snippet; they are built once per failed import (cold path).
+#![allow(clippy::result_large_err)]
+
 pub mod convert;
 pub mod locate;
 pub mod yaml;
@@ -117,7 +120,7 @@ impl Source {
             file: self.name.to_string(),
             line,
             column,
-            src: NamedSource::new(self.name.to_string(), self.text.clone()),
+            src: NamedSource::new(&self.name, self.text.clone()),
             span: SourceSpan::new(offset.into(), len),
             help,
             others: Vec::new(),
@@ -138,7 +141,7 @@ impl Source {
             file: self.name.to_string(),
             line,
             column,
-            src: NamedSource::new(self.name.to_string(), self.text.clone()),
+            src: NamedSource::new(&self.name, self.text.clone()),
             span: SourceSpan::new(offset.into(), len),
             help,
         }
@@ -522,7 +525,7 @@ mod tests {
             let imp = import_str(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (direct, _) = crate::policy::compile(std::slice::from_ref(&imp.file))
                 .unwrap_or_else(|d| panic!("{name}: {:?}", d));
-            let printed = render(&imp, &[name.clone()]);
+            let printed = render(&imp, std::slice::from_ref(&name));
             let reparsed = crate::policy::parse("x.policy", &printed)
                 .unwrap_or_else(|d| panic!("{name}: {:?}\n{printed}", d));
             let (via_text, _) = crate::policy::compile(&[reparsed])
