@@ -293,7 +293,7 @@ fn typed<T: DeserializeOwned + Serialize>(
                         .unwrap_or((at.line, 1));
                     let msg = e2.to_string();
                     let msg = msg
-                        .rsplit_once(" at line ")
+                        .split_once(" at line ")
                         .map_or(msg.as_str(), |(m, _)| m);
                     return Err(ctx.error_at_line(
                         d.file,
@@ -464,7 +464,7 @@ fn parse_file(ctx: &mut Ctx, file: usize, out: &mut Vec<(At, Obj)>) -> Result<()
                     .unwrap_or((d.line0 + 1, 1));
                 let msg = e.to_string();
                 let msg = msg
-                    .rsplit_once(" at line ")
+                    .split_once(" at line ")
                     .map_or(msg.as_str(), |(m, _)| m);
                 return Err(ctx.error_at_line(
                     file,

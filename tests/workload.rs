@@ -1,0 +1,199 @@
+//! Kubernetes YAML → workload IR: fixtures under tests/workload/, the
+//! Karpenter example workloads, and error cases, all as insta snapshots.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nodewright::workload::{self, LoadOptions, WorkloadError};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workload");
+const KARPENTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/karpenter/examples/workloads"
+);
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn rel(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn load_rel(p: &Path, opts: &LoadOptions) -> Result<workload::Loaded, WorkloadError> {
+    let text = std::fs::read_to_string(p).unwrap();
+    workload::load_text(&rel(p), &text, opts)
+}
+
+#[test]
+fn fixtures_load_into_classes() {
+    for p in yaml_files(&format!("{DIR}/ok")) {
+        let loaded = load_rel(&p, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let notes: Vec<String> = loaded.notes.iter().map(|n| n.to_string()).collect();
+        insta::assert_yaml_snapshot!(format!("ok-{}", rel(&p)), (&loaded.workload, notes));
+    }
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    for p in yaml_files(&format!("{DIR}/err")) {
+        let err = match load_rel(&p, &LoadOptions::default()) {
+            Ok(_) => panic!("{} loaded but should fail", p.display()),
+            Err(e) => e,
+        };
+        let input = err.input().expect("an input error with a location");
+        assert_eq!(input.file, rel(&p));
+        let text = format!("{err}\nhelp: {}", input.help.clone().unwrap_or_default());
+        insta::assert_snapshot!(format!("err-{}", rel(&p)), text);
+    }
+}
+
+#[test]
+fn names_are_deterministic_and_kubernetes_shaped() {
+    let p = PathBuf::from(format!("{DIR}/ok/all-kinds.yaml"));
+    let a = load_rel(&p, &LoadOptions::default()).unwrap().workload;
+    let b = load_rel(&p, &LoadOptions::default()).unwrap().workload;
+    assert_eq!(a, b);
+    let names = |id: &str| {
+        a.classes
+            .iter()
+            .filter(|c| c.id.starts_with(id))
+            .flat_map(|c| c.pod_names.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("default/statefulset/db"), ["db-0", "db-1", "db-2"]);
+    for n in names("shop/deployment/web") {
+        let parts: Vec<&str> = n.split('-').collect();
+        assert_eq!(
+            (parts.len(), parts[1].len(), parts[2].len()),
+            (3, 10, 5),
+            "{n}"
+        );
+        assert!(
+            n[4..]
+                .bytes()
+                .all(|c| c == b'-' || workload::NAME_ALPHABET.contains(&c))
+        );
+    }
+}
+
+#[test]
+fn replicas_override_and_unknown_name() {
+    let p = PathBuf::from(format!("{DIR}/ok/all-kinds.yaml"));
+    let mut opts = LoadOptions::default();
+    opts.replicas.insert("shop/web".into(), 500);
+    opts.replicas.insert("report".into(), 7);
+    let w = load_rel(&p, &opts).unwrap().workload;
+    let web: Vec<_> = w
+        .classes
+        .iter()
+        .filter(|c| c.id == "shop/deployment/web")
+        .collect();
+    assert_eq!(web.len(), 1, "500 identical replicas are one class");
+    assert_eq!(web[0].count(), 500);
+    let report: usize = w
+        .classes
+        .iter()
+        .filter(|c| c.owner.as_ref().is_some_and(|o| o.name == "report"))
+        .map(|c| c.count())
+        .sum();
+    assert_eq!(report, 7);
+    opts.replicas.insert("nope".into(), 1);
+    let err = load_rel(&p, &opts).unwrap_err();
+    assert!(matches!(err, WorkloadError::UnknownReplicas { ref name } if name == "nope"));
+    assert_eq!(LoadOptions::parse_replicas("web=3"), Ok(("web".into(), 3)));
+    assert!(LoadOptions::parse_replicas("web").is_err());
+    assert!(LoadOptions::parse_replicas("web=x").is_err());
+}
+
+#[test]
+fn karpenter_example_workloads_load() {
+    let mut summary = BTreeMap::new();
+    for p in yaml_files(KARPENTER) {
+        let text = std::fs::read_to_string(&p).unwrap();
+        // Every Deployment there has replicas: 0; plan 3 of each, as `--replicas NAME=3` would.
+        let mut opts = LoadOptions::default();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc).unwrap();
+            if v["kind"].as_str() == Some("Deployment") {
+                opts.replicas
+                    .insert(v["metadata"]["name"].as_str().unwrap().to_string(), 3);
+            }
+        }
+        let loaded = load_rel(&p, &opts).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
+        let w = &loaded.workload;
+        assert!(!w.classes.is_empty(), "{}", p.display());
+        let lines: Vec<String> = w
+            .classes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} x{}: {}; selector {:?}; required {:?}; spread {:?}; affinity {}",
+                    c.id,
+                    c.count(),
+                    c.requests,
+                    c.node_selector.keys.keys().collect::<Vec<_>>(),
+                    c.required_affinity
+                        .iter()
+                        .map(|r| r
+                            .keys
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>())
+                        .collect::<Vec<_>>(),
+                    c.topology_spread
+                        .iter()
+                        .map(|s| &s.topology_key)
+                        .collect::<Vec<_>>(),
+                    c.pod_affinity.len()
+                )
+            })
+            .chain(loaded.notes.iter().map(|n| format!("note: {n}")))
+            .collect();
+        summary.insert(rel(&p), lines);
+    }
+    insta::assert_yaml_snapshot!("karpenter-examples", summary);
+}
+
+#[test]
+fn volumes_restrict_zones() {
+    let p = PathBuf::from(format!("{DIR}/ok/all-kinds.yaml"));
+    let w = load_rel(&p, &LoadOptions::default()).unwrap().workload;
+    let db: Vec<_> = w
+        .classes
+        .iter()
+        .filter(|c| c.id.starts_with("default/statefulset/db"))
+        .collect();
+    // db-0's claim is pre-bound to a PV in us-east-1a; the others get the default class's zones.
+    let zones: Vec<_> = db
+        .iter()
+        .map(|c| (c.pod_names.clone(), c.volume_zones.clone()))
+        .collect();
+    assert_eq!(
+        zones,
+        vec![
+            (
+                vec!["db-0".to_string()],
+                Some(vec!["us-east-1a".to_string()])
+            ),
+            (
+                vec!["db-1".to_string(), "db-2".to_string()],
+                Some(vec!["us-east-1a".to_string(), "us-east-1b".to_string()])
+            ),
+        ]
+    );
+    assert!(
+        db[0]
+            .volume_reason
+            .as_deref()
+            .unwrap()
+            .contains("PVC data-db-0 bound to PV pv-db-0 in us-east-1a")
+    );
+}
