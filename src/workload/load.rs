@@ -292,9 +292,7 @@ fn typed<T: DeserializeOwned + Serialize>(
                         .map(|l| (d.line0 + l.line(), l.column()))
                         .unwrap_or((at.line, 1));
                     let msg = e2.to_string();
-                    let msg = msg
-                        .split_once(" at line ")
-                        .map_or(msg.as_str(), |(m, _)| m);
+                    let msg = msg.split_once(" at line ").map_or(msg.as_str(), |(m, _)| m);
                     return Err(ctx.error_at_line(
                         d.file,
                         line,
@@ -463,9 +461,7 @@ fn parse_file(ctx: &mut Ctx, file: usize, out: &mut Vec<(At, Obj)>) -> Result<()
                     .map(|l| (d.line0 + l.line(), l.column().max(1)))
                     .unwrap_or((d.line0 + 1, 1));
                 let msg = e.to_string();
-                let msg = msg
-                    .split_once(" at line ")
-                    .map_or(msg.as_str(), |(m, _)| m);
+                let msg = msg.split_once(" at line ").map_or(msg.as_str(), |(m, _)| m);
                 return Err(ctx.error_at_line(
                     file,
                     line,
@@ -693,6 +689,7 @@ impl Builder<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn job(
         &mut self,
         ctx: &mut Ctx,

@@ -384,13 +384,16 @@ pub fn tolerations(
         .collect()
 }
 
-/// nodeSelector and required node affinity of a pod spec.
+/// nodeSelector, required node affinity terms (OR) and weighted preferred terms.
+pub type NodeConstraints = (Requirements, Vec<Requirements>, Vec<(i32, Requirements)>);
+
+/// nodeSelector and required and preferred node affinity of a pod spec.
 pub fn node_constraints(
     ctx: &mut Ctx,
     at: &At,
     spec_path: &Path,
     spec: &core::PodSpec,
-) -> Result<(Requirements, Vec<Requirements>, Vec<(i32, Requirements)>), WorkloadError> {
+) -> Result<NodeConstraints, WorkloadError> {
     let mut node_selector = Requirements::new();
     for (k, v) in spec.node_selector.iter().flatten() {
         node_selector.require_in(k, &[v.as_str()]);
