@@ -197,3 +197,58 @@ fn volumes_restrict_zones() {
             .contains("PVC data-db-0 bound to PV pv-db-0 in us-east-1a")
     );
 }
+
+#[test]
+fn examples_load() {
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut summary = BTreeMap::new();
+    for p in yaml_files(ex) {
+        let loaded = load_rel(&p, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
+        let w = &loaded.workload;
+        let lines: Vec<String> = w
+            .classes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} x{} {:?}: {}; zones {:?}",
+                    c.id,
+                    c.count(),
+                    c.pod_names.first().unwrap(),
+                    c.requests,
+                    c.volume_zones
+                )
+            })
+            .chain(
+                w.daemonsets
+                    .iter()
+                    .map(|d| format!("daemonset {}/{}: {}", d.namespace, d.name, d.requests)),
+            )
+            .chain(w.nodes.iter().map(|n| {
+                format!(
+                    "node {}: {} pods, used {} of {}",
+                    n.name,
+                    n.pods.len(),
+                    n.used,
+                    n.allocatable
+                )
+            }))
+            .chain(loaded.notes.iter().map(|n| format!("note: {n}")))
+            .collect();
+        summary.insert(rel(&p), lines);
+    }
+    insta::assert_yaml_snapshot!("examples", summary);
+    // The workload and the cluster together: pods bound to existing nodes are counted there.
+    let both = workload::load_files(
+        &[
+            PathBuf::from(format!("{ex}/web-and-batch.yaml")),
+            PathBuf::from(format!("{ex}/cluster-nodes.yaml")),
+        ],
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(both.nodes.len(), 2);
+    assert_eq!(both.nodes[0].used.cpu_milli, 600);
+    let nodes = workload::load_nodes(&[PathBuf::from(format!("{ex}/cluster-nodes.yaml"))]).unwrap();
+    assert_eq!(nodes, both.nodes);
+}
