@@ -1280,8 +1280,6 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Workload, 
 
 /// Loads existing Nodes and the pods bound to them (for `--nodes`). Pending
 /// pods in these files are not returned; load them with [`load_files`].
-pub fn load_nodes(paths: &[PathBuf]) -> Result<Vec<ExistingNodeAlias>, WorkloadError> {
+pub fn load_nodes(paths: &[PathBuf]) -> Result<Vec<super::ExistingNode>, WorkloadError> {
     load_files(paths, &LoadOptions::default()).map(|w| w.nodes)
 }
-
-type ExistingNodeAlias = super::ExistingNode;
