@@ -252,3 +252,29 @@ fn examples_load() {
     let nodes = workload::load_nodes(&[PathBuf::from(format!("{ex}/cluster-nodes.yaml"))]).unwrap();
     assert_eq!(nodes, both.nodes);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+    /// Expansion and grouping keep every pod: class counts add up to the
+    /// replicas asked for, names are unique, and each Deployment is one class.
+    #[test]
+    fn grouping_keeps_every_pod(deps in proptest::collection::vec((0u32..40, 1u32..4000), 1..5)) {
+        let mut text = String::new();
+        for (i, (replicas, cpu)) in deps.iter().enumerate() {
+            text.push_str(&format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: d{i}}}\n  template:\n    metadata:\n      labels: {{app: d{i}}}\n    spec:\n      containers:\n      - name: c\n        image: x\n        resources:\n          requests: {{cpu: {cpu}m}}\n"
+            ));
+        }
+        let w = workload::load_text("gen.yaml", &text, &LoadOptions::default()).unwrap().workload;
+        let total: usize = w.classes.iter().map(|c| c.count()).sum();
+        proptest::prop_assert_eq!(total, deps.iter().map(|(r, _)| *r as usize).sum::<usize>());
+        proptest::prop_assert_eq!(w.classes.len(), deps.iter().filter(|(r, _)| *r > 0).count());
+        let names: std::collections::HashSet<String> =
+            w.classes.iter().flat_map(|c| (0..c.count()).map(|i| c.pod_key(i))).collect();
+        proptest::prop_assert_eq!(names.len(), total);
+        for c in &w.classes {
+            let i: usize = c.id.trim_start_matches("default/deployment/d").parse().unwrap();
+            proptest::prop_assert_eq!(c.requests.cpu_milli, deps[i].1 as i64);
+        }
+    }
+}
