@@ -1281,5 +1281,12 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Workload, 
 /// Loads existing Nodes and the pods bound to them (for `--nodes`). Pending
 /// pods in these files are not returned; load them with [`load_files`].
 pub fn load_nodes(paths: &[PathBuf]) -> Result<Vec<super::ExistingNode>, WorkloadError> {
-    load_files(paths, &LoadOptions::default()).map(|w| w.nodes)
+    let w = load_files(paths, &LoadOptions::default())?;
+    let pending: usize = w.classes.iter().map(|c| c.count()).sum();
+    if pending > 0 {
+        tracing::warn!(
+            "{pending} pending pods in the --nodes files are not planned; pass those files to --workload"
+        );
+    }
+    Ok(w.nodes)
 }
