@@ -278,3 +278,117 @@ proptest::proptest! {
         }
     }
 }
+
+/// The loader's output is what the solver plans: zonal volumes pin a
+/// StatefulSet replica, anti-affinity spreads a Deployment over nodes, and a
+/// bound pod's node is reused before anything is launched.
+#[test]
+fn loaded_workload_plans_end_to_end() {
+    use nodewright::ir::PolicySet;
+    use nodewright::solver::{self, SolveInput, synth};
+    let yaml = r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-0}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  claimRef: {namespace: default, name: data-db-0}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: topology.kubernetes.io/zone, operator: In, values: [test-zone-2]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - {name: db, image: x, resources: {requests: {cpu: "2", memory: 2Gi}}}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: x, resources: {requests: {cpu: 500m, memory: 512Mi}}}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - topologyKey: kubernetes.io/hostname
+            labelSelector: {matchLabels: {app: web}}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  labels: {topology.kubernetes.io/zone: test-zone-1, kubernetes.io/arch: amd64, kubernetes.io/os: linux}
+status:
+  allocatable: {cpu: "4", memory: 8Gi, pods: "40"}
+"#;
+    let w = workload::load_text("e2e.yaml", yaml, &LoadOptions::default())
+        .unwrap()
+        .workload;
+    let catalog = synth::karpenter_catalog(40);
+    let policy = PolicySet {
+        pools: vec![synth::default_pool("default")],
+        ..Default::default()
+    };
+    let plan = solver::solve(&SolveInput {
+        policy: &policy,
+        catalog: &catalog,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    });
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let db = plan
+        .nodes
+        .iter()
+        .find(|n| n.pods.iter().any(|p| p == "default/db-0"))
+        .expect("db-0 launched on a new node (the existing one is in zone 1)");
+    assert_eq!(db.zone, "test-zone-2");
+    // Three web pods, each on a different node (one may use the existing node).
+    let mut hosts: Vec<String> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.pods.iter().any(|p| p.starts_with("default/web-")))
+        .map(|n| n.name.clone())
+        .collect();
+    let on_existing: usize = plan
+        .existing
+        .iter()
+        .map(|e| {
+            e.pods
+                .iter()
+                .filter(|p| p.starts_with("default/web-"))
+                .count()
+        })
+        .sum();
+    assert!(on_existing <= 1);
+    for n in &plan.nodes {
+        assert!(
+            n.pods
+                .iter()
+                .filter(|p| p.starts_with("default/web-"))
+                .count()
+                <= 1
+        );
+    }
+    hosts.dedup();
+    assert_eq!(hosts.len() + on_existing, 3);
+}
