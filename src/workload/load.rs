@@ -625,9 +625,10 @@ impl Builder<'_> {
         names: Vec<String>,
         claims_of: impl Fn(usize) -> Vec<(String, core::PersistentVolumeClaimSpec)>,
     ) {
+        let key = pods::shape_key(ns, labels, owner, shape);
         for (i, name) in names.into_iter().enumerate() {
             let vz = self.volume_zones(ctx, at, ns, &name, spec, &claims_of(i));
-            self.grouper.add(ns, labels, owner, shape, name, &vz);
+            self.grouper.add(ns, labels, owner, shape, &key, name, &vz);
         }
     }
 

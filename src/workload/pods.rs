@@ -740,6 +740,29 @@ pub fn shape(
 /// Zones a pod's volumes allow, with the reason, or None when unconstrained.
 pub type VolumeZones = Option<(Vec<String>, String)>;
 
+/// The grouping key of everything but volume zones; computed once per template.
+pub fn shape_key(
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerRef>,
+    shape: &Shape,
+) -> String {
+    serde_json::to_string(&(
+        namespace,
+        labels,
+        owner,
+        &shape.requests,
+        &shape.node_selector,
+        &shape.required_affinity,
+        &shape.preferred_affinity,
+        &shape.tolerations,
+        &shape.topology_spread,
+        &shape.pod_affinity,
+        (&shape.priority_class, shape.priority),
+    ))
+    .unwrap_or_default()
+}
+
 /// Collects pods into classes: identical namespace, labels, owner, constraints
 /// and volume zones share one class, in order of first appearance.
 #[derive(Debug, Default)]
@@ -752,31 +775,21 @@ pub struct Grouper {
 
 impl Grouper {
     /// Adds one pod.
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
         owner: Option<&OwnerRef>,
         shape: &Shape,
+        shape_key: &str,
         name: String,
         volumes: &VolumeZones,
     ) {
         let zones = volumes.as_ref().map(|(z, _)| z.clone());
-        let key = serde_json::to_string(&(
-            namespace,
-            labels,
-            owner,
-            &shape.requests,
-            &shape.node_selector,
-            &shape.required_affinity,
-            &shape.preferred_affinity,
-            &shape.tolerations,
-            &shape.topology_spread,
-            &shape.pod_affinity,
-            (&shape.priority_class, shape.priority),
-            &zones,
-        ))
-        .unwrap_or_default();
+        let mut key = String::with_capacity(shape_key.len() + 32);
+        key.push_str(shape_key);
+        key.push_str(&serde_json::to_string(&zones).unwrap_or_default());
         let i = match self.index.get(&key) {
             Some(i) => *i,
             None => {
