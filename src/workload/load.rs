@@ -378,16 +378,11 @@ fn read_object(
                     ));
                 }
             };
+            let starts = yaml::item_lines(ctx.doc_text(at.doc), &at.base.key("items"));
+            let line0 = ctx.docs[at.doc].line0;
             for (i, item) in items.iter().enumerate() {
                 let base = at.base.key("items").idx(i);
-                let (line, _, _) = ctx.pos(
-                    &At {
-                        doc: at.doc,
-                        base: Path::root(),
-                        line: at.line,
-                    },
-                    &base,
-                );
+                let line = starts.get(i).map_or(at.line, |l| line0 + l + 1);
                 read_object(
                     ctx,
                     At {

@@ -255,6 +255,37 @@ pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
     found
 }
 
+/// The 0-based lines where each item of the block sequence at `seq` starts,
+/// in one pass (a `kind: List` of thousands of items must not be located
+/// item by item).
+pub fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
+    let Some((kl, kc)) = locate(text, seq) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut item_col: Option<usize> = None;
+    for (i, line) in text.lines().enumerate().skip(kl + 1) {
+        let l = scan_line(line);
+        if l.blank {
+            continue;
+        }
+        if l.indent < kc || (l.indent == kc && !l.dash) {
+            break;
+        }
+        if !l.dash {
+            continue;
+        }
+        match item_col {
+            None => item_col = Some(l.indent),
+            Some(c) if l.indent < c => break,
+            Some(c) if l.indent > c => continue,
+            _ => {}
+        }
+        out.push(i);
+    }
+    out
+}
+
 /// Paths of fields present in `input` but absent from `known` (the same
 /// object after a round trip through its typed struct): the fields serde
 /// dropped because the struct has no such field, usually typos.
@@ -324,6 +355,10 @@ spec:
         assert_eq!(locate(DOC, &p), Some((8, 8)));
         assert_eq!(locate(DOC, &Path::dotted("metadata.name")), Some((3, 2)));
         assert_eq!(locate(DOC, &Path::dotted("spec.nope")), None);
+        assert_eq!(
+            item_lines(DOC, &Path::dotted("spec.template.spec.containers")),
+            vec![8, 12]
+        );
     }
 
     #[test]
