@@ -50,6 +50,12 @@ fn errors_name_file_line_and_column() {
         };
         let input = err.input().expect("an input error with a location");
         assert_eq!(input.file, rel(&p));
+        // The rendered report (source line and label) must build for every error.
+        let mut rendered = String::new();
+        miette::GraphicalReportHandler::new()
+            .render_report(&mut rendered, &err)
+            .unwrap();
+        assert!(rendered.contains(&input.file), "{rendered}");
         let text = format!("{err}\nhelp: {}", input.help.clone().unwrap_or_default());
         insta::assert_snapshot!(format!("err-{}", rel(&p)), text);
     }

@@ -110,7 +110,13 @@ impl Ctx {
         let mut off = 0;
         for (i, l) in text.split_inclusive('\n').enumerate() {
             if i + 1 == line {
-                return off + (col - 1).min(l.trim_end_matches('\n').len());
+                // Columns count characters; spans are bytes on a char boundary.
+                let body = l.trim_end_matches('\n');
+                let within = body
+                    .char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(body.len(), |(b, _)| b);
+                return off + within;
             }
             off += l.len();
         }
