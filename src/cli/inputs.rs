@@ -4,8 +4,7 @@
 //! TODO(merge): the real loaders live on other branches. At merge, route:
 //! - policy directories/files → `crate::import::load_policy_set(&paths)` (or
 //!   `crate::policy::load`), keeping the `.json` IR path below for tests;
-//! - workload YAML → `crate::workload::load_files(&paths, &opts)` with
-//!   `opts.replicas` from `--replicas NAME=N` and `--nodes` files;
+//! - workload YAML: wired (`crate::workload::load`, `--nodes` files read with it);
 //! - `--catalog embedded` → `crate::catalog::embedded::embedded()`.
 //!
 //! Until then each input may be given as its IR serialised to JSON
@@ -85,20 +84,38 @@ pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
 }
 
 /// Loads the workload from `paths` (and existing nodes from `nodes`), with replica overrides.
+///
+/// Kubernetes YAML goes through `crate::workload::load` (notes are printed as
+/// warnings on stderr); a `.json` file is taken as a serialised `Workload` IR.
 pub fn load_workload(
     paths: &[PathBuf],
     nodes: &[PathBuf],
     replicas: &[(String, usize)],
 ) -> miette::Result<Workload> {
-    let mut w = Workload::default();
-    for p in paths {
-        if !is_json(p) {
+    let all: Vec<&PathBuf> = paths.iter().chain(nodes.iter()).collect();
+    if all.iter().any(|p| !is_json(p)) {
+        if let Some(j) = all.iter().find(|p| is_json(p)) {
             return Err(miette::miette!(
-                help = "pass a Workload as .json until the workload loader is merged",
-                "{}: loading Kubernetes YAML is not wired into `plan` on this branch",
-                p.display()
+                help = "give either Kubernetes YAML files or one Workload .json, not both",
+                "{}: cannot mix a JSON Workload with Kubernetes YAML",
+                j.display()
             ));
         }
+        let mut opts = crate::workload::LoadOptions::default();
+        for (name, n) in replicas {
+            let n = u32::try_from(*n)
+                .map_err(|_| miette::miette!("--replicas {name}={n}: too many replicas"))?;
+            opts.replicas.insert(name.clone(), n);
+        }
+        let files: Vec<PathBuf> = all.into_iter().cloned().collect();
+        let loaded = crate::workload::load(&files, &opts)?;
+        for note in &loaded.notes {
+            eprintln!("warning: {note}");
+        }
+        return Ok(loaded.workload);
+    }
+    let mut w = Workload::default();
+    for p in paths {
         let part: Workload = load_json(p, "workload (Workload)")?;
         w.classes.extend(part.classes);
         w.daemonsets.extend(part.daemonsets);

@@ -6,6 +6,19 @@
 
 use std::collections::BTreeMap;
 
+mod error;
+mod load;
+mod names;
+mod nodes;
+mod pods;
+mod volumes;
+mod yaml;
+
+pub use error::{ErrorKind, InputError, Note, WorkloadError};
+pub use load::{LoadOptions, Loaded, load, load_files, load_nodes, load_str, load_text};
+pub use names::ALPHABET as NAME_ALPHABET;
+pub use volumes::ZONE_KEYS as VOLUME_ZONE_KEYS;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Operator, Requirements, Resources, Taint, TaintEffect};
