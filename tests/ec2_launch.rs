@@ -27,10 +27,11 @@ struct World {
     subnet_b: String,
     sg: String,
     ami: String,
+    ami_arm: String,
 }
 
-fn tags(pairs: &[(&str, &str)]) -> TagSpecification {
-    let mut b = TagSpecification::builder();
+fn tags(rt: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(rt);
     for (k, v) in pairs {
         b = b.tags(Tag::builder().key(*k).value(*v).build());
     }
@@ -49,22 +50,19 @@ async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
         .vpc
         .and_then(|v| v.vpc_id)
         .expect("vpc id");
-    let mut subnet = |cidr: &'static str, zone: &'static str, tagged: bool| {
+    let subnet = |cidr: &'static str, zone: &'static str, tagged: bool| {
         let vpc = vpc.clone();
         let spec = if tagged {
-            tags(&[(DISCOVERY, "demo")])
+            tags(ResourceType::Subnet, &[(DISCOVERY, "demo")])
         } else {
-            tags(&[("other", "x")])
+            tags(ResourceType::Subnet, &[("other", "x")])
         };
         async move {
             ec2.create_subnet()
                 .vpc_id(vpc)
                 .cidr_block(cidr)
                 .availability_zone(zone)
-                .tag_specifications(TagSpecification {
-                    resource_type: Some(ResourceType::Subnet),
-                    ..spec
-                })
+                .tag_specifications(spec)
                 .send()
                 .await
                 .expect("CreateSubnet")
@@ -82,35 +80,75 @@ async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
         .group_name("nodes")
         .description("nodes")
         .vpc_id(&vpc)
-        .tag_specifications(TagSpecification {
-            resource_type: Some(ResourceType::SecurityGroup),
-            ..tags(&[(DISCOVERY, "demo")])
-        })
+        .tag_specifications(tags(ResourceType::SecurityGroup, &[(DISCOVERY, "demo")]))
         .send()
         .await
         .expect("CreateSecurityGroup")
         .group_id
         .expect("sg id");
-    let ami = ec2
-        .register_image()
-        .name("amazon-eks-node-al2023-x86_64-standard-1.34-v20260101")
-        .send()
-        .await
-        .expect("RegisterImage")
-        .image_id
-        .expect("ami id");
-    ec2.create_tags()
-        .resources(&ami)
-        .tags(Tag::builder().key(DISCOVERY).value("demo").build())
-        .send()
-        .await
-        .expect("CreateTags");
+    // RegisterImage in moto has no architecture; an image made from an
+    // instance of moto's built-in AMIs has theirs (x86_64, arm64).
+    let ami = image(
+        ec2,
+        &b,
+        "ami-ekslinux",
+        "amazon-eks-node-al2023-x86_64-standard-1.34-v20260101",
+    )
+    .await;
+    let ami_arm = image(
+        ec2,
+        &b,
+        "ami-0e9271c829888680e",
+        "amazon-eks-node-al2023-arm64-standard-1.34-v20260101",
+    )
+    .await;
+    for id in [&ami, &ami_arm] {
+        ec2.create_tags()
+            .resources(id)
+            .tags(Tag::builder().key(DISCOVERY).value("demo").build())
+            .send()
+            .await
+            .expect("CreateTags");
+    }
     World {
         subnets_a: vec![a1, a2],
         subnet_b: b,
         sg,
         ami,
+        ami_arm,
     }
+}
+
+/// An image named `name` made from a (then terminated) instance of `base`.
+async fn image(ec2: &aws_sdk_ec2::Client, subnet: &str, base: &str, name: &str) -> String {
+    let run = ec2
+        .run_instances()
+        .image_id(base)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .send()
+        .await
+        .expect("RunInstances");
+    let iid = run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_string();
+    let img = ec2
+        .create_image()
+        .instance_id(&iid)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id
+        .expect("ami id");
+    ec2.terminate_instances()
+        .instance_ids(&iid)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    img
 }
 
 fn by_tag() -> SelectorTerm {
@@ -272,6 +310,10 @@ async fn resolves_node_class_by_tags() {
         r.amis.get("amd64").map(|a| a.id.as_str()),
         Some(w.ami.as_str())
     );
+    assert_eq!(
+        r.amis.get("arm64").map(|a| a.id.as_str()),
+        Some(w.ami_arm.as_str())
+    );
     assert_eq!(r.ami_family, "AL2023");
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
     assert!(r.warnings[0].contains("typo"));
@@ -288,6 +330,10 @@ async fn resolves_node_class_by_tags() {
     assert_eq!(
         r.amis.get("amd64").map(|a| a.id.as_str()),
         Some(w.ami.as_str())
+    );
+    assert_eq!(
+        r.amis.get("arm64").map(|a| a.id.as_str()),
+        Some(w.ami_arm.as_str())
     );
     nc.ami_selector = vec![AmiSelectorTerm {
         alias: Some("bottlerocket@latest".into()),

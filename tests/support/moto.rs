@@ -160,8 +160,8 @@ impl Moto {
     }
 
     /// An EC2 client for this server: static test credentials, us-east-1, no SDK retries.
-    pub fn ec2(&self) -> aws_sdk_ec2::Client {
-        nodewright::cloud::ec2::client(&self.settings())
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        nodewright::cloud::ec2::connect(&self.settings()).await
     }
 
     /// Settings pointing nodewright's client at this server.
