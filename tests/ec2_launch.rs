@@ -511,7 +511,7 @@ async fn on_demand_and_spot_launch_with_tags_and_imdsv2() {
     assert_eq!(md.http_tokens().map(|t| t.as_str()), Some("required"));
     assert_eq!(md.http_put_response_hop_limit(), Some(1));
     assert_eq!(data.image_id(), Some(w.ami.as_str()));
-    assert_eq!(data.security_group_ids(), [w.sg.clone()]);
+    assert_eq!(data.security_group_ids(), std::slice::from_ref(&w.sg));
     use base64::Engine;
     let ud = base64::engine::general_purpose::STANDARD
         .decode(data.user_data().unwrap_or_default())
