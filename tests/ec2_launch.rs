@@ -767,3 +767,78 @@ async fn missing_subnet_and_ami_are_named() {
         other => panic!("expected an API error, got {other:?}"),
     }
 }
+
+/// `nodewright ec2 resolve` end to end: the binary against moto.
+#[tokio::test]
+async fn cli_resolve_prints_resources_and_names_empty_selectors() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("nc.yaml");
+    std::fs::write(
+        &good,
+        "name: default\n\
+         subnet_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         security_group_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         ami_selector:\n  - tags: {karpenter.sh/discovery: demo}\n",
+    )
+    .expect("write");
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nodewright"))
+            .args(["ec2", "resolve", "default", "--node-class-file"])
+            .arg(file)
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run nodewright")
+    };
+    let out = run(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in [
+        &w.subnets_a[0],
+        &w.subnets_a[1],
+        &w.subnet_b,
+        &w.sg,
+        &w.ami,
+        &w.ami_arm,
+    ] {
+        assert!(stdout.contains(id.as_str()), "{id} missing from:\n{stdout}");
+    }
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: default\n\
+         subnet_selector:\n  - tags: {karpenter.sh/discovery: typo}\n\
+         security_group_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         ami_selector:\n  - tags: {karpenter.sh/discovery: demo}\n",
+    )
+    .expect("write");
+    let out = run(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        {
+            // miette wraps at 80 columns: compare with whitespace and gutters removed.
+            let flat: String = stderr.split_whitespace().filter(|w| *w != "│").collect();
+            flat.contains("subnetselector[tagkarpenter.sh/discovery=\"typo\"]matchednothing")
+        },
+        "{stderr}"
+    );
+
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(&unknown, "name: default\nsubnet_selektor: []\n").expect("write");
+    let out = run(&unknown);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown key `subnet_selektor`"), "{stderr}");
+}
