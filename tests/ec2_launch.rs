@@ -355,7 +355,7 @@ async fn resolves_node_class_by_tags() {
 async fn launch_templates_are_reused() {
     let moto = support::moto().await;
     let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
-    setup(&ec2).await;
+    let w = setup(&ec2).await;
     let l = launcher(&ec2);
     let (nc, p) = (node_class(), pool());
     for i in 0..3 {
@@ -418,6 +418,42 @@ async fn launch_templates_are_reused() {
         .await
         .expect("DescribeLaunchTemplates");
     assert_eq!(lts.launch_templates().len(), 2);
+
+    // Mixed architectures: one template per architecture, the top-ranked (Graviton) type wins.
+    let n = planned(
+        "general-11",
+        "us-east-1a",
+        CapacityType::OnDemand,
+        &[("m6g.large", 0.077), ("m5.large", 0.096)],
+    );
+    let got = l2
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    assert_eq!(got.instance_type, "m6g.large");
+    let desc = ec2
+        .describe_instances()
+        .instance_ids(&got.instance_id)
+        .send()
+        .await
+        .expect("describe");
+    let inst = &desc.reservations()[0].instances()[0];
+    assert_eq!(inst.image_id(), Some(w.ami_arm.as_str()));
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(
+        lts.launch_templates().len(),
+        3,
+        "an arm64 template added; the amd64 one reused"
+    );
 }
 
 // 3. On-demand and spot launches with tags and IMDSv2.

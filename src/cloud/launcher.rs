@@ -241,6 +241,47 @@ pub fn client_token(cluster: &str, claim: &str, overrides: &[(String, String)]) 
     format!("nw-{}", &hex::encode(h.finalize())[..56])
 }
 
+/// One (type, subnet) override with its rank (0 = most preferred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedOverride<'a> {
+    pub rank: usize,
+    pub instance_type: &'a str,
+    pub subnet: &'a str,
+}
+
+/// The overrides of one CreateFleet request, grouped by architecture (one
+/// launch template each): ranked types × subnets, best first, at most `max`.
+///
+/// Groups come in the order their best type ranks, so the very first
+/// override is the top-ranked type in the subnet with most free IPs. EC2
+/// uses the priorities; moto simply takes the first override.
+pub fn plan_overrides<'a>(
+    ranked: &[(usize, &'a str, &'a str)],
+    subnets: &[&'a str],
+    max: usize,
+) -> Vec<(&'a str, Vec<PlannedOverride<'a>>)> {
+    let mut groups: Vec<(&'a str, Vec<PlannedOverride<'a>>)> = Vec::new();
+    let mut n = 0;
+    for &(rank, instance_type, arch) in ranked {
+        for &subnet in subnets {
+            if n >= max {
+                return groups;
+            }
+            let o = PlannedOverride {
+                rank,
+                instance_type,
+                subnet,
+            };
+            match groups.iter_mut().find(|(a, _)| *a == arch) {
+                Some((_, v)) => v.push(o),
+                None => groups.push((arch, vec![o])),
+            }
+            n += 1;
+        }
+    }
+    groups
+}
+
 struct Candidate {
     instance_type: String,
     arch: String,
@@ -485,40 +526,36 @@ impl Ec2Launcher {
             .map(|g| g.id.clone())
             .collect();
         // One template per architecture, in the order the top-ranked type needs them.
-        let mut configs: Vec<(String, String, Vec<FleetLaunchTemplateOverridesRequest>)> =
-            Vec::new();
+        let typed: Vec<(usize, &str, &str)> = remaining
+            .iter()
+            .map(|c| (c.rank, c.instance_type.as_str(), c.arch.as_str()))
+            .collect();
+        let subnet_ids: Vec<&str> = subnets.iter().map(|s| s.id.as_str()).collect();
+        let mut configs: Vec<(String, Vec<FleetLaunchTemplateOverridesRequest>)> = Vec::new();
         let mut asked: Vec<(String, String)> = Vec::new();
-        'outer: for c in remaining {
-            for s in subnets {
-                if asked.len() >= MAX_OVERRIDES {
-                    break 'outer;
-                }
-                let pos = match configs.iter().position(|(a, _, _)| *a == c.arch) {
-                    Some(p) => p,
-                    None => {
-                        let ami = &resolved.amis[&c.arch];
-                        let spec = TemplateSpec::new(
-                            req.node_class,
-                            &ami.id,
-                            &c.arch,
-                            user_data.to_string(),
-                            sg_ids.clone(),
-                            tags.clone(),
-                        );
-                        let t = self.templates.ensure(&spec).await?;
-                        configs.push((c.arch.clone(), t.id, Vec::new()));
-                        configs.len() - 1
-                    }
-                };
-                let mut o = FleetLaunchTemplateOverridesRequest::builder()
-                    .instance_type(SdkInstanceType::from(c.instance_type.as_str()))
-                    .subnet_id(&s.id);
+        for (arch, overrides) in plan_overrides(&typed, &subnet_ids, MAX_OVERRIDES) {
+            let ami = &resolved.amis[arch];
+            let spec = TemplateSpec::new(
+                req.node_class,
+                &ami.id,
+                arch,
+                user_data.to_string(),
+                sg_ids.clone(),
+                tags.clone(),
+            );
+            let t = self.templates.ensure(&spec).await?;
+            let mut reqs = Vec::new();
+            for o in overrides {
+                let mut b = FleetLaunchTemplateOverridesRequest::builder()
+                    .instance_type(SdkInstanceType::from(o.instance_type))
+                    .subnet_id(o.subnet);
                 if strategy.contains("prioritized") {
-                    o = o.priority(c.rank as f64);
+                    b = b.priority(o.rank as f64);
                 }
-                configs[pos].2.push(o.build());
-                asked.push((c.instance_type.clone(), s.id.clone()));
+                reqs.push(b.build());
+                asked.push((o.instance_type.to_string(), o.subnet.to_string()));
             }
+            configs.push((t.id, reqs));
         }
         let mut instance_tags: Vec<Tag> = tags
             .iter()
@@ -529,7 +566,7 @@ impl Ec2Launcher {
         let token = client_token(&self.cluster.name, &node.name, &asked);
         let ltc: Vec<FleetLaunchTemplateConfigRequest> = configs
             .into_iter()
-            .map(|(_, id, overrides)| {
+            .map(|(id, overrides)| {
                 FleetLaunchTemplateConfigRequest::builder()
                     .launch_template_specification(
                         FleetLaunchTemplateSpecificationRequest::builder()
@@ -782,6 +819,48 @@ mod tests {
     fn priority_only_when_reordered() {
         assert!(!needs_priority(&node(&[0.1, 0.2, 0.2]), None));
         assert!(needs_priority(&node(&[0.3, 0.2]), None));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn overrides_are_bounded_ranked_and_unique(
+            n_types in 0usize..40,
+            n_subnets in 0usize..6,
+            arm_mask in proptest::collection::vec(proptest::bool::ANY, 40),
+            max in 1usize..80,
+        ) {
+            let names: Vec<String> = (0..n_types).map(|i| format!("t{i}.large")).collect();
+            let ranked: Vec<(usize, &str, &str)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i, n.as_str(), if arm_mask[i] { "arm64" } else { "amd64" }))
+                .collect();
+            let subnet_names: Vec<String> = (0..n_subnets).map(|i| format!("subnet-{i}")).collect();
+            let subnets: Vec<&str> = subnet_names.iter().map(String::as_str).collect();
+            let groups = plan_overrides(&ranked, &subnets, max);
+            let all: Vec<PlannedOverride> = groups.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            proptest::prop_assert_eq!(all.len(), (n_types * n_subnets).min(max));
+            let mut seen = std::collections::HashSet::new();
+            for o in &all {
+                proptest::prop_assert!(seen.insert((o.instance_type, o.subnet)));
+            }
+            for (arch, v) in &groups {
+                proptest::prop_assert!(!v.is_empty());
+                for w in v.windows(2) {
+                    proptest::prop_assert!(w[0].rank <= w[1].rank);
+                }
+                for o in v {
+                    proptest::prop_assert_eq!(*arch, ranked[o.rank].2);
+                }
+            }
+            // The overall best type is first, and the cap keeps the best ranks.
+            if let Some(first) = all.first() {
+                proptest::prop_assert_eq!(first.rank, 0);
+                proptest::prop_assert_eq!(first.subnet, subnets[0]);
+            }
+            let worst_kept = all.iter().map(|o| o.rank).max().unwrap_or(0);
+            proptest::prop_assert!(all.len() < max || worst_kept <= max.div_ceil(n_subnets.max(1)));
+        }
     }
 
     #[test]
