@@ -1,12 +1,63 @@
-//! `nodewright explain`.
+//! `nodewright explain`: for one pod, every pool and the instance types each
+//! one rejects, grouped by reason.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::solver::explain::explain_pod;
+use crate::solver::{SolveInput, solve};
+
+use super::inputs;
 
 /// Arguments of `nodewright explain`.
 #[derive(Debug, clap::Args)]
-pub struct ExplainArgs {}
+pub struct ExplainArgs {
+    /// Policy files or folders.
+    #[arg(long, required = true, num_args = 1..)]
+    pub policy: Vec<PathBuf>,
+    /// Kubernetes YAML with the pending work.
+    #[arg(long, required = true, num_args = 1..)]
+    pub workload: Vec<PathBuf>,
+    /// Existing Node objects with their bound pods.
+    #[arg(long, num_args = 1..)]
+    pub nodes: Vec<PathBuf>,
+    /// `embedded` or a catalog file.
+    #[arg(long, default_value = "embedded")]
+    pub catalog: String,
+    /// Override a workload's replica count.
+    #[arg(long, value_parser = inputs::parse_replicas)]
+    pub replicas: Vec<(String, usize)>,
+    /// The pod: `namespace/name` or `name`.
+    pub pod: String,
+}
 
 /// Runs `nodewright explain`.
-pub fn run(_args: ExplainArgs) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`nodewright explain` is not available yet"))
+pub fn run(args: ExplainArgs) -> miette::Result<ExitCode> {
+    let policy = inputs::load_policy(&args.policy)?;
+    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let catalog = inputs::load_catalog(&args.catalog)?;
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &catalog,
+        workload: &workload,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    let Some(e) = explain_pod(&input, &plan, &args.pod) else {
+        return Err(miette::miette!(
+            help = "pods are named as `plan` lists them, e.g. default/web-0",
+            "no pending pod called {}",
+            args.pod
+        ));
+    };
+    println!("{}", e.pod);
+    match &e.placed {
+        Some(p) => println!("  placed on {p}"),
+        None => println!("  unschedulable"),
+    }
+    for r in &e.reasons {
+        println!("  - {r}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,4 +11,5 @@ pub mod ec2;
 pub mod explain;
 pub mod fmt;
 pub mod import;
+pub mod inputs;
 pub mod plan;

@@ -1,12 +1,63 @@
-//! `nodewright plan`.
+//! `nodewright plan`: which nodes to launch for a workload, what they cost,
+//! where each pod goes, and why any pod cannot go anywhere.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::solver::{SolveInput, render, solve};
+
+use super::inputs;
+
+/// How to print the plan.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 /// Arguments of `nodewright plan`.
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Policy files or folders.
+    #[arg(long, required = true, num_args = 1..)]
+    pub policy: Vec<PathBuf>,
+    /// Kubernetes YAML with the pending work.
+    #[arg(long, required = true, num_args = 1..)]
+    pub workload: Vec<PathBuf>,
+    /// Existing Node objects with their bound pods.
+    #[arg(long, num_args = 1..)]
+    pub nodes: Vec<PathBuf>,
+    /// `embedded` or a catalog file.
+    #[arg(long, default_value = "embedded")]
+    pub catalog: String,
+    /// Override a workload's replica count.
+    #[arg(long, value_parser = inputs::parse_replicas)]
+    pub replicas: Vec<(String, usize)>,
+    /// `table` for people, `json` for programs (stable schema, docs/solver.md).
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+}
 
-/// Runs `nodewright plan`.
-pub fn run(_args: PlanArgs) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`nodewright plan` is not available yet"))
+/// Runs `nodewright plan`. Exit code 1 when some pod is unschedulable.
+pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
+    let policy = inputs::load_policy(&args.policy)?;
+    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let catalog = inputs::load_catalog(&args.catalog)?;
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &catalog,
+        workload: &workload,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    match args.output {
+        Output::Table => print!("{}", render::table(&plan)),
+        Output::Json => println!("{}", render::json(&plan)),
+    }
+    Ok(if plan.unschedulable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -45,6 +45,8 @@ pub struct PlannedNode {
     pub pool: String,
     pub node_class: String,
     pub zone: String,
+    /// `on-demand` or `spot` in JSON (the label spelling).
+    #[serde(with = "capacity_label")]
     pub capacity_type: CapacityType,
     /// The chosen (cheapest acceptable) type.
     pub instance_type: String,
@@ -86,3 +88,49 @@ pub struct Unschedulable {
     /// One line per rejected pool / group of instance types.
     pub reasons: Vec<String>,
 }
+
+pub mod capacity;
+pub mod explain;
+pub mod pack;
+pub mod tables;
+pub mod topology;
+
+/// Plans the cheapest set of nodes for the pending pods in `input`.
+///
+/// Deterministic: the same input always yields the same plan. Pods that fit
+/// nowhere are listed in `unschedulable` with one reason per rejected pool or
+/// group of instance types. See docs/solver.md for what is honoured and the
+/// order preferences are relaxed in.
+pub fn solve(input: &SolveInput<'_>) -> Plan {
+    solve_with(input, pack::Strategy::CostAware)
+}
+
+/// `solve` with an explicit packing strategy (the FFD baseline is for benchmarks).
+pub fn solve_with(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
+    let mut t = tables::Tables::new(input);
+    pack::Packer::new(&mut t, strategy).run()
+}
+pub mod reference;
+pub mod render;
+pub mod synth;
+pub mod validate;
+
+/// Serialises a capacity type as its label value (`on-demand`, `spot`).
+mod capacity_label {
+    use super::CapacityType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ct: &CapacityType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(ct.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CapacityType, D::Error> {
+        let v = String::deserialize(d)?;
+        CapacityType::parse(&v).ok_or_else(|| {
+            serde::de::Error::custom(format!("capacity type `{v}`: expected on-demand or spot"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! Loading the planner's inputs (policy, workload, catalog) for `plan`,
+//! `explain` and `bench`, through one seam per input.
+//!
+//! TODO(merge): the real loaders live on other branches. At merge, route:
+//! - policy directories/files → `crate::import::load_policy_set(&paths)` (or
+//!   `crate::policy::load`), keeping the `.json` IR path below for tests;
+//! - workload YAML → `crate::workload::load_files(&paths, &opts)` with
+//!   `opts.replicas` from `--replicas NAME=N` and `--nodes` files;
+//! - `--catalog embedded` → `crate::catalog::embedded::embedded()`.
+//!
+//! Until then each input may be given as its IR serialised to JSON
+//! (`PolicySet`, `Workload`, `Catalog`), which is also handy for bug reports.
+
+use std::path::{Path, PathBuf};
+
+use miette::{IntoDiagnostic, NamedSource, SourceSpan};
+
+use crate::catalog::Catalog;
+use crate::ir::PolicySet;
+use crate::workload::Workload;
+
+/// A JSON input file that did not parse, pointing at the line and column.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{path}:{line}:{column}: {message}")]
+#[diagnostic(help("the file must hold the {what} as JSON (see docs/solver.md)"))]
+pub struct JsonInputError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub what: &'static str,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("here")]
+    pub at: SourceSpan,
+}
+
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return (off + column.saturating_sub(1)).min(text.len());
+        }
+        off += l.len();
+    }
+    text.len()
+}
+
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> miette::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .into_diagnostic()
+        .map_err(|e| e.wrap_err(format!("reading {}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        let at = offset_of(&text, e.line(), e.column());
+        JsonInputError {
+            path: path.display().to_string(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+            what,
+            src: NamedSource::new(path.display().to_string(), text.clone()),
+            at: at.into(),
+        }
+        .into()
+    })
+}
+
+fn is_json(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "json")
+}
+
+/// Loads the policy set from `paths`.
+pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
+    match paths {
+        [one] if is_json(one) => {
+            let mut p: PolicySet = load_json(one, "compiled policy set (PolicySet)")?;
+            p.sort_pools();
+            Ok(p)
+        }
+        _ => Err(miette::miette!(
+            help = "pass a PolicySet as .json until the policy loader is merged",
+            "loading policy text is not wired into `plan` on this branch"
+        )),
+    }
+}
+
+/// Loads the workload from `paths` (and existing nodes from `nodes`), with replica overrides.
+pub fn load_workload(
+    paths: &[PathBuf],
+    nodes: &[PathBuf],
+    replicas: &[(String, usize)],
+) -> miette::Result<Workload> {
+    let mut w = Workload::default();
+    for p in paths {
+        if !is_json(p) {
+            return Err(miette::miette!(
+                help = "pass a Workload as .json until the workload loader is merged",
+                "{}: loading Kubernetes YAML is not wired into `plan` on this branch",
+                p.display()
+            ));
+        }
+        let part: Workload = load_json(p, "workload (Workload)")?;
+        w.classes.extend(part.classes);
+        w.daemonsets.extend(part.daemonsets);
+        w.nodes.extend(part.nodes);
+    }
+    for p in nodes {
+        let part: Workload = load_json(p, "existing nodes (Workload with `nodes`)")?;
+        w.nodes.extend(part.nodes);
+    }
+    for (name, n) in replicas {
+        let Some(c) = w
+            .classes
+            .iter_mut()
+            .find(|c| c.owner.as_ref().is_some_and(|o| &o.name == name) || &c.id == name)
+        else {
+            return Err(miette::miette!(
+                "--replicas {name}={n}: no workload called {name}"
+            ));
+        };
+        let base = c
+            .pod_names
+            .first()
+            .and_then(|s| s.rsplit_once('-').map(|(b, _)| b.to_string()))
+            .unwrap_or_else(|| name.clone());
+        c.pod_names = (0..*n).map(|i| format!("{base}-{i}")).collect();
+    }
+    Ok(w)
+}
+
+/// Loads the catalog: `embedded` or a JSON file.
+pub fn load_catalog(spec: &str) -> miette::Result<Catalog> {
+    if spec == "embedded" {
+        return Err(miette::miette!(
+            help = "pass --catalog FILE.json until the embedded catalog is merged",
+            "the embedded catalog is not on this branch"
+        ));
+    }
+    load_json(Path::new(spec), "catalog (Catalog)")
+}
+
+/// Parses `NAME=N`.
+pub fn parse_replicas(s: &str) -> Result<(String, usize), String> {
+    let (n, c) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NAME=N"))?;
+    let c: usize = c
+        .parse()
+        .map_err(|_| format!("`{s}`: N must be a non-negative integer"))?;
+    Ok((n.to_string(), c))
+}

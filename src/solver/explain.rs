@@ -1,0 +1,264 @@
+//! Why a pod can (not) go somewhere: for every pool, the instance types it
+//! rejects grouped by the first reason that rules them out, phrased so a
+//! user can act on it.
+
+use std::collections::BTreeMap;
+
+use crate::ir::resources::format_amount;
+use crate::ir::{PlacementKind, labels};
+use crate::workload::untolerated;
+
+use super::tables::{Tables, Variant, copies, fits};
+use super::{Plan, SolveInput};
+
+/// The explanation of one pod.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    /// "namespace/name".
+    pub pod: String,
+    /// Where the plan put it ("node general-1 (m5.large, us-east-1a, on-demand)"), if anywhere.
+    pub placed: Option<String>,
+    /// One line per pool (and per group of rejected types within it).
+    pub reasons: Vec<String>,
+}
+
+/// Explains pod `pod` ("namespace/name", or a bare name) against the plan.
+/// None when no pending pod has that name.
+pub fn explain_pod(input: &SolveInput<'_>, plan: &Plan, pod: &str) -> Option<Explanation> {
+    let classes = &input.workload.classes;
+    let (c, key) = classes.iter().enumerate().find_map(|(ci, cl)| {
+        (0..cl.count()).find_map(|i| {
+            let k = cl.pod_key(i);
+            (k == pod || cl.pod_names[i] == pod).then_some((ci, k))
+        })
+    })?;
+    let placed = plan
+        .nodes
+        .iter()
+        .find(|n| n.pods.contains(&key))
+        .map(|n| {
+            format!(
+                "new node {} ({}, {}, {}, ${:.4}/h)",
+                n.name,
+                n.instance_type,
+                n.zone,
+                n.capacity_type.as_str(),
+                n.price_per_hour
+            )
+        })
+        .or_else(|| {
+            plan.existing
+                .iter()
+                .find(|e| e.pods.contains(&key))
+                .map(|e| format!("existing node {}", e.node))
+        });
+    Some(Explanation {
+        pod: key,
+        placed,
+        reasons: class_reasons(input, c),
+    })
+}
+
+/// For class `c`, one line per pool saying which offerings it rules out and why.
+pub fn class_reasons(input: &SolveInput<'_>, c: usize) -> Vec<String> {
+    let mut t = Tables::new(input);
+    reasons_with(&mut t, c)
+}
+
+/// Like `class_reasons`, reusing compiled tables.
+pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
+    let input = t.input;
+    let cat = input.catalog;
+    let class = &input.workload.classes[c];
+    let mut req = t.dims.rv(&class.requests);
+    req[3] = req[3].max(1);
+    let mut out = Vec::new();
+    if input.policy.pools.is_empty() {
+        out.push("no pools are defined".to_string());
+    }
+    let strict = Variant {
+        pref_node: 0,
+        prefer_rules: 0,
+        pref_pod: 0,
+        soft_spread: false,
+    };
+    for (p, pool) in input.policy.pools.iter().enumerate() {
+        if let Some(taint) = untolerated(&class.tolerations, &pool.taints) {
+            out.push(format!("pool {}: taint {taint} not tolerated", pool.name));
+            continue;
+        }
+        // reason → set of type names
+        let mut groups: BTreeMap<String, (Vec<u32>, i64)> = BTreeMap::new();
+        let mut fit = 0usize;
+        let usable_class = t.class_bits(p, c, &strict);
+        for (oi, off) in cat.offerings.iter().enumerate() {
+            let ty = &cat.types[off.type_index as usize];
+            let zone = cat
+                .zones
+                .get(off.zone_index as usize)
+                .map(|z| z.name.as_str())
+                .unwrap_or("");
+            let reason: (String, i64) = if let Some(r) = t.offering_reject(p, oi) {
+                (r.to_string(), 0)
+            } else if let Some(k) = class.node_selector.keys.iter().find_map(|(k, set)| {
+                (!set.allows_opt(super::tables::pool_offering_label(cat, pool, off, k))
+                    && super::tables::is_catalog_key(k))
+                .then(|| format!("nodeSelector {k} {set}"))
+            }) {
+                (k, 0)
+            } else if !class.required_affinity.is_empty()
+                && !class.required_affinity.iter().any(|term| {
+                    term.matches(|k| super::tables::pool_offering_label(cat, pool, off, k))
+                })
+            {
+                let terms: Vec<String> = class
+                    .required_affinity
+                    .iter()
+                    .map(|term| {
+                        term.keys
+                            .iter()
+                            .map(|(k, s)| format!("{k} {s}"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    })
+                    .collect();
+                (
+                    format!("required node affinity ({}) not met", terms.join(" | ")),
+                    0,
+                )
+            } else if let Some(zs) = &class.volume_zones
+                && !zs.iter().any(|z| z == zone)
+            {
+                (
+                    format!(
+                        "zone {zone}: {}",
+                        class
+                            .volume_reason
+                            .clone()
+                            .unwrap_or_else(|| format!("volumes restricted to {}", zs.join(", ")))
+                    ),
+                    0,
+                )
+            } else if let Some(msg) = rule_block(t, p, c, oi) {
+                (msg, 0)
+            } else if !usable_class.get(oi) {
+                ("node requirements of the pod not met".to_string(), 0)
+            } else if copies(&req, &t.pools[p].net[oi]) == 0 {
+                let net = t.pools[p].net[oi];
+                let i = (0..super::tables::D)
+                    .find(|i| req[*i] > net[*i])
+                    .unwrap_or(0);
+                let name = t.dims.names.get(i).cloned().unwrap_or_default();
+                let what = if t.pools[p].ds[oi][i] > 0 {
+                    " (after DaemonSet overhead)"
+                } else {
+                    ""
+                };
+                (
+                    format!(
+                        "{name}{what}: at most {{max}} allocatable < {} requested",
+                        format_amount(&name, req[i])
+                    ),
+                    net[i],
+                )
+            } else {
+                let cap = t.type_cap[off.type_index as usize];
+                if !fits(&cap, &t.pools[p].limit) {
+                    ("larger than the pool's limits".to_string(), 0)
+                } else {
+                    fit += 1;
+                    continue;
+                }
+            };
+            let _ = ty;
+            let e = groups.entry(reason.0).or_insert((Vec::new(), i64::MIN));
+            e.0.push(off.type_index);
+            e.1 = e.1.max(reason.1);
+        }
+        for (reason, (mut types, max)) in groups {
+            types.sort_unstable();
+            types.dedup();
+            let resource = reason
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            let reason = reason.replace("{max}", &format_amount(resource, max));
+            let who = if types.len() == 1 {
+                cat.types[types[0] as usize].name.clone()
+            } else {
+                format!("{} types", types.len())
+            };
+            out.push(format!("pool {}: {who}: {reason}", pool.name));
+        }
+        if fit > 0 {
+            out.push(format!(
+                "pool {}: {fit} offering(s) fit this pod; if it is unschedulable, its topology \
+                 constraints, pod (anti-)affinity or the pool's limits ruled them out",
+                pool.name
+            ));
+            if let Some(lines) = topology_lines(input, c) {
+                for l in lines {
+                    out.push(format!("pool {}: {l}", pool.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rule_block(t: &mut Tables<'_>, p: usize, c: usize, o: usize) -> Option<String> {
+    let rules = t.class_rules[c].clone();
+    for r in rules {
+        let b = t.rule_bits(p, r, c);
+        let rule = &t.input.policy.placement[r];
+        let at = rule
+            .origin
+            .as_ref()
+            .map(|o| format!(" at {o}"))
+            .unwrap_or_default();
+        match rule.kind {
+            PlacementKind::Require if !b.get(o) => {
+                return Some(format!("placement rule{at} requires other nodes"));
+            }
+            PlacementKind::Deny if b.get(o) => {
+                return Some(format!("placement rule{at} denies these nodes"));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn topology_lines(input: &SolveInput<'_>, c: usize) -> Option<Vec<String>> {
+    let class = &input.workload.classes[c];
+    let mut out = Vec::new();
+    for s in &class.topology_spread {
+        out.push(format!(
+            "topology spread on {} (maxSkew {}, {})",
+            s.topology_key,
+            s.max_skew,
+            if s.hard {
+                "DoNotSchedule"
+            } else {
+                "ScheduleAnyway"
+            }
+        ));
+    }
+    for a in &class.pod_affinity {
+        out.push(format!(
+            "{} pod {}affinity on {}",
+            if a.weight.is_some() {
+                "preferred"
+            } else {
+                "required"
+            },
+            if a.anti { "anti-" } else { "" },
+            a.topology_key
+        ));
+    }
+    let _ = labels::ZONE;
+    (!out.is_empty()).then_some(out)
+}

@@ -1,0 +1,987 @@
+//! The packer: places pod classes onto existing nodes, then into the slack of
+//! nodes already planned, then onto new nodes chosen for the best price per
+//! pod, relaxing preferences in a fixed order when a class cannot be placed.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::{Bits, CapacityType};
+use crate::ir::{Attrs, PlacementKind, Subject, labels};
+use crate::workload::untolerated;
+
+use super::tables::{D, Rv, Tables, Variant, add, copies, dom, dom_ct, fits, sub};
+use super::topology::{TKey, Topo};
+use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
+
+/// How new nodes are sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Best price per pod placed, then fill slack, then grow (the product's solver).
+    CostAware,
+    /// Karpenter-style first-fit decreasing: a new node may grow to the largest
+    /// type; each node finally takes the cheapest type that fits (the baseline).
+    FirstFitDecreasing,
+}
+
+/// A node being planned (new) or already in the cluster.
+struct Node {
+    existing: Option<usize>,
+    pool: usize,
+    zone: Option<u16>,
+    ct: Option<CapacityType>,
+    /// Candidate offerings (new nodes), cheapest first; every one fits `used`.
+    cands: Vec<u32>,
+    used: Rv,
+    /// Existing nodes: allocatable minus what is bound.
+    room: Rv,
+    sel_count: Vec<u32>,
+    anti_host: Vec<usize>,
+    pods: Vec<(usize, u32)>,
+}
+
+/// The packing state of one solve.
+pub struct Packer<'t, 'a> {
+    pub t: &'t mut Tables<'a>,
+    pub topo: Topo,
+    strategy: Strategy,
+    nodes: Vec<Node>,
+    /// Indices of new nodes, in creation order.
+    new_nodes: Vec<usize>,
+    zone_count: Vec<Vec<u32>>,
+    ct_count: Vec<[u32; 2]>,
+    any_count: Vec<u32>,
+    anti_zone: Vec<Vec<usize>>,
+    pool_used: Vec<Rv>,
+    reqs: Vec<Rv>,
+    notes: Vec<String>,
+    /// Per class: pods left unplaced.
+    left: Vec<u32>,
+}
+
+fn ct_idx(ct: CapacityType) -> usize {
+    usize::from(ct == CapacityType::Spot)
+}
+
+struct MapAttrs<'m>(&'m BTreeMap<String, String>);
+impl Attrs for MapAttrs<'_> {
+    fn get(&self, s: &Subject) -> Option<std::borrow::Cow<'_, str>> {
+        match s {
+            Subject::NodeLabel(k) => self
+                .0
+                .get(k)
+                .map(|v| std::borrow::Cow::Borrowed(v.as_str())),
+            _ => None,
+        }
+    }
+}
+
+impl<'t, 'a> Packer<'t, 'a> {
+    /// Sets up counts from existing nodes and their bound pods.
+    pub fn new(t: &'t mut Tables<'a>, strategy: Strategy) -> Self {
+        let input: &SolveInput<'_> = t.input;
+        let topo = Topo::new(input.workload);
+        let nsel = topo.sels.len();
+        let nz = input.catalog.zones.len();
+        let reqs: Vec<Rv> = input
+            .workload
+            .classes
+            .iter()
+            .map(|c| {
+                let mut r = t.dims.rv(&c.requests);
+                r[3] = r[3].max(1);
+                r
+            })
+            .collect();
+        let mut p = Packer {
+            topo,
+            strategy,
+            nodes: Vec::new(),
+            new_nodes: Vec::new(),
+            zone_count: vec![vec![0; nz]; nsel],
+            ct_count: vec![[0; 2]; nsel],
+            any_count: vec![0; nsel],
+            anti_zone: vec![Vec::new(); nz],
+            pool_used: vec![[0; D]; input.policy.pools.len()],
+            reqs,
+            notes: Vec::new(),
+            left: input
+                .workload
+                .classes
+                .iter()
+                .map(|c| c.count() as u32)
+                .collect(),
+            t,
+        };
+        for (i, en) in input.workload.nodes.iter().enumerate() {
+            let zone = en
+                .labels
+                .get(labels::ZONE)
+                .and_then(|z| input.catalog.zones.iter().position(|x| &x.name == z))
+                .map(|z| z as u16);
+            let ct = en
+                .labels
+                .get(labels::CAPACITY_TYPE)
+                .and_then(|c| CapacityType::parse(c));
+            let pool = en
+                .labels
+                .get(labels::NODEPOOL)
+                .and_then(|n| input.policy.pools.iter().position(|p| &p.name == n));
+            let alloc = p.t.dims.rv(&en.allocatable);
+            if let Some(pi) = pool {
+                p.pool_used[pi] = add(&p.pool_used[pi], &alloc);
+            }
+            let mut sel_count = vec![0u32; nsel];
+            for bp in &en.pods {
+                for (s, sel) in p.topo.sels.iter().enumerate() {
+                    if sel.matches(&bp.namespace, &bp.labels) {
+                        sel_count[s] += 1;
+                        p.any_count[s] += 1;
+                        if let Some(z) = zone {
+                            p.zone_count[s][z as usize] += 1;
+                        }
+                        if let Some(c) = ct {
+                            p.ct_count[s][ct_idx(c)] += 1;
+                        }
+                    }
+                }
+            }
+            p.nodes.push(Node {
+                existing: Some(i),
+                pool: pool.unwrap_or(usize::MAX),
+                zone,
+                ct,
+                cands: Vec::new(),
+                used: [0; D],
+                room: sub(&alloc, &p.t.dims.rv(&en.used)),
+                sel_count,
+                anti_host: Vec::new(),
+                pods: Vec::new(),
+            });
+        }
+        for c in &p.topo.classes {
+            for u in &c.unsupported {
+                if !p.notes.contains(u) {
+                    p.notes.push(format!("ignored: {u}"));
+                }
+            }
+        }
+        if !p.t.dims.overflow.is_empty() {
+            p.notes.push(format!(
+                "ignored: too many extended resources; not tracked: {}",
+                p.t.dims.overflow.join(", ")
+            ));
+        }
+        p
+    }
+
+    /// The relaxation sequence for class `c`, strictest first.
+    fn variants(&self, c: usize) -> Vec<Variant> {
+        let mut v = Variant {
+            pref_node: self.t.class_pref_terms[c].len(),
+            prefer_rules: self.t.class_prefer[c].len(),
+            pref_pod: self.topo.classes[c].preferred,
+            soft_spread: true,
+        };
+        let mut out = vec![v];
+        while v.pref_node > 0 {
+            v.pref_node -= 1;
+            out.push(v);
+        }
+        while v.prefer_rules > 0 {
+            v.prefer_rules -= 1;
+            out.push(v);
+        }
+        while v.pref_pod > 0 {
+            v.pref_pod -= 1;
+            out.push(v);
+        }
+        if v.soft_spread && self.topo.classes[c].spreads.iter().any(|s| !s.hard) {
+            v.soft_spread = false;
+            out.push(v);
+        }
+        out
+    }
+
+    /// The order classes are packed in: most constrained first (restricted
+    /// node choice, then classes that force separate nodes, then other
+    /// topology), each tier by size (cpu, memory) descending; classes that
+    /// need a partner pod (pod affinity to others) last.
+    fn order(&self) -> Vec<usize> {
+        let classes = &self.t.input.workload.classes;
+        let mut idx: Vec<usize> = (0..classes.len()).collect();
+        let key = |c: usize| {
+            let tp = &self.topo.classes[c];
+            let dependent = tp
+                .affs
+                .iter()
+                .any(|a| !a.anti && a.weight.is_none() && !a.self_match);
+            let separating = tp
+                .affs
+                .iter()
+                .any(|a| a.anti && a.weight.is_none() && a.key == TKey::Host)
+                || tp.spreads.iter().any(|s| s.key == TKey::Host && s.hard);
+            let class = &classes[c];
+            let restricted = !class.node_selector.keys.is_empty()
+                || !class.required_affinity.is_empty()
+                || class.volume_zones.is_some();
+            let topological = !tp.spreads.is_empty() || !tp.affs.is_empty();
+            (dependent, !restricted, !separating, !topological)
+        };
+        idx.sort_by(|a, b| {
+            key(*a)
+                .cmp(&key(*b))
+                .then(self.reqs[*b][0].cmp(&self.reqs[*a][0]))
+                .then(self.reqs[*b][1].cmp(&self.reqs[*a][1]))
+                .then(a.cmp(b))
+        });
+        idx
+    }
+
+    /// Runs the packing and builds the plan.
+    pub fn run(mut self) -> Plan {
+        let order = self.order();
+        // Later rounds retry classes whose partners (pod affinity targets)
+        // were placed after them.
+        for round in 0..3 {
+            let before: u32 = self.left.iter().sum();
+            self.round(&order);
+            let after: u32 = self.left.iter().sum();
+            if after == 0 || after == before || round == 2 {
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    fn round(&mut self, order: &[usize]) {
+        for &c in order {
+            let variants = self.variants(c);
+            for (vi, v) in variants.iter().enumerate() {
+                if self.left[c] == 0 {
+                    break;
+                }
+                let before = self.left[c];
+                self.place_class(c, v);
+                if vi > 0 && self.left[c] < before {
+                    let class = &self.t.input.workload.classes[c];
+                    self.notes.push(format!(
+                        "{}/{}: {} pod(s) placed after relaxing preferences ({})",
+                        class.namespace,
+                        class.id,
+                        before - self.left[c],
+                        describe_relaxation(&variants[0], v)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Zones and capacity types class `c` can use anywhere (its spread domains).
+    fn domains(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
+        let np = self.t.pools.len();
+        let mut bits = Vec::with_capacity(np);
+        let mut zm = 0u64;
+        let mut cm = 0u8;
+        let cat = self.t.input.catalog;
+        for p in 0..np {
+            let b = self.t.class_bits(p, c, v);
+            for (d, list) in self.t.pools[p].by_domain.iter().enumerate() {
+                if list.iter().any(|o| b.get(*o as usize)) {
+                    zm |= 1 << (d / 2).min(63);
+                    cm |= 1 << (d % 2);
+                }
+            }
+            bits.push(b);
+        }
+        let _ = cat;
+        (bits, zm, cm)
+    }
+
+    /// How many pods of class `c` topology allows at a place: node `n`
+    /// (or a new node when None) in `zone` / `ct`.
+    #[allow(clippy::too_many_arguments)]
+    fn topo_limit(
+        &self,
+        c: usize,
+        v: &Variant,
+        n: Option<usize>,
+        zone: Option<u16>,
+        ct: Option<CapacityType>,
+        zmask: u64,
+        cmask: u8,
+    ) -> u32 {
+        let tp = &self.topo.classes[c];
+        let mut lim = u32::MAX as i64;
+        let node = n.map(|i| &self.nodes[i]);
+        let host_count = |s: usize| node.map_or(0, |nd| nd.sel_count[s]) as i64;
+        // Symmetric anti-affinity of pods already there.
+        if let Some(nd) = node
+            && nd.anti_host.iter().any(|s| self.topo.class_match[c][*s])
+        {
+            return 0;
+        }
+        if let Some(z) = zone
+            && self.anti_zone[z as usize]
+                .iter()
+                .any(|s| self.topo.class_match[c][*s])
+        {
+            return 0;
+        }
+        let req_affs = tp.affs.len() - tp.preferred;
+        for a in tp.affs.iter().take(req_affs + v.pref_pod) {
+            let count = match a.key {
+                TKey::Host => host_count(a.sel),
+                TKey::Zone => match zone {
+                    Some(z) => i64::from(self.zone_count[a.sel][z as usize]),
+                    None => return 0,
+                },
+                TKey::CapacityType => match ct {
+                    Some(x) => i64::from(self.ct_count[a.sel][ct_idx(x)]),
+                    None => return 0,
+                },
+            };
+            if a.anti {
+                if count > 0 {
+                    return 0;
+                }
+                if a.self_match {
+                    lim = lim.min(1);
+                }
+            } else if count == 0 && !(self.any_count[a.sel] == 0 && a.self_match) {
+                return 0;
+            }
+        }
+        for s in &tp.spreads {
+            if !s.hard && !v.soft_spread {
+                continue;
+            }
+            let (count, min) = match s.key {
+                TKey::Host => (host_count(s.sel), 0i64),
+                TKey::Zone => {
+                    let Some(z) = zone else { return 0 };
+                    if zmask & (1 << (z as u64).min(63)) == 0 {
+                        return 0;
+                    }
+                    let mut min = i64::MAX;
+                    let mut doms = 0;
+                    for (zi, cnt) in self.zone_count[s.sel].iter().enumerate() {
+                        if zmask & (1 << (zi as u64).min(63)) != 0 {
+                            min = min.min(i64::from(*cnt));
+                            doms += 1;
+                        }
+                    }
+                    if doms < s.min_domains || min == i64::MAX {
+                        min = 0;
+                    }
+                    (i64::from(self.zone_count[s.sel][z as usize]), min)
+                }
+                TKey::CapacityType => {
+                    let Some(x) = ct else { return 0 };
+                    let mut min = i64::MAX;
+                    let mut doms = 0;
+                    for ci in 0..2 {
+                        if cmask & (1 << ci) != 0 {
+                            min = min.min(i64::from(self.ct_count[s.sel][ci]));
+                            doms += 1;
+                        }
+                    }
+                    if doms < s.min_domains || min == i64::MAX {
+                        min = 0;
+                    }
+                    (i64::from(self.ct_count[s.sel][ct_idx(x)]), min)
+                }
+            };
+            if s.self_match {
+                lim = lim.min(s.max_skew + min - count);
+            } else if count - min > s.max_skew {
+                return 0;
+            }
+        }
+        lim.clamp(0, u32::MAX as i64) as u32
+    }
+
+    fn existing_ok(&mut self, c: usize, n: usize, v: &Variant) -> bool {
+        let input = self.t.input;
+        let Some(ei) = self.nodes[n].existing else {
+            return false;
+        };
+        let en = &input.workload.nodes[ei];
+        let class = &input.workload.classes[c];
+        if untolerated(&class.tolerations, &en.taints).is_some() {
+            return false;
+        }
+        if !class.node_selector.matches_map(&en.labels) {
+            return false;
+        }
+        if !class.required_affinity.is_empty()
+            && !class
+                .required_affinity
+                .iter()
+                .any(|t| t.matches_map(&en.labels))
+        {
+            return false;
+        }
+        for &ti in self.t.class_pref_terms[c].iter().take(v.pref_node) {
+            if !class.preferred_affinity[ti].1.matches_map(&en.labels) {
+                return false;
+            }
+        }
+        if let Some(zs) = &class.volume_zones
+            && !en.labels.get(labels::ZONE).is_some_and(|z| zs.contains(z))
+        {
+            return false;
+        }
+        let attrs = MapAttrs(&en.labels);
+        for &r in &self.t.class_rules[c] {
+            let rule = &input.policy.placement[r];
+            let m = rule.nodes.eval(&attrs);
+            match rule.kind {
+                PlacementKind::Require if !m => return false,
+                PlacementKind::Deny if m => return false,
+                _ => {}
+            }
+        }
+        for &r in self.t.class_prefer[c].iter().take(v.prefer_rules) {
+            if !input.policy.placement[r].nodes.eval(&attrs) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn min_values_ok(&self, p: usize, cands: &[u32]) -> bool {
+        let pool = &self.t.input.policy.pools[p];
+        if pool.requirements.min_values.is_empty() {
+            return true;
+        }
+        let cat = self.t.input.catalog;
+        pool.requirements.min_values.iter().all(|(k, m)| {
+            let mut vals: Vec<&str> = cands
+                .iter()
+                .filter_map(|o| {
+                    let off = &cat.offerings[*o as usize];
+                    super::tables::pool_offering_label(cat, pool, off, k)
+                })
+                .collect();
+            vals.sort_unstable();
+            vals.dedup();
+            vals.len() >= *m as usize
+        })
+    }
+
+    /// Records `k` pods of class `c` on node `n` (counts, anti-affinity marks).
+    fn commit(&mut self, c: usize, n: usize, k: u32, v: &Variant) {
+        let req = self.reqs[c];
+        let node = &mut self.nodes[n];
+        for _ in 0..k {
+            node.used = add(&node.used, &req);
+        }
+        match node.pods.last_mut() {
+            Some((lc, lk)) if *lc == c => *lk += k,
+            _ => node.pods.push((c, k)),
+        }
+        let zone = node.zone;
+        let ct = node.ct;
+        for &s in &self.topo.classes[c].matched_by {
+            node.sel_count[s] += k;
+            self.any_count[s] += k;
+            if let Some(z) = zone {
+                self.zone_count[s][z as usize] += k;
+            }
+            if let Some(x) = ct {
+                self.ct_count[s][ct_idx(x)] += k;
+            }
+        }
+        let tp = &self.topo.classes[c];
+        let req_affs = tp.affs.len() - tp.preferred;
+        for a in tp.affs.iter().take(req_affs + v.pref_pod) {
+            if a.anti {
+                match a.key {
+                    TKey::Host => {
+                        if !node.anti_host.contains(&a.sel) {
+                            node.anti_host.push(a.sel);
+                        }
+                    }
+                    TKey::Zone => {
+                        if let Some(z) = zone
+                            && !self.anti_zone[z as usize].contains(&a.sel)
+                        {
+                            self.anti_zone[z as usize].push(a.sel);
+                        }
+                    }
+                    TKey::CapacityType => {}
+                }
+            }
+        }
+        self.left[c] -= k;
+    }
+
+    fn place_class(&mut self, c: usize, v: &Variant) {
+        let (bits, zmask, cmask) = self.domains(c, v);
+        let req = self.reqs[c];
+        // 1. Existing nodes, in input order.
+        for n in 0..self.nodes.len() {
+            if self.left[c] == 0 {
+                return;
+            }
+            if self.nodes[n].existing.is_none() || !self.existing_ok(c, n, v) {
+                continue;
+            }
+            let node = &self.nodes[n];
+            let room = sub(&node.room, &node.used);
+            let k = copies(&req, &room).min(self.left[c]).min(self.topo_limit(
+                c,
+                v,
+                Some(n),
+                node.zone,
+                node.ct,
+                zmask,
+                cmask,
+            ));
+            if k > 0 {
+                self.commit(c, n, k, v);
+            }
+        }
+        // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
+        let planned = self.new_nodes.clone();
+        for &n in &planned {
+            if self.left[c] == 0 {
+                return;
+            }
+            let node = &self.nodes[n];
+            let b = &bits[node.pool];
+            let Some(&cur) = node.cands.first() else {
+                continue;
+            };
+            let tab = &self.t.pools[node.pool];
+            let k = match self.strategy {
+                Strategy::CostAware => {
+                    if !b.get(cur as usize) {
+                        continue;
+                    }
+                    copies(&req, &sub(&tab.net[cur as usize], &node.used))
+                }
+                Strategy::FirstFitDecreasing => node
+                    .cands
+                    .iter()
+                    .filter(|o| b.get(**o as usize))
+                    .map(|o| copies(&req, &sub(&tab.net[*o as usize], &node.used)))
+                    .max()
+                    .unwrap_or(0),
+            };
+            if k == 0 {
+                continue;
+            }
+            let k = k.min(self.left[c]).min(self.topo_limit(
+                c,
+                v,
+                Some(n),
+                node.zone,
+                node.ct,
+                zmask,
+                cmask,
+            ));
+            if k > 0 {
+                self.grow(c, n, k, v, &bits);
+            }
+        }
+        // 3. New nodes (and, cost-aware, growing recent nodes) until done or stuck.
+        while self.left[c] > 0 {
+            if !self.open_or_grow(c, v, &bits, zmask, cmask) {
+                break;
+            }
+        }
+    }
+
+    /// Adds `k` pods to planned node `n`, narrowing its candidates; false if
+    /// no candidate (or minValues) would remain.
+    fn grow(&mut self, c: usize, n: usize, k: u32, v: &Variant, bits: &[Bits]) -> bool {
+        let req = self.reqs[c];
+        let node = &self.nodes[n];
+        let p = node.pool;
+        let tab = &self.t.pools[p];
+        let mut need = node.used;
+        for _ in 0..k {
+            need = add(&need, &req);
+        }
+        let old_cur = node.cands.first().copied();
+        let limit = tab.limit;
+        let used_now = self.pool_used[p];
+        let old_cap = old_cur.map_or([0; D], |o| self.type_cap_of(o));
+        let cands: Vec<u32> = node
+            .cands
+            .iter()
+            .copied()
+            .filter(|o| bits[p].get(*o as usize) && fits(&need, &tab.net[*o as usize]))
+            .collect();
+        let Some(&new_cur) = cands.first() else {
+            return false;
+        };
+        let new_cap = self.type_cap_of(new_cur);
+        if !fits(&add(&sub(&used_now, &old_cap), &new_cap), &limit) {
+            return false;
+        }
+        if !self.min_values_ok(p, &cands) {
+            return false;
+        }
+        self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
+        self.nodes[n].cands = cands;
+        self.commit(c, n, k, v);
+        true
+    }
+
+    fn type_cap_of(&self, o: u32) -> Rv {
+        let ti = self.t.input.catalog.offerings[o as usize].type_index as usize;
+        self.t.type_cap[ti]
+    }
+
+    /// One step of phase 3; false when nothing more can be placed.
+    fn open_or_grow(
+        &mut self,
+        c: usize,
+        v: &Variant,
+        bits: &[Bits],
+        zmask: u64,
+        cmask: u8,
+    ) -> bool {
+        let req = self.reqs[c];
+        let r = self.left[c];
+        let nz = self.t.input.catalog.zones.len();
+        // Best new node: (score, k, pool, offering).
+        let mut best: Option<(f64, u32, usize, u32)> = None;
+        for p in 0..self.t.pools.len() {
+            if bits[p].none() {
+                continue;
+            }
+            let tab = &self.t.pools[p];
+            let headroom = sub(&tab.limit, &self.pool_used[p]);
+            for d in 0..nz * 2 {
+                let list = &tab.by_domain[d];
+                if list.is_empty() {
+                    continue;
+                }
+                let zone = (d / 2) as u16;
+                let ct = dom_ct(d);
+                let lim = self.topo_limit(c, v, None, Some(zone), Some(ct), zmask, cmask);
+                if lim == 0 {
+                    continue;
+                }
+                let kk = r.min(lim);
+                if self.strategy == Strategy::FirstFitDecreasing {
+                    // Karpenter-style: the first domain that can take pods, sized
+                    // up to its largest type; the cheapest fitting type is chosen at the end.
+                    let mut kmax = 0;
+                    let mut first = None;
+                    for &o in list {
+                        let oi = o as usize;
+                        let ti = self.t.input.catalog.offerings[oi].type_index as usize;
+                        if !bits[p].get(oi) || !fits(&self.t.type_cap[ti], &headroom) {
+                            continue;
+                        }
+                        let k = copies(&req, &tab.net[oi]).min(kk);
+                        if k > 0 && first.is_none() {
+                            first = Some(o);
+                        }
+                        kmax = kmax.max(k);
+                    }
+                    if let Some(o) = first {
+                        best = Some((0.0, kmax, p, o));
+                        break;
+                    }
+                    continue;
+                }
+                for &o in list {
+                    let oi = o as usize;
+                    if !bits[p].get(oi) {
+                        continue;
+                    }
+                    let rank = tab.rank[oi];
+                    if let Some((bs, _, _, _)) = best
+                        && rank / f64::from(kk) > bs
+                    {
+                        break;
+                    }
+                    let k = copies(&req, &tab.net[oi]).min(kk);
+                    if k == 0 {
+                        continue;
+                    }
+                    let ti = self.t.input.catalog.offerings[oi].type_index as usize;
+                    if !fits(&self.t.type_cap[ti], &headroom) {
+                        continue;
+                    }
+                    let score = rank / f64::from(k);
+                    let better = match best {
+                        None => true,
+                        Some((bs, bk, _, _)) => {
+                            score < bs - 1e-12 || (score <= bs + 1e-12 && k > bk)
+                        }
+                    };
+                    if better {
+                        best = Some((score, k, p, o));
+                    }
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+        // Growing a recent planned node of the same pool may be cheaper per pod.
+        if self.strategy == Strategy::CostAware
+            && let Some((bs, _, bp, _)) = best
+            && let Some((n, k)) = self.best_growth(c, v, bits, bp, bs, zmask, cmask, 8)
+            && self.grow(c, n, k, v, bits)
+        {
+            return true;
+        }
+        let Some((_, mut k, p, o)) = best else {
+            // No new node can take the class here: grow any planned node that can.
+            for p in 0..self.t.pools.len() {
+                if let Some((n, k)) =
+                    self.best_growth(c, v, bits, p, f64::INFINITY, zmask, cmask, usize::MAX)
+                    && self.grow(c, n, k, v, bits)
+                {
+                    return true;
+                }
+            }
+            return false;
+        };
+        let off = &self.t.input.catalog.offerings[o as usize];
+        let (zone, ct) = (off.zone_index, off.capacity_type);
+        let d = dom(zone, ct);
+        loop {
+            let mut need = [0; D];
+            for _ in 0..k {
+                need = add(&need, &req);
+            }
+            let tab = &self.t.pools[p];
+            let cands: Vec<u32> = tab.by_domain[d]
+                .iter()
+                .copied()
+                .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
+                .collect();
+            if !cands.is_empty() && self.min_values_ok(p, &cands) {
+                let nsel = self.topo.sels.len();
+                let cap = self.type_cap_of(cands[0]);
+                self.pool_used[p] = add(&self.pool_used[p], &cap);
+                self.nodes.push(Node {
+                    existing: None,
+                    pool: p,
+                    zone: Some(zone),
+                    ct: Some(ct),
+                    cands,
+                    used: [0; D],
+                    room: [0; D],
+                    sel_count: vec![0; nsel],
+                    anti_host: Vec::new(),
+                    pods: Vec::new(),
+                });
+                let n = self.nodes.len() - 1;
+                self.new_nodes.push(n);
+                self.commit(c, n, k, v);
+                return true;
+            }
+            if k <= 1 {
+                return false;
+            }
+            k /= 2;
+        }
+    }
+
+    /// The planned node (of pool `p`, among the most recent) whose upgrade
+    /// costs least per pod, if cheaper than `new_score` per pod.
+    #[allow(clippy::too_many_arguments)]
+    fn best_growth(
+        &self,
+        c: usize,
+        v: &Variant,
+        bits: &[Bits],
+        p: usize,
+        new_score: f64,
+        zmask: u64,
+        cmask: u8,
+        recent: usize,
+    ) -> Option<(usize, u32)> {
+        let req = self.reqs[c];
+        let tab = &self.t.pools[p];
+        let mut best: Option<(f64, usize, u32)> = None;
+        for &n in self.new_nodes.iter().rev().take(recent) {
+            let node = &self.nodes[n];
+            if node.pool != p {
+                continue;
+            }
+            let Some(&cur) = node.cands.first() else {
+                continue;
+            };
+            let lim = self.topo_limit(c, v, Some(n), node.zone, node.ct, zmask, cmask);
+            if lim == 0 {
+                continue;
+            }
+            let kk = lim.min(self.left[c]);
+            for &o in &node.cands {
+                if !bits[p].get(o as usize) {
+                    continue;
+                }
+                let k = copies(&req, &sub(&tab.net[o as usize], &node.used)).min(kk);
+                if k == 0 {
+                    continue;
+                }
+                let marginal = (tab.rank[o as usize] - tab.rank[cur as usize]) / f64::from(k);
+                if marginal <= new_score + 1e-12 && best.is_none_or(|(bm, _, _)| marginal < bm) {
+                    best = Some((marginal, n, k));
+                }
+                break;
+            }
+        }
+        best.map(|(_, n, k)| (n, k))
+    }
+
+    fn finish(self) -> Plan {
+        let input = self.t.input;
+        let cat = input.catalog;
+        let classes = &input.workload.classes;
+        let mut next: Vec<usize> = vec![0; classes.len()];
+        let mut take = |c: usize, k: u32| -> Vec<String> {
+            let s = next[c];
+            next[c] += k as usize;
+            (s..s + k as usize).map(|i| classes[c].pod_key(i)).collect()
+        };
+        let mut plan = Plan::default();
+        let mut per_pool: BTreeMap<usize, usize> = BTreeMap::new();
+        for node in &self.nodes {
+            if let Some(ei) = node.existing {
+                if node.pods.is_empty() {
+                    continue;
+                }
+                let mut pods = Vec::new();
+                for &(c, k) in &node.pods {
+                    pods.extend(take(c, k));
+                }
+                plan.existing.push(ExistingPlacement {
+                    node: input.workload.nodes[ei].name.clone(),
+                    pods,
+                });
+                continue;
+            }
+            let p = node.pool;
+            let pool = &input.policy.pools[p];
+            let tab = &self.t.pools[p];
+            let Some(&cur) = node.cands.first() else {
+                continue;
+            };
+            let off = &cat.offerings[cur as usize];
+            let ty = &cat.types[off.type_index as usize];
+            let cur_cap = self.t.type_cap[off.type_index as usize];
+            let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &cur_cap);
+            let options: Vec<InstanceOption> = node
+                .cands
+                .iter()
+                .filter(|o| {
+                    let ti = cat.offerings[**o as usize].type_index as usize;
+                    fits(&self.t.type_cap[ti], &headroom)
+                })
+                .map(|o| InstanceOption {
+                    instance_type: cat.types[cat.offerings[*o as usize].type_index as usize]
+                        .name
+                        .clone(),
+                    price_per_hour: tab.price[*o as usize],
+                })
+                .collect();
+            let mut pods = Vec::new();
+            for &(c, k) in &node.pods {
+                pods.extend(take(c, k));
+            }
+            let seq = per_pool.entry(p).or_insert(0);
+            *seq += 1;
+            let zone = cat
+                .zones
+                .get(off.zone_index as usize)
+                .map(|z| z.name.clone())
+                .unwrap_or_default();
+            let mut lbl = pool.labels.clone();
+            for (k, set) in &tab.custom {
+                if !set.complement
+                    && set.values.len() == 1
+                    && let Some(v) = set.values.iter().next()
+                {
+                    lbl.insert(k.clone(), v.clone());
+                }
+            }
+            lbl.insert(labels::NODEPOOL.to_string(), pool.name.clone());
+            lbl.insert(labels::ZONE.to_string(), zone.clone());
+            lbl.insert(
+                labels::CAPACITY_TYPE.to_string(),
+                off.capacity_type.as_str().to_string(),
+            );
+            lbl.insert(labels::INSTANCE_TYPE.to_string(), ty.name.clone());
+            lbl.insert(labels::ARCH.to_string(), ty.arch.clone());
+            let requested = add(&node.used, &tab.ds[cur as usize]);
+            let alloc = add(&tab.net[cur as usize], &tab.ds[cur as usize]);
+            plan.nodes.push(PlannedNode {
+                name: format!("{}-{}", pool.name, seq),
+                pool: pool.name.clone(),
+                node_class: pool.node_class.clone(),
+                zone,
+                capacity_type: off.capacity_type,
+                instance_type: ty.name.clone(),
+                price_per_hour: tab.price[cur as usize],
+                instance_type_options: options,
+                pods,
+                requested: self.t.dims.resources(&requested),
+                allocatable: self.t.dims.resources(&alloc),
+                labels: lbl,
+                taints: pool.taints.clone(),
+                startup_taints: pool.startup_taints.clone(),
+            });
+        }
+        for (c, class) in classes.iter().enumerate() {
+            if self.left[c] == 0 {
+                continue;
+            }
+            let rest = take(c, self.left[c]);
+            let reasons = super::explain::reasons_with(&mut *self.t, c);
+            for pod in rest {
+                plan.unschedulable.push(Unschedulable {
+                    pod,
+                    reasons: reasons.clone(),
+                });
+            }
+            let _ = class;
+        }
+        plan.total_price_per_hour = plan.nodes.iter().map(|n| n.price_per_hour).sum();
+        if cat.offerings.iter().any(|o| o.price_estimated)
+            && plan
+                .nodes
+                .iter()
+                .any(|n| n.capacity_type == CapacityType::Spot)
+        {
+            plan.notes.push("spot prices are estimates".to_string());
+        }
+        plan.notes.extend(self.notes);
+        plan
+    }
+}
+
+fn describe_relaxation(from: &Variant, to: &Variant) -> String {
+    let mut parts = Vec::new();
+    if to.pref_node < from.pref_node {
+        parts.push(format!(
+            "dropped {} preferred node-affinity term(s)",
+            from.pref_node - to.pref_node
+        ));
+    }
+    if to.prefer_rules < from.prefer_rules {
+        parts.push(format!(
+            "dropped {} prefer rule(s)",
+            from.prefer_rules - to.prefer_rules
+        ));
+    }
+    if to.pref_pod < from.pref_pod {
+        parts.push(format!(
+            "dropped {} preferred pod-affinity term(s)",
+            from.pref_pod - to.pref_pod
+        ));
+    }
+    if from.soft_spread && !to.soft_spread {
+        parts.push("ignored ScheduleAnyway topology spreads".to_string());
+    }
+    parts.join(", ")
+}

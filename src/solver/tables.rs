@@ -1,0 +1,712 @@
+//! The catalog as one solve sees it: per pool, which offerings are usable, at
+//! what price (after cost rules and offering scores), with how much room for
+//! pods (allocatable minus DaemonSet overhead); and per pod class, which
+//! offerings it may land on, as bitsets so filtering is AND of words.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::catalog::{Bits, CapacityType, Catalog, Offering};
+use crate::ir::cost::{PriceInput, PriceOutcome, effective_price};
+use crate::ir::{
+    Attrs, Cond, PlacementKind, Pool, Requirements, Resources, Subject, ValueSet, labels,
+};
+use crate::scoring::{OfferingView, Verdict};
+use crate::workload::{DaemonSetOverhead, PodClass, Toleration, untolerated};
+
+use super::SolveInput;
+use super::capacity::allocatable;
+
+/// Resource dimensions the solver tracks: cpu, memory, ephemeral-storage,
+/// pods, then up to `D - 4` extended resources that some pod requests.
+pub const D: usize = 12;
+
+/// A resource vector over the solve's dimensions.
+pub type Rv = [i64; D];
+
+/// Maps Kubernetes resource names to vector dimensions.
+#[derive(Debug, Clone)]
+pub struct Dims {
+    pub names: Vec<String>,
+    /// Extended resources that did not fit in `D` (reported as a note).
+    pub overflow: Vec<String>,
+}
+
+impl Dims {
+    fn new(input: &SolveInput<'_>) -> Dims {
+        let mut names: Vec<String> = ["cpu", "memory", "ephemeral-storage", "pods"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut overflow = Vec::new();
+        let mut ext: Vec<&String> = input
+            .workload
+            .classes
+            .iter()
+            .flat_map(|c| c.requests.extended.keys())
+            .chain(
+                input
+                    .workload
+                    .daemonsets
+                    .iter()
+                    .flat_map(|d| d.requests.extended.keys()),
+            )
+            .collect();
+        ext.sort();
+        ext.dedup();
+        for e in ext {
+            if names.len() < D {
+                names.push(e.clone());
+            } else {
+                overflow.push(e.clone());
+            }
+        }
+        Dims { names, overflow }
+    }
+
+    /// The vector form of `r` (dimensions not tracked are dropped).
+    pub fn rv(&self, r: &Resources) -> Rv {
+        let mut v = [0i64; D];
+        v[0] = r.cpu_milli;
+        v[1] = r.memory;
+        v[2] = r.ephemeral_storage;
+        v[3] = r.pods;
+        for (i, n) in self.names.iter().enumerate().skip(4) {
+            v[i] = r.extended.get(n).copied().unwrap_or(0);
+        }
+        v
+    }
+
+    /// Back to `Resources`.
+    pub fn resources(&self, v: &Rv) -> Resources {
+        let mut r = Resources {
+            cpu_milli: v[0],
+            memory: v[1],
+            ephemeral_storage: v[2],
+            pods: v[3],
+            extended: BTreeMap::new(),
+        };
+        for (i, n) in self.names.iter().enumerate().skip(4) {
+            if v[i] != 0 {
+                r.extended.insert(n.clone(), v[i]);
+            }
+        }
+        r
+    }
+}
+
+/// `a + b`.
+#[inline]
+pub fn add(a: &Rv, b: &Rv) -> Rv {
+    let mut o = *a;
+    for i in 0..D {
+        o[i] = o[i].saturating_add(b[i]);
+    }
+    o
+}
+
+/// `a - b`.
+#[inline]
+pub fn sub(a: &Rv, b: &Rv) -> Rv {
+    let mut o = *a;
+    for i in 0..D {
+        o[i] = o[i].saturating_sub(b[i]);
+    }
+    o
+}
+
+/// Whether `need` fits in `room`, dimension by dimension.
+#[inline]
+pub fn fits(need: &Rv, room: &Rv) -> bool {
+    need.iter().zip(room).all(|(n, r)| n <= r)
+}
+
+/// How many copies of `req` fit in `room` (u32::MAX when `req` is all zero).
+#[inline]
+pub fn copies(req: &Rv, room: &Rv) -> u32 {
+    let mut k = u32::MAX as i64;
+    for i in 0..D {
+        if req[i] > 0 {
+            if room[i] < 0 {
+                return 0;
+            }
+            k = k.min(room[i] / req[i]);
+        } else if room[i] < 0 && req[i] == 0 {
+            // Already over in a dimension the pod does not use: still fits nothing more.
+            return 0;
+        }
+    }
+    k.max(0) as u32
+}
+
+/// Why an offering is not usable in a pool (for explain).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OfferingReject {
+    Requirement { key: String, want: String },
+    Unavailable(String),
+    NotAvailable,
+    Unpriced,
+    Ceiling(String),
+    Veto(String),
+    Overhead(String),
+}
+
+impl std::fmt::Display for OfferingReject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OfferingReject::Requirement { key, want } => {
+                write!(f, "pool requires {key} {want}")
+            }
+            OfferingReject::Unavailable(r) => write!(f, "recently unavailable ({r})"),
+            OfferingReject::NotAvailable => write!(f, "not offered"),
+            OfferingReject::Unpriced => write!(f, "no price known and no cost rule sets one"),
+            OfferingReject::Ceiling(r) => write!(f, "cost rule: {r}"),
+            OfferingReject::Veto(r) => write!(f, "score script vetoed: {r}"),
+            OfferingReject::Overhead(r) => write!(f, "DaemonSet overhead exceeds allocatable {r}"),
+        }
+    }
+}
+
+/// A pool compiled against the catalog.
+pub struct PoolTab {
+    /// Offerings usable in this pool.
+    pub usable: Bits,
+    /// Effective price after cost rules (NaN when unusable).
+    pub price: Vec<f64>,
+    /// Price plus the offering score: what the solver ranks by.
+    pub rank: Vec<f64>,
+    /// Allocatable minus DaemonSet overhead, per offering.
+    pub net: Vec<Rv>,
+    /// DaemonSet overhead per offering (for the plan's `requested`).
+    pub ds: Vec<Rv>,
+    /// Usable offerings per (zone, capacity type), sorted by rank then type index.
+    pub by_domain: Vec<Vec<u32>>,
+    /// Resource limits (i64::MAX where unlimited), against type capacity.
+    pub limit: Rv,
+    /// Custom (non well-known) label values the pool's nodes carry.
+    pub custom: BTreeMap<String, ValueSet>,
+}
+
+/// Domain index of (zone, capacity type).
+#[inline]
+pub fn dom(zone: u16, ct: CapacityType) -> usize {
+    zone as usize * 2 + usize::from(ct == CapacityType::Spot)
+}
+
+/// Capacity type of a domain index.
+#[inline]
+pub fn dom_ct(d: usize) -> CapacityType {
+    if d % 2 == 1 {
+        CapacityType::Spot
+    } else {
+        CapacityType::OnDemand
+    }
+}
+
+/// A class's variant: which preferences are still enforced as requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Preferred node-affinity terms kept (the heaviest `n`).
+    pub pref_node: usize,
+    /// Prefer placement rules kept (the heaviest `n` of those matching the class).
+    pub prefer_rules: usize,
+    /// Preferred pod (anti-)affinity terms kept.
+    pub pref_pod: usize,
+    /// ScheduleAnyway spreads still enforced.
+    pub soft_spread: bool,
+}
+
+/// The compiled view of one solve.
+pub struct Tables<'a> {
+    pub input: &'a SolveInput<'a>,
+    pub dims: Dims,
+    pub pools: Vec<PoolTab>,
+    /// Type capacity vectors (for limits), per type index.
+    pub type_cap: Vec<Rv>,
+    key_cache: HashMap<(usize, String, ValueSet), Bits>,
+    rule_cache: HashMap<(usize, usize, usize), Bits>,
+    /// For each class, the Prefer rules matching it, heaviest first (rule index, weight).
+    pub class_prefer: Vec<Vec<usize>>,
+    /// Placement Require/Deny rules matching each class.
+    pub class_rules: Vec<Vec<usize>>,
+    /// Per class: preferred node-affinity terms, heaviest first.
+    pub class_pref_terms: Vec<Vec<usize>>,
+}
+
+/// Node-side attributes of an offering in a pool (with the pool's labels), plus a pod class.
+pub struct OfferAttrs<'a> {
+    pub catalog: &'a Catalog,
+    pub pool: &'a Pool,
+    pub offering: &'a Offering,
+    pub price: Option<f64>,
+    pub class: Option<&'a PodClass>,
+}
+
+impl Attrs for OfferAttrs<'_> {
+    fn get(&self, s: &Subject) -> Option<Cow<'_, str>> {
+        match s {
+            Subject::NodeLabel(k) => {
+                pool_offering_label(self.catalog, self.pool, self.offering, k).map(Cow::Borrowed)
+            }
+            Subject::NodePrice => self.price.map(|p| Cow::Owned(p.to_string())),
+            other => self.class.and_then(|c| class_attr(c, other)),
+        }
+    }
+}
+
+/// A pod class's value for a pod-side subject.
+pub fn class_attr<'a>(c: &'a PodClass, s: &Subject) -> Option<Cow<'a, str>> {
+    match s {
+        Subject::PodNamespace => Some(Cow::Borrowed(&c.namespace)),
+        Subject::PodName => c.pod_names.first().map(|n| Cow::Borrowed(n.as_str())),
+        Subject::PodLabel(k) => c.labels.get(k).map(|v| Cow::Borrowed(v.as_str())),
+        Subject::PodPriorityClass => c.priority_class.as_deref().map(Cow::Borrowed),
+        Subject::PodPriority => Some(Cow::Owned(c.priority.to_string())),
+        Subject::PodOwnerKind => c.owner.as_ref().map(|o| Cow::Borrowed(o.kind.as_str())),
+        Subject::PodOwnerName => c.owner.as_ref().map(|o| Cow::Borrowed(o.name.as_str())),
+        Subject::NodeLabel(_) | Subject::NodePrice => None,
+    }
+}
+
+/// Pod-only attributes of a class.
+pub struct ClassAttrs<'a>(pub &'a PodClass);
+
+impl Attrs for ClassAttrs<'_> {
+    fn get(&self, s: &Subject) -> Option<Cow<'_, str>> {
+        class_attr(self.0, s)
+    }
+}
+
+/// The value a node launched from `o` in `pool` has for label `key`.
+pub fn pool_offering_label<'a>(
+    cat: &'a Catalog,
+    pool: &'a Pool,
+    o: &'a Offering,
+    key: &str,
+) -> Option<&'a str> {
+    if key == labels::NODEPOOL {
+        return Some(&pool.name);
+    }
+    if let Some(v) = pool.labels.get(key) {
+        return Some(v);
+    }
+    cat.offering_label(o, key)
+}
+
+/// Whether `key` is answered by the catalog (well-known) rather than by pool labels.
+pub fn is_catalog_key(key: &str) -> bool {
+    labels::WELL_KNOWN.contains(&key) && !pool_only_key(key)
+}
+
+fn pool_only_key(key: &str) -> bool {
+    key == labels::NODEPOOL || key == labels::HOSTNAME
+}
+
+/// Whether a DaemonSet would run on nodes of `pool` launched from `o`.
+pub fn daemonset_runs(cat: &Catalog, pool: &Pool, o: &Offering, ds: &DaemonSetOverhead) -> bool {
+    if untolerated(&ds.tolerations, &pool.taints).is_some() {
+        return false;
+    }
+    let label = |k: &str| pool_offering_label(cat, pool, o, k);
+    ds.node_selector.matches(label)
+        && (ds.required_affinity.is_empty()
+            || ds.required_affinity.iter().any(|t| t.matches(label)))
+}
+
+/// Whether `tolerations` tolerate the pool's (non-startup) taints; the first one not tolerated.
+pub fn pool_taint_block<'p>(
+    pool: &'p Pool,
+    tolerations: &[Toleration],
+) -> Option<&'p crate::ir::Taint> {
+    untolerated(tolerations, &pool.taints)
+}
+
+impl<'a> Tables<'a> {
+    /// Compiles every pool against the catalog.
+    pub fn new(input: &'a SolveInput<'a>) -> Tables<'a> {
+        let dims = Dims::new(input);
+        let cat = input.catalog;
+        let n = cat.offerings.len();
+        let type_cap: Vec<Rv> = cat.types.iter().map(|t| dims.rv(&t.capacity)).collect();
+        // On-demand price per (type, zone), for spot-from-on-demand rules.
+        let mut od: HashMap<(u32, u16), f64> = HashMap::new();
+        for o in &cat.offerings {
+            if o.capacity_type == CapacityType::OnDemand
+                && let Some(p) = o.price
+            {
+                od.insert((o.type_index, o.zone_index), p);
+            }
+        }
+        let nd = cat.zones.len() * 2;
+        let mut pools = Vec::new();
+        for pool in &input.policy.pools {
+            let kubelet = input
+                .policy
+                .node_classes
+                .get(&pool.node_class)
+                .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
+                .unwrap_or_else(|| pool.kubelet.clone());
+            let alloc: Vec<Rv> = cat
+                .types
+                .iter()
+                .map(|t| dims.rv(&allocatable(t, &kubelet)))
+                .collect();
+            let mut tab = PoolTab {
+                usable: Bits::new(n),
+                price: vec![f64::NAN; n],
+                rank: vec![f64::NAN; n],
+                net: vec![[0; D]; n],
+                ds: vec![[0; D]; n],
+                by_domain: vec![Vec::new(); nd],
+                limit: [i64::MAX; D],
+                custom: BTreeMap::new(),
+            };
+            for (k, q) in &pool.limits {
+                let mut r = Resources::zero();
+                r.set(k, *q);
+                let v = dims.rv(&r);
+                for i in 0..D {
+                    if v[i] != 0 || dims.names.get(i).is_some_and(|nm| nm == k) {
+                        tab.limit[i] = v[i];
+                    }
+                }
+            }
+            for (k, set) in &pool.requirements.keys {
+                if !is_catalog_key(k) && !pool.labels.contains_key(k) {
+                    tab.custom.insert(k.clone(), set.clone());
+                }
+            }
+            for (i, o) in cat.offerings.iter().enumerate() {
+                if Self::reject_reason(input, &dims, pool, &kubelet, &od, &alloc, o).is_ok() {
+                    let (price, rank) =
+                        Self::priced(input, pool, &od, o).unwrap_or((f64::NAN, f64::NAN));
+                    let ds = Self::ds_overhead(input, &dims, pool, o);
+                    tab.usable.set(i);
+                    tab.price[i] = price;
+                    tab.rank[i] = rank;
+                    tab.ds[i] = ds;
+                    tab.net[i] = sub(&alloc[o.type_index as usize], &ds);
+                    tab.by_domain[dom(o.zone_index, o.capacity_type)].push(i as u32);
+                }
+            }
+            for list in &mut tab.by_domain {
+                list.sort_by(|a, b| {
+                    tab.rank[*a as usize]
+                        .total_cmp(&tab.rank[*b as usize])
+                        .then(a.cmp(b))
+                });
+            }
+            pools.push(tab);
+        }
+        let mut t = Tables {
+            input,
+            dims,
+            pools,
+            type_cap,
+            key_cache: HashMap::new(),
+            rule_cache: HashMap::new(),
+            class_prefer: Vec::new(),
+            class_rules: Vec::new(),
+            class_pref_terms: Vec::new(),
+        };
+        for c in &input.workload.classes {
+            let ca = ClassAttrs(c);
+            let mut prefer: Vec<(i32, usize)> = Vec::new();
+            let mut rules = Vec::new();
+            for (ri, r) in input.policy.placement.iter().enumerate() {
+                if !r.pods.eval(&ca) {
+                    continue;
+                }
+                match r.kind {
+                    PlacementKind::Prefer { weight } => prefer.push((weight, ri)),
+                    _ => rules.push(ri),
+                }
+            }
+            prefer.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            t.class_prefer
+                .push(prefer.into_iter().map(|(_, i)| i).collect());
+            t.class_rules.push(rules);
+            let mut terms: Vec<usize> = (0..c.preferred_affinity.len()).collect();
+            terms.sort_by(|a, b| {
+                c.preferred_affinity[*b]
+                    .0
+                    .cmp(&c.preferred_affinity[*a].0)
+                    .then(a.cmp(b))
+            });
+            t.class_pref_terms.push(terms);
+        }
+        t
+    }
+
+    fn priced(
+        input: &SolveInput<'_>,
+        pool: &Pool,
+        od: &HashMap<(u32, u16), f64>,
+        o: &Offering,
+    ) -> Result<(f64, f64), OfferingReject> {
+        let cat = input.catalog;
+        let Some(t) = cat.types.get(o.type_index as usize) else {
+            return Err(OfferingReject::NotAvailable);
+        };
+        let attrs = OfferAttrs {
+            catalog: cat,
+            pool,
+            offering: o,
+            price: o.price,
+            class: None,
+        };
+        let pin = PriceInput {
+            attrs: &attrs,
+            price: o.price,
+            price_known: o.price.is_some() && !o.price_estimated,
+            on_demand_price: od.get(&(o.type_index, o.zone_index)).copied(),
+            is_spot: o.capacity_type == CapacityType::Spot,
+            vcpus: f64::from(t.vcpus),
+            memory_gib: t.memory_mib as f64 / 1024.0,
+        };
+        let price = match effective_price(&input.policy.cost, &pin) {
+            PriceOutcome::Price(p) => p,
+            PriceOutcome::Unpriced => return Err(OfferingReject::Unpriced),
+            PriceOutcome::Excluded { reason, .. } => return Err(OfferingReject::Ceiling(reason)),
+        };
+        let mut rank = price;
+        if let Some(s) = input.scorer {
+            let zone = cat
+                .zones
+                .get(o.zone_index as usize)
+                .map(|z| z.name.as_str())
+                .unwrap_or("");
+            let view = OfferingView {
+                pool: &pool.name,
+                instance_type: t,
+                zone,
+                capacity_type: o.capacity_type,
+                price,
+            };
+            match s.score_offering(&view) {
+                Verdict::Adjust(a) if a.is_finite() => rank += a,
+                Verdict::Adjust(_) => {}
+                Verdict::Veto(r) => return Err(OfferingReject::Veto(r)),
+            }
+        }
+        Ok((price, rank))
+    }
+
+    fn ds_overhead(input: &SolveInput<'_>, dims: &Dims, pool: &Pool, o: &Offering) -> Rv {
+        let mut v = [0; D];
+        for ds in &input.workload.daemonsets {
+            if daemonset_runs(input.catalog, pool, o, ds) {
+                let mut r = dims.rv(&ds.requests);
+                r[3] = r[3].max(1);
+                v = add(&v, &r);
+            }
+        }
+        v
+    }
+
+    /// Why offering `o` is not usable in `pool`, or Ok.
+    fn reject_reason(
+        input: &SolveInput<'_>,
+        dims: &Dims,
+        pool: &Pool,
+        _kubelet: &crate::ir::KubeletConfig,
+        od: &HashMap<(u32, u16), f64>,
+        alloc: &[Rv],
+        o: &Offering,
+    ) -> Result<(), OfferingReject> {
+        let cat = input.catalog;
+        if !o.available {
+            return Err(OfferingReject::NotAvailable);
+        }
+        for (k, set) in &pool.requirements.keys {
+            if !is_catalog_key(k) {
+                continue;
+            }
+            if !set.allows_opt(pool_offering_label(cat, pool, o, k)) {
+                return Err(OfferingReject::Requirement {
+                    key: k.clone(),
+                    want: set.to_string(),
+                });
+            }
+        }
+        if let Some(u) = input.unavailable {
+            let t = &cat.types[o.type_index as usize];
+            let zone = cat
+                .zones
+                .get(o.zone_index as usize)
+                .map(|z| z.name.as_str())
+                .unwrap_or("");
+            if let Some(r) = u.reason(&t.name, zone, o.capacity_type) {
+                return Err(OfferingReject::Unavailable(r));
+            }
+        }
+        Self::priced(input, pool, od, o)?;
+        let ds = Self::ds_overhead(input, dims, pool, o);
+        let net = sub(&alloc[o.type_index as usize], &ds);
+        if let Some(i) = (0..D).find(|i| net[*i] < 0) {
+            return Err(OfferingReject::Overhead(
+                dims.names.get(i).cloned().unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Why offering `o` is unusable in pool `p` (None when usable), for explain.
+    pub fn offering_reject(&self, p: usize, o: usize) -> Option<OfferingReject> {
+        if self.pools[p].usable.get(o) {
+            return None;
+        }
+        let input = self.input;
+        let pool = &input.policy.pools[p];
+        let kubelet = input
+            .policy
+            .node_classes
+            .get(&pool.node_class)
+            .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
+            .unwrap_or_else(|| pool.kubelet.clone());
+        let cat = input.catalog;
+        let mut od: HashMap<(u32, u16), f64> = HashMap::new();
+        let off = &cat.offerings[o];
+        for x in &cat.offerings {
+            if x.type_index == off.type_index
+                && x.capacity_type == CapacityType::OnDemand
+                && let Some(pr) = x.price
+            {
+                od.insert((x.type_index, x.zone_index), pr);
+            }
+        }
+        let alloc: Vec<Rv> = cat
+            .types
+            .iter()
+            .map(|t| self.dims.rv(&allocatable(t, &kubelet)))
+            .collect();
+        Self::reject_reason(input, &self.dims, pool, &kubelet, &od, &alloc, off).err()
+    }
+
+    /// Offerings of pool `p` whose labels satisfy `reqs` (pool-only keys are
+    /// checked against the pool's labels and requirements).
+    pub fn req_bits(&mut self, p: usize, reqs: &Requirements) -> Bits {
+        let mut out = self.pools[p].usable.clone();
+        for (k, set) in &reqs.keys {
+            let b = self.key_bits(p, k, set);
+            out.and_with(&b);
+        }
+        out
+    }
+
+    fn key_bits(&mut self, p: usize, key: &str, set: &ValueSet) -> Bits {
+        let ck = (p, key.to_string(), set.clone());
+        if let Some(b) = self.key_cache.get(&ck) {
+            return b.clone();
+        }
+        let cat = self.input.catalog;
+        let pool = &self.input.policy.pools[p];
+        let n = cat.offerings.len();
+        let b = if is_catalog_key(key) || pool.labels.contains_key(key) || key == labels::NODEPOOL {
+            let mut b = Bits::new(n);
+            for i in self.pools[p].usable.iter() {
+                if set.allows_opt(pool_offering_label(cat, pool, &cat.offerings[i], key)) {
+                    b.set(i);
+                }
+            }
+            b
+        } else if key == labels::HOSTNAME {
+            // A new node's hostname is not known in advance; only "any" or "absent" forms pass.
+            if set.complement && set.values.is_empty() && set.gt.is_none() && set.lt.is_none() {
+                Bits::full(n)
+            } else {
+                Bits::new(n)
+            }
+        } else {
+            // A custom label: the node carries it when the pool requires it.
+            let ok = match self.pools[p].custom.get(key) {
+                Some(pool_set) => !pool_set.intersect(set).no_value_allowed(),
+                None => set.absent_ok,
+            };
+            if ok { Bits::full(n) } else { Bits::new(n) }
+        };
+        self.key_cache.insert(ck, b.clone());
+        b
+    }
+
+    /// Offerings of pool `p` matching placement rule `r`'s node side (for class `c`).
+    pub fn rule_bits(&mut self, p: usize, r: usize, c: usize) -> Bits {
+        let rule = &self.input.policy.placement[r];
+        let node_only = rule.nodes.is_node_only();
+        let ck = (p, r, if node_only { usize::MAX } else { c });
+        if let Some(b) = self.rule_cache.get(&ck) {
+            return b.clone();
+        }
+        let cat = self.input.catalog;
+        let pool = &self.input.policy.pools[p];
+        let class = self.input.workload.classes.get(c);
+        let mut b = Bits::new(cat.offerings.len());
+        for i in self.pools[p].usable.iter() {
+            let price = self.pools[p].price[i];
+            let attrs = OfferAttrs {
+                catalog: cat,
+                pool,
+                offering: &cat.offerings[i],
+                price: Some(price),
+                class,
+            };
+            if rule.nodes.eval(&attrs) {
+                b.set(i);
+            }
+        }
+        self.rule_cache.insert(ck, b.clone());
+        b
+    }
+
+    /// The offerings of pool `p` class `c` may land on under variant `v`.
+    pub fn class_bits(&mut self, p: usize, c: usize, v: &Variant) -> Bits {
+        let input = self.input;
+        let class = &input.workload.classes[c];
+        let pool = &input.policy.pools[p];
+        let n = input.catalog.offerings.len();
+        if pool_taint_block(pool, &class.tolerations).is_some() {
+            return Bits::new(n);
+        }
+        let mut b = self.req_bits(p, &class.node_selector);
+        if !class.required_affinity.is_empty() {
+            let mut any = Bits::new(n);
+            for t in &class.required_affinity {
+                let tb = self.req_bits(p, t);
+                any.or_with(&tb);
+            }
+            b.and_with(&any);
+        }
+        let terms = self.class_pref_terms[c].clone();
+        for &ti in terms.iter().take(v.pref_node) {
+            let tb = self.req_bits(p, &class.preferred_affinity[ti].1);
+            b.and_with(&tb);
+        }
+        if let Some(zones) = &class.volume_zones {
+            let mut set = Requirements::new();
+            let z: Vec<&str> = zones.iter().map(|s| s.as_str()).collect();
+            set.require_in(labels::ZONE, &z);
+            let zb = self.req_bits(p, &set);
+            b.and_with(&zb);
+        }
+        let rules = self.class_rules[c].clone();
+        for r in rules {
+            let rb = self.rule_bits(p, r, c);
+            match input.policy.placement[r].kind {
+                PlacementKind::Require => b.and_with(&rb),
+                PlacementKind::Deny => b.and_not_with(&rb),
+                PlacementKind::Prefer { .. } => {}
+            }
+        }
+        let prefer = self.class_prefer[c].clone();
+        for &r in prefer.iter().take(v.prefer_rules) {
+            let rb = self.rule_bits(p, r, c);
+            b.and_with(&rb);
+        }
+        b
+    }
+
+    /// Whether a placement rule with a pod-only condition has `Cond::True` semantics (helper for explain).
+    pub fn cond_text(c: &Cond) -> String {
+        format!("{c:?}")
+    }
+}

@@ -1,0 +1,249 @@
+//! Unit tests of individual constraints, each on a hand-built input and each
+//! checked by the independent validator as well.
+
+use std::collections::BTreeMap;
+
+use super::validate::validate;
+use super::{Plan, SolveInput, solve, synth};
+use crate::catalog::Catalog;
+use crate::ir::{PolicySet, Quantity, Requirements, Resources, Taint, TaintEffect, labels};
+use crate::workload::{DaemonSetOverhead, ExistingNode, PodClass, Workload};
+
+fn class(id: &str, n: usize, cpu: i64, mem_gi: i64) -> PodClass {
+    let mut req = Resources::zero();
+    req.cpu_milli = cpu;
+    req.memory = mem_gi << 30;
+    req.pods = 1;
+    let mut lbl = BTreeMap::new();
+    lbl.insert("app".to_string(), id.to_string());
+    PodClass {
+        id: id.into(),
+        namespace: "default".into(),
+        pod_names: (0..n).map(|i| format!("{id}-{i}")).collect(),
+        labels: lbl,
+        owner: None,
+        priority_class: None,
+        priority: 0,
+        requests: req,
+        node_selector: Requirements::new(),
+        required_affinity: vec![],
+        preferred_affinity: vec![],
+        tolerations: vec![],
+        topology_spread: vec![],
+        pod_affinity: vec![],
+        volume_zones: None,
+        volume_reason: None,
+    }
+}
+
+fn run(policy: &PolicySet, cat: &Catalog, w: &Workload) -> Plan {
+    let input = SolveInput {
+        policy,
+        catalog: cat,
+        workload: w,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    let errs = validate(&plan, &input);
+    assert!(errs.is_empty(), "{errs:?}");
+    plan
+}
+
+fn one_pool() -> PolicySet {
+    PolicySet {
+        pools: vec![synth::default_pool("default")],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn identical_pods_share_a_right_sized_node() {
+    let cat = synth::karpenter_catalog(16);
+    let w = Workload {
+        classes: vec![class("web", 10, 1000, 1)],
+        ..Default::default()
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    assert!(plan.unschedulable.is_empty());
+    let pods: usize = plan.nodes.iter().map(|n| n.pods.len()).sum();
+    assert_eq!(pods, 10);
+    // Options are ranked cheapest first and start with the chosen type.
+    for n in &plan.nodes {
+        let prices: Vec<f64> = n
+            .instance_type_options
+            .iter()
+            .map(|o| o.price_per_hour)
+            .collect();
+        assert!(prices.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(n.instance_type_options[0].instance_type, n.instance_type);
+    }
+}
+
+#[test]
+fn existing_capacity_is_used_first() {
+    let cat = synth::karpenter_catalog(8);
+    let mut alloc = Resources::zero();
+    alloc.cpu_milli = 4000;
+    alloc.memory = 8 << 30;
+    alloc.pods = 20;
+    let mut lbl = BTreeMap::new();
+    lbl.insert(labels::ZONE.to_string(), "test-zone-1".to_string());
+    let w = Workload {
+        classes: vec![class("api", 3, 1000, 1)],
+        daemonsets: vec![],
+        nodes: vec![ExistingNode {
+            name: "old-1".into(),
+            labels: lbl,
+            taints: vec![],
+            allocatable: alloc,
+            used: Resources::zero(),
+            pods: vec![],
+        }],
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    assert!(plan.nodes.is_empty());
+    assert_eq!(plan.existing[0].pods.len(), 3);
+}
+
+#[test]
+fn pool_limits_and_taints_are_explained() {
+    let cat = synth::karpenter_catalog(8);
+    let mut gpu = synth::default_pool("gpu");
+    gpu.weight = 10;
+    gpu.taints.push(Taint {
+        key: "nvidia.com/gpu".into(),
+        value: Some("true".into()),
+        effect: TaintEffect::NoSchedule,
+    });
+    let mut small = synth::default_pool("small");
+    small.limits.insert("cpu".into(), Quantity::from_units(2));
+    let mut policy = PolicySet {
+        pools: vec![gpu, small],
+        ..Default::default()
+    };
+    policy.sort_pools();
+    let w = Workload {
+        classes: vec![class("batch", 4, 1500, 1)],
+        ..Default::default()
+    };
+    let plan = run(&policy, &cat, &w);
+    assert!(!plan.unschedulable.is_empty());
+    let reasons = &plan.unschedulable[0].reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "pool gpu: taint nvidia.com/gpu=true:NoSchedule not tolerated"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("larger than the pool's limits")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn daemonset_overhead_counts_where_it_runs() {
+    let cat = synth::karpenter_catalog(4);
+    let mut ds = Resources::zero();
+    ds.cpu_milli = 500;
+    ds.memory = 256 << 20;
+    ds.pods = 1;
+    let w = Workload {
+        classes: vec![class("web", 1, 1400, 1)],
+        daemonsets: vec![DaemonSetOverhead {
+            namespace: "kube-system".into(),
+            name: "agent".into(),
+            requests: ds,
+            node_selector: Requirements::new(),
+            required_affinity: vec![],
+            tolerations: vec![],
+        }],
+        nodes: vec![],
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    // 1400m + 500m overhead does not fit a 1-vCPU type (940m allocatable).
+    assert_eq!(plan.nodes.len(), 1);
+    assert_eq!(plan.nodes[0].instance_type, "fake-it-1");
+    assert_eq!(plan.nodes[0].requested.cpu_milli, 1900);
+}
+
+#[test]
+fn volume_zone_is_honoured_and_explained() {
+    let cat = synth::karpenter_catalog(4);
+    let mut c = class("db", 1, 500, 1);
+    c.volume_zones = Some(vec!["test-zone-3".into()]);
+    c.volume_reason = Some("PVC data-0 bound to test-zone-3".into());
+    let mut other = class("big", 1, 64_000, 1);
+    other.volume_zones = c.volume_zones.clone();
+    other.volume_reason = c.volume_reason.clone();
+    let w = Workload {
+        classes: vec![c, other],
+        ..Default::default()
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    assert_eq!(plan.nodes[0].zone, "test-zone-3");
+    let reasons = &plan.unschedulable[0].reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("zone test-zone-1: PVC data-0 bound to test-zone-3")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("cpu: at most")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn preferred_affinity_relaxes_with_a_note() {
+    let cat = synth::karpenter_catalog(4);
+    let mut c = class("web", 1, 500, 1);
+    let mut pref = Requirements::new();
+    pref.require_in(labels::ZONE, &["nowhere-1z"]);
+    c.preferred_affinity.push((50, pref));
+    let mut good = Requirements::new();
+    good.require_in(labels::CAPACITY_TYPE, &["spot"]);
+    c.preferred_affinity.push((10, good));
+    let w = Workload {
+        classes: vec![c],
+        ..Default::default()
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    assert!(plan.unschedulable.is_empty());
+    // Terms are dropped lightest first: spot goes before the impossible zone term, then that.
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("relaxing preferences")),
+        "{:?}",
+        plan.notes
+    );
+}
+
+#[test]
+fn min_values_keeps_enough_options() {
+    let cat = synth::karpenter_catalog(20);
+    let mut pool = synth::default_pool("flex");
+    pool.requirements
+        .min_values
+        .insert(labels::INSTANCE_TYPE.into(), 5);
+    let policy = PolicySet {
+        pools: vec![pool],
+        ..Default::default()
+    };
+    let w = Workload {
+        classes: vec![class("web", 30, 1000, 1)],
+        ..Default::default()
+    };
+    let plan = run(&policy, &cat, &w);
+    assert!(plan.unschedulable.is_empty());
+    assert!(
+        plan.nodes
+            .iter()
+            .all(|n| n.instance_type_options.len() >= 5)
+    );
+}

@@ -1,0 +1,195 @@
+//! Topology bookkeeping: the label selectors that spreads and pod
+//! (anti-)affinity terms count, interned once, and each class's constraints
+//! in a form the packer checks with array lookups.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ir::labels;
+use crate::workload::{LabelSelector, PodClass, Workload};
+
+/// The topology keys the solver understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TKey {
+    Zone,
+    Host,
+    CapacityType,
+}
+
+impl TKey {
+    /// Maps a Kubernetes topology key.
+    pub fn parse(k: &str) -> Option<TKey> {
+        match k {
+            labels::ZONE | labels::ZONE_BETA => Some(TKey::Zone),
+            labels::HOSTNAME => Some(TKey::Host),
+            labels::CAPACITY_TYPE => Some(TKey::CapacityType),
+            _ => None,
+        }
+    }
+}
+
+/// A selector scoped to namespaces (None = every namespace).
+#[derive(Debug, Clone)]
+pub struct Sel {
+    pub selector: LabelSelector,
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl Sel {
+    /// Whether a pod in `ns` with `labels` is counted.
+    pub fn matches(&self, ns: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == ns))
+            && self.selector.matches(labels)
+    }
+}
+
+/// A topology spread constraint, compiled.
+#[derive(Debug, Clone)]
+pub struct Spread {
+    pub sel: usize,
+    pub key: TKey,
+    pub max_skew: i64,
+    pub hard: bool,
+    pub min_domains: u32,
+    /// The class's own pods are counted by the selector.
+    pub self_match: bool,
+}
+
+/// A pod (anti-)affinity term, compiled.
+#[derive(Debug, Clone)]
+pub struct Aff {
+    pub sel: usize,
+    pub key: TKey,
+    pub anti: bool,
+    /// None = required.
+    pub weight: Option<i32>,
+    pub self_match: bool,
+}
+
+/// One class's topology constraints.
+#[derive(Debug, Clone, Default)]
+pub struct ClassTopo {
+    pub spreads: Vec<Spread>,
+    /// Required terms first, then preferred ones heaviest first.
+    pub affs: Vec<Aff>,
+    /// How many of `affs` are preferred.
+    pub preferred: usize,
+    /// Selectors that count this class's pods.
+    pub matched_by: Vec<usize>,
+    /// Constraints on keys the solver does not know (reported as notes).
+    pub unsupported: Vec<String>,
+}
+
+/// All selectors of a workload, and every class's compiled constraints.
+#[derive(Debug, Clone, Default)]
+pub struct Topo {
+    pub sels: Vec<Sel>,
+    pub classes: Vec<ClassTopo>,
+    /// Per class, per selector: whether the class's pods are counted.
+    pub class_match: Vec<Vec<bool>>,
+}
+
+impl Topo {
+    /// Interns every selector and compiles every class.
+    pub fn new(w: &Workload) -> Topo {
+        let mut t = Topo::default();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut intern = |t: &mut Topo, sel: Sel| -> usize {
+            let key = format!("{:?}|{:?}", sel.selector, sel.namespaces);
+            *index.entry(key).or_insert_with(|| {
+                t.sels.push(sel);
+                t.sels.len() - 1
+            })
+        };
+        let mut raw: Vec<ClassTopo> = Vec::new();
+        for c in &w.classes {
+            let mut ct = ClassTopo::default();
+            for s in &c.topology_spread {
+                let Some(key) = TKey::parse(&s.topology_key) else {
+                    ct.unsupported.push(format!(
+                        "topology spread on {} (only zone, hostname and capacity type are supported)",
+                        s.topology_key
+                    ));
+                    continue;
+                };
+                let sel = intern(
+                    &mut t,
+                    Sel {
+                        selector: s.selector.clone(),
+                        namespaces: Some(vec![c.namespace.clone()]),
+                    },
+                );
+                ct.spreads.push(Spread {
+                    sel,
+                    key,
+                    max_skew: i64::from(s.max_skew.max(1)),
+                    hard: s.hard,
+                    min_domains: s.min_domains.unwrap_or(0),
+                    self_match: false,
+                });
+            }
+            let mut req = Vec::new();
+            let mut pref = Vec::new();
+            for a in &c.pod_affinity {
+                let Some(key) = TKey::parse(&a.topology_key) else {
+                    ct.unsupported.push(format!(
+                        "pod {}affinity on {} (only zone, hostname and capacity type are supported)",
+                        if a.anti { "anti-" } else { "" },
+                        a.topology_key
+                    ));
+                    continue;
+                };
+                let namespaces = if a.all_namespaces {
+                    None
+                } else if a.namespaces.is_empty() {
+                    Some(vec![c.namespace.clone()])
+                } else {
+                    Some(a.namespaces.clone())
+                };
+                let sel = intern(
+                    &mut t,
+                    Sel {
+                        selector: a.selector.clone(),
+                        namespaces,
+                    },
+                );
+                let aff = Aff {
+                    sel,
+                    key,
+                    anti: a.anti,
+                    weight: a.weight,
+                    self_match: false,
+                };
+                if a.weight.is_some() {
+                    pref.push(aff);
+                } else {
+                    req.push(aff);
+                }
+            }
+            pref.sort_by(|a, b| b.weight.cmp(&a.weight));
+            ct.preferred = pref.len();
+            req.extend(pref);
+            ct.affs = req;
+            raw.push(ct);
+        }
+        for (ci, c) in w.classes.iter().enumerate() {
+            let m: Vec<bool> = t.sels.iter().map(|s| class_matches(s, c)).collect();
+            let ct = &mut raw[ci];
+            for s in &mut ct.spreads {
+                s.self_match = m[s.sel];
+            }
+            for a in &mut ct.affs {
+                a.self_match = m[a.sel];
+            }
+            ct.matched_by = (0..m.len()).filter(|i| m[*i]).collect();
+            t.class_match.push(m);
+        }
+        t.classes = raw;
+        t
+    }
+}
+
+fn class_matches(s: &Sel, c: &PodClass) -> bool {
+    s.matches(&c.namespace, &c.labels)
+}

@@ -1,0 +1,578 @@
+//! An independent checker of plans: recomputes, from the input alone, that
+//! every placed pod fits its node and satisfies every constraint, that no pool
+//! limit is exceeded, and that every pod is accounted for exactly once.
+//!
+//! It shares no code with the packer beyond the IR contracts and the
+//! allocatable seam, so a bug in one is unlikely to hide in the other. The
+//! property tests and the reference solver are built on it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::catalog::{Catalog, Offering};
+use crate::ir::{Attrs, KubeletConfig, PlacementKind, Pool, Resources, Subject, labels};
+use crate::workload::{PodClass, TopologySpread, untolerated};
+
+use super::capacity::allocatable;
+use super::{Plan, SolveInput};
+
+/// Where a pod ended up, as the validator sees it.
+#[derive(Debug, Clone)]
+struct Place {
+    /// Index into plan.nodes, or None for an existing node.
+    new: Option<usize>,
+    existing: Option<usize>,
+    labels: BTreeMap<String, String>,
+}
+
+/// The labels a new node of `pool` launched from `o` carries.
+pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let t = &cat.types[o.type_index as usize];
+    for (k, v) in &t.labels {
+        m.insert(k.clone(), v.clone());
+    }
+    m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
+    for k in [
+        labels::ZONE,
+        labels::ZONE_ID,
+        labels::REGION,
+        labels::CAPACITY_TYPE,
+    ] {
+        if let Some(v) = cat.offering_label(o, k) {
+            m.insert(k.into(), v.to_string());
+        }
+    }
+    for (k, set) in &pool.requirements.keys {
+        if !labels::WELL_KNOWN.contains(&k.as_str())
+            && !set.complement
+            && set.values.len() == 1
+            && let Some(v) = set.values.iter().next()
+        {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &pool.labels {
+        m.insert(k.clone(), v.clone());
+    }
+    m.insert(labels::NODEPOOL.into(), pool.name.clone());
+    m
+}
+
+fn kubelet_of(input: &SolveInput<'_>, pool: &Pool) -> KubeletConfig {
+    input
+        .policy
+        .node_classes
+        .get(&pool.node_class)
+        .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
+        .unwrap_or_else(|| pool.kubelet.clone())
+}
+
+struct LabelAttrs<'a>(&'a BTreeMap<String, String>, &'a PodClass, Option<f64>);
+impl Attrs for LabelAttrs<'_> {
+    fn get(&self, s: &Subject) -> Option<Cow<'_, str>> {
+        match s {
+            Subject::NodeLabel(k) => self.0.get(k).map(|v| Cow::Borrowed(v.as_str())),
+            Subject::NodePrice => self.2.map(|p| Cow::Owned(p.to_string())),
+            other => super::tables::class_attr(self.1, other),
+        }
+    }
+}
+
+/// Whether class `c` may run on a node with these labels and taints
+/// (hard node-side constraints only); the first reason it may not.
+pub fn node_ok(
+    input: &SolveInput<'_>,
+    class: &PodClass,
+    node_labels: &BTreeMap<String, String>,
+    taints: &[crate::ir::Taint],
+    price: Option<f64>,
+) -> Result<(), String> {
+    if let Some(t) = untolerated(&class.tolerations, taints) {
+        return Err(format!("taint {t} not tolerated"));
+    }
+    if let Some(k) = class.node_selector.first_violation(node_labels) {
+        return Err(format!("nodeSelector {k} not satisfied"));
+    }
+    if !class.required_affinity.is_empty()
+        && !class
+            .required_affinity
+            .iter()
+            .any(|t| t.matches_map(node_labels))
+    {
+        return Err("required node affinity not satisfied".into());
+    }
+    if let Some(zs) = &class.volume_zones
+        && !node_labels
+            .get(labels::ZONE)
+            .is_some_and(|z| zs.contains(z))
+    {
+        return Err("zonal volume in another zone".into());
+    }
+    let attrs = LabelAttrs(node_labels, class, price);
+    let pod_attrs = super::tables::ClassAttrs(class);
+    for r in &input.policy.placement {
+        if !r.pods.eval(&pod_attrs) {
+            continue;
+        }
+        let m = r.nodes.eval(&attrs);
+        match r.kind {
+            PlacementKind::Require if !m => {
+                return Err("placement rule requires other nodes".into());
+            }
+            PlacementKind::Deny if m => return Err("placement rule denies the node".into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn ds_overhead(input: &SolveInput<'_>, pool: &Pool, lbl: &BTreeMap<String, String>) -> Resources {
+    let mut r = Resources::zero();
+    for ds in &input.workload.daemonsets {
+        if untolerated(&ds.tolerations, &pool.taints).is_some() {
+            continue;
+        }
+        if !ds.node_selector.matches_map(lbl) {
+            continue;
+        }
+        if !ds.required_affinity.is_empty()
+            && !ds.required_affinity.iter().any(|t| t.matches_map(lbl))
+        {
+            continue;
+        }
+        let mut q = ds.requests.clone();
+        q.pods = q.pods.max(1);
+        r.add(&q);
+    }
+    r
+}
+
+fn pod_requests(c: &PodClass) -> Resources {
+    let mut r = c.requests.clone();
+    r.pods = r.pods.max(1);
+    r
+}
+
+/// Every violation the plan commits against the input (empty = valid).
+pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
+    let mut errs = Vec::new();
+    let cat = input.catalog;
+    let w = input.workload;
+    // Pod key -> class index.
+    let mut class_of: HashMap<String, usize> = HashMap::new();
+    for (ci, c) in w.classes.iter().enumerate() {
+        for i in 0..c.count() {
+            class_of.insert(c.pod_key(i), ci);
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut places: HashMap<String, Place> = HashMap::new();
+    let mut pool_usage: Vec<Resources> = vec![Resources::zero(); input.policy.pools.len()];
+    for en in &w.nodes {
+        if let Some(pi) = en
+            .labels
+            .get(labels::NODEPOOL)
+            .and_then(|n| input.policy.pools.iter().position(|p| &p.name == n))
+        {
+            pool_usage[pi].add(&en.allocatable);
+        }
+    }
+    for (ni, n) in plan.nodes.iter().enumerate() {
+        let Some(pi) = input.policy.pools.iter().position(|p| p.name == n.pool) else {
+            errs.push(format!("node {}: unknown pool {}", n.name, n.pool));
+            continue;
+        };
+        let pool = &input.policy.pools[pi];
+        let Some(off) = cat.offerings.iter().find(|o| {
+            cat.types[o.type_index as usize].name == n.instance_type
+                && cat
+                    .zones
+                    .get(o.zone_index as usize)
+                    .is_some_and(|z| z.name == n.zone)
+                && o.capacity_type == n.capacity_type
+        }) else {
+            errs.push(format!(
+                "node {}: no offering {} {} {}",
+                n.name,
+                n.instance_type,
+                n.zone,
+                n.capacity_type.as_str()
+            ));
+            continue;
+        };
+        if !off.available {
+            errs.push(format!("node {}: offering not available", n.name));
+        }
+        if let Some(u) = input.unavailable
+            && u.contains(&n.instance_type, &n.zone, n.capacity_type)
+        {
+            errs.push(format!("node {}: offering recently unavailable", n.name));
+        }
+        let lbl = node_labels(cat, pool, off);
+        for (k, set) in &pool.requirements.keys {
+            if labels::WELL_KNOWN.contains(&k.as_str())
+                && k != labels::HOSTNAME
+                && !set.allows_opt(lbl.get(k).map(|s| s.as_str()))
+            {
+                errs.push(format!(
+                    "node {}: pool requirement {k} {set} not met",
+                    n.name
+                ));
+            }
+        }
+        let ty = &cat.types[off.type_index as usize];
+        pool_usage[pi].add(&ty.capacity);
+        let kubelet = kubelet_of(input, pool);
+        let mut used = ds_overhead(input, pool, &lbl);
+        for pod in &n.pods {
+            *seen.entry(pod.as_str()).or_insert(0) += 1;
+            let Some(&ci) = class_of.get(pod) else {
+                errs.push(format!("node {}: unknown pod {pod}", n.name));
+                continue;
+            };
+            let class = &w.classes[ci];
+            used.add(&pod_requests(class));
+            if let Err(e) = node_ok(input, class, &lbl, &pool.taints, Some(n.price_per_hour)) {
+                errs.push(format!("pod {pod} on {}: {e}", n.name));
+            }
+            places.insert(
+                pod.clone(),
+                Place {
+                    new: Some(ni),
+                    existing: None,
+                    labels: lbl.clone(),
+                },
+            );
+        }
+        let alloc = allocatable(ty, &kubelet);
+        if let Some(r) = used.first_exceeding(&alloc) {
+            errs.push(format!(
+                "node {}: {r} requested exceeds allocatable",
+                n.name
+            ));
+        }
+        // Every fallback option must also take the pods.
+        if n.instance_type_options
+            .first()
+            .map(|o| o.instance_type.as_str())
+            != Some(&n.instance_type)
+        {
+            errs.push(format!(
+                "node {}: chosen type is not the first option",
+                n.name
+            ));
+        }
+        let mut distinct: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for opt in &n.instance_type_options {
+            let Some(o2) = cat.offerings.iter().find(|o| {
+                cat.types[o.type_index as usize].name == opt.instance_type
+                    && o.zone_index == off.zone_index
+                    && o.capacity_type == off.capacity_type
+            }) else {
+                errs.push(format!(
+                    "node {}: option {} not offered",
+                    n.name, opt.instance_type
+                ));
+                continue;
+            };
+            let t2 = &cat.types[o2.type_index as usize];
+            let l2 = node_labels(cat, pool, o2);
+            let mut u2 = ds_overhead(input, pool, &l2);
+            for pod in &n.pods {
+                if let Some(&ci) = class_of.get(pod) {
+                    u2.add(&pod_requests(&w.classes[ci]));
+                    if let Err(e) = node_ok(
+                        input,
+                        &w.classes[ci],
+                        &l2,
+                        &pool.taints,
+                        Some(opt.price_per_hour),
+                    ) {
+                        errs.push(format!(
+                            "node {}: option {}: pod {pod}: {e}",
+                            n.name, t2.name
+                        ));
+                    }
+                }
+            }
+            if u2.first_exceeding(&allocatable(t2, &kubelet)).is_some() {
+                errs.push(format!("node {}: option {} too small", n.name, t2.name));
+            }
+            for k in pool.requirements.min_values.keys() {
+                if let Some(v) = l2.get(k) {
+                    distinct.entry(k.as_str()).or_default().push(v.clone());
+                }
+            }
+        }
+        for (k, m) in &pool.requirements.min_values {
+            let mut v = distinct.remove(k.as_str()).unwrap_or_default();
+            v.sort();
+            v.dedup();
+            if v.len() < *m as usize {
+                errs.push(format!(
+                    "node {}: {} distinct {k} among options < minValues {m}",
+                    n.name,
+                    v.len()
+                ));
+            }
+        }
+    }
+    for e in &plan.existing {
+        let Some(ei) = w.nodes.iter().position(|n| n.name == e.node) else {
+            errs.push(format!("unknown existing node {}", e.node));
+            continue;
+        };
+        let en = &w.nodes[ei];
+        let mut used = en.used.clone();
+        for pod in &e.pods {
+            *seen.entry(pod.as_str()).or_insert(0) += 1;
+            let Some(&ci) = class_of.get(pod) else {
+                errs.push(format!("existing {}: unknown pod {pod}", e.node));
+                continue;
+            };
+            used.add(&pod_requests(&w.classes[ci]));
+            if let Err(er) = node_ok(input, &w.classes[ci], &en.labels, &en.taints, None) {
+                errs.push(format!("pod {pod} on {}: {er}", e.node));
+            }
+            places.insert(
+                pod.clone(),
+                Place {
+                    new: None,
+                    existing: Some(ei),
+                    labels: en.labels.clone(),
+                },
+            );
+        }
+        if let Some(r) = used.first_exceeding(&en.allocatable) {
+            errs.push(format!("existing {}: {r} over allocatable", e.node));
+        }
+    }
+    for u in &plan.unschedulable {
+        *seen.entry(u.pod.as_str()).or_insert(0) += 1;
+    }
+    for (pod, _) in class_of.iter() {
+        match seen.get(pod.as_str()) {
+            None => errs.push(format!("pod {pod} missing from the plan")),
+            Some(1) => {}
+            Some(n) => errs.push(format!("pod {pod} appears {n} times")),
+        }
+    }
+    for (pi, pool) in input.policy.pools.iter().enumerate() {
+        for (k, q) in &pool.limits {
+            let mut lim = Resources::zero();
+            lim.set(k, *q);
+            if pool_usage[pi].get(k) > lim.get(k) {
+                errs.push(format!("pool {}: limit {k} exceeded", pool.name));
+            }
+        }
+    }
+    let total: f64 = plan.nodes.iter().map(|n| n.price_per_hour).sum();
+    if (total - plan.total_price_per_hour).abs() > 1e-6 * total.max(1.0) {
+        errs.push("total_price_per_hour is not the sum of node prices".into());
+    }
+    errs.extend(check_topology(input, &class_of, &places));
+    errs
+}
+
+/// The key identifying a node for topology purposes.
+fn node_id(p: &Place) -> String {
+    match (p.new, p.existing) {
+        (Some(n), _) => format!("new{n}"),
+        (_, Some(e)) => format!("old{e}"),
+        _ => String::new(),
+    }
+}
+
+/// Domain of a place for a topology key.
+fn domain(p: &Place, key: &str) -> Option<String> {
+    if key == labels::HOSTNAME {
+        return Some(node_id(p));
+    }
+    p.labels.get(key).cloned()
+}
+
+fn check_topology(
+    input: &SolveInput<'_>,
+    class_of: &HashMap<String, usize>,
+    places: &HashMap<String, Place>,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let w = input.workload;
+    // Every counted pod: (namespace, labels, domain lookup).
+    struct Counted<'a> {
+        ns: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        place: Place,
+    }
+    let mut counted: Vec<Counted<'_>> = Vec::new();
+    let mut sorted: Vec<(&String, &Place)> = places.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (pod, pl) in &sorted {
+        if let Some(&ci) = class_of.get(*pod) {
+            counted.push(Counted {
+                ns: &w.classes[ci].namespace,
+                labels: &w.classes[ci].labels,
+                place: (*pl).clone(),
+            });
+        }
+    }
+    for (ei, en) in w.nodes.iter().enumerate() {
+        for bp in &en.pods {
+            counted.push(Counted {
+                ns: &bp.namespace,
+                labels: &bp.labels,
+                place: Place {
+                    new: None,
+                    existing: Some(ei),
+                    labels: en.labels.clone(),
+                },
+            });
+        }
+    }
+    for (pod, pl) in &sorted {
+        let Some(&ci) = class_of.get(*pod) else {
+            continue;
+        };
+        let class = &w.classes[ci];
+        for a in &class.pod_affinity {
+            if a.weight.is_some() {
+                continue;
+            }
+            let Some(d) = domain(pl, &a.topology_key) else {
+                errs.push(format!(
+                    "pod {pod}: no {} domain for pod affinity",
+                    a.topology_key
+                ));
+                continue;
+            };
+            let ns_ok = |ns: &str| {
+                a.all_namespaces
+                    || if a.namespaces.is_empty() {
+                        ns == class.namespace
+                    } else {
+                        a.namespaces.iter().any(|x| x == ns)
+                    }
+            };
+            let others = counted
+                .iter()
+                .filter(|q| {
+                    ns_ok(q.ns)
+                        && a.selector.matches(q.labels)
+                        && domain(&q.place, &a.topology_key).as_deref() == Some(d.as_str())
+                })
+                .count();
+            let self_match = ns_ok(&class.namespace) && a.selector.matches(&class.labels);
+            let others = others - usize::from(self_match);
+            if a.anti && others > 0 {
+                errs.push(format!(
+                    "pod {pod}: anti-affinity on {} violated",
+                    a.topology_key
+                ));
+            }
+            if !a.anti && others == 0 && !self_match {
+                errs.push(format!(
+                    "pod {pod}: affinity on {} not satisfied",
+                    a.topology_key
+                ));
+            }
+        }
+    }
+    // Hard spreads, checked on self-contained groups (every pending pod the
+    // selector counts carries the same constraint): max - min <= maxSkew.
+    let mut done: Vec<(String, TopologySpread)> = Vec::new();
+    for (ci, class) in w.classes.iter().enumerate() {
+        for s in &class.topology_spread {
+            if !s.hard {
+                continue;
+            }
+            let key = (class.namespace.clone(), s.clone());
+            if done.contains(&key) {
+                continue;
+            }
+            done.push(key);
+            let counted_classes: Vec<usize> = w
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.namespace == class.namespace && s.selector.matches(&c.labels))
+                .map(|(i, _)| i)
+                .collect();
+            let self_contained = counted_classes
+                .iter()
+                .all(|&i| w.classes[i].topology_spread.iter().any(|x| x == s));
+            if !self_contained || !counted_classes.contains(&ci) {
+                continue;
+            }
+            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+            if s.topology_key != labels::HOSTNAME {
+                for d in eligible_domains(input, &counted_classes, &s.topology_key) {
+                    counts.insert(d, 0);
+                }
+            }
+            for q in &counted {
+                if q.ns == class.namespace
+                    && s.selector.matches(q.labels)
+                    && let Some(d) = domain(&q.place, &s.topology_key)
+                {
+                    *counts.entry(d).or_insert(0) += 1;
+                }
+            }
+            let max = counts.values().copied().max().unwrap_or(0);
+            let min = if s.topology_key == labels::HOSTNAME {
+                0
+            } else {
+                counts.values().copied().min().unwrap_or(0)
+            };
+            if max - min > i64::from(s.max_skew) {
+                errs.push(format!(
+                    "class {}: spread on {} skew {} > maxSkew {}",
+                    class.id,
+                    s.topology_key,
+                    max - min,
+                    s.max_skew
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Domains (zone or capacity type values) where any of `classes` could run.
+fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec<String> {
+    let cat = input.catalog;
+    let mut out: Vec<String> = Vec::new();
+    for pool in &input.policy.pools {
+        for o in &cat.offerings {
+            if !o.available {
+                continue;
+            }
+            let lbl = node_labels(cat, pool, o);
+            let pool_ok = pool.requirements.keys.iter().all(|(k, set)| {
+                !labels::WELL_KNOWN.contains(&k.as_str())
+                    || k == labels::HOSTNAME
+                    || set.allows_opt(lbl.get(k).map(|s| s.as_str()))
+            });
+            if !pool_ok {
+                continue;
+            }
+            let Some(d) = lbl.get(key) else { continue };
+            if out.contains(d) {
+                continue;
+            }
+            if classes.iter().any(|&ci| {
+                node_ok(
+                    input,
+                    &input.workload.classes[ci],
+                    &lbl,
+                    &pool.taints,
+                    o.price,
+                )
+                .is_ok()
+            }) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
