@@ -1,4 +1,7 @@
 //! Live catalog discovery against moto's EC2 server.
+//!
+//! Needs the `aws` feature: `cargo test --features aws --test catalog_live`.
+#![cfg(feature = "aws")]
 
 #[path = "support/moto.rs"]
 mod support;

@@ -1,4 +1,7 @@
 //! The EC2 launcher end to end against moto's server (issue 5's seven cases).
+//!
+//! Needs the `aws` feature: `cargo test --features aws --test ec2_launch`.
+#![cfg(feature = "aws")]
 
 #[path = "support/moto.rs"]
 mod support;

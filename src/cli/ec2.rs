@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "aws")]
 use miette::{IntoDiagnostic, WrapErr};
 
+#[cfg(feature = "aws")]
 use crate::cloud::ec2::{Ec2Settings, connect};
+#[cfg(feature = "aws")]
 use crate::cloud::resolve::Resolver;
+#[cfg(feature = "aws")]
 use crate::ir::NodeClass;
 
 /// Subcommands of `nodewright ec2`.
@@ -48,6 +52,15 @@ pub fn run(cmd: Ec2Command) -> miette::Result<ExitCode> {
     }
 }
 
+#[cfg(not(feature = "aws"))]
+fn resolve(_: ResolveArgs) -> miette::Result<ExitCode> {
+    Err(miette::miette!(
+        help = "rebuild with `--features aws`",
+        "this nodewright was built without the AWS SDK"
+    ))
+}
+
+#[cfg(feature = "aws")]
 fn load_node_class(a: &ResolveArgs) -> miette::Result<NodeClass> {
     let Some(path) = &a.node_class_file else {
         miette::bail!(miette::miette!(
@@ -93,6 +106,7 @@ fn load_node_class(a: &ResolveArgs) -> miette::Result<NodeClass> {
     Ok(nc)
 }
 
+#[cfg(feature = "aws")]
 /// The first key path in `written` that `understood` lacks.
 fn unknown_key(
     written: &serde_json::Value,
@@ -121,6 +135,7 @@ fn unknown_key(
     }
 }
 
+#[cfg(feature = "aws")]
 fn resolve(a: ResolveArgs) -> miette::Result<ExitCode> {
     let nc = load_node_class(&a)?;
     let rt = tokio::runtime::Builder::new_current_thread()

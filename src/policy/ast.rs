@@ -622,7 +622,10 @@ pub enum CostAction {
     /// `penalize 20%` — multiply by (1 + 20%).
     Penalize(Word),
     /// `price spot = on-demand * RATIO [when no spot price known]`
-    SpotFromOnDemand { ratio: Word, only_when_unknown: bool },
+    SpotFromOnDemand {
+        ratio: Word,
+        only_when_unknown: bool,
+    },
     /// `ceiling price|price-per-vcpu|price-per-gib DOLLARS`
     Ceiling { metric: Word, max: Word },
 }

@@ -120,11 +120,10 @@ impl Diagnostic {
 
     /// Renders like miette's graphical handler, without colour, at `width` columns.
     pub fn render(&self, width: usize) -> String {
-        let handler = miette::GraphicalReportHandler::new_themed(
-            miette::GraphicalTheme::unicode_nocolor(),
-        )
-        .with_width(width)
-        .with_links(false);
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(width)
+                .with_links(false);
         let mut out = String::new();
         let (line, col) = self.line_col();
         out.push_str(&format!(
@@ -253,7 +252,10 @@ impl miette::Diagnostic for Diagnostics {
 }
 
 /// The closest candidate to `word` (by Jaro-Winkler similarity), if close enough to suggest.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

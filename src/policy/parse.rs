@@ -130,7 +130,16 @@ fn one(p: Pair<'_, Rule>) -> Word {
 
 const REQ_OPS: &[&str] = &["in", "not in", "exists", "does-not-exist", ">", "<"];
 const CMP_OPS: &[&str] = &[
-    "==", "!=", "in", "not in", "<", "<=", ">", ">=", "exists", "does-not-exist",
+    "==",
+    "!=",
+    "in",
+    "not in",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "exists",
+    "does-not-exist",
 ];
 
 impl Cx<'_> {
@@ -230,7 +239,11 @@ impl Cx<'_> {
                 }
                 Rule::req_cmp_op => {
                     op_span = span(&c);
-                    op = if c.as_str() == ">" { ReqOp::Gt } else { ReqOp::Lt };
+                    op = if c.as_str() == ">" {
+                        ReqOp::Gt
+                    } else {
+                        ReqOp::Lt
+                    };
                 }
                 Rule::req_none_op => {
                     op_span = span(&c);
@@ -493,7 +506,12 @@ impl Cx<'_> {
         }
     }
 
-    fn when_weight(&mut self, c: Pair<'_, Rule>, when: &mut Option<Expr>, weight: &mut Option<Word>) {
+    fn when_weight(
+        &mut self,
+        c: Pair<'_, Rule>,
+        when: &mut Option<Expr>,
+        weight: &mut Option<Word>,
+    ) {
         match c.as_rule() {
             Rule::rule_when => *when = kids(c).next().map(|e| self.expr(e)),
             Rule::rule_weight => *weight = Some(one(c)),
@@ -709,15 +727,66 @@ fn disruption(p: Pair<'_, Rule>) -> Disruption {
 
 /// Keywords the formatter and error messages know, for did-you-mean on unknown statements.
 pub const STATEMENT_KEYWORDS: &[&str] = &[
-    "pool", "node-class", "place", "allow", "deny", "prefer", "price", "adjust", "discount",
-    "penalize", "ceiling", "capacity", "score", "weight", "require", "limit", "label", "taint",
-    "startup-taint", "tag", "kubelet", "disruption", "max-pods", "pods-per-core", "kube-reserved",
-    "system-reserved", "eviction-hard", "eviction-soft", "eviction-soft-grace",
-    "eviction-max-pod-grace-period", "image-gc-high", "image-gc-low", "cpu-cfs-quota",
-    "cluster-dns", "consolidate", "expire-after", "termination-grace-period", "budget",
-    "ami-family", "ami", "subnets", "security-groups", "role", "instance-profile", "block-device",
-    "imds", "user-data", "detailed-monitoring", "public-ip", "instance-store-policy", "in",
-    "not in", "exists", "does-not-exist", "min", "on", "unless", "weight", "where", "with",
+    "pool",
+    "node-class",
+    "place",
+    "allow",
+    "deny",
+    "prefer",
+    "price",
+    "adjust",
+    "discount",
+    "penalize",
+    "ceiling",
+    "capacity",
+    "score",
+    "weight",
+    "require",
+    "limit",
+    "label",
+    "taint",
+    "startup-taint",
+    "tag",
+    "kubelet",
+    "disruption",
+    "max-pods",
+    "pods-per-core",
+    "kube-reserved",
+    "system-reserved",
+    "eviction-hard",
+    "eviction-soft",
+    "eviction-soft-grace",
+    "eviction-max-pod-grace-period",
+    "image-gc-high",
+    "image-gc-low",
+    "cpu-cfs-quota",
+    "cluster-dns",
+    "consolidate",
+    "expire-after",
+    "termination-grace-period",
+    "budget",
+    "ami-family",
+    "ami",
+    "subnets",
+    "security-groups",
+    "role",
+    "instance-profile",
+    "block-device",
+    "imds",
+    "user-data",
+    "detailed-monitoring",
+    "public-ip",
+    "instance-store-policy",
+    "in",
+    "not in",
+    "exists",
+    "does-not-exist",
+    "min",
+    "on",
+    "unless",
+    "weight",
+    "where",
+    "with",
 ];
 
 fn rule_name(r: Rule) -> &'static str {
@@ -733,7 +802,9 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::cmp_list_op | Rule::cmp_one_op | Rule::cmp_none_op => "an operator",
         Rule::pool => "`pool`",
         Rule::node_class | Rule::pool_node_class => "`node-class`",
-        Rule::placement | Rule::placement_kind => "a placement rule (`place`, `allow`, `deny`, `prefer`)",
+        Rule::placement | Rule::placement_kind => {
+            "a placement rule (`place`, `allow`, `deny`, `prefer`)"
+        }
         Rule::cost_rule => "a cost rule (`price`, `adjust`, `discount`, `penalize`, `ceiling`)",
         Rule::capacity_rule => "`capacity`",
         Rule::score => "`score with`",
@@ -792,16 +863,13 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
             expected.len()
         )
     } else {
-        format!("unexpected {found_desc}: expected {}", expected.join(" or "))
+        format!(
+            "unexpected {found_desc}: expected {}",
+            expected.join(" or ")
+        )
     };
-    let mut d = Diagnostic::error(
-        file,
-        source,
-        Span::new(pos, len),
-        "policy::syntax",
-        message,
-    )
-    .with_primary("here");
+    let mut d = Diagnostic::error(file, source, Span::new(pos, len), "policy::syntax", message)
+        .with_primary("here");
     let kw_expected: Vec<&str> = expected
         .iter()
         .filter_map(|x| x.strip_prefix('`').and_then(|s| s.strip_suffix('`')))
