@@ -249,6 +249,82 @@ mod tests {
         assert!(hint_for("SomethingNew").is_none());
     }
 
+    /// A raw response that only has a status (our own stand-in; no HTTP stack needed).
+    #[derive(Debug)]
+    struct Status(u16);
+    impl HasStatus for Status {
+        fn status_u16(&self) -> u16 {
+            self.0
+        }
+    }
+
+    type DsErr = aws_sdk_ec2::operation::describe_subnets::DescribeSubnetsError;
+
+    fn service_error(code: &str, status: u16) -> SdkError<DsErr, Status> {
+        let meta = aws_sdk_ec2::error::ErrorMetadata::builder()
+            .code(code)
+            .message("m")
+            .build();
+        SdkError::service_error(DsErr::generic(meta), Status(status))
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_until_it_clears() {
+        let mut calls = 0;
+        let r: Result<u32, Ec2Error> = with_retry(&fast(), "DescribeSubnets", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(service_error("RequestLimitExceeded", 503))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn throttling_is_bounded() {
+        let mut calls = 0;
+        let r: Result<(), Ec2Error> = with_retry(&fast(), "DescribeSubnets", || {
+            calls += 1;
+            async { Err(service_error("Throttling", 400)) }
+        })
+        .await;
+        assert_eq!(calls, 4);
+        match r {
+            Err(Ec2Error::Api { code, attempts, .. }) => {
+                assert_eq!((code.as_str(), attempts), ("Throttling", 4));
+            }
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn validation_errors_are_not_retried() {
+        let mut calls = 0;
+        let r: Result<(), Ec2Error> = with_retry(&fast(), "DescribeSubnets", || {
+            calls += 1;
+            async { Err(service_error("InvalidSubnetID.NotFound", 400)) }
+        })
+        .await;
+        assert_eq!(calls, 1);
+        let e = r.expect_err("fails");
+        assert_eq!(e.code(), Some("InvalidSubnetID.NotFound"));
+        assert!(matches!(e, Ec2Error::Api { hint: Some(_), .. }));
+    }
+
     #[test]
     fn delays_are_bounded() {
         let p = RetryPolicy::default();

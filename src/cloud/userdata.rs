@@ -337,6 +337,14 @@ mod tests {
         );
     }
 
+    /// The full documents, reviewed by eye once and pinned.
+    #[test]
+    fn documents_are_stable() {
+        let (c, n) = sample();
+        insta::assert_snapshot!("al2023_user_data", al2023(&c, &n, None));
+        insta::assert_snapshot!("bottlerocket_user_data", bottlerocket(&c, &n, None));
+    }
+
     #[test]
     fn toml_escapes() {
         assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
