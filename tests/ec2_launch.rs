@@ -457,6 +457,32 @@ async fn launch_templates_are_reused() {
         3,
         "an arm64 template added; the amd64 one reused"
     );
+
+    // Someone deletes our templates: the launcher notices and recreates them.
+    for t in lts.launch_templates() {
+        ec2.delete_launch_template()
+            .set_launch_template_id(t.launch_template_id().map(str::to_string))
+            .send()
+            .await
+            .expect("DeleteLaunchTemplate");
+    }
+    let n = planned("general-12", "us-east-1a", CapacityType::OnDemand, M5);
+    let got = l2
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch after the templates were deleted");
+    assert_eq!(got.instance_type, "m5.large");
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(lts.launch_templates().len(), 1, "recreated once");
 }
 
 // 3. On-demand and spot launches with tags and IMDSv2.

@@ -716,7 +716,36 @@ enum FleetOutcome {
 
 impl Launcher for Ec2Launcher {
     async fn launch(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
-        self.launch_inner(req).await
+        let mut retried = false;
+        loop {
+            let r = self.launch_inner(req).await;
+            let code = match &r {
+                Err(LaunchError::Api(e)) => e.code().map(str::to_string),
+                _ => None,
+            };
+            let Some(code) = code else { return r };
+            // A template or resource deleted behind our back: forget what we
+            // remember so the next attempt re-resolves and recreates. A missing
+            // template is ours to recreate, so that case is retried once here.
+            let stale = [
+                "InvalidLaunchTemplate",
+                "InvalidSubnetID",
+                "InvalidAMIID",
+                "InvalidGroup",
+            ]
+            .iter()
+            .any(|p| code.starts_with(p));
+            if !stale {
+                return r;
+            }
+            self.templates.invalidate();
+            self.resolver.invalidate();
+            if retried || !code.starts_with("InvalidLaunchTemplate") {
+                return r;
+            }
+            tracing::warn!(claim = %req.node.name, %code, "launch template vanished; recreating it");
+            retried = true;
+        }
     }
 
     async fn terminate(&self, claim: &str) -> Result<Vec<String>, Ec2Error> {
