@@ -126,7 +126,11 @@ pub enum LaunchError {
         Ec2Error,
     ),
     /// Nothing left to try: every offering was refused, unavailable, or unusable.
-    #[error("claim `{claim}`: no offering could be launched in {zone} ({capacity_type}); {} refused", failed.len())]
+    #[error(
+        "claim `{claim}`: no offering could be launched in {zone} ({capacity_type}); {} refused by EC2{}",
+        failed.len(),
+        if skipped.is_empty() { String::new() } else { format!("; not tried: {}", skipped.join(", ")) }
+    )]
     #[diagnostic(
         code(nodewright::ec2::insufficient_capacity),
         help(
@@ -890,6 +894,21 @@ mod tests {
             let worst_kept = all.iter().map(|o| o.rank).max().unwrap_or(0);
             proptest::prop_assert!(all.len() < max || worst_kept <= max.div_ceil(n_subnets.max(1)));
         }
+    }
+
+    #[test]
+    fn no_capacity_names_what_was_skipped() {
+        let e = LaunchError::NoCapacity {
+            claim: "general-0".into(),
+            zone: "us-east-1c".into(),
+            capacity_type: "spot",
+            failed: vec![],
+            skipped: vec!["m6g.large (no arm64 AMI)".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "claim `general-0`: no offering could be launched in us-east-1c (spot); 0 refused by EC2; not tried: m6g.large (no arm64 AMI)"
+        );
     }
 
     #[test]
