@@ -2,6 +2,10 @@
 //! nodes already planned, then onto new nodes chosen for the best price per
 //! pod, relaxing preferences in a fixed order when a class cannot be placed.
 
+// Index loops over fixed-size resource vectors and parallel per-pool arrays read
+// more plainly than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeMap;
 
 use crate::catalog::{Bits, CapacityType};

@@ -3,6 +3,10 @@
 //! pods (allocatable minus DaemonSet overhead); and per pod class, which
 //! offerings it may land on, as bitsets so filtering is AND of words.
 
+// Index loops over fixed-size resource vectors and parallel per-pool arrays read
+// more plainly than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
