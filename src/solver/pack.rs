@@ -50,6 +50,10 @@ pub struct Packer<'t, 'a> {
     nodes: Vec<Node>,
     /// Indices of new nodes, in creation order.
     new_nodes: Vec<usize>,
+    /// New nodes whose slack may still take the smallest pod (phase 2 scans only these).
+    open_nodes: Vec<usize>,
+    /// Element-wise minimum request over all classes.
+    min_req: Rv,
     zone_count: Vec<Vec<u32>>,
     ct_count: Vec<[u32; 2]>,
     any_count: Vec<u32>,
@@ -100,6 +104,8 @@ impl<'t, 'a> Packer<'t, 'a> {
             strategy,
             nodes: Vec::new(),
             new_nodes: Vec::new(),
+            open_nodes: Vec::new(),
+            min_req: [0; D],
             zone_count: vec![vec![0; nz]; nsel],
             ct_count: vec![[0; 2]; nsel],
             any_count: vec![0; nsel],
@@ -115,6 +121,15 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .collect(),
             t,
         };
+        if let Some(first) = p.reqs.first() {
+            let mut m = *first;
+            for r in &p.reqs {
+                for i in 0..D {
+                    m[i] = m[i].min(r[i]);
+                }
+            }
+            p.min_req = m;
+        }
         for (i, en) in input.workload.nodes.iter().enumerate() {
             let zone = en
                 .labels
@@ -546,7 +561,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
-        let planned = self.new_nodes.clone();
+        let planned = self.open_nodes.clone();
         for &n in &planned {
             if self.left[c] == 0 {
                 return;
@@ -594,6 +609,25 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
+        // Nodes whose largest remaining option cannot take even the smallest pod are done.
+        let min_req = self.min_req;
+        let nodes = &self.nodes;
+        let pools = &self.t.pools;
+        let strategy = self.strategy;
+        self.open_nodes.retain(|&n| {
+            let node = &nodes[n];
+            let tab = &pools[node.pool];
+            match strategy {
+                Strategy::CostAware => node
+                    .cands
+                    .first()
+                    .is_some_and(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
+                Strategy::FirstFitDecreasing => node
+                    .cands
+                    .iter()
+                    .any(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
+            }
+        });
     }
 
     /// Adds `k` pods to planned node `n`, narrowing its candidates; false if
@@ -724,7 +758,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                     }
                 }
             }
-            if best.is_some() {
+            // Pools of equal weight compete on price; a lower weight is only a fallback.
+            let next_weight = self.t.input.policy.pools.get(p + 1).map(|x| x.weight);
+            if best.is_some() && next_weight != Some(self.t.input.policy.pools[p].weight) {
                 break;
             }
         }
@@ -780,6 +816,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 });
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
+                self.open_nodes.push(n);
                 self.commit(c, n, k, v);
                 return true;
             }
