@@ -342,6 +342,12 @@ fn karpenter_diverse_1000_is_valid_and_no_dearer_than_ffd() {
         "{:?}",
         &fast.unschedulable[..fast.unschedulable.len().min(3)]
     );
+    let lb = nodewright::solver::bound::fractional_lower_bound(&input);
+    assert!(
+        lb > 0.0 && lb <= fast.total_price_per_hour + 1e-9,
+        "bound {lb} vs {}",
+        fast.total_price_per_hour
+    );
     let ffd = solve_with(&input, Packing::FirstFitDecreasing);
     assert!(validate(&ffd, &input).is_empty());
     assert!(
