@@ -519,7 +519,11 @@ impl<'a> Tables<'a> {
         o: &Offering,
     ) -> Result<(), OfferingReject> {
         let cat = input.catalog;
-        if !o.available {
+        // A hand-written catalog may point past its own tables: such offerings are unusable.
+        if !o.available
+            || o.type_index as usize >= cat.types.len()
+            || o.zone_index as usize >= cat.zones.len()
+        {
             return Err(OfferingReject::NotAvailable);
         }
         for (k, set) in &pool.requirements.keys {
