@@ -905,20 +905,28 @@ impl<'t, 'a> Packer<'t, 'a> {
             let p = node.pool;
             let pool = &input.policy.pools[p];
             let tab = &self.t.pools[p];
-            let Some(&cur) = node.cands.first() else {
+            let Some(&first) = node.cands.first() else {
                 continue;
             };
-            let off = &cat.offerings[cur as usize];
-            let ty = &cat.types[off.type_index as usize];
-            let cur_cap = self.t.type_cap[off.type_index as usize];
-            let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &cur_cap);
-            let options: Vec<InstanceOption> = node
+            let first_cap = self.t.type_cap[cat.offerings[first as usize].type_index as usize];
+            let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &first_cap);
+            let mut ordered: Vec<u32> = node
                 .cands
                 .iter()
+                .copied()
                 .filter(|o| {
-                    let ti = cat.offerings[**o as usize].type_index as usize;
-                    fits(&self.t.type_cap[ti], &headroom)
+                    let ti = cat.offerings[*o as usize].type_index as usize;
+                    *o == first || fits(&self.t.type_cap[ti], &headroom)
                 })
+                .collect();
+            if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {
+                ordered = self.rescore(scorer, p, node, ordered);
+            }
+            let cur = ordered.first().copied().unwrap_or(first);
+            let off = &cat.offerings[cur as usize];
+            let ty = &cat.types[off.type_index as usize];
+            let options: Vec<InstanceOption> = ordered
+                .iter()
                 .map(|o| InstanceOption {
                     instance_type: cat.types[cat.offerings[*o as usize].type_index as usize]
                         .name
@@ -998,6 +1006,67 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         plan.notes.extend(self.notes);
         plan
+    }
+}
+
+impl Packer<'_, '_> {
+    /// Re-ranks a node's options by price plus the load-dependent score;
+    /// vetoed options are dropped (all of them vetoed: the order is kept).
+    fn rescore(
+        &self,
+        scorer: &dyn crate::scoring::Scorer,
+        p: usize,
+        node: &Node,
+        ordered: Vec<u32>,
+    ) -> Vec<u32> {
+        use crate::scoring::{NodeLoad, OfferingView, Verdict};
+        let input = self.t.input;
+        let cat = input.catalog;
+        let tab = &self.t.pools[p];
+        let classes = &input.workload.classes;
+        let namespaces: Vec<&str> = node
+            .pods
+            .iter()
+            .map(|(c, _)| classes[*c].namespace.as_str())
+            .collect();
+        let pod_labels: Vec<&BTreeMap<String, String>> =
+            node.pods.iter().map(|(c, _)| &classes[*c].labels).collect();
+        let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum();
+        let mut scored: Vec<(f64, u32)> = Vec::new();
+        for &o in &ordered {
+            let off = &cat.offerings[o as usize];
+            let net = tab.net[o as usize];
+            let load = NodeLoad {
+                pods,
+                cpu_requested_milli: node.used[0],
+                memory_requested: node.used[1],
+                cpu_utilisation: node.used[0] as f64 / net[0].max(1) as f64,
+                memory_utilisation: node.used[1] as f64 / net[1].max(1) as f64,
+                namespaces: &namespaces,
+                pod_labels: &pod_labels,
+            };
+            let view = OfferingView {
+                pool: &input.policy.pools[p].name,
+                instance_type: &cat.types[off.type_index as usize],
+                zone: cat
+                    .zones
+                    .get(off.zone_index as usize)
+                    .map(|z| z.name.as_str())
+                    .unwrap_or(""),
+                capacity_type: off.capacity_type,
+                price: tab.price[o as usize],
+            };
+            match scorer.score_node(&view, &load) {
+                Verdict::Adjust(a) if a.is_finite() => scored.push((tab.price[o as usize] + a, o)),
+                Verdict::Adjust(_) => scored.push((tab.price[o as usize], o)),
+                Verdict::Veto(_) => {}
+            }
+        }
+        if scored.is_empty() {
+            return ordered;
+        }
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, o)| o).collect()
     }
 }
 

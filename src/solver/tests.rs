@@ -290,3 +290,49 @@ fn malformed_catalog_offerings_are_skipped_not_panicked_on() {
     let plan = run(&one_pool(), &cat, &w);
     assert!(plan.unschedulable.is_empty());
 }
+
+/// Vetoes spot offerings and, per node, prefers odd-sized types by a large bonus.
+struct TestScorer;
+impl crate::scoring::Scorer for TestScorer {
+    fn score_offering(&self, o: &crate::scoring::OfferingView<'_>) -> crate::scoring::Verdict {
+        if o.capacity_type == crate::catalog::CapacityType::Spot {
+            crate::scoring::Verdict::Veto("no spot here".into())
+        } else {
+            crate::scoring::Verdict::Adjust(0.0)
+        }
+    }
+    fn score_node(
+        &self,
+        o: &crate::scoring::OfferingView<'_>,
+        _load: &crate::scoring::NodeLoad<'_>,
+    ) -> crate::scoring::Verdict {
+        let odd = o.instance_type.vcpus % 2 == 1;
+        crate::scoring::Verdict::Adjust(if odd { -100.0 } else { 0.0 })
+    }
+    fn is_load_dependent(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn scorer_vetoes_and_load_scores_rerank() {
+    let cat = synth::karpenter_catalog(8);
+    let w = Workload {
+        classes: vec![class("web", 1, 1500, 1)],
+        ..Default::default()
+    };
+    let policy = one_pool();
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: Some(&TestScorer),
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    assert!(validate(&plan, &input).is_empty());
+    let n = &plan.nodes[0];
+    assert_eq!(n.capacity_type, crate::catalog::CapacityType::OnDemand);
+    // fake-it-1 (2 vCPU) is cheapest, but the node score favours odd vCPU counts.
+    assert_eq!(n.instance_type, "fake-it-2");
+}
