@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nodewright::ir::PolicySet;
+use nodewright::solver::bound::fractional_lower_bound;
 use nodewright::solver::pack::Strategy;
 use nodewright::solver::{SolveInput, solve_with, synth};
 
@@ -19,7 +20,9 @@ fn cost_table() {
         pools: vec![synth::default_pool("default")],
         ..Default::default()
     };
-    println!("pods  classes  nodes  unschedulable  $/hour  FFD-nodes  FFD-$/hour  one-run-ms");
+    println!(
+        "pods  classes  nodes  unschedulable  $/hour  FFD-nodes  FFD-$/hour  lower-bound-$/hour  one-run-ms"
+    );
     for n in SIZES {
         let w = synth::diverse_workload(n, 42);
         let input = SolveInput {
@@ -33,8 +36,9 @@ fn cost_table() {
         let p = solve_with(&input, Strategy::CostAware);
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let f = solve_with(&input, Strategy::FirstFitDecreasing);
+        let lb = fractional_lower_bound(&input);
         println!(
-            "{n}  {}  {}  {}  {:.2}  {}  {:.2}  {ms:.1}",
+            "{n}  {}  {}  {}  {:.2}  {}  {:.2}  {lb:.2}  {ms:.1}",
             w.classes.len(),
             p.nodes.len(),
             p.unschedulable.len(),
@@ -45,8 +49,56 @@ fn cost_table() {
     }
 }
 
+/// The real-catalog benchmark: $/hour against the fractional lower bound.
+/// TODO(merge): use `catalog::embedded::embedded()`; until then a Catalog JSON
+/// given in NODEWRIGHT_BENCH_CATALOG.
+fn real_catalog_table() {
+    let Ok(path) = std::env::var("NODEWRIGHT_BENCH_CATALOG") else {
+        println!("real catalog: skipped (set NODEWRIGHT_BENCH_CATALOG to a Catalog JSON)");
+        return;
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("real catalog: cannot read {path}: {e}");
+            return;
+        }
+    };
+    let catalog: nodewright::catalog::Catalog = match serde_json::from_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("real catalog: {path}: {e}");
+            return;
+        }
+    };
+    let policy = PolicySet {
+        pools: vec![synth::default_pool("default")],
+        ..Default::default()
+    };
+    let w = synth::realistic_workload();
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &catalog,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    };
+    let t = Instant::now();
+    let p = solve_with(&input, Strategy::CostAware);
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let lb = fractional_lower_bound(&input);
+    println!(
+        "real catalog: {} offerings, {} nodes, ${:.3}/hour, lower bound ${lb:.3}/hour (x{:.3}), {ms:.1} ms",
+        catalog.offerings.len(),
+        p.nodes.len(),
+        p.total_price_per_hour,
+        p.total_price_per_hour / lb.max(1e-9)
+    );
+}
+
 fn bench(c: &mut Criterion) {
     cost_table();
+    real_catalog_table();
     let catalog = synth::karpenter_catalog(400);
     let policy = PolicySet {
         pools: vec![synth::default_pool("default")],

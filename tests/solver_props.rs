@@ -101,6 +101,8 @@ struct Case {
     second_pool_spot_only: bool,
     tainted_first: bool,
     cpu_limit: Option<i64>,
+    /// The first pool outweighs the second (else equal weights).
+    weighted: bool,
 }
 
 fn class_strategy() -> impl Strategy<Value = ClassSpec> {
@@ -140,9 +142,10 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<bool>(),
         prop::option::of(prop::sample::select(vec![4i64, 8, 12])),
+        any::<bool>(),
     )
         .prop_map(
-            |(mut types, classes, second_pool_spot_only, tainted_first, cpu_limit)| {
+            |(mut types, classes, second_pool_spot_only, tainted_first, cpu_limit, weighted)| {
                 types.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
                 types.dedup();
                 Case {
@@ -151,6 +154,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                     second_pool_spot_only,
                     tainted_first,
                     cpu_limit,
+                    weighted,
                 }
             },
         )
@@ -167,7 +171,7 @@ fn pool(name: &str, weight: i32) -> Pool {
 
 fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
     let cat = catalog(&case.types);
-    let mut a = pool("first", 10);
+    let mut a = pool("first", if case.weighted { 10 } else { 0 });
     if case.tainted_first {
         a.taints.push(Taint {
             key: "dedicated".into(),
@@ -298,7 +302,9 @@ proptest! {
         prop_assert!(validate(&reference, &input).is_empty());
         prop_assert!(placed(&fast) >= placed(&reference),
             "fast placed {} < reference {}\nfast: {fast:#?}\nreference: {reference:#?}", placed(&fast), placed(&reference));
-        if placed(&fast) == placed(&reference) {
+        // The reference ignores pool weights (a heavier pool is used first even
+        // when dearer), so costs are compared when weights are equal.
+        if placed(&fast) == placed(&reference) && !case.weighted {
             prop_assert!(fast.total_price_per_hour <= reference.total_price_per_hour * COST_FACTOR + 1e-9,
                 "fast ${} > {COST_FACTOR} x reference ${}\nfast: {fast:#?}\nreference: {reference:#?}",
                 fast.total_price_per_hour, reference.total_price_per_hour);
@@ -335,6 +341,12 @@ fn karpenter_diverse_1000_is_valid_and_no_dearer_than_ffd() {
         fast.unschedulable.is_empty(),
         "{:?}",
         &fast.unschedulable[..fast.unschedulable.len().min(3)]
+    );
+    let lb = nodewright::solver::bound::fractional_lower_bound(&input);
+    assert!(
+        lb > 0.0 && lb <= fast.total_price_per_hour + 1e-9,
+        "bound {lb} vs {}",
+        fast.total_price_per_hour
     );
     let ffd = solve_with(&input, Packing::FirstFitDecreasing);
     assert!(validate(&ffd, &input).is_empty());

@@ -5,6 +5,8 @@
 //! live one from the EC2 API. Both have this shape.
 
 pub mod bits;
+#[cfg(feature = "aws")]
+pub mod live;
 
 use std::collections::BTreeMap;
 

@@ -166,3 +166,25 @@ pub fn parse_replicas(s: &str) -> Result<(String, usize), String> {
         .map_err(|_| format!("`{s}`: N must be a non-negative integer"))?;
     Ok((n.to_string(), c))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_json_names_file_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.json");
+        std::fs::write(&path, "{\n  \"pools\": [\n    oops\n  ]\n}\n").expect("write");
+        let err = load_policy(std::slice::from_ref(&path)).expect_err("must fail");
+        let text = format!("{err}");
+        assert!(text.contains("policy.json:3:5"), "{text}");
+    }
+
+    #[test]
+    fn replicas_parse() {
+        assert_eq!(parse_replicas("web=3"), Ok(("web".to_string(), 3)));
+        assert!(parse_replicas("web").is_err());
+        assert!(parse_replicas("web=-1").is_err());
+    }
+}

@@ -150,6 +150,7 @@ impl std::fmt::Display for Taint {
 /// Kubelet settings that change what a node can hold. Every field is optional
 /// so a pool can override its node class term by term.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KubeletConfig {
     pub max_pods: Option<u32>,
     pub pods_per_core: Option<u32>,
@@ -280,6 +281,7 @@ pub enum DisruptionReason {
 
 /// How to launch a node: AMI, network, IAM, storage and metadata (Karpenter's EC2NodeClass).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeClass {
     pub name: String,
     /// AMI family when not implied by an alias (`AL2023`, `Bottlerocket`, `AL2`, `Windows2022`, `Custom`).
@@ -306,6 +308,7 @@ pub struct NodeClass {
 
 /// One AMI selector term.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AmiSelectorTerm {
     /// `al2023@latest`, `bottlerocket@v1.20.0`, ...
     pub alias: Option<String>,
@@ -317,6 +320,7 @@ pub struct AmiSelectorTerm {
 
 /// A subnet or security-group selector term: by id, by name, or by tags (all must match).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SelectorTerm {
     pub id: Option<String>,
     pub name: Option<String>,
@@ -326,6 +330,7 @@ pub struct SelectorTerm {
 
 /// An EBS (or instance store) block device.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BlockDeviceMapping {
     pub device_name: String,
     pub root_volume: bool,
@@ -341,6 +346,7 @@ pub struct BlockDeviceMapping {
 
 /// Instance metadata service options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetadataOptions {
     pub http_endpoint: String,
     pub http_protocol_ipv6: String,

@@ -92,7 +92,9 @@ pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
         let mut fit = 0usize;
         let usable_class = t.class_bits(p, c, &strict);
         for (oi, off) in cat.offerings.iter().enumerate() {
-            let ty = &cat.types[off.type_index as usize];
+            if off.type_index as usize >= cat.types.len() {
+                continue;
+            }
             let zone = cat
                 .zones
                 .get(off.zone_index as usize)
@@ -170,7 +172,6 @@ pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
                     continue;
                 }
             };
-            let _ = ty;
             let e = groups.entry(reason.0).or_insert((Vec::new(), i64::MIN));
             e.0.push(off.type_index);
             e.1 = e.1.max(reason.1);

@@ -89,6 +89,7 @@ pub struct Unschedulable {
     pub reasons: Vec<String>,
 }
 
+pub mod bound;
 pub mod capacity;
 pub mod explain;
 pub mod pack;

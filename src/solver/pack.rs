@@ -2,6 +2,10 @@
 //! nodes already planned, then onto new nodes chosen for the best price per
 //! pod, relaxing preferences in a fixed order when a class cannot be placed.
 
+// Index loops over fixed-size resource vectors and parallel per-pool arrays read
+// more plainly than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeMap;
 
 use crate::catalog::{Bits, CapacityType};
@@ -46,6 +50,10 @@ pub struct Packer<'t, 'a> {
     nodes: Vec<Node>,
     /// Indices of new nodes, in creation order.
     new_nodes: Vec<usize>,
+    /// New nodes whose slack may still take the smallest pod (phase 2 scans only these).
+    open_nodes: Vec<usize>,
+    /// Element-wise minimum request over all classes.
+    min_req: Rv,
     zone_count: Vec<Vec<u32>>,
     ct_count: Vec<[u32; 2]>,
     any_count: Vec<u32>,
@@ -96,6 +104,8 @@ impl<'t, 'a> Packer<'t, 'a> {
             strategy,
             nodes: Vec::new(),
             new_nodes: Vec::new(),
+            open_nodes: Vec::new(),
+            min_req: [0; D],
             zone_count: vec![vec![0; nz]; nsel],
             ct_count: vec![[0; 2]; nsel],
             any_count: vec![0; nsel],
@@ -111,6 +121,15 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .collect(),
             t,
         };
+        if let Some(first) = p.reqs.first() {
+            let mut m = *first;
+            for r in &p.reqs {
+                for i in 0..D {
+                    m[i] = m[i].min(r[i]);
+                }
+            }
+            p.min_req = m;
+        }
         for (i, en) in input.workload.nodes.iter().enumerate() {
             let zone = en
                 .labels
@@ -542,7 +561,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
-        let planned = self.new_nodes.clone();
+        let planned = self.open_nodes.clone();
         for &n in &planned {
             if self.left[c] == 0 {
                 return;
@@ -590,6 +609,25 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
+        // Nodes whose largest remaining option cannot take even the smallest pod are done.
+        let min_req = self.min_req;
+        let nodes = &self.nodes;
+        let pools = &self.t.pools;
+        let strategy = self.strategy;
+        self.open_nodes.retain(|&n| {
+            let node = &nodes[n];
+            let tab = &pools[node.pool];
+            match strategy {
+                Strategy::CostAware => node
+                    .cands
+                    .first()
+                    .is_some_and(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
+                Strategy::FirstFitDecreasing => node
+                    .cands
+                    .iter()
+                    .any(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
+            }
+        });
     }
 
     /// Adds `k` pods to planned node `n`, narrowing its candidates; false if
@@ -720,7 +758,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                     }
                 }
             }
-            if best.is_some() {
+            // Pools of equal weight compete on price; a lower weight is only a fallback.
+            let next_weight = self.t.input.policy.pools.get(p + 1).map(|x| x.weight);
+            if best.is_some() && next_weight != Some(self.t.input.policy.pools[p].weight) {
                 break;
             }
         }
@@ -776,6 +816,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 });
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
+                self.open_nodes.push(n);
                 self.commit(c, n, k, v);
                 return true;
             }
@@ -864,20 +905,28 @@ impl<'t, 'a> Packer<'t, 'a> {
             let p = node.pool;
             let pool = &input.policy.pools[p];
             let tab = &self.t.pools[p];
-            let Some(&cur) = node.cands.first() else {
+            let Some(&first) = node.cands.first() else {
                 continue;
             };
-            let off = &cat.offerings[cur as usize];
-            let ty = &cat.types[off.type_index as usize];
-            let cur_cap = self.t.type_cap[off.type_index as usize];
-            let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &cur_cap);
-            let options: Vec<InstanceOption> = node
+            let first_cap = self.t.type_cap[cat.offerings[first as usize].type_index as usize];
+            let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &first_cap);
+            let mut ordered: Vec<u32> = node
                 .cands
                 .iter()
+                .copied()
                 .filter(|o| {
-                    let ti = cat.offerings[**o as usize].type_index as usize;
-                    fits(&self.t.type_cap[ti], &headroom)
+                    let ti = cat.offerings[*o as usize].type_index as usize;
+                    *o == first || fits(&self.t.type_cap[ti], &headroom)
                 })
+                .collect();
+            if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {
+                ordered = self.rescore(scorer, p, node, ordered);
+            }
+            let cur = ordered.first().copied().unwrap_or(first);
+            let off = &cat.offerings[cur as usize];
+            let ty = &cat.types[off.type_index as usize];
+            let options: Vec<InstanceOption> = ordered
+                .iter()
                 .map(|o| InstanceOption {
                     instance_type: cat.types[cat.offerings[*o as usize].type_index as usize]
                         .name
@@ -957,6 +1006,67 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         plan.notes.extend(self.notes);
         plan
+    }
+}
+
+impl Packer<'_, '_> {
+    /// Re-ranks a node's options by price plus the load-dependent score;
+    /// vetoed options are dropped (all of them vetoed: the order is kept).
+    fn rescore(
+        &self,
+        scorer: &dyn crate::scoring::Scorer,
+        p: usize,
+        node: &Node,
+        ordered: Vec<u32>,
+    ) -> Vec<u32> {
+        use crate::scoring::{NodeLoad, OfferingView, Verdict};
+        let input = self.t.input;
+        let cat = input.catalog;
+        let tab = &self.t.pools[p];
+        let classes = &input.workload.classes;
+        let namespaces: Vec<&str> = node
+            .pods
+            .iter()
+            .map(|(c, _)| classes[*c].namespace.as_str())
+            .collect();
+        let pod_labels: Vec<&BTreeMap<String, String>> =
+            node.pods.iter().map(|(c, _)| &classes[*c].labels).collect();
+        let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum();
+        let mut scored: Vec<(f64, u32)> = Vec::new();
+        for &o in &ordered {
+            let off = &cat.offerings[o as usize];
+            let net = tab.net[o as usize];
+            let load = NodeLoad {
+                pods,
+                cpu_requested_milli: node.used[0],
+                memory_requested: node.used[1],
+                cpu_utilisation: node.used[0] as f64 / net[0].max(1) as f64,
+                memory_utilisation: node.used[1] as f64 / net[1].max(1) as f64,
+                namespaces: &namespaces,
+                pod_labels: &pod_labels,
+            };
+            let view = OfferingView {
+                pool: &input.policy.pools[p].name,
+                instance_type: &cat.types[off.type_index as usize],
+                zone: cat
+                    .zones
+                    .get(off.zone_index as usize)
+                    .map(|z| z.name.as_str())
+                    .unwrap_or(""),
+                capacity_type: off.capacity_type,
+                price: tab.price[o as usize],
+            };
+            match scorer.score_node(&view, &load) {
+                Verdict::Adjust(a) if a.is_finite() => scored.push((tab.price[o as usize] + a, o)),
+                Verdict::Adjust(_) => scored.push((tab.price[o as usize], o)),
+                Verdict::Veto(_) => {}
+            }
+        }
+        if scored.is_empty() {
+            return ordered;
+        }
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, o)| o).collect()
     }
 }
 

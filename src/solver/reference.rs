@@ -80,7 +80,10 @@ pub fn solve_reference(input: &SolveInput<'_>, max_pods: usize) -> Option<Plan> 
     let mut cands = Vec::new();
     for (pi, pool) in input.policy.pools.iter().enumerate() {
         for (oi, o) in cat.offerings.iter().enumerate() {
-            if !o.available {
+            if !o.available
+                || o.type_index as usize >= cat.types.len()
+                || o.zone_index as usize >= cat.zones.len()
+            {
                 continue;
             }
             let lbl = node_labels(cat, pool, o);

@@ -218,3 +218,59 @@ pub fn diverse_workload(count: usize, seed: u64) -> Workload {
         nodes: vec![],
     }
 }
+
+/// A realistic mixed workload for the real-catalog benchmark: web and API
+/// tiers (the API spread over zones), memory-heavy caches kept apart by
+/// hostname anti-affinity, and CPU-heavy batch pods.
+pub fn realistic_workload() -> Workload {
+    let mk = |id: &str, n: usize, cpu: i64, mem_mi: i64| -> PodClass {
+        let mut req = Resources::zero();
+        req.cpu_milli = cpu;
+        req.memory = mem_mi << 20;
+        req.pods = 1;
+        PodClass {
+            id: id.into(),
+            namespace: "default".into(),
+            pod_names: (0..n).map(|i| format!("{id}-{i}")).collect(),
+            labels: sel("app", id).match_labels,
+            owner: None,
+            priority_class: None,
+            priority: 0,
+            requests: req,
+            node_selector: Requirements::new(),
+            required_affinity: vec![],
+            preferred_affinity: vec![],
+            tolerations: vec![],
+            topology_spread: vec![],
+            pod_affinity: vec![],
+            volume_zones: None,
+            volume_reason: None,
+        }
+    };
+    let web = mk("web", 60, 1000, 2048);
+    let mut api = mk("api", 120, 500, 1024);
+    api.topology_spread.push(TopologySpread {
+        max_skew: 1,
+        topology_key: labels::ZONE.into(),
+        hard: true,
+        min_domains: None,
+        selector: sel("app", "api"),
+        honor_node_affinity: true,
+        honor_node_taints: false,
+    });
+    let mut cache = mk("cache", 10, 2000, 12288);
+    cache.pod_affinity.push(PodAffinityTerm {
+        anti: true,
+        weight: None,
+        topology_key: labels::HOSTNAME.into(),
+        selector: sel("app", "cache"),
+        namespaces: vec![],
+        all_namespaces: false,
+    });
+    let batch = mk("batch", 40, 4000, 8192);
+    Workload {
+        classes: vec![web, api, cache, batch],
+        daemonsets: vec![],
+        nodes: vec![],
+    }
+}

@@ -3,6 +3,10 @@
 //! pods (allocatable minus DaemonSet overhead); and per pod class, which
 //! offerings it may land on, as bitsets so filtering is AND of words.
 
+// Index loops over fixed-size resource vectors and parallel per-pool arrays read
+// more plainly than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
@@ -515,7 +519,11 @@ impl<'a> Tables<'a> {
         o: &Offering,
     ) -> Result<(), OfferingReject> {
         let cat = input.catalog;
-        if !o.available {
+        // A hand-written catalog may point past its own tables: such offerings are unusable.
+        if !o.available
+            || o.type_index as usize >= cat.types.len()
+            || o.zone_index as usize >= cat.zones.len()
+        {
             return Err(OfferingReject::NotAvailable);
         }
         for (k, set) in &pool.requirements.keys {

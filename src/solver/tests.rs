@@ -247,3 +247,92 @@ fn min_values_keeps_enough_options() {
             .all(|n| n.instance_type_options.len() >= 5)
     );
 }
+
+#[test]
+fn explain_names_the_node_and_the_rejections() {
+    let cat = synth::karpenter_catalog(4);
+    let w = Workload {
+        classes: vec![class("web", 1, 1500, 3)],
+        ..Default::default()
+    };
+    let policy = one_pool();
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    let e = super::explain::explain_pod(&input, &plan, "web-0").expect("pod exists");
+    assert_eq!(e.pod, "default/web-0");
+    assert!(
+        e.placed.as_deref().is_some_and(|p| p.contains("default-1")),
+        "{e:?}"
+    );
+    // Type 0 (1 vCPU) is too small for 1.5 CPU; type 1 (2 vCPU, 4 GiB) for 3 GiB after reservations.
+    assert!(
+        e.reasons.iter().any(|r| r.contains("fake-it-0: cpu")),
+        "{e:?}"
+    );
+    assert!(super::explain::explain_pod(&input, &plan, "nope").is_none());
+}
+
+#[test]
+fn malformed_catalog_offerings_are_skipped_not_panicked_on() {
+    let mut cat = synth::karpenter_catalog(2);
+    cat.offerings[0].type_index = 99;
+    cat.offerings[1].zone_index = 42;
+    let w = Workload {
+        classes: vec![class("web", 2, 500, 1)],
+        ..Default::default()
+    };
+    let plan = run(&one_pool(), &cat, &w);
+    assert!(plan.unschedulable.is_empty());
+}
+
+/// Vetoes spot offerings and, per node, prefers odd-sized types by a large bonus.
+struct TestScorer;
+impl crate::scoring::Scorer for TestScorer {
+    fn score_offering(&self, o: &crate::scoring::OfferingView<'_>) -> crate::scoring::Verdict {
+        if o.capacity_type == crate::catalog::CapacityType::Spot {
+            crate::scoring::Verdict::Veto("no spot here".into())
+        } else {
+            crate::scoring::Verdict::Adjust(0.0)
+        }
+    }
+    fn score_node(
+        &self,
+        o: &crate::scoring::OfferingView<'_>,
+        _load: &crate::scoring::NodeLoad<'_>,
+    ) -> crate::scoring::Verdict {
+        let odd = o.instance_type.vcpus % 2 == 1;
+        crate::scoring::Verdict::Adjust(if odd { -100.0 } else { 0.0 })
+    }
+    fn is_load_dependent(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn scorer_vetoes_and_load_scores_rerank() {
+    let cat = synth::karpenter_catalog(8);
+    let w = Workload {
+        classes: vec![class("web", 1, 1500, 1)],
+        ..Default::default()
+    };
+    let policy = one_pool();
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: Some(&TestScorer),
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    assert!(validate(&plan, &input).is_empty());
+    let n = &plan.nodes[0];
+    assert_eq!(n.capacity_type, crate::catalog::CapacityType::OnDemand);
+    // fake-it-1 (2 vCPU) is cheapest, but the node score favours odd vCPU counts.
+    assert_eq!(n.instance_type, "fake-it-2");
+}

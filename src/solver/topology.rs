@@ -167,7 +167,7 @@ impl Topo {
                     req.push(aff);
                 }
             }
-            pref.sort_by(|a, b| b.weight.cmp(&a.weight));
+            pref.sort_by_key(|a| std::cmp::Reverse(a.weight));
             ct.preferred = pref.len();
             req.extend(pref);
             ct.affs = req;

@@ -28,11 +28,12 @@ struct Place {
 /// The labels a new node of `pool` launched from `o` carries.
 pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    let t = &cat.types[o.type_index as usize];
-    for (k, v) in &t.labels {
-        m.insert(k.clone(), v.clone());
+    if let Some(t) = cat.types.get(o.type_index as usize) {
+        for (k, v) in &t.labels {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
     }
-    m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
     for k in [
         labels::ZONE,
         labels::ZONE_ID,
@@ -185,7 +186,9 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
         };
         let pool = &input.policy.pools[pi];
         let Some(off) = cat.offerings.iter().find(|o| {
-            cat.types[o.type_index as usize].name == n.instance_type
+            cat.types
+                .get(o.type_index as usize)
+                .is_some_and(|t| t.name == n.instance_type)
                 && cat
                     .zones
                     .get(o.zone_index as usize)
@@ -266,7 +269,9 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
         let mut distinct: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for opt in &n.instance_type_options {
             let Some(o2) = cat.offerings.iter().find(|o| {
-                cat.types[o.type_index as usize].name == opt.instance_type
+                cat.types
+                    .get(o.type_index as usize)
+                    .is_some_and(|t| t.name == opt.instance_type)
                     && o.zone_index == off.zone_index
                     && o.capacity_type == off.capacity_type
             }) else {
@@ -544,7 +549,7 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
     let mut out: Vec<String> = Vec::new();
     for pool in &input.policy.pools {
         for o in &cat.offerings {
-            if !o.available {
+            if !o.available || o.type_index as usize >= cat.types.len() {
                 continue;
             }
             let lbl = node_labels(cat, pool, o);

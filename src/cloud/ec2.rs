@@ -1,0 +1,55 @@
+//! Building the EC2 client.
+//!
+//! The standard AWS chain decides credentials and region (environment,
+//! profile, SSO, IMDS...), and `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2`
+//! are honoured by aws-config itself, so pointing nodewright at moto or a VPC
+//! endpoint needs no nodewright-specific switch. Explicit settings win.
+//! The SDK's own retries are off: [`crate::cloud::retry`] owns the bound.
+
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+
+/// How to reach EC2. Every field is optional; unset fields come from the standard chain.
+#[derive(Debug, Clone, Default)]
+pub struct Ec2Settings {
+    /// Region; else `AWS_REGION` / the profile / IMDS.
+    pub region: Option<String>,
+    /// Endpoint; else `AWS_ENDPOINT_URL(_EC2)` or the public endpoint.
+    pub endpoint_url: Option<String>,
+    /// Static (access key, secret key), for tests against a local EC2 API only.
+    pub static_credentials: Option<(String, String)>,
+}
+
+impl Ec2Settings {
+    /// Settings for a local test server (moto): its endpoint, us-east-1, dummy keys.
+    pub fn static_test(endpoint: &str) -> Ec2Settings {
+        Ec2Settings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(endpoint.to_string()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+        }
+    }
+}
+
+/// An EC2 client from the standard chain, overridden by `settings`.
+pub async fn connect(settings: &Ec2Settings) -> aws_sdk_ec2::Client {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+    if let Some(r) = &settings.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &settings.endpoint_url {
+        loader = loader.endpoint_url(e.clone());
+    }
+    if let Some((k, s)) = &settings.static_credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            k.clone(),
+            s.clone(),
+            None,
+            None,
+            "nodewright-static",
+        ));
+    }
+    let cfg = loader.load().await;
+    aws_sdk_ec2::Client::new(&cfg)
+}

@@ -1,0 +1,928 @@
+//! Launching planned nodes with CreateFleet (type `instant`), falling back
+//! past offerings EC2 has no capacity for, and cleaning up by claim.
+//!
+//! One launch:
+//! 1. look for an instance already tagged with the claim (a retried launch
+//!    must not create a second node; moto ignores client tokens, EC2 honours
+//!    them, and we send one too);
+//! 2. resolve the node class, ensure one launch template per architecture;
+//! 3. send CreateFleet with overrides = ranked types × subnets of the planned
+//!    zone (at most 60), skipping offerings in the unavailable cache;
+//! 4. on capacity errors in the fleet's `Errors`, mark those offerings
+//!    unavailable (the solver reads the same cache) and try again with what
+//!    remains; report every failed offering.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    CapacityReservationPreference, DefaultTargetCapacityType, Filter,
+    FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
+    FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType,
+    InstanceType as SdkInstanceType, OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::resolve::{ResolveError, Resolved, Resolver};
+use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::template::{TemplateSpec, Templates};
+use super::unavailable::UnavailableOfferings;
+use super::userdata::{ClusterInfo, NodeBootstrap, for_family};
+use crate::catalog::{CapacityType, Catalog};
+use crate::ir::{NodeClass, Pool, labels};
+use crate::solver::PlannedNode;
+
+/// Tag: the cluster that owns an instance (or template).
+pub const TAG_CLUSTER: &str = "nodewright.io/cluster";
+/// Tag: the pool an instance was launched for.
+pub const TAG_POOL: &str = "nodewright.io/pool";
+/// Tag: the claim (planned node) an instance is.
+pub const TAG_CLAIM: &str = "nodewright.io/claim";
+/// EC2 accepts at most this many overrides across a fleet request (Karpenter's bound too).
+pub const MAX_OVERRIDES: usize = 60;
+
+/// Error codes in a fleet's `Errors` that mean "this offering, not now".
+pub const CAPACITY_ERROR_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity",
+    "InsufficientFreeAddressesInSubnet",
+    "MaxSpotInstanceCountExceeded",
+    "SpotMaxPriceTooLow",
+    "UnfulfillableCapacity",
+    "Unsupported",
+];
+
+/// What to launch.
+#[derive(Clone, Copy)]
+pub struct LaunchRequest<'a> {
+    pub node: &'a PlannedNode,
+    pub pool: &'a Pool,
+    pub node_class: &'a NodeClass,
+    /// Used for each type's architecture and list price; without it the
+    /// architecture is inferred from the type name and the order is trusted.
+    pub catalog: Option<&'a Catalog>,
+}
+
+/// An offering EC2 refused during a launch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedOffering {
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity_type: CapacityType,
+    pub code: String,
+    pub message: String,
+}
+
+/// A launched (or found) instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Launched {
+    pub claim: String,
+    pub instance_id: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub subnet_id: String,
+    pub capacity_type: CapacityType,
+    /// True when an instance tagged with the claim already existed (nothing was launched).
+    pub already_existed: bool,
+    /// Offerings refused on the way (already marked unavailable).
+    pub failed_offerings: Vec<FailedOffering>,
+    /// `lowest-price`, `prioritized`, `price-capacity-optimized` or `capacity-optimized-prioritized`.
+    pub allocation_strategy: String,
+}
+
+/// An instance this cluster owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedInstance {
+    pub instance_id: String,
+    pub claim: Option<String>,
+    pub pool: Option<String>,
+    pub instance_type: String,
+    pub zone: String,
+    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`.
+    pub state: String,
+}
+
+/// Why a launch failed.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum LaunchError {
+    #[error(transparent)]
+    #[diagnostic(code(nodewright::ec2::resolve))]
+    Resolve(
+        #[from]
+        #[diagnostic_source]
+        ResolveError,
+    ),
+    #[error(transparent)]
+    #[diagnostic(code(nodewright::ec2::launch))]
+    Api(
+        #[from]
+        #[diagnostic_source]
+        Ec2Error,
+    ),
+    /// Nothing left to try: every offering was refused, unavailable, or unusable.
+    #[error(
+        "claim `{claim}`: no offering could be launched in {zone} ({capacity_type}); {} refused by EC2{}",
+        failed.len(),
+        if skipped.is_empty() { String::new() } else { format!("; not tried: {}", skipped.join(", ")) }
+    )]
+    #[diagnostic(
+        code(nodewright::ec2::insufficient_capacity),
+        help(
+            "the refused offerings are marked unavailable for a while; the next plan avoids them"
+        )
+    )]
+    NoCapacity {
+        claim: String,
+        zone: String,
+        capacity_type: &'static str,
+        failed: Vec<FailedOffering>,
+        /// Types dropped before asking EC2 (no AMI for their architecture, no subnet, cached unavailable).
+        skipped: Vec<String>,
+    },
+}
+
+/// Turns planned nodes into instances and cleans them up.
+pub trait Launcher: Send + Sync {
+    /// Launches `req` (idempotent per claim name).
+    fn launch(
+        &self,
+        req: LaunchRequest<'_>,
+    ) -> impl Future<Output = Result<Launched, LaunchError>> + Send;
+    /// Terminates the instances of a claim; returns their ids (empty if none).
+    fn terminate(&self, claim: &str) -> impl Future<Output = Result<Vec<String>, Ec2Error>> + Send;
+    /// Every non-terminated instance this cluster owns, by tag.
+    fn list_owned(&self) -> impl Future<Output = Result<Vec<OwnedInstance>, Ec2Error>> + Send;
+}
+
+/// The EC2 launcher.
+pub struct Ec2Launcher {
+    client: aws_sdk_ec2::Client,
+    cluster: ClusterInfo,
+    /// Node-class resolution (cached).
+    pub resolver: Resolver,
+    /// Launch templates (created once).
+    pub templates: Templates,
+    unavailable: Arc<UnavailableOfferings>,
+    retry: RetryPolicy,
+}
+
+/// The allocation strategy for a capacity type, given whether our order must be kept.
+pub fn allocation_strategy(ct: CapacityType, prioritized: bool) -> &'static str {
+    match (ct, prioritized) {
+        (CapacityType::OnDemand, false) => "lowest-price",
+        (CapacityType::OnDemand, true) => "prioritized",
+        (CapacityType::Spot, false) => "price-capacity-optimized",
+        (CapacityType::Spot, true) => "capacity-optimized-prioritized",
+    }
+}
+
+/// Whether the ranked options differ from EC2's own price order, i.e. cost
+/// rules or scores reordered them, so EC2 must follow our priorities.
+///
+/// With a catalog the list prices of the offerings are compared; without
+/// one, the options' own prices (after cost rules) are.
+pub fn needs_priority(node: &PlannedNode, catalog: Option<&Catalog>) -> bool {
+    let list_price = |t: &str| -> Option<f64> {
+        let c = catalog?;
+        let ti = c.types.iter().position(|x| x.name == t)?;
+        let zi = c.zones.iter().position(|z| z.name == node.zone)?;
+        c.offerings
+            .iter()
+            .find(|o| {
+                o.type_index as usize == ti
+                    && o.zone_index as usize == zi
+                    && o.capacity_type == node.capacity_type
+            })
+            .and_then(|o| o.price)
+    };
+    let prices: Vec<f64> = node
+        .instance_type_options
+        .iter()
+        .map(|o| list_price(&o.instance_type).unwrap_or(o.price_per_hour))
+        .collect();
+    prices.windows(2).any(|w| w[1] < w[0])
+}
+
+/// The architecture of an instance type: from the catalog, else from its name
+/// (Graviton families carry a `g` after the generation: m6g, c7gn, im4gn, a1).
+pub fn arch_of(instance_type: &str, catalog: Option<&Catalog>) -> String {
+    if let Some(t) = catalog.and_then(|c| c.instance_type(instance_type)) {
+        return t.arch.clone();
+    }
+    let family = instance_type.split('.').next().unwrap_or("");
+    if family == "a1" {
+        return "arm64".into();
+    }
+    let after_digits = family
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    if after_digits.contains('g') {
+        "arm64".into()
+    } else {
+        "amd64".into()
+    }
+}
+
+/// A client token for one CreateFleet request: the claim's identity plus the
+/// overrides asked for (EC2 rejects a reused token with different parameters).
+pub fn client_token(cluster: &str, claim: &str, overrides: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    h.update(cluster.as_bytes());
+    h.update([0]);
+    h.update(claim.as_bytes());
+    for (t, s) in overrides {
+        h.update([0]);
+        h.update(t.as_bytes());
+        h.update([1]);
+        h.update(s.as_bytes());
+    }
+    format!("nw-{}", &hex::encode(h.finalize())[..56])
+}
+
+/// One (type, subnet) override with its rank (0 = most preferred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedOverride<'a> {
+    pub rank: usize,
+    pub instance_type: &'a str,
+    pub subnet: &'a str,
+}
+
+/// The overrides of one CreateFleet request, grouped by architecture (one
+/// launch template each): ranked types × subnets, best first, at most `max`.
+///
+/// Groups come in the order their best type ranks, so the very first
+/// override is the top-ranked type in the subnet with most free IPs. EC2
+/// uses the priorities; moto simply takes the first override.
+pub fn plan_overrides<'a>(
+    ranked: &[(usize, &'a str, &'a str)],
+    subnets: &[&'a str],
+    max: usize,
+) -> Vec<(&'a str, Vec<PlannedOverride<'a>>)> {
+    let mut groups: Vec<(&'a str, Vec<PlannedOverride<'a>>)> = Vec::new();
+    let mut n = 0;
+    for &(rank, instance_type, arch) in ranked {
+        for &subnet in subnets {
+            if n >= max {
+                return groups;
+            }
+            let o = PlannedOverride {
+                rank,
+                instance_type,
+                subnet,
+            };
+            match groups.iter_mut().find(|(a, _)| *a == arch) {
+                Some((_, v)) => v.push(o),
+                None => groups.push((arch, vec![o])),
+            }
+            n += 1;
+        }
+    }
+    groups
+}
+
+struct Candidate {
+    instance_type: String,
+    arch: String,
+    rank: usize,
+}
+
+impl Ec2Launcher {
+    /// A launcher for `cluster`; `unavailable` is shared with the solver.
+    pub fn new(
+        client: aws_sdk_ec2::Client,
+        cluster: ClusterInfo,
+        unavailable: Arc<UnavailableOfferings>,
+    ) -> Ec2Launcher {
+        Ec2Launcher {
+            resolver: Resolver::new(client.clone(), Duration::from_secs(300)),
+            templates: Templates::new(client.clone(), &cluster.name),
+            client,
+            cluster,
+            unavailable,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy (tests use a short one).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The unavailable-offerings cache this launcher writes.
+    pub fn unavailable(&self) -> &Arc<UnavailableOfferings> {
+        &self.unavailable
+    }
+
+    fn owned_filter(&self) -> Filter {
+        Filter::builder()
+            .name(format!("tag:{TAG_CLUSTER}"))
+            .values(&self.cluster.name)
+            .build()
+    }
+
+    async fn describe(&self, extra: Vec<Filter>) -> Result<Vec<OwnedInstance>, Ec2Error> {
+        let mut filters = vec![
+            self.owned_filter(),
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped", "shutting-down"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        ];
+        filters.extend(extra);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = with_retry(&self.retry, "DescribeInstances", || {
+                self.client
+                    .describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            for r in resp.reservations() {
+                for i in r.instances() {
+                    let tag = |k: &str| {
+                        i.tags()
+                            .iter()
+                            .find(|t| t.key() == Some(k))
+                            .and_then(|t| t.value())
+                            .map(str::to_string)
+                    };
+                    out.push(OwnedInstance {
+                        instance_id: i.instance_id().unwrap_or_default().to_string(),
+                        claim: tag(TAG_CLAIM),
+                        pool: tag(TAG_POOL),
+                        instance_type: i
+                            .instance_type()
+                            .map(|t| t.as_str().to_string())
+                            .unwrap_or_default(),
+                        zone: i
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .unwrap_or_default()
+                            .to_string(),
+                        state: i
+                            .state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        Ok(out)
+    }
+
+    fn claim_filter(claim: &str) -> Filter {
+        Filter::builder()
+            .name(format!("tag:{TAG_CLAIM}"))
+            .values(claim)
+            .build()
+    }
+
+    fn tags(&self, req: &LaunchRequest<'_>) -> BTreeMap<String, String> {
+        let mut t = req.node_class.tags.clone();
+        t.extend(req.pool.tags.clone());
+        t.insert(TAG_CLUSTER.into(), self.cluster.name.clone());
+        t.insert(
+            format!("kubernetes.io/cluster/{}", self.cluster.name),
+            "owned".into(),
+        );
+        t.insert(TAG_POOL.into(), req.pool.name.clone());
+        t.insert(labels::NODEPOOL.into(), req.pool.name.clone());
+        t.insert(labels::EC2NODECLASS.into(), req.node_class.name.clone());
+        t
+    }
+
+    async fn launch_inner(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+        let node = req.node;
+        let ct = node.capacity_type;
+        if let Some(found) = self
+            .describe(vec![Self::claim_filter(&node.name)])
+            .await?
+            .into_iter()
+            .find(|i| matches!(i.state.as_str(), "pending" | "running"))
+        {
+            tracing::info!(claim = %node.name, instance = %found.instance_id, "claim already launched");
+            return Ok(Launched {
+                claim: node.name.clone(),
+                instance_id: found.instance_id,
+                instance_type: found.instance_type,
+                zone: found.zone,
+                subnet_id: String::new(),
+                capacity_type: ct,
+                already_existed: true,
+                failed_offerings: Vec::new(),
+                allocation_strategy: String::new(),
+            });
+        }
+        let resolved = self.resolver.resolve(req.node_class).await?;
+        let prioritized = needs_priority(node, req.catalog);
+        let strategy = allocation_strategy(ct, prioritized);
+        let subnets: Vec<_> = resolved.subnets_in(&node.zone).cloned().collect();
+        let mut skipped = Vec::new();
+        let mut candidates = Vec::new();
+        for (rank, o) in node.instance_type_options.iter().enumerate() {
+            let arch = arch_of(&o.instance_type, req.catalog);
+            if !resolved.amis.contains_key(&arch) {
+                skipped.push(format!("{} (no {arch} AMI)", o.instance_type));
+            } else if subnets.is_empty() {
+                skipped.push(format!("{} (no subnet in {})", o.instance_type, node.zone));
+            } else {
+                candidates.push(Candidate {
+                    instance_type: o.instance_type.clone(),
+                    arch,
+                    rank,
+                });
+            }
+        }
+        let tags = self.tags(&req);
+        let bootstrap = NodeBootstrap {
+            labels: node.labels.clone(),
+            taints: node.taints.clone(),
+            startup_taints: node.startup_taints.clone(),
+            kubelet: req.node_class.kubelet.overridden_by(&req.pool.kubelet),
+        };
+        let user_data = for_family(
+            &resolved.ami_family,
+            &self.cluster,
+            &bootstrap,
+            req.node_class.user_data.as_deref(),
+        );
+        let mut failed: Vec<FailedOffering> = Vec::new();
+        // Each round removes at least one offering, so this ends.
+        for _round in 0..=candidates.len() {
+            let remaining: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| !self.unavailable.contains(&c.instance_type, &node.zone, ct))
+                .collect();
+            if remaining.is_empty() {
+                break;
+            }
+            match self
+                .create_fleet(
+                    &req, &resolved, &remaining, &subnets, &user_data, &tags, strategy,
+                )
+                .await?
+            {
+                FleetOutcome::Launched(mut l, errs) => {
+                    failed.extend(errs);
+                    l.failed_offerings = failed;
+                    return Ok(l);
+                }
+                FleetOutcome::Refused(errs) => {
+                    if errs.is_empty() {
+                        break;
+                    }
+                    failed.extend(errs);
+                }
+            }
+        }
+        for c in &candidates {
+            if self.unavailable.contains(&c.instance_type, &node.zone, ct)
+                && !failed.iter().any(|f| f.instance_type == c.instance_type)
+            {
+                skipped.push(format!("{} (recently unavailable)", c.instance_type));
+            }
+        }
+        Err(LaunchError::NoCapacity {
+            claim: node.name.clone(),
+            zone: node.zone.clone(),
+            capacity_type: ct.as_str(),
+            failed,
+            skipped,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_fleet(
+        &self,
+        req: &LaunchRequest<'_>,
+        resolved: &Resolved,
+        remaining: &[&Candidate],
+        subnets: &[super::resolve::ResolvedSubnet],
+        user_data: &str,
+        tags: &BTreeMap<String, String>,
+        strategy: &str,
+    ) -> Result<FleetOutcome, LaunchError> {
+        let node = req.node;
+        let ct = node.capacity_type;
+        let sg_ids: Vec<String> = resolved
+            .security_groups
+            .iter()
+            .map(|g| g.id.clone())
+            .collect();
+        // One template per architecture, in the order the top-ranked type needs them.
+        let typed: Vec<(usize, &str, &str)> = remaining
+            .iter()
+            .map(|c| (c.rank, c.instance_type.as_str(), c.arch.as_str()))
+            .collect();
+        let subnet_ids: Vec<&str> = subnets.iter().map(|s| s.id.as_str()).collect();
+        let mut configs: Vec<(String, Vec<FleetLaunchTemplateOverridesRequest>)> = Vec::new();
+        let mut asked: Vec<(String, String)> = Vec::new();
+        for (arch, overrides) in plan_overrides(&typed, &subnet_ids, MAX_OVERRIDES) {
+            let ami = &resolved.amis[arch];
+            let spec = TemplateSpec::new(
+                req.node_class,
+                &ami.id,
+                arch,
+                user_data.to_string(),
+                sg_ids.clone(),
+                tags.clone(),
+            );
+            let t = self.templates.ensure(&spec).await?;
+            let mut reqs = Vec::new();
+            for o in overrides {
+                let mut b = FleetLaunchTemplateOverridesRequest::builder()
+                    .instance_type(SdkInstanceType::from(o.instance_type))
+                    .subnet_id(o.subnet);
+                if strategy.contains("prioritized") {
+                    b = b.priority(o.rank as f64);
+                }
+                reqs.push(b.build());
+                asked.push((o.instance_type.to_string(), o.subnet.to_string()));
+            }
+            configs.push((t.id, reqs));
+        }
+        let mut instance_tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        instance_tags.push(Tag::builder().key(TAG_CLAIM).value(&node.name).build());
+        instance_tags.push(Tag::builder().key("Name").value(&node.name).build());
+        let token = client_token(&self.cluster.name, &node.name, &asked);
+        let ltc: Vec<FleetLaunchTemplateConfigRequest> = configs
+            .into_iter()
+            .map(|(id, overrides)| {
+                FleetLaunchTemplateConfigRequest::builder()
+                    .launch_template_specification(
+                        FleetLaunchTemplateSpecificationRequest::builder()
+                            .launch_template_id(id)
+                            .version("$Latest")
+                            .build(),
+                    )
+                    .set_overrides(Some(overrides))
+                    .build()
+            })
+            .collect();
+        let target = TargetCapacitySpecificationRequest::builder()
+            .total_target_capacity(1)
+            .default_target_capacity_type(match ct {
+                CapacityType::OnDemand => DefaultTargetCapacityType::OnDemand,
+                CapacityType::Spot => DefaultTargetCapacityType::Spot,
+            })
+            .build();
+        let resp = with_retry(&self.retry, "CreateFleet", || {
+            let mut call = self
+                .client
+                .create_fleet()
+                .r#type(FleetType::Instant)
+                .client_token(&token)
+                .target_capacity_specification(target.clone())
+                .set_launch_template_configs(Some(ltc.clone()))
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Instance)
+                        .set_tags(Some(instance_tags.clone()))
+                        .build(),
+                );
+            call = match ct {
+                CapacityType::OnDemand => call.on_demand_options(
+                    OnDemandOptionsRequest::builder()
+                        .allocation_strategy(FleetOnDemandAllocationStrategy::from(strategy))
+                        .single_instance_type(true)
+                        .capacity_reservation_options(
+                            aws_sdk_ec2::types::CapacityReservationOptionsRequest::builder()
+                                .usage_strategy(
+                                    aws_sdk_ec2::types::FleetCapacityReservationUsageStrategy::UseCapacityReservationsFirst,
+                                )
+                                .build(),
+                        )
+                        .build(),
+                ),
+                CapacityType::Spot => call.spot_options(
+                    SpotOptionsRequest::builder()
+                        .allocation_strategy(SpotAllocationStrategy::from(strategy))
+                        .single_instance_type(true)
+                        .build(),
+                ),
+            };
+            call.send()
+        })
+        .await?;
+        let _ = CapacityReservationPreference::Open;
+        let zone_of = |subnet: &str| -> String {
+            subnets
+                .iter()
+                .find(|s| s.id == subnet)
+                .map(|s| s.zone.clone())
+                .unwrap_or_else(|| node.zone.clone())
+        };
+        let mut errs = Vec::new();
+        let mut fatal: Option<Ec2Error> = None;
+        for e in resp.errors() {
+            let code = e.error_code().unwrap_or("Unknown").to_string();
+            let message = e.error_message().unwrap_or("").to_string();
+            let ov = e
+                .launch_template_and_overrides()
+                .and_then(|l| l.overrides());
+            let itype = ov
+                .and_then(|o| o.instance_type())
+                .map(|t| t.as_str().to_string());
+            let zone = ov
+                .and_then(|o| o.subnet_id())
+                .map(zone_of)
+                .unwrap_or_else(|| node.zone.clone());
+            if CAPACITY_ERROR_CODES.contains(&code.as_str()) {
+                if let Some(t) = itype {
+                    self.unavailable.mark(&t, &zone, ct, &code);
+                    if !errs
+                        .iter()
+                        .any(|f: &FailedOffering| f.instance_type == t && f.zone == zone)
+                    {
+                        errs.push(FailedOffering {
+                            instance_type: t,
+                            zone,
+                            capacity_type: ct,
+                            code,
+                            message,
+                        });
+                    }
+                }
+            } else if fatal.is_none() {
+                fatal = Some(Ec2Error::Api {
+                    operation: "CreateFleet".into(),
+                    hint: super::retry::hint_for(&code),
+                    code,
+                    message,
+                    attempts: 1,
+                });
+            }
+        }
+        if let Some(inst) = resp
+            .instances()
+            .iter()
+            .find(|i| !i.instance_ids().is_empty())
+        {
+            let ov = inst
+                .launch_template_and_overrides()
+                .and_then(|l| l.overrides());
+            let subnet = ov
+                .and_then(|o| o.subnet_id())
+                .unwrap_or_default()
+                .to_string();
+            return Ok(FleetOutcome::Launched(
+                Launched {
+                    claim: node.name.clone(),
+                    instance_id: inst.instance_ids()[0].clone(),
+                    instance_type: inst
+                        .instance_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    zone: zone_of(&subnet),
+                    subnet_id: subnet,
+                    capacity_type: ct,
+                    already_existed: false,
+                    failed_offerings: Vec::new(),
+                    allocation_strategy: strategy.to_string(),
+                },
+                errs,
+            ));
+        }
+        if let Some(f) = fatal {
+            return Err(f.into());
+        }
+        Ok(FleetOutcome::Refused(errs))
+    }
+}
+
+enum FleetOutcome {
+    Launched(Launched, Vec<FailedOffering>),
+    Refused(Vec<FailedOffering>),
+}
+
+impl Launcher for Ec2Launcher {
+    async fn launch(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+        let mut retried = false;
+        loop {
+            let r = self.launch_inner(req).await;
+            let code = match &r {
+                Err(LaunchError::Api(e)) => e.code().map(str::to_string),
+                _ => None,
+            };
+            let Some(code) = code else { return r };
+            // A template or resource deleted behind our back: forget what we
+            // remember so the next attempt re-resolves and recreates. A missing
+            // template is ours to recreate, so that case is retried once here.
+            let stale = [
+                "InvalidLaunchTemplate",
+                "InvalidSubnetID",
+                "InvalidAMIID",
+                "InvalidGroup",
+            ]
+            .iter()
+            .any(|p| code.starts_with(p));
+            if !stale {
+                return r;
+            }
+            self.templates.invalidate();
+            self.resolver.invalidate();
+            if retried || !code.starts_with("InvalidLaunchTemplate") {
+                return r;
+            }
+            tracing::warn!(claim = %req.node.name, %code, "launch template vanished; recreating it");
+            retried = true;
+        }
+    }
+
+    async fn terminate(&self, claim: &str) -> Result<Vec<String>, Ec2Error> {
+        let ids: Vec<String> = self
+            .describe(vec![Self::claim_filter(claim)])
+            .await?
+            .into_iter()
+            .filter(|i| i.state != "shutting-down")
+            .map(|i| i.instance_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        with_retry(&self.retry, "TerminateInstances", || {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(ids.clone()))
+                .send()
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    async fn list_owned(&self) -> Result<Vec<OwnedInstance>, Ec2Error> {
+        self.describe(Vec::new()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solver::InstanceOption;
+
+    #[test]
+    fn arch_from_names() {
+        for (t, a) in [
+            ("m5.large", "amd64"),
+            ("m6g.large", "arm64"),
+            ("c7gn.xlarge", "arm64"),
+            ("im4gn.large", "arm64"),
+            ("is4gen.large", "arm64"),
+            ("a1.medium", "arm64"),
+            ("g5g.xlarge", "arm64"),
+            ("g5.xlarge", "amd64"),
+            ("g4dn.xlarge", "amd64"),
+            ("p4d.24xlarge", "amd64"),
+            ("inf2.xlarge", "amd64"),
+        ] {
+            assert_eq!(arch_of(t, None), a, "{t}");
+        }
+    }
+
+    #[test]
+    fn strategies() {
+        assert_eq!(
+            allocation_strategy(CapacityType::OnDemand, false),
+            "lowest-price"
+        );
+        assert_eq!(
+            allocation_strategy(CapacityType::OnDemand, true),
+            "prioritized"
+        );
+        assert_eq!(
+            allocation_strategy(CapacityType::Spot, false),
+            "price-capacity-optimized"
+        );
+        assert_eq!(
+            allocation_strategy(CapacityType::Spot, true),
+            "capacity-optimized-prioritized"
+        );
+    }
+
+    fn node(prices: &[f64]) -> PlannedNode {
+        PlannedNode {
+            name: "general-0".into(),
+            pool: "general".into(),
+            node_class: "default".into(),
+            zone: "us-east-1a".into(),
+            capacity_type: CapacityType::OnDemand,
+            instance_type: "m5.large".into(),
+            price_per_hour: prices[0],
+            instance_type_options: prices
+                .iter()
+                .enumerate()
+                .map(|(i, p)| InstanceOption {
+                    instance_type: format!("t{i}.large"),
+                    price_per_hour: *p,
+                })
+                .collect(),
+            pods: vec![],
+            requested: Default::default(),
+            allocatable: Default::default(),
+            labels: Default::default(),
+            taints: vec![],
+            startup_taints: vec![],
+        }
+    }
+
+    #[test]
+    fn priority_only_when_reordered() {
+        assert!(!needs_priority(&node(&[0.1, 0.2, 0.2]), None));
+        assert!(needs_priority(&node(&[0.3, 0.2]), None));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn overrides_are_bounded_ranked_and_unique(
+            n_types in 0usize..40,
+            n_subnets in 0usize..6,
+            arm_mask in proptest::collection::vec(proptest::bool::ANY, 40),
+            max in 1usize..80,
+        ) {
+            let names: Vec<String> = (0..n_types).map(|i| format!("t{i}.large")).collect();
+            let ranked: Vec<(usize, &str, &str)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i, n.as_str(), if arm_mask[i] { "arm64" } else { "amd64" }))
+                .collect();
+            let subnet_names: Vec<String> = (0..n_subnets).map(|i| format!("subnet-{i}")).collect();
+            let subnets: Vec<&str> = subnet_names.iter().map(String::as_str).collect();
+            let groups = plan_overrides(&ranked, &subnets, max);
+            let all: Vec<PlannedOverride> = groups.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            proptest::prop_assert_eq!(all.len(), (n_types * n_subnets).min(max));
+            let mut seen = std::collections::HashSet::new();
+            for o in &all {
+                proptest::prop_assert!(seen.insert((o.instance_type, o.subnet)));
+            }
+            for (arch, v) in &groups {
+                proptest::prop_assert!(!v.is_empty());
+                for w in v.windows(2) {
+                    proptest::prop_assert!(w[0].rank <= w[1].rank);
+                }
+                for o in v {
+                    proptest::prop_assert_eq!(*arch, ranked[o.rank].2);
+                }
+            }
+            // The overall best type is first, and the cap keeps the best ranks.
+            if let Some(first) = all.first() {
+                proptest::prop_assert_eq!(first.rank, 0);
+                proptest::prop_assert_eq!(first.subnet, subnets[0]);
+            }
+            let worst_kept = all.iter().map(|o| o.rank).max().unwrap_or(0);
+            proptest::prop_assert!(all.len() < max || worst_kept <= max.div_ceil(n_subnets.max(1)));
+        }
+    }
+
+    #[test]
+    fn no_capacity_names_what_was_skipped() {
+        let e = LaunchError::NoCapacity {
+            claim: "general-0".into(),
+            zone: "us-east-1c".into(),
+            capacity_type: "spot",
+            failed: vec![],
+            skipped: vec!["m6g.large (no arm64 AMI)".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "claim `general-0`: no offering could be launched in us-east-1c (spot); 0 refused by EC2; not tried: m6g.large (no arm64 AMI)"
+        );
+    }
+
+    #[test]
+    fn client_tokens() {
+        let a = client_token("c", "claim-1", &[("m5.large".into(), "subnet-1".into())]);
+        assert_eq!(
+            a,
+            client_token("c", "claim-1", &[("m5.large".into(), "subnet-1".into())])
+        );
+        assert_ne!(
+            a,
+            client_token("c", "claim-2", &[("m5.large".into(), "subnet-1".into())])
+        );
+        assert_ne!(a, client_token("c", "claim-1", &[]));
+        assert!(a.len() <= 64);
+    }
+}

@@ -1,0 +1,321 @@
+//! Launch templates: one per distinct launch configuration, named by a hash
+//! of its content, created once and reused.
+//!
+//! The content covers the node class (network, IAM, storage, metadata, tags),
+//! the AMI (hence the architecture) and the user data (hence the kubelet
+//! settings, labels and taints). Two claims that need the same thing share a
+//! template; any change produces a new name, so a template is never edited
+//! under a running launch. IMDSv2 is required and the hop limit is 1 unless
+//! the node class says otherwise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use aws_sdk_ec2::types::{
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateInstanceMetadataProtocolIpv6, LaunchTemplateTagSpecificationRequest,
+    LaunchTemplatesMonitoringRequest, RequestLaunchTemplateData, ResourceType, Tag,
+    TagSpecification, VolumeType,
+};
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use crate::ir::{BlockDeviceMapping, MetadataOptions, NodeClass};
+
+/// Everything that goes into one launch template.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateSpec {
+    pub node_class: String,
+    pub ami_id: String,
+    /// `amd64` or `arm64`.
+    pub arch: String,
+    /// Plain text; base64-encoded when sent.
+    pub user_data: String,
+    pub security_group_ids: Vec<String>,
+    pub instance_profile: Option<String>,
+    pub block_devices: Vec<BlockDeviceMapping>,
+    pub metadata: MetadataOptions,
+    pub detailed_monitoring: bool,
+    /// Tags for the instances and volumes (node class tags and ownership tags).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl TemplateSpec {
+    /// Builds the spec from a node class; the caller supplies AMI and user data.
+    pub fn new(
+        nc: &NodeClass,
+        ami_id: &str,
+        arch: &str,
+        user_data: String,
+        security_group_ids: Vec<String>,
+        tags: BTreeMap<String, String>,
+    ) -> TemplateSpec {
+        TemplateSpec {
+            node_class: nc.name.clone(),
+            ami_id: ami_id.to_string(),
+            arch: arch.to_string(),
+            user_data,
+            security_group_ids,
+            instance_profile: nc.instance_profile.clone().or_else(|| nc.role.clone()),
+            block_devices: nc.block_device_mappings.clone(),
+            metadata: nc.metadata_options.clone(),
+            detailed_monitoring: nc.detailed_monitoring.unwrap_or(false),
+            tags,
+        }
+    }
+
+    /// `nodewright-<node class>-<16 hex of the content's SHA-256>` (≤ 128 chars, EC2's limit).
+    pub fn name(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let hash = hex::encode(Sha256::digest(&json));
+        let nc: String = self
+            .node_class
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        format!("nodewright-{nc}-{}", &hash[..16])
+    }
+
+    fn data(&self) -> RequestLaunchTemplateData {
+        let md = &self.metadata;
+        let tags: Vec<Tag> = self
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let mut b = RequestLaunchTemplateData::builder()
+            .image_id(&self.ami_id)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(&self.user_data))
+            .set_security_group_ids(Some(self.security_group_ids.clone()))
+            .metadata_options(
+                LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_tokens(LaunchTemplateHttpTokensState::from(md.http_tokens.as_str()))
+                    .http_put_response_hop_limit(md.http_put_response_hop_limit as i32)
+                    .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::from(
+                        md.http_endpoint.as_str(),
+                    ))
+                    .http_protocol_ipv6(LaunchTemplateInstanceMetadataProtocolIpv6::from(
+                        md.http_protocol_ipv6.as_str(),
+                    ))
+                    .build(),
+            )
+            .monitoring(
+                LaunchTemplatesMonitoringRequest::builder()
+                    .enabled(self.detailed_monitoring)
+                    .build(),
+            );
+        if let Some(p) = &self.instance_profile {
+            b = b.iam_instance_profile(
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .name(p)
+                    .build(),
+            );
+        }
+        for bd in &self.block_devices {
+            let mut ebs = LaunchTemplateEbsBlockDeviceRequest::builder()
+                .set_volume_size(
+                    bd.volume_size
+                        .map(|q| ((q.as_f64() / (1u64 << 30) as f64).ceil()) as i32),
+                )
+                .set_volume_type(bd.volume_type.as_deref().map(VolumeType::from))
+                .set_iops(bd.iops.map(|i| i as i32))
+                .set_throughput(bd.throughput.map(|t| t as i32))
+                .set_encrypted(bd.encrypted)
+                .set_kms_key_id(bd.kms_key_id.clone())
+                .set_snapshot_id(bd.snapshot_id.clone());
+            ebs = ebs.delete_on_termination(bd.delete_on_termination.unwrap_or(true));
+            b = b.block_device_mappings(
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name(&bd.device_name)
+                    .ebs(ebs.build())
+                    .build(),
+            );
+        }
+        if !tags.is_empty() {
+            for rt in [ResourceType::Instance, ResourceType::Volume] {
+                b = b.tag_specifications(
+                    LaunchTemplateTagSpecificationRequest::builder()
+                        .resource_type(rt)
+                        .set_tags(Some(tags.clone()))
+                        .build(),
+                );
+            }
+        }
+        b.build()
+    }
+}
+
+/// A launch template nodewright made or found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredTemplate {
+    pub name: String,
+    pub id: String,
+    /// True when this call created it (false: it already existed).
+    pub created: bool,
+}
+
+/// Creates launch templates on first use and remembers them.
+pub struct Templates {
+    client: aws_sdk_ec2::Client,
+    retry: RetryPolicy,
+    /// The cluster's tag, put on every template so they can be cleaned up.
+    cluster: String,
+    known: Mutex<HashMap<String, String>>,
+}
+
+impl Templates {
+    /// A template store for `cluster`.
+    pub fn new(client: aws_sdk_ec2::Client, cluster: &str) -> Templates {
+        Templates {
+            client,
+            retry: RetryPolicy::default(),
+            cluster: cluster.to_string(),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets what is known (e.g. after a launch reports the template missing).
+    pub fn invalidate(&self) {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The template for `spec`: remembered, found by name, or created.
+    pub async fn ensure(&self, spec: &TemplateSpec) -> Result<EnsuredTemplate, Ec2Error> {
+        let name = spec.name();
+        if let Some(id) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+        {
+            return Ok(EnsuredTemplate {
+                name,
+                id: id.clone(),
+                created: false,
+            });
+        }
+        if let Some(id) = self.find(&name).await? {
+            self.remember(&name, &id);
+            return Ok(EnsuredTemplate {
+                name,
+                id,
+                created: false,
+            });
+        }
+        let data = spec.data();
+        let created = with_retry(&self.retry, "CreateLaunchTemplate", || {
+            self.client
+                .create_launch_template()
+                .launch_template_name(&name)
+                .launch_template_data(data.clone())
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::LaunchTemplate)
+                        .tags(
+                            Tag::builder()
+                                .key(super::launcher::TAG_CLUSTER)
+                                .value(&self.cluster)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+        })
+        .await;
+        match created {
+            Ok(out) => {
+                let id = out
+                    .launch_template()
+                    .and_then(|t| t.launch_template_id())
+                    .unwrap_or_default()
+                    .to_string();
+                self.remember(&name, &id);
+                Ok(EnsuredTemplate {
+                    name,
+                    id,
+                    created: true,
+                })
+            }
+            // Another replica created it between our look-up and our create.
+            Err(e) if e.code().is_some_and(|c| c.contains("AlreadyExists")) => {
+                match self.find(&name).await? {
+                    Some(id) => {
+                        self.remember(&name, &id);
+                        Ok(EnsuredTemplate {
+                            name,
+                            id,
+                            created: false,
+                        })
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remember(&self, name: &str, id: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), id.to_string());
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<String>, Ec2Error> {
+        let r = with_retry(&self.retry, "DescribeLaunchTemplates", || {
+            self.client
+                .describe_launch_templates()
+                .launch_template_names(name)
+                .send()
+        })
+        .await;
+        match r {
+            Ok(out) => Ok(out
+                .launch_templates()
+                .iter()
+                .find_map(|t| t.launch_template_id().map(str::to_string))),
+            Err(e) if e.code().is_some_and(|c| c.contains("NotFound")) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_content_hash() {
+        let nc = NodeClass {
+            name: "default".into(),
+            ..Default::default()
+        };
+        let a = TemplateSpec::new(
+            &nc,
+            "ami-1",
+            "amd64",
+            "ud".into(),
+            vec!["sg-1".into()],
+            BTreeMap::new(),
+        );
+        let mut b = a.clone();
+        assert_eq!(a.name(), b.name());
+        assert!(a.name().starts_with("nodewright-default-"));
+        b.user_data.push('x');
+        assert_ne!(a.name(), b.name());
+        let mut c = a.clone();
+        c.ami_id = "ami-2".into();
+        assert_ne!(a.name(), c.name());
+    }
+}

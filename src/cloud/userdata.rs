@@ -1,0 +1,352 @@
+//! User data that bootstraps a node into the cluster with its labels, taints
+//! (startup taints included) and kubelet settings.
+//!
+//! AL2023 reads a nodeadm `NodeConfig` from a MIME multi-part document;
+//! Bottlerocket reads TOML settings. A node class's own user data is kept:
+//! for AL2023 it becomes an earlier MIME part (nodeadm merges NodeConfigs in
+//! order, so ours wins for the fields we set); for Bottlerocket it is placed
+//! before our `[settings.kubernetes]` tables and must not define them itself.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ir::{KubeletConfig, Taint};
+
+/// What every node needs to join the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// API server URL.
+    pub endpoint: String,
+    /// Base64 PEM of the cluster CA.
+    pub ca_bundle: String,
+    /// Service CIDR (`10.100.0.0/16`).
+    pub service_cidr: String,
+}
+
+/// The node-specific part of the bootstrap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeBootstrap {
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub startup_taints: Vec<Taint>,
+    pub kubelet: KubeletConfig,
+}
+
+const BOUNDARY: &str = "//nodewright-boundary";
+
+fn taint_json(t: &Taint) -> Value {
+    let mut v = json!({"key": t.key, "effect": t.effect.as_str()});
+    if let Some(val) = &t.value {
+        v["value"] = json!(val);
+    }
+    v
+}
+
+fn kubelet_config_json(k: &KubeletConfig, taints: &[&Taint]) -> serde_json::Map<String, Value> {
+    let mut c = serde_json::Map::new();
+    if let Some(m) = k.max_pods {
+        c.insert("maxPods".into(), json!(m));
+    }
+    if let Some(m) = k.pods_per_core {
+        c.insert("podsPerCore".into(), json!(m));
+    }
+    if !k.cluster_dns.is_empty() {
+        c.insert("clusterDNS".into(), json!(k.cluster_dns));
+    }
+    let q = |m: &BTreeMap<String, crate::ir::Quantity>| {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json!(v.to_string())))
+                .collect(),
+        )
+    };
+    if !k.kube_reserved.is_empty() {
+        c.insert("kubeReserved".into(), q(&k.kube_reserved));
+    }
+    if !k.system_reserved.is_empty() {
+        c.insert("systemReserved".into(), q(&k.system_reserved));
+    }
+    if !k.eviction_hard.is_empty() {
+        c.insert("evictionHard".into(), json!(k.eviction_hard));
+    }
+    if !k.eviction_soft.is_empty() {
+        c.insert("evictionSoft".into(), json!(k.eviction_soft));
+    }
+    if !k.eviction_soft_grace_period.is_empty() {
+        let m: BTreeMap<&String, String> = k
+            .eviction_soft_grace_period
+            .iter()
+            .map(|(s, d)| (s, d.to_string()))
+            .collect();
+        c.insert("evictionSoftGracePeriod".into(), json!(m));
+    }
+    if let Some(g) = k.eviction_max_pod_grace_period {
+        c.insert("evictionMaxPodGracePeriod".into(), json!(g));
+    }
+    if let Some(p) = k.image_gc_high_threshold_percent {
+        c.insert("imageGCHighThresholdPercent".into(), json!(p));
+    }
+    if let Some(p) = k.image_gc_low_threshold_percent {
+        c.insert("imageGCLowThresholdPercent".into(), json!(p));
+    }
+    if let Some(b) = k.cpu_cfs_quota {
+        c.insert("cpuCFSQuota".into(), json!(b));
+    }
+    if !taints.is_empty() {
+        c.insert(
+            "registerWithTaints".into(),
+            Value::Array(taints.iter().map(|t| taint_json(t)).collect()),
+        );
+    }
+    c
+}
+
+/// The AL2023 nodeadm user data (MIME multi-part), with `custom` as an earlier part.
+pub fn al2023(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>) -> String {
+    let taints: Vec<&Taint> = node.taints.iter().chain(&node.startup_taints).collect();
+    let mut kubelet = json!({"config": kubelet_config_json(&node.kubelet, &taints)});
+    if !node.labels.is_empty() {
+        let labels = node
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        kubelet["flags"] = json!([format!("--node-labels={labels}")]);
+    }
+    let doc = json!({
+        "apiVersion": "node.eks.aws/v1alpha1",
+        "kind": "NodeConfig",
+        "spec": {
+            "cluster": {
+                "name": cluster.name,
+                "apiServerEndpoint": cluster.endpoint,
+                "certificateAuthority": cluster.ca_bundle,
+                "cidr": cluster.service_cidr,
+            },
+            "kubelet": kubelet,
+        }
+    });
+    let yaml = serde_yaml_ng::to_string(&doc).unwrap_or_default();
+    let mut out =
+        format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n");
+    if let Some(c) = custom.filter(|c| !c.trim().is_empty()) {
+        let ctype = if c.trim_start().starts_with("#!") {
+            "text/x-shellscript; charset=\"us-ascii\""
+        } else {
+            "application/node.eks.aws"
+        };
+        out.push_str(&format!(
+            "--{BOUNDARY}\nContent-Type: {ctype}\n\n{}\n\n",
+            c.trim_end()
+        ));
+    }
+    out.push_str(&format!(
+        "--{BOUNDARY}\nContent-Type: application/node.eks.aws\n\n{yaml}\n--{BOUNDARY}--\n"
+    ));
+    out
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                o.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The Bottlerocket TOML settings, after `custom` when given.
+pub fn bottlerocket(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>) -> String {
+    let mut o = String::new();
+    if let Some(c) = custom.filter(|c| !c.trim().is_empty()) {
+        o.push_str(c.trim_end());
+        o.push_str("\n\n");
+    }
+    let k = &node.kubelet;
+    o.push_str("[settings.kubernetes]\n");
+    o.push_str(&format!("cluster-name = {}\n", toml_str(&cluster.name)));
+    o.push_str(&format!("api-server = {}\n", toml_str(&cluster.endpoint)));
+    o.push_str(&format!(
+        "cluster-certificate = {}\n",
+        toml_str(&cluster.ca_bundle)
+    ));
+    if let Some(m) = k.max_pods {
+        o.push_str(&format!("max-pods = {m}\n"));
+    }
+    if let Some(dns) = k.cluster_dns.first() {
+        o.push_str(&format!("cluster-dns-ip = {}\n", toml_str(dns)));
+    }
+    if let Some(b) = k.cpu_cfs_quota {
+        o.push_str(&format!("cpu-cfs-quota-enforced = {b}\n"));
+    }
+    if let Some(p) = k.image_gc_high_threshold_percent {
+        o.push_str(&format!("image-gc-high-threshold-percent = {p}\n"));
+    }
+    if let Some(p) = k.image_gc_low_threshold_percent {
+        o.push_str(&format!("image-gc-low-threshold-percent = {p}\n"));
+    }
+    let table = |o: &mut String, name: &str, entries: Vec<(String, String)>| {
+        if entries.is_empty() {
+            return;
+        }
+        o.push_str(&format!("\n[settings.kubernetes.{name}]\n"));
+        for (k, v) in entries {
+            o.push_str(&format!("{} = {}\n", toml_str(&k), v));
+        }
+    };
+    table(
+        &mut o,
+        "node-labels",
+        node.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_str(v)))
+            .collect(),
+    );
+    let mut taints: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for t in node.taints.iter().chain(&node.startup_taints) {
+        let v = format!("{}:{}", t.value.as_deref().unwrap_or(""), t.effect.as_str());
+        taints.entry(&t.key).or_default().push(toml_str(&v));
+    }
+    table(
+        &mut o,
+        "node-taints",
+        taints
+            .into_iter()
+            .map(|(k, vs)| (k.to_string(), format!("[{}]", vs.join(", "))))
+            .collect(),
+    );
+    let q = |m: &BTreeMap<String, crate::ir::Quantity>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), toml_str(&v.to_string())))
+            .collect()
+    };
+    table(&mut o, "kube-reserved", q(&k.kube_reserved));
+    table(&mut o, "system-reserved", q(&k.system_reserved));
+    let s =
+        |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), toml_str(v))).collect();
+    table(&mut o, "eviction-hard", s(&k.eviction_hard));
+    table(&mut o, "eviction-soft", s(&k.eviction_soft));
+    o
+}
+
+/// The user data for an AMI family (AL2023 unless Bottlerocket).
+pub fn for_family(
+    family: &str,
+    cluster: &ClusterInfo,
+    node: &NodeBootstrap,
+    custom: Option<&str>,
+) -> String {
+    if family.eq_ignore_ascii_case("bottlerocket") {
+        bottlerocket(cluster, node, custom)
+    } else {
+        al2023(cluster, node, custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::TaintEffect;
+
+    fn sample() -> (ClusterInfo, NodeBootstrap) {
+        let cluster = ClusterInfo {
+            name: "demo".into(),
+            endpoint: "https://api.demo".into(),
+            ca_bundle: "Q0E=".into(),
+            service_cidr: "10.100.0.0/16".into(),
+        };
+        let mut node = NodeBootstrap::default();
+        node.labels.insert("team".into(), "platform".into());
+        node.labels
+            .insert("karpenter.sh/nodepool".into(), "general".into());
+        node.taints.push(Taint {
+            key: "dedicated".into(),
+            value: Some("infra".into()),
+            effect: TaintEffect::NoSchedule,
+        });
+        node.startup_taints.push(Taint {
+            key: "node.cilium.io/agent-not-ready".into(),
+            value: None,
+            effect: TaintEffect::NoExecute,
+        });
+        node.kubelet.max_pods = Some(58);
+        node.kubelet
+            .eviction_hard
+            .insert("memory.available".into(), "100Mi".into());
+        (cluster, node)
+    }
+
+    #[test]
+    fn al2023_nodeconfig() {
+        let (c, n) = sample();
+        let ud = al2023(&c, &n, Some("#!/bin/bash\necho hi"));
+        let parts: Vec<&str> = ud.split(&format!("--{BOUNDARY}")).collect();
+        // preamble, custom, ours, closing
+        assert_eq!(parts.len(), 4, "{ud}");
+        assert!(parts[1].contains("text/x-shellscript"));
+        let yaml = parts[2].split_once("\n\n").map(|x| x.1).unwrap_or("");
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("NodeConfig is YAML");
+        assert_eq!(doc["kind"], "NodeConfig");
+        assert_eq!(doc["spec"]["cluster"]["name"], "demo");
+        let cfg = &doc["spec"]["kubelet"]["config"];
+        assert_eq!(cfg["maxPods"], 58);
+        assert_eq!(cfg["evictionHard"]["memory.available"], "100Mi");
+        assert_eq!(
+            cfg["registerWithTaints"].as_array().map(|a| a.len()),
+            Some(2)
+        );
+        assert_eq!(
+            cfg["registerWithTaints"][1]["key"],
+            "node.cilium.io/agent-not-ready"
+        );
+        assert_eq!(
+            doc["spec"]["kubelet"]["flags"][0],
+            "--node-labels=karpenter.sh/nodepool=general,team=platform"
+        );
+    }
+
+    #[test]
+    fn bottlerocket_toml() {
+        let (c, n) = sample();
+        let ud = bottlerocket(&c, &n, None);
+        assert!(ud.contains("cluster-name = \"demo\"\n"), "{ud}");
+        assert!(ud.contains("max-pods = 58\n"));
+        assert!(ud.contains(
+            "[settings.kubernetes.node-labels]\n\"karpenter.sh/nodepool\" = \"general\"\n"
+        ));
+        assert!(ud.contains("\"dedicated\" = [\"infra:NoSchedule\"]"));
+        assert!(ud.contains("\"node.cilium.io/agent-not-ready\" = [\":NoExecute\"]"));
+        assert!(
+            ud.contains("[settings.kubernetes.eviction-hard]\n\"memory.available\" = \"100Mi\"")
+        );
+    }
+
+    /// The full documents, reviewed by eye once and pinned.
+    #[test]
+    fn documents_are_stable() {
+        let (c, n) = sample();
+        insta::assert_snapshot!("al2023_user_data", al2023(&c, &n, None));
+        insta::assert_snapshot!("bottlerocket_user_data", bottlerocket(&c, &n, None));
+    }
+
+    #[test]
+    fn toml_escapes() {
+        assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+}

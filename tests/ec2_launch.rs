@@ -1,0 +1,909 @@
+//! The EC2 launcher end to end against moto's server (issue 5's seven cases).
+//!
+//! Needs the `aws` feature: `cargo test --features aws --test ec2_launch`.
+#![cfg(feature = "aws")]
+
+#[path = "support/moto.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use nodewright::catalog::CapacityType;
+use nodewright::cloud::launcher::{
+    Ec2Launcher, LaunchError, LaunchRequest, Launcher, TAG_CLAIM, TAG_CLUSTER, TAG_POOL,
+};
+use nodewright::cloud::resolve::{ResolveError, Resolver};
+use nodewright::cloud::retry::RetryPolicy;
+use nodewright::cloud::unavailable::UnavailableOfferings;
+use nodewright::cloud::userdata::ClusterInfo;
+use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm};
+use nodewright::solver::{InstanceOption, PlannedNode};
+
+const DISCOVERY: &str = "karpenter.sh/discovery";
+
+/// What `setup` created in moto.
+struct World {
+    subnets_a: Vec<String>,
+    subnet_b: String,
+    sg: String,
+    ami: String,
+    ami_arm: String,
+}
+
+fn tags(rt: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(rt);
+    for (k, v) in pairs {
+        b = b.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    b.build()
+}
+
+/// A VPC with two tagged subnets in us-east-1a and one in us-east-1b, a
+/// tagged security group, an untagged one, and a tagged EKS-named AMI.
+async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .expect("vpc id");
+    let subnet = |cidr: &'static str, zone: &'static str, tagged: bool| {
+        let vpc = vpc.clone();
+        let spec = if tagged {
+            tags(ResourceType::Subnet, &[(DISCOVERY, "demo")])
+        } else {
+            tags(ResourceType::Subnet, &[("other", "x")])
+        };
+        async move {
+            ec2.create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .availability_zone(zone)
+                .tag_specifications(spec)
+                .send()
+                .await
+                .expect("CreateSubnet")
+                .subnet
+                .and_then(|s| s.subnet_id)
+                .expect("subnet id")
+        }
+    };
+    let a1 = subnet("10.0.1.0/24", "us-east-1a", true).await;
+    let a2 = subnet("10.0.2.0/25", "us-east-1a", true).await;
+    let b = subnet("10.0.3.0/24", "us-east-1b", true).await;
+    let _untagged = subnet("10.0.4.0/24", "us-east-1a", false).await;
+    let sg = ec2
+        .create_security_group()
+        .group_name("nodes")
+        .description("nodes")
+        .vpc_id(&vpc)
+        .tag_specifications(tags(ResourceType::SecurityGroup, &[(DISCOVERY, "demo")]))
+        .send()
+        .await
+        .expect("CreateSecurityGroup")
+        .group_id
+        .expect("sg id");
+    // RegisterImage in moto has no architecture; an image made from an
+    // instance of moto's built-in AMIs has theirs (x86_64, arm64).
+    let ami = image(
+        ec2,
+        &b,
+        "ami-ekslinux",
+        "amazon-eks-node-al2023-x86_64-standard-1.34-v20260101",
+    )
+    .await;
+    let ami_arm = image(
+        ec2,
+        &b,
+        "ami-0e9271c829888680e",
+        "amazon-eks-node-al2023-arm64-standard-1.34-v20260101",
+    )
+    .await;
+    for id in [&ami, &ami_arm] {
+        ec2.create_tags()
+            .resources(id)
+            .tags(Tag::builder().key(DISCOVERY).value("demo").build())
+            .send()
+            .await
+            .expect("CreateTags");
+    }
+    World {
+        subnets_a: vec![a1, a2],
+        subnet_b: b,
+        sg,
+        ami,
+        ami_arm,
+    }
+}
+
+/// An image named `name` made from a (then terminated) instance of `base`.
+async fn image(ec2: &aws_sdk_ec2::Client, subnet: &str, base: &str, name: &str) -> String {
+    let run = ec2
+        .run_instances()
+        .image_id(base)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .send()
+        .await
+        .expect("RunInstances");
+    let iid = run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_string();
+    let img = ec2
+        .create_image()
+        .instance_id(&iid)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id
+        .expect("ami id");
+    ec2.terminate_instances()
+        .instance_ids(&iid)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    img
+}
+
+fn by_tag() -> SelectorTerm {
+    SelectorTerm {
+        tags: BTreeMap::from([(DISCOVERY.to_string(), "demo".to_string())]),
+        ..Default::default()
+    }
+}
+
+fn node_class() -> NodeClass {
+    NodeClass {
+        name: "default".into(),
+        ami_selector: vec![AmiSelectorTerm {
+            tags: BTreeMap::from([(DISCOVERY.to_string(), "demo".to_string())]),
+            ..Default::default()
+        }],
+        subnet_selector: vec![by_tag()],
+        security_group_selector: vec![by_tag()],
+        role: Some("KarpenterNodeRole-demo".into()),
+        tags: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+        ..Default::default()
+    }
+}
+
+fn pool() -> Pool {
+    Pool {
+        name: "general".into(),
+        weight: 0,
+        requirement_terms: vec![],
+        requirements: Default::default(),
+        limits: Default::default(),
+        labels: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+        taints: vec![],
+        startup_taints: vec![],
+        tags: BTreeMap::from([("owner".to_string(), "platform".to_string())]),
+        node_class: "default".into(),
+        kubelet: Default::default(),
+        disruption: Default::default(),
+        scripts: vec![],
+        origin: None,
+    }
+}
+
+fn planned(name: &str, zone: &str, ct: CapacityType, types: &[(&str, f64)]) -> PlannedNode {
+    PlannedNode {
+        name: name.into(),
+        pool: "general".into(),
+        node_class: "default".into(),
+        zone: zone.into(),
+        capacity_type: ct,
+        instance_type: types[0].0.into(),
+        price_per_hour: types[0].1,
+        instance_type_options: types
+            .iter()
+            .map(|(t, p)| InstanceOption {
+                instance_type: t.to_string(),
+                price_per_hour: *p,
+            })
+            .collect(),
+        pods: vec![],
+        requested: Default::default(),
+        allocatable: Default::default(),
+        labels: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+        taints: vec![],
+        startup_taints: vec![],
+    }
+}
+
+fn cluster() -> ClusterInfo {
+    ClusterInfo {
+        name: "demo".into(),
+        endpoint: "https://demo.example".into(),
+        ca_bundle: "Q0E=".into(),
+        service_cidr: "10.100.0.0/16".into(),
+    }
+}
+
+fn launcher(ec2: &aws_sdk_ec2::Client) -> Ec2Launcher {
+    Ec2Launcher::new(
+        ec2.clone(),
+        cluster(),
+        Arc::new(UnavailableOfferings::default()),
+    )
+    .with_retry_policy(RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    })
+}
+
+const M5: &[(&str, f64)] = &[
+    ("m5.large", 0.096),
+    ("m5.xlarge", 0.192),
+    ("m5.2xlarge", 0.384),
+];
+
+async fn instance_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> BTreeMap<String, String> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("DescribeInstances");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.tags())
+        .map(|t| {
+            (
+                t.key().unwrap_or("").to_string(),
+                t.value().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+// 1. Resolution by tags.
+#[tokio::test]
+async fn resolves_node_class_by_tags() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let resolver = Resolver::new(ec2.clone(), Duration::from_secs(60));
+    let mut nc = node_class();
+    // A second term that matches nothing: resolution still works, with a warning.
+    nc.subnet_selector.push(SelectorTerm {
+        tags: BTreeMap::from([(DISCOVERY.to_string(), "typo".to_string())]),
+        ..Default::default()
+    });
+    let r = resolver.resolve(&nc).await.expect("resolves");
+    let mut got: Vec<&str> = r.subnets.iter().map(|s| s.id.as_str()).collect();
+    got.sort();
+    let mut want = vec![
+        w.subnets_a[0].as_str(),
+        w.subnets_a[1].as_str(),
+        w.subnet_b.as_str(),
+    ];
+    want.sort();
+    assert_eq!(got, want, "only the three tagged subnets");
+    assert_eq!(r.subnets_in("us-east-1a").count(), 2);
+    // Most free IPs first: the /24 before the /25.
+    assert_eq!(
+        r.subnets_in("us-east-1a").next().map(|s| s.id.as_str()),
+        Some(w.subnets_a[0].as_str())
+    );
+    assert!(
+        r.subnets
+            .iter()
+            .all(|s| s.available_ips > 0 && s.zone_id.is_some())
+    );
+    assert_eq!(
+        r.security_groups
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect::<Vec<_>>(),
+        vec![w.sg.as_str()]
+    );
+    assert_eq!(
+        r.amis.get("amd64").map(|a| a.id.as_str()),
+        Some(w.ami.as_str())
+    );
+    assert_eq!(
+        r.amis.get("arm64").map(|a| a.id.as_str()),
+        Some(w.ami_arm.as_str())
+    );
+    assert_eq!(r.ami_family, "AL2023");
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("typo"));
+
+    // The alias path: a DescribeImages name query (owner `self` here: moto's account).
+    let mut resolver = Resolver::new(ec2.clone(), Duration::from_secs(60));
+    resolver.alias_owners = vec!["self".into()];
+    let mut nc = node_class();
+    nc.ami_selector = vec![AmiSelectorTerm {
+        alias: Some("al2023@latest".into()),
+        ..Default::default()
+    }];
+    let r = resolver.resolve(&nc).await.expect("alias resolves");
+    assert_eq!(
+        r.amis.get("amd64").map(|a| a.id.as_str()),
+        Some(w.ami.as_str())
+    );
+    assert_eq!(
+        r.amis.get("arm64").map(|a| a.id.as_str()),
+        Some(w.ami_arm.as_str())
+    );
+    nc.ami_selector = vec![AmiSelectorTerm {
+        alias: Some("bottlerocket@latest".into()),
+        ..Default::default()
+    }];
+    let e = resolver
+        .resolve(&nc)
+        .await
+        .expect_err("no bottlerocket image");
+    assert!(
+        e.to_string()
+            .contains("AMI selector [alias bottlerocket@latest] matched nothing"),
+        "{e}"
+    );
+}
+
+// 2. Template reuse.
+#[tokio::test]
+async fn launch_templates_are_reused() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    for i in 0..3 {
+        let n = planned(
+            &format!("general-{i}"),
+            "us-east-1a",
+            CapacityType::OnDemand,
+            M5,
+        );
+        l.launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    }
+    // A new launcher (a restarted controller) finds the template by name instead of creating one.
+    let l2 = launcher(&ec2);
+    let n = planned("general-9", "us-east-1b", CapacityType::Spot, M5);
+    l2.launch(LaunchRequest {
+        node: &n,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    let names: Vec<&str> = lts
+        .launch_templates()
+        .iter()
+        .filter_map(|t| t.launch_template_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "one template for one configuration: {names:?}"
+    );
+    assert!(names[0].starts_with("nodewright-default-"));
+    // A different configuration (another pool label set) gets its own template.
+    let mut n = planned("general-10", "us-east-1a", CapacityType::OnDemand, M5);
+    n.labels.insert("tier".into(), "batch".into());
+    l2.launch(LaunchRequest {
+        node: &n,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(lts.launch_templates().len(), 2);
+
+    // Mixed architectures: one template per architecture, the top-ranked (Graviton) type wins.
+    let n = planned(
+        "general-11",
+        "us-east-1a",
+        CapacityType::OnDemand,
+        &[("m6g.large", 0.077), ("m5.large", 0.096)],
+    );
+    let got = l2
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    assert_eq!(got.instance_type, "m6g.large");
+    let desc = ec2
+        .describe_instances()
+        .instance_ids(&got.instance_id)
+        .send()
+        .await
+        .expect("describe");
+    let inst = &desc.reservations()[0].instances()[0];
+    assert_eq!(inst.image_id(), Some(w.ami_arm.as_str()));
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(
+        lts.launch_templates().len(),
+        3,
+        "an arm64 template added; the amd64 one reused"
+    );
+
+    // Someone deletes our templates: the launcher notices and recreates them.
+    for t in lts.launch_templates() {
+        ec2.delete_launch_template()
+            .set_launch_template_id(t.launch_template_id().map(str::to_string))
+            .send()
+            .await
+            .expect("DeleteLaunchTemplate");
+    }
+    let n = planned("general-12", "us-east-1a", CapacityType::OnDemand, M5);
+    let got = l2
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch after the templates were deleted");
+    assert_eq!(got.instance_type, "m5.large");
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(lts.launch_templates().len(), 1, "recreated once");
+}
+
+// 3. On-demand and spot launches with tags and IMDSv2.
+#[tokio::test]
+async fn on_demand_and_spot_launch_with_tags_and_imdsv2() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let od = planned("general-od", "us-east-1a", CapacityType::OnDemand, M5);
+    let spot = planned("general-spot", "us-east-1b", CapacityType::Spot, M5);
+    let a = l
+        .launch(LaunchRequest {
+            node: &od,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("od");
+    let b = l
+        .launch(LaunchRequest {
+            node: &spot,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("spot");
+    assert_eq!(
+        (a.instance_type.as_str(), a.zone.as_str()),
+        ("m5.large", "us-east-1a")
+    );
+    assert!(w.subnets_a.contains(&a.subnet_id));
+    assert_eq!(a.allocation_strategy, "lowest-price");
+    assert_eq!(
+        (
+            b.instance_type.as_str(),
+            b.zone.as_str(),
+            b.subnet_id.as_str()
+        ),
+        ("m5.large", "us-east-1b", w.subnet_b.as_str())
+    );
+    assert_eq!(b.allocation_strategy, "price-capacity-optimized");
+    for (l, claim) in [(&a, "general-od"), (&b, "general-spot")] {
+        let t = instance_tags(&ec2, &l.instance_id).await;
+        assert_eq!(t.get(TAG_CLUSTER).map(String::as_str), Some("demo"));
+        assert_eq!(t.get(TAG_POOL).map(String::as_str), Some("general"));
+        assert_eq!(t.get(TAG_CLAIM).map(String::as_str), Some(claim));
+        assert_eq!(t.get("Name").map(String::as_str), Some(claim));
+        assert_eq!(
+            t.get("owner").map(String::as_str),
+            Some("platform"),
+            "pool tags"
+        );
+        assert_eq!(
+            t.get("kubernetes.io/cluster/demo").map(String::as_str),
+            Some("owned")
+        );
+    }
+    let spot_lifecycle = ec2
+        .describe_instances()
+        .instance_ids(&b.instance_id)
+        .send()
+        .await
+        .expect("describe");
+    let lc = spot_lifecycle.reservations()[0].instances()[0]
+        .instance_lifecycle()
+        .map(|l| l.as_str().to_string());
+    assert_eq!(lc.as_deref(), Some("spot"));
+    // IMDSv2 required, hop limit 1, and the user data carries the node's labels.
+    let v = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(
+            ec2.describe_launch_templates()
+                .send()
+                .await
+                .expect("lts")
+                .launch_templates()[0]
+                .launch_template_name()
+                .unwrap_or_default(),
+        )
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
+    let md = data.metadata_options().expect("metadata options");
+    assert_eq!(md.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
+    assert_eq!(data.image_id(), Some(w.ami.as_str()));
+    assert_eq!(data.security_group_ids(), std::slice::from_ref(&w.sg));
+    use base64::Engine;
+    let ud = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().unwrap_or_default())
+        .expect("base64 user data");
+    let ud = String::from_utf8(ud).expect("utf-8");
+    assert!(
+        ud.contains("kind: NodeConfig") && ud.contains("--node-labels=team=platform"),
+        "{ud}"
+    );
+}
+
+// 4. Fallback past two refused offerings.
+#[tokio::test]
+async fn falls_back_past_refused_offerings() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    moto.refuse(&[
+        ("m5.large", "us-east-1a", Some("on-demand")),
+        ("m5.xlarge", "us-east-1a", None),
+        // Refused for spot only: must not affect this on-demand launch.
+        ("m5.2xlarge", "us-east-1a", Some("spot")),
+    ]);
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let n = planned("general-0", "us-east-1a", CapacityType::OnDemand, M5);
+    let got = l
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("falls back");
+    assert_eq!(got.instance_type, "m5.2xlarge");
+    let failed: Vec<(&str, &str, &str)> = got
+        .failed_offerings
+        .iter()
+        .map(|f| (f.instance_type.as_str(), f.zone.as_str(), f.code.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            ("m5.large", "us-east-1a", "InsufficientInstanceCapacity"),
+            ("m5.xlarge", "us-east-1a", "InsufficientInstanceCapacity")
+        ]
+    );
+    let un = l.unavailable();
+    assert!(un.contains("m5.large", "us-east-1a", CapacityType::OnDemand));
+    assert!(un.contains("m5.xlarge", "us-east-1a", CapacityType::OnDemand));
+    assert!(!un.contains("m5.large", "us-east-1b", CapacityType::OnDemand));
+    assert!(!un.contains("m5.large", "us-east-1a", CapacityType::Spot));
+
+    // The next launch skips the cached offerings without asking EC2 again.
+    let n = planned("general-1", "us-east-1a", CapacityType::OnDemand, M5);
+    let got = l
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    assert_eq!(got.instance_type, "m5.2xlarge");
+    assert!(got.failed_offerings.is_empty());
+
+    // Spot in the same zone: m5.2xlarge refused too, nothing cached for spot yet.
+    let n = planned("general-2", "us-east-1a", CapacityType::Spot, &M5[1..]);
+    let err = l
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect_err("all refused");
+    match err {
+        LaunchError::NoCapacity { failed, .. } => {
+            let types: Vec<&str> = failed.iter().map(|f| f.instance_type.as_str()).collect();
+            assert_eq!(types, vec!["m5.xlarge", "m5.2xlarge"]);
+        }
+        other => panic!("expected NoCapacity, got {other:?}"),
+    }
+    let owned = l.list_owned().await.expect("list");
+    assert_eq!(owned.len(), 2, "no instance for the refused spot claim");
+}
+
+// 5. An idempotent retry creates no second instance.
+#[tokio::test]
+async fn retried_launch_is_idempotent() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let (nc, p) = (node_class(), pool());
+    let n = planned("general-0", "us-east-1a", CapacityType::OnDemand, M5);
+    let first = launcher(&ec2)
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    assert!(!first.already_existed);
+    // A restarted controller (fresh launcher, no memory) retries the same claim.
+    let again = launcher(&ec2)
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("retry");
+    assert!(again.already_existed);
+    assert_eq!(again.instance_id, first.instance_id);
+    let all = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("pending")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe");
+    let n_instances: usize = all.reservations().iter().map(|r| r.instances().len()).sum();
+    assert_eq!(n_instances, 1, "no second instance");
+}
+
+// 6. Termination and owned-instance listing.
+#[tokio::test]
+async fn terminates_by_claim_and_lists_owned() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let mut ids = Vec::new();
+    for name in ["general-a", "general-b"] {
+        let n = planned(name, "us-east-1a", CapacityType::OnDemand, M5);
+        ids.push(
+            l.launch(LaunchRequest {
+                node: &n,
+                pool: &p,
+                node_class: &nc,
+                catalog: None,
+            })
+            .await
+            .expect("launch")
+            .instance_id,
+        );
+    }
+    // An instance nodewright does not own.
+    ec2.run_instances()
+        .image_id(&w.ami)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&w.subnet_b)
+        .send()
+        .await
+        .expect("RunInstances");
+    let owned = l.list_owned().await.expect("list");
+    let claims: Vec<Option<&str>> = owned.iter().map(|o| o.claim.as_deref()).collect();
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    assert!(claims.contains(&Some("general-a")) && claims.contains(&Some("general-b")));
+    assert!(
+        owned
+            .iter()
+            .all(|o| o.pool.as_deref() == Some("general") && o.zone == "us-east-1a")
+    );
+    let gone = l.terminate("general-a").await.expect("terminate");
+    assert_eq!(gone, vec![ids[0].clone()]);
+    let owned = l.list_owned().await.expect("list");
+    assert_eq!(
+        owned
+            .iter()
+            .map(|o| o.instance_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![ids[1].as_str()]
+    );
+    assert!(
+        l.terminate("general-a")
+            .await
+            .expect("terminate again")
+            .is_empty()
+    );
+}
+
+// 7. Clear errors for a missing subnet and a missing AMI.
+#[tokio::test]
+async fn missing_subnet_and_ami_are_named() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let resolver = Resolver::new(ec2.clone(), Duration::from_secs(60));
+    let mut nc = node_class();
+    nc.subnet_selector = vec![SelectorTerm {
+        id: Some("subnet-0123456789abcdef0".into()),
+        ..Default::default()
+    }];
+    let e = resolver.resolve(&nc).await.expect_err("no such subnet");
+    assert!(
+        matches!(e, ResolveError::MatchedNothing { kind: "subnet", .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "node class `default`: subnet selector [id subnet-0123456789abcdef0] matched nothing"
+    );
+    let mut nc = node_class();
+    nc.ami_selector = vec![AmiSelectorTerm {
+        id: Some("ami-0123456789abcdef0".into()),
+        ..Default::default()
+    }];
+    let e = resolver.resolve(&nc).await.expect_err("no such AMI");
+    assert_eq!(
+        e.to_string(),
+        "node class `default`: AMI selector [id ami-0123456789abcdef0] matched nothing"
+    );
+    let rendered = format!("{:?}", miette::Report::new(e));
+    assert!(
+        rendered.contains("selector_matched_nothing") && rendered.contains("case-sensitive"),
+        "{rendered}"
+    );
+
+    // The API error itself carries its code and a hint and is not retried.
+    let policy = RetryPolicy::default();
+    let err = nodewright::cloud::retry::with_retry(&policy, "DescribeSubnets", || {
+        ec2.describe_subnets()
+            .subnet_ids("subnet-0123456789abcdef0")
+            .send()
+    })
+    .await
+    .expect_err("not found");
+    match err {
+        nodewright::cloud::retry::Ec2Error::Api {
+            code,
+            hint,
+            attempts,
+            ..
+        } => {
+            assert_eq!(code, "InvalidSubnetID.NotFound");
+            assert_eq!(attempts, 1, "validation errors are not retried");
+            assert!(hint.is_some_and(|h| h.contains("subnet selector")));
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// `nodewright ec2 resolve` end to end: the binary against moto.
+#[tokio::test]
+async fn cli_resolve_prints_resources_and_names_empty_selectors() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("nc.yaml");
+    std::fs::write(
+        &good,
+        "name: default\n\
+         subnet_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         security_group_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         ami_selector:\n  - tags: {karpenter.sh/discovery: demo}\n",
+    )
+    .expect("write");
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nodewright"))
+            .args(["ec2", "resolve", "default", "--node-class-file"])
+            .arg(file)
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run nodewright")
+    };
+    let out = run(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in [
+        &w.subnets_a[0],
+        &w.subnets_a[1],
+        &w.subnet_b,
+        &w.sg,
+        &w.ami,
+        &w.ami_arm,
+    ] {
+        assert!(stdout.contains(id.as_str()), "{id} missing from:\n{stdout}");
+    }
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: default\n\
+         subnet_selector:\n  - tags: {karpenter.sh/discovery: typo}\n\
+         security_group_selector:\n  - tags: {karpenter.sh/discovery: demo}\n\
+         ami_selector:\n  - tags: {karpenter.sh/discovery: demo}\n",
+    )
+    .expect("write");
+    let out = run(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        {
+            // miette wraps at 80 columns: compare with whitespace and gutters removed.
+            let flat: String = stderr.split_whitespace().filter(|w| *w != "│").collect();
+            flat.contains("subnetselector[tagkarpenter.sh/discovery=\"typo\"]matchednothing")
+        },
+        "{stderr}"
+    );
+
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(&unknown, "name: default\nsubnet_selektor: []\n").expect("write");
+    let out = run(&unknown);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown key `subnet_selektor`"), "{stderr}");
+}
