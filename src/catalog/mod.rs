@@ -4,16 +4,26 @@
 //! The offline planner uses the embedded catalog; the controller refreshes a
 //! live one from the EC2 API. Both have this shape.
 
+pub mod allocatable;
 pub mod bits;
+pub mod build;
+pub mod embedded;
+mod error;
+pub mod index;
 #[cfg(feature = "aws")]
 pub mod live;
+pub mod raw;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Requirements, Resources, labels};
+pub use allocatable::{AllocatableOptions, allocatable, max_pods};
 pub use bits::Bits;
+pub use embedded::embedded;
+pub use error::CatalogError;
+pub use index::CatalogIndex;
 
 /// `on-demand` or `spot`, as the `karpenter.sh/capacity-type` label spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -158,6 +168,11 @@ impl Catalog {
             }
         }
         out
+    }
+
+    /// The embedded us-east-1 catalog (see `embedded::embedded`).
+    pub fn embedded() -> Result<Catalog, CatalogError> {
+        embedded::embedded()
     }
 
     /// The instance type called `name`.

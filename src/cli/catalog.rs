@@ -1,12 +1,651 @@
-//! `nodewright catalog ...`.
+//! `nodewright catalog list|show`: browse the embedded EC2 catalog, filtered
+//! with the policy language's requirement syntax; and the hidden
+//! `catalog generate`, which turns the generator's JSON into the embedded form.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use miette::{Diagnostic, SourceSpan};
+
+use crate::catalog::build::DEFAULT_SPOT_PRICE_FRACTION;
+use crate::catalog::embedded::{encode_raw, read_raw_json};
+use crate::catalog::{
+    AllocatableOptions, CapacityType, Catalog, CatalogError, InstanceType, allocatable, build,
+    max_pods,
+};
+use crate::ir::{KubeletConfig, Operator, Requirement, Requirements, Resources, labels};
 
 /// Subcommands of `nodewright catalog`.
 #[derive(Debug, clap::Subcommand)]
-pub enum CatalogCommand {}
+pub enum CatalogCommand {
+    /// List instance types × capacity types with price and allocatable, filtered by requirements.
+    List(ListArgs),
+    /// Show one instance type: labels, capacity, allocatable, max pods and offerings.
+    Show(ShowArgs),
+    /// Encode the generator's JSON into the embedded postcard file (used by scripts/gen-catalog.py).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Arguments of `catalog list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// A requirement in policy syntax, e.g. `karpenter.k8s.aws/instance-family in [m5, c5]`,
+    /// `instance-cpu > 4`, `instance-gpu-name exists`. Repeat to AND several.
+    #[arg(long = "require", value_name = "EXPR")]
+    pub require: Vec<String>,
+    /// Only this zone (name like `us-east-1a`, or id like `use1-az6`).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Only this capacity type (`on-demand` or `spot`).
+    #[arg(long = "capacity-type", value_name = "TYPE")]
+    pub capacity_type: Option<String>,
+    /// Sort order (ties by name).
+    #[arg(long, value_enum, default_value_t = SortKey::Name)]
+    pub sort: SortKey,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Sort keys of `catalog list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    Name,
+    Price,
+    Vcpu,
+    Memory,
+}
+
+/// Output formats of `catalog list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Arguments of `catalog show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Instance type name, e.g. `m5.large`.
+    pub instance_type: String,
+}
+
+/// Arguments of the hidden `catalog generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// The JSON written by scripts/gen-catalog.py.
+    #[arg(long, default_value = "data/catalog/us-east-1.json")]
+    pub input: PathBuf,
+    /// The postcard file the binary embeds.
+    #[arg(long, default_value = "data/catalog/us-east-1.postcard")]
+    pub output: PathBuf,
+}
 
 /// Runs `nodewright catalog ...`.
 pub fn run(cmd: CatalogCommand) -> miette::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        CatalogCommand::List(a) => list(a),
+        CatalogCommand::Show(a) => show(a),
+        CatalogCommand::Generate(a) => generate(a),
+    }
+}
+
+/// A `--require` expression that does not parse.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("invalid requirement: {message}")]
+#[diagnostic(code(nodewright::catalog::require))]
+pub struct RequirementExprError {
+    pub message: String,
+    #[source_code]
+    pub src: String,
+    #[label("here")]
+    pub span: SourceSpan,
+    #[help]
+    pub help: Option<String>,
+}
+
+/// Parses one requirement in the policy language's syntax: `KEY in [a, b]`,
+/// `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N`, `KEY < N`.
+/// Short names (`instance-family`, `zone`, ...) expand to their label keys.
+///
+/// Stand-in until the `lang` branch's parser lands; same syntax.
+pub fn parse_requirement_expr(src: &str) -> Result<Requirement, RequirementExprError> {
+    let err = |at: usize, len: usize, message: String, help: Option<&str>| RequirementExprError {
+        message,
+        src: src.to_string(),
+        span: (at.min(src.len()), len).into(),
+        help: help.map(str::to_string),
+    };
+    let syntax_help = "write `KEY in [a, b]`, `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N` or `KEY < N`";
+    let key_start = src.len() - src.trim_start().len();
+    let rest = &src[key_start..];
+    let key_len = rest
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '[')
+        .unwrap_or(rest.len());
+    if key_len == 0 {
+        return Err(err(
+            key_start,
+            0,
+            "missing label key".into(),
+            Some(syntax_help),
+        ));
+    }
+    let raw_key = &rest[..key_len];
+    let key = labels::expand_short_name(raw_key)
+        .unwrap_or(raw_key)
+        .to_string();
+    let after_key = key_start + key_len;
+    let tail = src[after_key..].trim_start();
+    let tail_at = src.len() - tail.len();
+
+    fn word_end<'a>(s: &'a str, w: &str) -> Option<&'a str> {
+        s.strip_prefix(w)
+            .filter(|r| r.is_empty() || r.starts_with(|c: char| c.is_whitespace() || c == '['))
+    }
+    let (op, values_src, values_at) = if let Some(r) = word_end(tail, "not") {
+        let r2 = r.trim_start();
+        match word_end(r2, "in") {
+            Some(v) => (Operator::NotIn, v, src.len() - v.len()),
+            None => {
+                return Err(err(
+                    src.len() - r2.len(),
+                    r2.len(),
+                    "expected `in` after `not`".into(),
+                    Some(syntax_help),
+                ));
+            }
+        }
+    } else if let Some(v) = word_end(tail, "in") {
+        (Operator::In, v, src.len() - v.len())
+    } else if let Some(v) = word_end(tail, "exists") {
+        (Operator::Exists, v, src.len() - v.len())
+    } else if let Some(v) = word_end(tail, "does-not-exist") {
+        (Operator::DoesNotExist, v, src.len() - v.len())
+    } else if let Some(v) = tail.strip_prefix('>') {
+        (Operator::Gt, v, src.len() - v.len())
+    } else if let Some(v) = tail.strip_prefix('<') {
+        (Operator::Lt, v, src.len() - v.len())
+    } else {
+        let help = if tail.starts_with('=') {
+            "use `in [value]` rather than `=`"
+        } else {
+            syntax_help
+        };
+        return Err(err(
+            tail_at,
+            tail.len().max(1),
+            format!("expected an operator after `{raw_key}`"),
+            Some(help),
+        ));
+    };
+
+    let body = values_src.trim();
+    let body_at = values_at + (values_src.len() - values_src.trim_start().len());
+    let values: Vec<String> = match op {
+        Operator::Exists | Operator::DoesNotExist => {
+            if !body.is_empty() {
+                return Err(err(
+                    body_at,
+                    body.len(),
+                    format!("`{}` takes no values", op_word(op)),
+                    None,
+                ));
+            }
+            Vec::new()
+        }
+        Operator::Gt | Operator::Lt => {
+            if body.parse::<i64>().is_err() {
+                return Err(err(
+                    body_at,
+                    body.len().max(1),
+                    format!("`{}` needs an integer, found `{body}`", op_word(op)),
+                    Some("e.g. `karpenter.k8s.aws/instance-cpu > 4`"),
+                ));
+            }
+            vec![body.to_string()]
+        }
+        Operator::In | Operator::NotIn => {
+            let Some(inner) = body.strip_prefix('[').and_then(|b| b.strip_suffix(']')) else {
+                return Err(err(
+                    body_at,
+                    body.len().max(1),
+                    "expected a list in brackets".into(),
+                    Some("e.g. `karpenter.k8s.aws/instance-family in [m5, c5]`"),
+                ));
+            };
+            let mut vals = Vec::new();
+            for part in inner.split(',') {
+                let v = part.trim().trim_matches('"');
+                if v.is_empty() {
+                    if inner.trim().is_empty() {
+                        break;
+                    }
+                    return Err(err(body_at, body.len(), "empty value in list".into(), None));
+                }
+                vals.push(v.to_string());
+            }
+            vals
+        }
+    };
+    Ok(Requirement {
+        key,
+        op,
+        values,
+        min_values: None,
+        origin: None,
+    })
+}
+
+fn op_word(op: Operator) -> &'static str {
+    match op {
+        Operator::In => "in",
+        Operator::NotIn => "not in",
+        Operator::Exists => "exists",
+        Operator::DoesNotExist => "does-not-exist",
+        Operator::Gt => ">",
+        Operator::Lt => "<",
+    }
+}
+
+/// One row of `catalog list`: a type in one capacity type, across zones.
+#[derive(Debug, serde::Serialize)]
+struct Row<'a> {
+    instance_type: &'a str,
+    capacity_type: &'static str,
+    zones: Vec<&'a str>,
+    /// Cheapest zone's $/hour.
+    price: Option<f64>,
+    price_estimated: bool,
+    vcpus: u32,
+    memory_mib: u64,
+    arch: &'a str,
+    allocatable: Resources,
+    max_pods: u32,
+}
+
+fn usage_error(message: String, help: String) -> miette::Report {
+    miette::miette!(help = help, "{message}")
+}
+
+fn list(a: ListArgs) -> miette::Result<ExitCode> {
+    let cat = crate::catalog::embedded::embedded_static()?;
+    let mut reqs = Requirements::new();
+    for r in &a.require {
+        reqs.add(&parse_requirement_expr(r)?);
+    }
+    if let Some(z) = &a.zone {
+        let key = if cat.zones.iter().any(|x| &x.name == z) {
+            labels::ZONE
+        } else if cat.zones.iter().any(|x| &x.id == z) {
+            labels::ZONE_ID
+        } else {
+            let known: Vec<String> = cat
+                .zones
+                .iter()
+                .map(|x| format!("{} ({})", x.name, x.id))
+                .collect();
+            return Err(usage_error(
+                format!("unknown zone `{z}` in region {}", cat.region),
+                format!("zones: {}", known.join(", ")),
+            ));
+        };
+        reqs.require_in(key, &[z.as_str()]);
+    }
+    if let Some(c) = &a.capacity_type {
+        if CapacityType::parse(c).is_none() {
+            return Err(usage_error(
+                format!("unknown capacity type `{c}`"),
+                "use `on-demand` or `spot`".into(),
+            ));
+        }
+        reqs.require_in(labels::CAPACITY_TYPE, &[c.as_str()]);
+    }
+    let bits = cat.index().filter(&reqs);
+
+    let kubelet = KubeletConfig::default();
+    let opts = AllocatableOptions::default();
+    let mut groups: BTreeMap<(u32, CapacityType), Row> = BTreeMap::new();
+    for i in bits.iter() {
+        let o = &cat.offerings[i];
+        let Some(t) = cat.types.get(o.type_index as usize) else {
+            continue;
+        };
+        let zone = cat
+            .zones
+            .get(o.zone_index as usize)
+            .map_or("?", |z| z.name.as_str());
+        let row = groups
+            .entry((o.type_index, o.capacity_type))
+            .or_insert_with(|| Row {
+                instance_type: &t.name,
+                capacity_type: o.capacity_type.as_str(),
+                zones: Vec::new(),
+                price: None,
+                price_estimated: o.price_estimated,
+                vcpus: t.vcpus,
+                memory_mib: t.memory_mib,
+                arch: &t.arch,
+                allocatable: allocatable(t, &kubelet, &opts),
+                max_pods: max_pods(t, &kubelet, &opts),
+            });
+        row.zones.push(zone);
+        if let Some(p) = o.price {
+            row.price = Some(row.price.map_or(p, |q: f64| q.min(p)));
+        }
+    }
+    let mut rows: Vec<Row> = groups.into_values().collect();
+    let price_key = |r: &Row| r.price.unwrap_or(f64::INFINITY);
+    match a.sort {
+        SortKey::Name => {}
+        SortKey::Price => rows.sort_by(|x, y| price_key(x).total_cmp(&price_key(y))),
+        SortKey::Vcpu => rows.sort_by_key(|r| r.vcpus),
+        SortKey::Memory => rows.sort_by_key(|r| r.memory_mib),
+    }
+    match a.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&rows)
+                .map_err(|e| miette::miette!("could not render JSON: {e}"))?;
+            println!("{text}");
+        }
+        OutputFormat::Table => print_table(&rows),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn money(p: Option<f64>, estimated: bool) -> String {
+    match p {
+        Some(p) if estimated => format!("~{p:.4}"),
+        Some(p) => format!("{p:.4}"),
+        None => "-".into(),
+    }
+}
+
+fn cpu_str(milli: i64) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
+fn bytes_str(b: i64) -> String {
+    const MI: i64 = 1024 * 1024;
+    const GI: i64 = 1024 * MI;
+    if b % GI == 0 {
+        format!("{}Gi", b / GI)
+    } else if b % MI == 0 {
+        format!("{}Mi", b / MI)
+    } else {
+        b.to_string()
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let header = [
+        "TYPE",
+        "CAPACITY",
+        "ZONES",
+        "$/HOUR",
+        "VCPU",
+        "MEMORY",
+        "ARCH",
+        "ALLOC-CPU",
+        "ALLOC-MEMORY",
+        "PODS",
+    ];
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            let zones: Vec<&str> = r
+                .zones
+                .iter()
+                .map(|z| z.strip_prefix("us-east-1").unwrap_or(z))
+                .collect();
+            [
+                r.instance_type.to_string(),
+                r.capacity_type.to_string(),
+                zones.join(","),
+                money(r.price, r.price_estimated),
+                r.vcpus.to_string(),
+                format!("{}Mi", r.memory_mib),
+                r.arch.to_string(),
+                cpu_str(r.allocatable.cpu_milli),
+                bytes_str(r.allocatable.memory),
+                r.max_pods.to_string(),
+            ]
+        })
+        .collect();
+    let mut w = header.map(str::len);
+    for c in &cells {
+        for (i, s) in c.iter().enumerate() {
+            w[i] = w[i].max(s.len());
+        }
+    }
+    let line = |c: &[&str]| {
+        let parts: Vec<String> = c
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<width$}", width = w[i]))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(&header);
+    for c in &cells {
+        line(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    println!("{} row(s)", rows.len());
+    if rows.iter().any(|r| r.price_estimated) {
+        println!(
+            "~ spot prices are estimates: {:.0}% of on-demand (no public static source); \
+             set a cost rule to override",
+            DEFAULT_SPOT_PRICE_FRACTION * 100.0
+        );
+    }
+}
+
+fn suggest(cat: &Catalog, name: &str) -> String {
+    let family = name.split('.').next().unwrap_or(name);
+    let mut near: Vec<&str> = cat
+        .types
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| n.split('.').next() == Some(family))
+        .take(8)
+        .collect();
+    if near.is_empty() {
+        near = cat
+            .types
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| n.starts_with(&name[..name.len().min(2)]))
+            .take(8)
+            .collect();
+    }
+    if near.is_empty() {
+        "list types with `nodewright catalog list`".into()
+    } else {
+        format!("did you mean one of: {}?", near.join(", "))
+    }
+}
+
+fn show(a: ShowArgs) -> miette::Result<ExitCode> {
+    let cat = crate::catalog::embedded::embedded_static()?;
+    let Some(t) = cat.instance_type(&a.instance_type) else {
+        return Err(CatalogError::UnknownType {
+            name: a.instance_type.clone(),
+            help: suggest(cat, &a.instance_type),
+        }
+        .into());
+    };
+    print!("{}", render_show(cat, t));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resources_line(r: &Resources) -> String {
+    let mut parts = vec![
+        format!("cpu {}", cpu_str(r.cpu_milli)),
+        format!("memory {}", bytes_str(r.memory)),
+        format!("ephemeral-storage {}", bytes_str(r.ephemeral_storage)),
+        format!("pods {}", r.pods),
+    ];
+    for (k, v) in &r.extended {
+        parts.push(format!("{k} {v}"));
+    }
+    parts.join(", ")
+}
+
+/// The text of `catalog show` for one type.
+fn render_show(cat: &Catalog, t: &InstanceType) -> String {
+    use std::fmt::Write;
+    let kubelet = KubeletConfig::default();
+    let opts = AllocatableOptions::default();
+    let mut s = String::new();
+    let _ = writeln!(s, "{} ({})", t.name, cat.region);
+    let _ = writeln!(s, "labels:");
+    let _ = writeln!(s, "  {} = {}", labels::INSTANCE_TYPE, t.name);
+    for (k, v) in &t.labels {
+        let _ = writeln!(s, "  {k} = {v}");
+    }
+    let _ = writeln!(
+        s,
+        "  (per offering: {}, {}, {}, {})",
+        labels::ZONE,
+        labels::ZONE_ID,
+        labels::REGION,
+        labels::CAPACITY_TYPE
+    );
+    for g in &t.gpus {
+        let _ = writeln!(
+            s,
+            "gpu: {} × {} {} ({} MiB each)",
+            g.count, g.manufacturer, g.name, g.memory_mib
+        );
+    }
+    for g in &t.accelerators {
+        let _ = writeln!(
+            s,
+            "accelerator: {} × {} {}",
+            g.count, g.manufacturer, g.name
+        );
+    }
+    let _ = writeln!(s, "capacity: {}", resources_line(&t.capacity));
+    let _ = writeln!(
+        s,
+        "allocatable: {}",
+        resources_line(&allocatable(t, &kubelet, &opts))
+    );
+    let _ = writeln!(
+        s,
+        "  (default kubelet; {}% VM memory overhead; formula in docs/catalog.md)",
+        opts.vm_memory_overhead_percent * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "max pods: {} = {} ENIs × ({} IPv4 per ENI − 1) + 2",
+        max_pods(t, &kubelet, &opts),
+        t.max_enis,
+        t.ipv4_per_eni
+    );
+    let _ = writeln!(s, "offerings:");
+    let mut any_estimate = false;
+    let mut n = 0;
+    for o in cat
+        .offerings
+        .iter()
+        .filter(|o| cat.types.get(o.type_index as usize).map(|x| &x.name) == Some(&t.name))
+    {
+        n += 1;
+        let (zn, zid) = cat
+            .zones
+            .get(o.zone_index as usize)
+            .map_or(("?", "?"), |z| (z.name.as_str(), z.id.as_str()));
+        any_estimate |= o.price_estimated && o.price.is_some();
+        let price = match o.price {
+            Some(p) if o.price_estimated => format!("${p:.4}/hour (estimated)"),
+            Some(p) => format!("${p:.4}/hour"),
+            None => "no price (usable only if a cost rule prices it)".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  {zn:<11} {zid:<9} {:<9} {price}",
+            o.capacity_type.as_str()
+        );
+    }
+    if n == 0 {
+        let _ = writeln!(s, "  none in {}", cat.region);
+    }
+    if any_estimate {
+        let _ = writeln!(
+            s,
+            "note: spot prices are estimates ({:.0}% of on-demand); there is no public static \
+             source of spot prices. A policy cost rule can override them.",
+            build::DEFAULT_SPOT_PRICE_FRACTION * 100.0
+        );
+    }
+    s
+}
+
+fn generate(a: GenerateArgs) -> miette::Result<ExitCode> {
+    let raw = read_raw_json(&a.input)?;
+    let cat = build::catalog_from_raw(&raw, DEFAULT_SPOT_PRICE_FRACTION);
+    let bytes = encode_raw(&raw)?;
+    std::fs::write(&a.output, &bytes).map_err(|source| CatalogError::Io {
+        path: a.output.clone(),
+        source,
+    })?;
+    eprintln!(
+        "wrote {} ({} bytes): {} types ({} usable as Linux nodes), {} offerings",
+        a.output.display(),
+        bytes.len(),
+        raw.specs.len(),
+        cat.types.len(),
+        cat.offerings.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_operator() {
+        let r = parse_requirement_expr("karpenter.k8s.aws/instance-family in [m5, c5]").unwrap();
+        assert_eq!((r.op, r.values.len()), (Operator::In, 2));
+        let r = parse_requirement_expr("instance-family not in [t3]").unwrap();
+        assert_eq!(r.key, labels::INSTANCE_FAMILY);
+        assert_eq!(r.op, Operator::NotIn);
+        assert_eq!(
+            parse_requirement_expr("instance-gpu-name exists")
+                .unwrap()
+                .op,
+            Operator::Exists
+        );
+        assert_eq!(
+            parse_requirement_expr("instance-gpu-name does-not-exist")
+                .unwrap()
+                .op,
+            Operator::DoesNotExist
+        );
+        let r = parse_requirement_expr("instance-cpu>4").unwrap();
+        assert_eq!((r.op, r.values), (Operator::Gt, vec!["4".to_string()]));
+        assert_eq!(
+            parse_requirement_expr("instance-cpu < 64").unwrap().op,
+            Operator::Lt
+        );
+    }
+
+    #[test]
+    fn rejects_bad_expressions_with_a_span() {
+        let e = parse_requirement_expr("instance-cpu > four").unwrap_err();
+        assert_eq!(e.span.offset(), 15);
+        let e = parse_requirement_expr("instance-family = m5").unwrap_err();
+        assert!(e.help.unwrap().contains("in [value]"));
+        assert!(parse_requirement_expr("instance-family in m5").is_err());
+        assert!(parse_requirement_expr("instance-family not [m5]").is_err());
+        assert!(parse_requirement_expr("").is_err());
+        assert!(parse_requirement_expr("arch exists now").is_err());
+    }
 }

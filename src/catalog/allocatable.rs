@@ -1,0 +1,205 @@
+//! What a node of a given type can actually hold: capacity minus VM memory
+//! overhead, kube-reserved, system-reserved and the eviction thresholds, and
+//! the max pods the kubelet is started with. The formula is EKS's (as
+//! Karpenter computes it); docs/catalog.md writes it out.
+//!
+//! Every term can be overridden by a pool's `KubeletConfig`
+//! (`max_pods`, `pods_per_core`, `kube_reserved`, `system_reserved`,
+//! `eviction_hard`, `eviction_soft`) or by `AllocatableOptions`.
+
+use crate::ir::{KubeletConfig, Quantity, Resources};
+
+use super::InstanceType;
+
+const MIB: i64 = 1024 * 1024;
+const GIB: i64 = 1024 * MIB;
+
+/// Settings that are not kubelet flags: they belong to the controller or the
+/// node class (Karpenter's `VM_MEMORY_OVERHEAD_PERCENT`, `RESERVED_ENIS`,
+/// pod density mode and the root volume size).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocatableOptions {
+    /// Fraction of memory the hypervisor keeps (0.075 = 7.5%).
+    pub vm_memory_overhead_percent: f64,
+    /// Max pods from ENI limits (true, the EKS default) or a flat 110.
+    pub eni_limited_pod_density: bool,
+    /// ENIs kept back from pods (e.g. for a secondary interface).
+    pub reserved_enis: u32,
+    /// Root volume bytes; None keeps the type's capacity (20Gi by default).
+    pub root_volume_bytes: Option<i64>,
+}
+
+impl Default for AllocatableOptions {
+    fn default() -> Self {
+        AllocatableOptions {
+            vm_memory_overhead_percent: 0.075,
+            eni_limited_pod_density: true,
+            reserved_enis: 0,
+            root_volume_bytes: None,
+        }
+    }
+}
+
+/// Pods without ENI-limited density (the kubelet's own default).
+pub const DEFAULT_MAX_PODS: u32 = 110;
+
+/// The kubelet's `--max-pods` for a node of type `t`:
+/// `(ENIs − reserved ENIs) × (IPv4 per ENI − 1) + 2` (or 110 without ENI-limited
+/// density), replaced by `kubelet.max_pods` when set, then capped at
+/// `pods_per_core × vCPUs` when `pods_per_core` is set.
+pub fn max_pods(t: &InstanceType, kubelet: &KubeletConfig, opts: &AllocatableOptions) -> u32 {
+    let mut pods = match kubelet.max_pods {
+        Some(n) => n,
+        None if opts.eni_limited_pod_density => t
+            .max_enis
+            .saturating_sub(opts.reserved_enis)
+            .saturating_mul(t.ipv4_per_eni.saturating_sub(1))
+            .saturating_add(2),
+        None => DEFAULT_MAX_PODS,
+    };
+    if let Some(ppc) = kubelet.pods_per_core
+        && ppc > 0
+    {
+        pods = pods.min(ppc.saturating_mul(t.vcpus));
+    }
+    pods
+}
+
+/// MiB the hypervisor keeps: ⌈memory × percent⌉, computed in bytes as
+/// Karpenter does so that both round identically.
+pub fn vm_memory_overhead_mib(memory_mib: u64, percent: f64) -> i64 {
+    let bytes = memory_mib as f64 * 1024.0 * 1024.0;
+    (bytes * percent / 1024.0 / 1024.0).ceil() as i64
+}
+
+/// kube-reserved CPU in millicores on EKS's sliding scale: 6% of the first
+/// core, 1% of the second, 0.5% of cores 3–4 and 0.25% of every core above 4
+/// (each band truncated to whole millicores).
+pub fn kube_reserved_cpu_milli(vcpus: u32) -> i64 {
+    let cpu = i64::from(vcpus) * 1000;
+    let bands: [(i64, i64, f64); 4] = [
+        (0, 1000, 0.06),
+        (1000, 2000, 0.01),
+        (2000, 4000, 0.005),
+        (4000, i64::MAX, 0.0025),
+    ];
+    let mut total = 0;
+    for (start, end, pct) in bands {
+        if cpu >= start {
+            let span = if cpu < end { cpu - start } else { end - start };
+            total += (span as f64 * pct) as i64;
+        }
+    }
+    total
+}
+
+/// kube-reserved memory in bytes: 11 MiB per pod + 255 MiB.
+pub fn kube_reserved_memory(pods: u32) -> i64 {
+    (11 * i64::from(pods) + 255) * MIB
+}
+
+/// kube-reserved ephemeral storage: 1Gi.
+pub const KUBE_RESERVED_EPHEMERAL: i64 = GIB;
+/// Default hard eviction threshold on `memory.available`.
+pub const EVICTION_MEMORY_DEFAULT: i64 = 100 * MIB;
+/// Default hard eviction threshold on `nodefs.available`, percent of the root volume.
+pub const EVICTION_NODEFS_PERCENT_DEFAULT: f64 = 10.0;
+
+/// A threshold as written (`100Mi` or `5%`) against `capacity` bytes.
+/// None when the text is neither (the policy checker reports that with a span).
+fn threshold(text: &str, capacity: i64) -> Option<i64> {
+    let text = text.trim();
+    if let Some(p) = text.strip_suffix('%') {
+        let p: f64 = p.trim().parse().ok()?;
+        return Some((capacity as f64 * p / 100.0).ceil() as i64);
+    }
+    Quantity::parse(text).ok().map(|q| q.units_ceil())
+}
+
+/// Eviction thresholds (memory, ephemeral storage): 100Mi and 10% by default;
+/// a signal set in `eviction_hard` or `eviction_soft` replaces its default,
+/// the larger of hard and soft winning.
+fn eviction(kubelet: &KubeletConfig, memory: i64, storage: i64) -> (i64, i64) {
+    let mut mem = None::<i64>;
+    let mut fs = None::<i64>;
+    for m in [&kubelet.eviction_hard, &kubelet.eviction_soft] {
+        if let Some(v) = m.get("memory.available") {
+            match threshold(v, memory) {
+                Some(n) => mem = Some(mem.map_or(n, |o| o.max(n))),
+                None => {
+                    tracing::warn!(value = %v, "ignoring unparseable memory.available threshold")
+                }
+            }
+        }
+        if let Some(v) = m.get("nodefs.available") {
+            match threshold(v, storage) {
+                Some(n) => fs = Some(fs.map_or(n, |o| o.max(n))),
+                None => {
+                    tracing::warn!(value = %v, "ignoring unparseable nodefs.available threshold")
+                }
+            }
+        }
+    }
+    let fs_default = (storage as f64 * EVICTION_NODEFS_PERCENT_DEFAULT / 100.0).ceil() as i64;
+    (
+        mem.unwrap_or(EVICTION_MEMORY_DEFAULT),
+        fs.unwrap_or(fs_default),
+    )
+}
+
+/// The resources a pod can be given on a node of type `t`:
+///
+/// - cpu = vCPUs − kube-reserved cpu (sliding scale) − system-reserved cpu;
+/// - memory = memory − VM overhead − kube-reserved memory (11Mi × max pods +
+///   255Mi) − system-reserved memory − eviction threshold (100Mi);
+/// - ephemeral-storage = root volume − kube-reserved (1Gi) − system-reserved −
+///   eviction threshold (10%);
+/// - pods = `max_pods`; extended resources as in capacity.
+///
+/// `kubelet.kube_reserved` / `system_reserved` entries replace the defaults
+/// resource by resource. Nothing goes below zero.
+pub fn allocatable(
+    t: &InstanceType,
+    kubelet: &KubeletConfig,
+    opts: &AllocatableOptions,
+) -> Resources {
+    let pods = max_pods(t, kubelet, opts);
+    let memory = (t.capacity.memory
+        - vm_memory_overhead_mib(t.memory_mib, opts.vm_memory_overhead_percent) * MIB)
+        .max(0);
+    let storage = opts
+        .root_volume_bytes
+        .unwrap_or(t.capacity.ephemeral_storage);
+
+    let reserved = |m: &std::collections::BTreeMap<String, Quantity>, name: &str, default: i64| {
+        m.get(name).map_or(default, |q| {
+            if name == "cpu" {
+                q.milli()
+            } else {
+                q.units_ceil()
+            }
+        })
+    };
+    let kr = &kubelet.kube_reserved;
+    let sr = &kubelet.system_reserved;
+    let (evict_mem, evict_fs) = eviction(kubelet, memory, storage);
+
+    let cpu = t.capacity.cpu_milli
+        - reserved(kr, "cpu", kube_reserved_cpu_milli(t.vcpus))
+        - reserved(sr, "cpu", 0);
+    let mem = memory
+        - reserved(kr, "memory", kube_reserved_memory(pods))
+        - reserved(sr, "memory", 0)
+        - evict_mem;
+    let eph = storage
+        - reserved(kr, "ephemeral-storage", KUBE_RESERVED_EPHEMERAL)
+        - reserved(sr, "ephemeral-storage", 0)
+        - evict_fs;
+    Resources {
+        cpu_milli: cpu.max(0),
+        memory: mem.max(0),
+        ephemeral_storage: eph.max(0),
+        pods: i64::from(pods),
+        extended: t.capacity.extended.clone(),
+    }
+}
