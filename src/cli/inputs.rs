@@ -1,14 +1,13 @@
 //! Loading the planner's inputs (policy, workload, catalog) for `plan`,
 //! `explain` and `bench`, through one seam per input.
 //!
-//! TODO(merge): the real loaders live on other branches. At merge, route:
-//! - policy directories/files → `crate::import::load_policy_set(&paths)` (or
-//!   `crate::policy::load`), keeping the `.json` IR path below for tests;
-//! - workload YAML: wired (`crate::workload::load`, `--nodes` files read with it);
-//! - `--catalog embedded` → `crate::catalog::embedded::embedded()`.
+//! - policy: `.policy` files, policy directories and Karpenter `.yaml` files
+//!   through `crate::import::load_policy_set`;
+//! - workload: Kubernetes YAML through `crate::workload::load` (`--nodes` too);
+//! - catalog: `embedded` through `crate::catalog::embedded::embedded()`.
 //!
-//! Until then each input may be given as its IR serialised to JSON
-//! (`PolicySet`, `Workload`, `Catalog`), which is also handy for bug reports.
+//! Each input may also be given as its IR serialised to JSON (`PolicySet`,
+//! `Workload`, `Catalog`), which is handy for tests and bug reports.
 
 use std::path::{Path, PathBuf};
 
@@ -76,10 +75,24 @@ pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
             p.sort_pools();
             Ok(p)
         }
-        _ => Err(miette::miette!(
-            help = "pass a PolicySet as .json until the policy loader is merged",
-            "loading policy text is not wired into `plan` on this branch"
-        )),
+        _ => match crate::import::load_policy_set(paths) {
+            Ok((mut set, warnings)) => {
+                for w in &warnings {
+                    eprint!("{}", w.render(100));
+                }
+                set.sort_pools();
+                Ok(set)
+            }
+            Err(crate::import::LoadError::Policy(d)) => {
+                eprint!("{}", d.render(100));
+                Err(miette::miette!(
+                    help = "fix the policy (`nodewright check` shows the same diagnostics)",
+                    "the policy has {} error(s)",
+                    d.error_count()
+                ))
+            }
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
@@ -148,10 +161,7 @@ pub fn load_workload(
 /// Loads the catalog: `embedded` or a JSON file.
 pub fn load_catalog(spec: &str) -> miette::Result<Catalog> {
     if spec == "embedded" {
-        return Err(miette::miette!(
-            help = "pass --catalog FILE.json until the embedded catalog is merged",
-            "the embedded catalog is not on this branch"
-        ));
+        return Ok(crate::catalog::embedded::embedded()?);
     }
     load_json(Path::new(spec), "catalog (Catalog)")
 }
