@@ -6,7 +6,7 @@
 // more plainly than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Subject, labels};
@@ -40,6 +40,8 @@ struct Node {
     sel_count: Vec<u32>,
     anti_host: Vec<usize>,
     pods: Vec<(usize, u32)>,
+    /// Position in `open_nodes` (new nodes).
+    open_pos: usize,
 }
 
 /// The packing state of one solve.
@@ -50,10 +52,14 @@ pub struct Packer<'t, 'a> {
     nodes: Vec<Node>,
     /// Indices of new nodes, in creation order.
     new_nodes: Vec<usize>,
-    /// New nodes whose slack may still take the smallest pod (phase 2 scans only these).
+    /// New nodes in creation order (phase 2 scans these).
     open_nodes: Vec<usize>,
-    /// Element-wise minimum request over all classes.
-    min_req: Rv,
+    /// Per request vector: every open node before this position lacks slack
+    /// for one such pod (slack only shrinks, except when a node is upgraded,
+    /// which rewinds the pointers).
+    first_fit: HashMap<Rv, usize>,
+    /// Memoised class bitsets and domain masks, by node-constraint signature.
+    dom_cache: HashMap<String, (Vec<Bits>, u64, u8)>,
     zone_count: Vec<Vec<u32>>,
     ct_count: Vec<[u32; 2]>,
     any_count: Vec<u32>,
@@ -105,7 +111,8 @@ impl<'t, 'a> Packer<'t, 'a> {
             nodes: Vec::new(),
             new_nodes: Vec::new(),
             open_nodes: Vec::new(),
-            min_req: [0; D],
+            first_fit: HashMap::new(),
+            dom_cache: HashMap::new(),
             zone_count: vec![vec![0; nz]; nsel],
             ct_count: vec![[0; 2]; nsel],
             any_count: vec![0; nsel],
@@ -121,15 +128,6 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .collect(),
             t,
         };
-        if let Some(first) = p.reqs.first() {
-            let mut m = *first;
-            for r in &p.reqs {
-                for i in 0..D {
-                    m[i] = m[i].min(r[i]);
-                }
-            }
-            p.min_req = m;
-        }
         for (i, en) in input.workload.nodes.iter().enumerate() {
             let zone = en
                 .labels
@@ -174,6 +172,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 sel_count,
                 anti_host: Vec::new(),
                 pods: Vec::new(),
+                open_pos: usize::MAX,
             });
         }
         for c in &p.topo.classes {
@@ -296,6 +295,31 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     /// Zones and capacity types class `c` can use anywhere (its spread domains).
     fn domains(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
+        let class = &self.t.input.workload.classes[c];
+        let per_class = !self.t.class_rules[c].is_empty() || !self.t.class_prefer[c].is_empty();
+        let key = format!(
+            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            if per_class { c } else { usize::MAX },
+            class.node_selector,
+            class.required_affinity,
+            self.t.class_pref_terms[c]
+                .iter()
+                .take(v.pref_node)
+                .map(|t| &class.preferred_affinity[*t])
+                .collect::<Vec<_>>(),
+            class.volume_zones,
+            class.tolerations,
+            (v.prefer_rules, v.pref_node)
+        );
+        if let Some(hit) = self.dom_cache.get(&key) {
+            return hit.clone();
+        }
+        let out = self.domains_uncached(c, v);
+        self.dom_cache.insert(key, out.clone());
+        out
+    }
+
+    fn domains_uncached(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let np = self.t.pools.len();
         let mut bits = Vec::with_capacity(np);
         let mut zm = 0u64;
@@ -561,31 +585,45 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
-        let planned = self.open_nodes.clone();
-        for &n in &planned {
+        let cost_aware = self.strategy == Strategy::CostAware;
+        let mut i = if cost_aware {
+            self.first_fit.get(&req).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut prefix = true;
+        while i < self.open_nodes.len() {
             if self.left[c] == 0 {
-                return;
+                break;
             }
+            let n = self.open_nodes[i];
+            i += 1;
             let node = &self.nodes[n];
-            let b = &bits[node.pool];
             let Some(&cur) = node.cands.first() else {
                 continue;
             };
             let tab = &self.t.pools[node.pool];
-            let k = match self.strategy {
-                Strategy::CostAware => {
-                    if !b.get(cur as usize) {
-                        continue;
+            let k = if cost_aware {
+                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
+                if k == 0 {
+                    if prefix {
+                        self.first_fit.insert(req, i);
                     }
-                    copies(&req, &sub(&tab.net[cur as usize], &node.used))
+                    continue;
                 }
-                Strategy::FirstFitDecreasing => node
-                    .cands
+                prefix = false;
+                if !bits[node.pool].get(cur as usize) {
+                    continue;
+                }
+                k
+            } else {
+                let b = &bits[node.pool];
+                node.cands
                     .iter()
                     .filter(|o| b.get(**o as usize))
                     .map(|o| copies(&req, &sub(&tab.net[*o as usize], &node.used)))
                     .max()
-                    .unwrap_or(0),
+                    .unwrap_or(0)
             };
             if k == 0 {
                 continue;
@@ -609,25 +647,6 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
-        // Nodes whose largest remaining option cannot take even the smallest pod are done.
-        let min_req = self.min_req;
-        let nodes = &self.nodes;
-        let pools = &self.t.pools;
-        let strategy = self.strategy;
-        self.open_nodes.retain(|&n| {
-            let node = &nodes[n];
-            let tab = &pools[node.pool];
-            match strategy {
-                Strategy::CostAware => node
-                    .cands
-                    .first()
-                    .is_some_and(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
-                Strategy::FirstFitDecreasing => node
-                    .cands
-                    .iter()
-                    .any(|o| fits(&min_req, &sub(&tab.net[*o as usize], &node.used))),
-            }
-        });
     }
 
     /// Adds `k` pods to planned node `n`, narrowing its candidates; false if
@@ -662,6 +681,12 @@ impl<'t, 'a> Packer<'t, 'a> {
             return false;
         }
         self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
+        if old_cur != Some(new_cur) {
+            let pos = self.nodes[n].open_pos;
+            for v in self.first_fit.values_mut() {
+                *v = (*v).min(pos);
+            }
+        }
         self.nodes[n].cands = cands;
         self.commit(c, n, k, v);
         true
@@ -813,6 +838,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     sel_count: vec![0; nsel],
                     anti_host: Vec::new(),
                     pods: Vec::new(),
+                    open_pos: self.open_nodes.len(),
                 });
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
