@@ -23,7 +23,7 @@ pub enum Ec2Command {
 /// `nodewright ec2 resolve`.
 #[derive(Debug, clap::Args)]
 pub struct ResolveArgs {
-    /// Policy files defining the node class (wired once the policy loader lands).
+    /// Policy files, directories or Karpenter YAML defining the node class.
     #[arg(long)]
     pub policy: Vec<PathBuf>,
     /// A node class as JSON or YAML (the IR's `NodeClass`), instead of --policy.
@@ -63,10 +63,24 @@ fn resolve(_: ResolveArgs) -> miette::Result<ExitCode> {
 #[cfg(feature = "aws")]
 fn load_node_class(a: &ResolveArgs) -> miette::Result<NodeClass> {
     let Some(path) = &a.node_class_file else {
-        miette::bail!(miette::miette!(
-            help = "pass the node class with --node-class-file FILE (JSON or YAML of a NodeClass) for now",
-            "--policy is not wired to the policy loader yet"
-        ));
+        if a.policy.is_empty() {
+            miette::bail!(miette::miette!(
+                help = "pass --policy PATH (policy files, a directory, or Karpenter YAML) or --node-class-file FILE",
+                "no policy given"
+            ));
+        }
+        let set = crate::cli::inputs::load_policy(&a.policy)?;
+        return match set.node_classes.get(&a.node_class) {
+            Some(nc) => Ok(nc.clone()),
+            None => {
+                let known: Vec<&str> = set.node_classes.keys().map(|k| k.as_str()).collect();
+                Err(miette::miette!(
+                    help = format!("node classes in this policy: {}", known.join(", ")),
+                    "the policy defines no node class `{}`",
+                    a.node_class
+                ))
+            }
+        };
     };
     let text = std::fs::read_to_string(path)
         .into_diagnostic()
