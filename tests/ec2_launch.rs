@@ -907,3 +907,73 @@ async fn cli_resolve_prints_resources_and_names_empty_selectors() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown key `subnet_selektor`"), "{stderr}");
 }
+
+/// `nodewright ec2 resolve --policy`: the node class comes from policy text or
+/// from a Karpenter EC2NodeClass, and resolves against moto like a bare one.
+#[tokio::test]
+async fn cli_resolve_reads_node_class_from_policy_and_karpenter_yaml() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("cluster.policy");
+    std::fs::write(
+        &policy,
+        "node-class workers {\n\
+         \x20 ami tag karpenter.sh/discovery = \"demo\"\n\
+         \x20 subnets where tag karpenter.sh/discovery = \"demo\"\n\
+         \x20 security-groups where tag karpenter.sh/discovery = \"demo\"\n\
+         \x20 role \"KarpenterNodeRole-demo\"\n\
+         }\n",
+    )
+    .expect("write policy");
+    let yaml = dir.path().join("nodeclass.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: karpenter.k8s.aws/v1\n\
+         kind: EC2NodeClass\n\
+         metadata:\n  name: workers\n\
+         spec:\n\
+         \x20 amiSelectorTerms:\n  - tags:\n      karpenter.sh/discovery: demo\n\
+         \x20 subnetSelectorTerms:\n  - tags:\n      karpenter.sh/discovery: demo\n\
+         \x20 securityGroupSelectorTerms:\n  - tags:\n      karpenter.sh/discovery: demo\n\
+         \x20 role: KarpenterNodeRole-demo\n",
+    )
+    .expect("write yaml");
+    let run = |policy: &std::path::Path, class: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nodewright"))
+            .args(["ec2", "resolve", class, "--policy"])
+            .arg(policy)
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run nodewright")
+    };
+    for source in [&policy, &yaml] {
+        let out = run(source, "workers");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for id in [&w.subnets_a[0], &w.subnets_a[1], &w.subnet_b, &w.sg, &w.ami] {
+            assert!(
+                stdout.contains(id.as_str()),
+                "{}: {id} missing from:\n{stdout}",
+                source.display()
+            );
+        }
+    }
+    let out = run(&policy, "gpu");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the policy defines no node class `gpu`") && stderr.contains("workers"),
+        "{stderr}"
+    );
+}
