@@ -91,4 +91,72 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert!(!c.contains("m5.large", "us-east-1a", CapacityType::Spot));
     }
+
+    /// The solver reads this cache: an offering the launcher marked is not
+    /// chosen by the next plan, and the plan says why when asked.
+    #[test]
+    fn the_next_plan_avoids_marked_offerings() {
+        use crate::ir::PolicySet;
+        use crate::solver::{SolveInput, solve, synth};
+        use crate::workload::{PodClass, Workload};
+
+        let catalog = synth::karpenter_catalog(8);
+        let policy = PolicySet {
+            pools: vec![synth::default_pool("default")],
+            ..Default::default()
+        };
+        let mut requests = crate::ir::Resources::zero();
+        requests.cpu_milli = 1500;
+        requests.memory = 1 << 30;
+        requests.pods = 1;
+        let workload = Workload {
+            classes: vec![PodClass {
+                id: "web".into(),
+                namespace: "default".into(),
+                pod_names: vec!["web-0".into()],
+                labels: Default::default(),
+                owner: None,
+                priority_class: None,
+                priority: 0,
+                requests,
+                node_selector: Default::default(),
+                required_affinity: vec![],
+                preferred_affinity: vec![],
+                tolerations: vec![],
+                topology_spread: vec![],
+                pod_affinity: vec![],
+                volume_zones: None,
+                volume_reason: None,
+            }],
+            ..Default::default()
+        };
+        let cache = UnavailableOfferings::default();
+        let plan = |cache: &UnavailableOfferings| {
+            solve(&SolveInput {
+                policy: &policy,
+                catalog: &catalog,
+                workload: &workload,
+                scorer: None,
+                unavailable: Some(cache),
+            })
+        };
+        let first = plan(&cache);
+        assert_eq!(first.nodes.len(), 1, "{first:?}");
+        let n = &first.nodes[0];
+        cache.mark(
+            &n.instance_type,
+            &n.zone,
+            n.capacity_type,
+            "InsufficientInstanceCapacity",
+        );
+        let second = plan(&cache);
+        assert_eq!(second.nodes.len(), 1, "{second:?}");
+        let m = &second.nodes[0];
+        assert_ne!(
+            (&m.instance_type, &m.zone, m.capacity_type),
+            (&n.instance_type, &n.zone, n.capacity_type),
+            "the refused offering was chosen again"
+        );
+        assert!(m.price_per_hour >= n.price_per_hour, "it was the cheapest");
+    }
 }
