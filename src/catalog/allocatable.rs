@@ -203,3 +203,105 @@ pub fn allocatable(
         extended: t.capacity.extended.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Allocatable and max pods of real types from the embedded catalog,
+    //! against values worked out by hand from the EKS formula:
+    //! - max pods = ENIs × (IPv4 per ENI − 1) + 2 (ENI figures from
+    //!   ../shared/data/ec2-eni-limits.csv);
+    //! - memory = capacity − ⌈7.5% × capacity⌉ − (11 MiB × max pods + 255 MiB) − 100 MiB;
+    //! - cpu = capacity − (6% of core 1 + 1% of core 2 + 0.5% of cores 3–4 + 0.25% of the rest);
+    //! - ephemeral = 20 GiB root − 1 GiB kube-reserved − 10% (2 GiB) eviction.
+
+    use super::*;
+    use crate::catalog::embedded::embedded_static;
+
+    const MI: i64 = 1 << 20;
+    const GI: i64 = 1 << 30;
+
+    fn alloc(name: &str) -> (u32, Resources) {
+        let cat = embedded_static().expect("the embedded catalog decodes");
+        let t = cat
+            .instance_type(name)
+            .unwrap_or_else(|| panic!("{name} is in the catalog"));
+        let k = KubeletConfig::default();
+        let o = AllocatableOptions::default();
+        (max_pods(t, &k, &o), allocatable(t, &k, &o))
+    }
+
+    #[test]
+    fn m5_large() {
+        let (pods, a) = alloc("m5.large");
+        assert_eq!(pods, 3 * (10 - 1) + 2); // 29
+        assert_eq!(a.pods, 29);
+        assert_eq!(a.cpu_milli, 2000 - (60 + 10)); // 1930m
+        // 8192 − ⌈614.4⌉ − (11 × 29 + 255) − 100 = 8192 − 615 − 574 − 100
+        assert_eq!(a.memory, 6903 * MI);
+        assert_eq!(a.ephemeral_storage, 20 * GI - GI - 2 * GI);
+    }
+
+    #[test]
+    fn t3_micro() {
+        let (pods, a) = alloc("t3.micro");
+        assert_eq!(pods, 2 * (2 - 1) + 2); // 4
+        assert_eq!(a.cpu_milli, 2000 - 70);
+        // 1024 − ⌈76.8⌉ − (11 × 4 + 255) − 100 = 1024 − 77 − 299 − 100
+        assert_eq!(a.memory, 548 * MI);
+    }
+
+    #[test]
+    fn c6g_xlarge() {
+        let (pods, a) = alloc("c6g.xlarge");
+        assert_eq!(pods, 4 * (15 - 1) + 2); // 58
+        assert_eq!(a.cpu_milli, 4000 - (60 + 10 + 5 + 5)); // 3920m
+        // 8192 − 615 − (11 × 58 + 255 = 893) − 100
+        assert_eq!(a.memory, 6584 * MI);
+    }
+
+    #[test]
+    fn p4d_24xlarge() {
+        let (pods, a) = alloc("p4d.24xlarge");
+        assert_eq!(pods, 60 * (50 - 1) + 2); // 2942
+        // 60 + 10 + 5 + 5 + 92 cores × 2.5m = 310m reserved
+        assert_eq!(a.cpu_milli, 96_000 - 310);
+        // 1179648 − ⌈88473.6⌉ − (11 × 2942 + 255 = 32617) − 100
+        assert_eq!(a.memory, (1_179_648 - 88_474 - 32_617 - 100) * MI);
+        assert_eq!(a.extended.get("nvidia.com/gpu"), Some(&8));
+    }
+
+    #[test]
+    fn m5_metal_bare_metal() {
+        let cat = embedded_static().expect("the embedded catalog decodes");
+        let t = cat.instance_type("m5.metal").expect("m5.metal");
+        assert!(t.bare_metal);
+        let (pods, a) = alloc("m5.metal");
+        assert_eq!(pods, 15 * (50 - 1) + 2); // 737
+        assert_eq!(a.cpu_milli, 96_000 - 310);
+        // 393216 − ⌈29491.2⌉ − (11 × 737 + 255 = 8362) − 100
+        assert_eq!(a.memory, (393_216 - 29_492 - 8_362 - 100) * MI);
+    }
+
+    #[test]
+    fn kubelet_settings_override_each_term() {
+        let cat = embedded_static().expect("the embedded catalog decodes");
+        let t = cat.instance_type("m5.large").expect("m5.large");
+        let o = AllocatableOptions::default();
+        let mut k = KubeletConfig {
+            max_pods: Some(20),
+            ..Default::default()
+        };
+        assert_eq!(max_pods(t, &k, &o), 20);
+        // kube-reserved memory now follows the 20 pods: 11 × 20 + 255 = 475 MiB.
+        assert_eq!(allocatable(t, &k, &o).memory, (8192 - 615 - 475 - 100) * MI);
+        k.pods_per_core = Some(4); // 4 × 2 vCPUs = 8 < 20
+        assert_eq!(max_pods(t, &k, &o), 8);
+        k.kube_reserved
+            .insert("cpu".into(), Quantity::parse("500m").expect("qty"));
+        k.system_reserved
+            .insert("memory".into(), Quantity::parse("1Gi").expect("qty"));
+        let a = allocatable(t, &k, &o);
+        assert_eq!(a.cpu_milli, 1500);
+        assert_eq!(a.memory, (8192 - 615 - (11 * 8 + 255) - 1024 - 100) * MI);
+    }
+}
