@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn t3_micro() {
         let (pods, a) = alloc("t3.micro");
-        assert_eq!(pods, 2 * (2 - 1) + 2); // 4
+        assert_eq!(pods, 4); // 2 ENIs × (2 IPv4 − 1) + 2
         assert_eq!(a.cpu_milli, 2000 - 70);
         // 1024 − ⌈76.8⌉ − (11 × 4 + 255) − 100 = 1024 − 77 − 299 − 100
         assert_eq!(a.memory, 548 * MI);
