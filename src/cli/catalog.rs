@@ -78,9 +78,12 @@ pub struct GenerateArgs {
     /// The JSON written by scripts/gen-catalog.py.
     #[arg(long, default_value = "data/catalog/us-east-1.json")]
     pub input: PathBuf,
-    /// The postcard file the binary embeds.
+    /// The raw postcard file (live discovery reads prices and ENI limits from it).
     #[arg(long, default_value = "data/catalog/us-east-1.postcard")]
     pub output: PathBuf,
+    /// The pre-built catalog the binary decodes at start-up.
+    #[arg(long, default_value = "data/catalog/us-east-1.catalog.postcard")]
+    pub catalog_output: PathBuf,
 }
 
 /// Runs `nodewright catalog ...`.
@@ -593,6 +596,11 @@ fn generate(a: GenerateArgs) -> miette::Result<ExitCode> {
     let bytes = encode_raw(&raw)?;
     std::fs::write(&a.output, &bytes).map_err(|source| CatalogError::Io {
         path: a.output.clone(),
+        source,
+    })?;
+    let built = crate::catalog::embedded::encode_catalog(&cat)?;
+    std::fs::write(&a.catalog_output, &built).map_err(|source| CatalogError::Io {
+        path: a.catalog_output.clone(),
         source,
     })?;
     eprintln!(
