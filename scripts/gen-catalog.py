@@ -14,7 +14,9 @@ Output
   * data/catalog/us-east-1.json: the raw specs in nodewright's `RawCatalog`
     shape (reviewable, diffable), then
   * data/catalog/us-east-1.postcard: the same, pre-parsed, written by
-    `nodewright catalog generate` (the file the binary embeds).
+    `nodewright catalog generate`, which also writes
+  * data/catalog/us-east-1.catalog.postcard: the built catalog the binary
+    decodes at start-up.
 
 Usage (moto pinned so that the catalog is reproducible):
     python3 -m venv /tmp/v && /tmp/v/bin/pip install moto==5.2.1
@@ -191,7 +193,9 @@ def main():
     print(f"gen-catalog: wrote {args.out}: {len(out['specs'])} types, {len(prices)} prices, {len(eni)} ENI rows")
     if not args.no_cargo:
         postcard = os.path.splitext(args.out)[0] + ".postcard"
-        cmd = ["cargo", "run", "--quiet", "--", "catalog", "generate", "--input", args.out, "--output", postcard]
+        built = os.path.splitext(args.out)[0] + ".catalog.postcard"
+        cmd = ["cargo", "run", "--quiet", "--", "catalog", "generate", "--input", args.out,
+               "--output", postcard, "--catalog-output", built]
         print("gen-catalog: " + " ".join(cmd))
         subprocess.run(cmd, cwd=ROOT, check=True)
 
