@@ -180,3 +180,36 @@ fn bad_input_is_named_not_panicked() {
         "{e}"
     );
 }
+
+/// `catalog list --require` reads the policy language's requirement syntax:
+/// each expression means the same as `require EXPR` in a pool, except that the
+/// flag also expands short names (`instance-family`) to their label keys.
+#[test]
+fn require_flag_matches_the_policy_language() {
+    for expr in [
+        "karpenter.k8s.aws/instance-family in [m5, c5]",
+        "instance-family not in [t3, t2]",
+        "instance-gpu-name exists",
+        "instance-gpu-name does-not-exist",
+        "karpenter.k8s.aws/instance-cpu > 4",
+        "instance-memory < 16384",
+        "kubernetes.io/arch in [arm64]",
+        "zone not in [us-east-1e]",
+        "capacity-type in [spot]",
+    ] {
+        let flag = nodewright::cli::catalog::parse_requirement_expr(expr)
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let text = format!("pool p {{\n  require {expr}\n}}\n");
+        let file = nodewright::policy::parse("t.policy", &text)
+            .unwrap_or_else(|d| panic!("{expr}: {}", d.render(100)));
+        let (set, _) = nodewright::policy::compile(&[file])
+            .unwrap_or_else(|d| panic!("{expr}: {}", d.render(100)));
+        let term = &set.pools[0].requirement_terms[0];
+        let key = labels::expand_short_name(&term.key).unwrap_or(&term.key);
+        assert_eq!(
+            (flag.key.as_str(), flag.op, &flag.values),
+            (key, term.op, &term.values),
+            "{expr}"
+        );
+    }
+}

@@ -53,6 +53,27 @@ fn malformed_policies_have_precise_diagnostics() {
     }
 }
 
+/// Policies that compile but deserve a warning: each renders with its span and hint.
+#[test]
+fn suspicious_policies_warn_precisely() {
+    let cases = sorted("tests/policy/warnings", "policy");
+    assert!(!cases.is_empty());
+    for case in cases {
+        let (failed, rendered) = diagnose(&case);
+        assert!(!failed, "{} has errors:\n{rendered}", case.display());
+        assert!(
+            rendered.contains("warning") && rendered.contains("help:"),
+            "{}: no warning with a hint:\n{rendered}",
+            case.display()
+        );
+        let name = case
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        insta::assert_snapshot!(format!("warn-{name}"), rendered);
+    }
+}
+
 #[test]
 fn good_policies_compile_to_expected_ir() {
     let shipped = sorted("policies", "policy");

@@ -113,7 +113,8 @@ pub struct RequirementExprError {
 /// `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N`, `KEY < N`.
 /// Short names (`instance-family`, `zone`, ...) expand to their label keys.
 ///
-/// Stand-in until the `lang` branch's parser lands; same syntax.
+/// The syntax of `require` in the policy language (tests/catalog.rs checks
+/// they agree), plus short-name expansion for convenience on the command line.
 pub fn parse_requirement_expr(src: &str) -> Result<Requirement, RequirementExprError> {
     let err = |at: usize, len: usize, message: String, help: Option<&str>| RequirementExprError {
         message,

@@ -425,6 +425,20 @@ impl FileCx<'_> {
             self.push(d);
             return false;
         }
+        if let Some(full) = labels::expand_short_name(&key.text) {
+            // Short names are for rule conditions; as a label key, `zone` or
+            // `instance-family` is a custom label no node carries.
+            let d = Diagnostic::warning(
+                self.file,
+                self.source,
+                key.span,
+                "policy::short-name-as-label",
+                format!("`{}` is a short name, not a node label", key.text),
+            )
+            .with_primary("no node carries this label")
+            .with_help(format!("did you mean `{full}`?"));
+            self.push(d);
+        }
         true
     }
 
