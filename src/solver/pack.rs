@@ -282,8 +282,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if vi > 0 && self.left[c] < before {
                     let class = &self.t.input.workload.classes[c];
                     self.notes.push(format!(
-                        "{}/{}: {} pod(s) placed after relaxing preferences ({})",
-                        class.namespace,
+                        "{}: {} pod(s) placed after relaxing preferences ({})",
                         class.id,
                         before - self.left[c],
                         describe_relaxation(&variants[0], v)
@@ -319,23 +318,37 @@ impl<'t, 'a> Packer<'t, 'a> {
         out
     }
 
+    /// The class's usable offerings under `v`, and its spread domains. The
+    /// domains come from hard constraints only (as kube-scheduler counts
+    /// them): a preference that narrows the zones must not shrink the set a
+    /// hard spread is measured over, or honouring the preference would break
+    /// the spread.
     fn domains_uncached(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let np = self.t.pools.len();
+        let hard = Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            ..*v
+        };
+        let preferring = hard != *v;
         let mut bits = Vec::with_capacity(np);
         let mut zm = 0u64;
         let mut cm = 0u8;
-        let cat = self.t.input.catalog;
         for p in 0..np {
             let b = self.t.class_bits(p, c, v);
+            let hb = if preferring {
+                self.t.class_bits(p, c, &hard)
+            } else {
+                b.clone()
+            };
             for (d, list) in self.t.pools[p].by_domain.iter().enumerate() {
-                if list.iter().any(|o| b.get(*o as usize)) {
+                if list.iter().any(|o| hb.get(*o as usize)) {
                     zm |= 1 << (d / 2).min(63);
                     cm |= 1 << (d % 2);
                 }
             }
             bits.push(b);
         }
-        let _ = cat;
         (bits, zm, cm)
     }
 
@@ -901,7 +914,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         best.map(|(_, n, k)| (n, k))
     }
 
-    fn finish(self) -> Plan {
+    fn finish(mut self) -> Plan {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
@@ -948,6 +961,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {
                 ordered = self.rescore(scorer, p, node, ordered);
             }
+            let ordered = self.cap_options(p, ordered);
             let cur = ordered.first().copied().unwrap_or(first);
             let off = &cat.offerings[cur as usize];
             let ty = &cat.types[off.type_index as usize];
@@ -1012,7 +1026,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let rest = take(c, self.left[c]);
-            let reasons = super::explain::reasons_with(&mut *self.t, c);
+            let mut reasons = self.limit_reasons(c);
+            reasons.extend(super::explain::reasons_with(&mut *self.t, c));
             for pod in rest {
                 plan.unschedulable.push(Unschedulable {
                     pod,
@@ -1035,7 +1050,87 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 }
 
+/// At most this many instance-type options per planned node (Karpenter's
+/// `MaxInstanceTypes`): enough for the launcher to fall back, small enough
+/// that a plan of many nodes stays readable and a fleet request stays small.
+pub const MAX_OPTIONS: usize = 60;
+
 impl Packer<'_, '_> {
+    /// Keeps the `MAX_OPTIONS` best options of a node of pool `p`, and more
+    /// only while the pool's minValues are not yet met.
+    fn cap_options(&self, p: usize, mut ordered: Vec<u32>) -> Vec<u32> {
+        let mut n = MAX_OPTIONS.min(ordered.len());
+        while n < ordered.len() && !self.min_values_ok(p, &ordered[..n]) {
+            n += 1;
+        }
+        ordered.truncate(n);
+        ordered
+    }
+
+    /// For an unplaced class: each pool whose remaining limits leave room for
+    /// no type that could carry one of its pods, with the limits reached
+    /// ("pool X: limits reached: cpu 98 of 100 planned"), so a limit is named
+    /// plainly rather than hidden among static reasons.
+    fn limit_reasons(&mut self, c: usize) -> Vec<String> {
+        let req = self.reqs[c];
+        let v = self.variants(c).pop().unwrap_or(Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            pref_pod: 0,
+            soft_spread: false,
+        });
+        let cat = self.t.input.catalog;
+        let mut out = Vec::new();
+        for p in 0..self.t.pools.len() {
+            let tab = &self.t.pools[p];
+            if tab.limit.iter().all(|l| *l == i64::MAX) {
+                continue;
+            }
+            let headroom = sub(&tab.limit, &self.pool_used[p]);
+            let bits = self.t.class_bits(p, c, &v);
+            let tab = &self.t.pools[p];
+            let mut fits_pod = false;
+            let mut under_limit = false;
+            for list in &tab.by_domain {
+                for &o in list {
+                    let oi = o as usize;
+                    if !bits.get(oi) || copies(&req, &tab.net[oi]) == 0 {
+                        continue;
+                    }
+                    fits_pod = true;
+                    let ti = cat.offerings[oi].type_index as usize;
+                    if fits(&self.t.type_cap[ti], &headroom) {
+                        under_limit = true;
+                        break;
+                    }
+                }
+                if under_limit {
+                    break;
+                }
+            }
+            if !fits_pod || under_limit {
+                continue;
+            }
+            let reached: Vec<String> = (0..D)
+                .filter(|&d| tab.limit[d] != i64::MAX)
+                .map(|d| {
+                    let name = self.t.dims.names.get(d).map_or("?", |s| s.as_str());
+                    format!(
+                        "{name} {} of {}",
+                        crate::ir::resources::format_amount(name, self.pool_used[p][d]),
+                        crate::ir::resources::format_amount(name, tab.limit[d])
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "pool {}: limit reached: {} already planned; no type that fits the pod fits in what is left",
+                self.t.input.policy.pools[p].name,
+                reached.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Re-ranks a node's options by price plus the load-dependent score;
     /// vetoed options are dropped (all of them vetoed: the order is kept).
     fn rescore(
