@@ -69,6 +69,9 @@ pub struct Packer<'t, 'a> {
     notes: Vec<String>,
     /// Per class: pods left unplaced.
     left: Vec<u32>,
+    /// Placing a class that must share one node (hostname self-affinity,
+    /// group not started): only places that take every remaining pod count.
+    together: bool,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -126,6 +129,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .iter()
                 .map(|c| c.count() as u32)
                 .collect(),
+            together: false,
             t,
         };
         for (i, en) in input.workload.nodes.iter().enumerate() {
@@ -571,8 +575,37 @@ impl<'t, 'a> Packer<'t, 'a> {
         self.left[c] -= k;
     }
 
+    /// Whether class `c` must start a hostname affinity group under `v`: it
+    /// requires pods matching its own labels on its node and none is placed
+    /// yet, so every one of its pods must land on the first node it uses.
+    fn starts_host_group(&self, c: usize, v: &Variant) -> bool {
+        let tp = &self.topo.classes[c];
+        let req_affs = tp.affs.len() - tp.preferred;
+        self.left[c] > 1
+            && tp.affs.iter().take(req_affs + v.pref_pod).any(|a| {
+                !a.anti && a.key == TKey::Host && a.self_match && self.any_count[a.sel] == 0
+            })
+    }
+
     fn place_class(&mut self, c: usize, v: &Variant) {
         let (bits, zmask, cmask) = self.domains(c, v);
+        if self.starts_host_group(c, v) {
+            // One node big enough for the whole class, chosen as usual among
+            // the places that can take it all; only when none can, the
+            // class is placed as far as it goes.
+            self.together = true;
+            let before = self.left[c];
+            self.place_phases(c, v, &bits, zmask, cmask);
+            self.together = false;
+            if self.left[c] < before {
+                return;
+            }
+        }
+        self.place_phases(c, v, &bits, zmask, cmask);
+    }
+
+    /// The three placement phases for class `c` (see the module docs).
+    fn place_phases(&mut self, c: usize, v: &Variant, bits: &[Bits], zmask: u64, cmask: u8) {
         let req = self.reqs[c];
         // 1. Existing nodes, in input order.
         for n in 0..self.nodes.len() {
@@ -593,7 +626,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 zmask,
                 cmask,
             ));
-            if k > 0 {
+            if k > 0 && !(self.together && k < self.left[c]) {
                 self.commit(c, n, k, v);
             }
         }
@@ -650,13 +683,13 @@ impl<'t, 'a> Packer<'t, 'a> {
                 zmask,
                 cmask,
             ));
-            if k > 0 {
-                self.grow(c, n, k, v, &bits);
+            if k > 0 && !(self.together && k < self.left[c]) {
+                self.grow(c, n, k, v, bits);
             }
         }
         // 3. New nodes (and, cost-aware, growing recent nodes) until done or stuck.
         while self.left[c] > 0 {
-            if !self.open_or_grow(c, v, &bits, zmask, cmask) {
+            if !self.open_or_grow(c, v, bits, zmask, cmask) {
                 break;
             }
         }
@@ -754,7 +787,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                             continue;
                         }
                         let k = copies(&req, &tab.net[oi]).min(kk);
-                        if k > 0 && first.is_none() {
+                        if k > 0 && first.is_none() && !(self.together && k < r) {
                             first = Some(o);
                         }
                         kmax = kmax.max(k);
@@ -777,7 +810,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                         break;
                     }
                     let k = copies(&req, &tab.net[oi]).min(kk);
-                    if k == 0 {
+                    if k == 0 || (self.together && k < r) {
                         continue;
                     }
                     let ti = self.t.input.catalog.offerings[oi].type_index as usize;
@@ -859,7 +892,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 self.commit(c, n, k, v);
                 return true;
             }
-            if k <= 1 {
+            if k <= 1 || self.together {
                 return false;
             }
             k /= 2;
@@ -901,7 +934,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     continue;
                 }
                 let k = copies(&req, &sub(&tab.net[o as usize], &node.used)).min(kk);
-                if k == 0 {
+                if k == 0 || (self.together && k < self.left[c]) {
                     continue;
                 }
                 let marginal = (tab.rank[o as usize] - tab.rank[cur as usize]) / f64::from(k);
