@@ -1,73 +1,61 @@
 //! What a node of a given instance type can hold for pods: the one seam through
-//! which the solver learns allocatable resources.
+//! which the solver (packer, validator, reference solver) learns allocatable
+//! resources.
 //!
-//! Known gap: this is a simpler model than `catalog::allocatable` (no VM
-//! memory overhead). Switching to that model exposed a packing weakness with
-//! hostname self-affinity in tests/solver_props.rs, so the switch waits for
-//! that fix; every caller goes through this function.
+//! The model is the catalog's (`catalog::allocatable`: EKS's formula with VM
+//! memory overhead, kube-reserved, system-reserved and eviction thresholds,
+//! honouring the pool's kubelet settings), so the plan agrees with what
+//! `nodewright catalog show` prints and with what a launched node reports.
 
-use crate::catalog::InstanceType;
+use crate::catalog::{AllocatableOptions, InstanceType};
 use crate::ir::{KubeletConfig, Resources};
 
-/// Allocatable resources of `t` under `kubelet`: capacity minus kube-reserved
-/// (Karpenter's CPU and memory formulas), minus the hard eviction threshold
-/// for memory (100Mi), with max pods from the kubelet settings when given.
+/// Allocatable resources of `t` under `kubelet`, with the controller's
+/// default options (7.5% VM overhead, ENI-limited pod density).
 ///
-/// Kept deliberately simple; the catalog module owns the exact model.
+/// A type without ENI data (a synthetic catalog, such as Karpenter's
+/// benchmark types) states its max pods in `capacity.pods`; that figure
+/// stands in for the ENI formula, still capped by `pods_per_core`.
 pub fn allocatable(t: &InstanceType, kubelet: &KubeletConfig) -> Resources {
-    let mut r = t.capacity.clone();
-    let mut pods = if r.pods > 0 {
-        r.pods
-    } else {
-        i64::from(t.eni_max_pods())
-    };
-    if let Some(m) = kubelet.max_pods {
-        pods = i64::from(m);
+    let opts = AllocatableOptions::default();
+    if t.max_enis == 0 && t.capacity.pods > 0 && kubelet.max_pods.is_none() {
+        let mut k = kubelet.clone();
+        k.max_pods = Some(u32::try_from(t.capacity.pods).unwrap_or(u32::MAX));
+        return crate::catalog::allocatable(t, &k, &opts);
     }
-    if let Some(ppc) = kubelet.pods_per_core {
-        let cap = i64::from(ppc).saturating_mul(i64::from(t.vcpus.max(1)));
-        if ppc > 0 {
-            pods = pods.min(cap);
-        }
-    }
-    r.pods = pods;
-    r.cpu_milli -= reserved_cpu_milli(r.cpu_milli);
-    const MI: i64 = 1 << 20;
-    r.memory -= (11 * pods + 255) * MI + 100 * MI;
-    r
-}
-
-/// Karpenter's kube-reserved CPU: 6% of the first core, 1% of the second,
-/// 0.5% of the next two, 0.25% of the rest.
-fn reserved_cpu_milli(cpu_milli: i64) -> i64 {
-    let bands: [(i64, f64); 4] = [
-        (1000, 0.06),
-        (1000, 0.01),
-        (2000, 0.005),
-        (i64::MAX, 0.0025),
-    ];
-    let mut left = cpu_milli.max(0);
-    let mut out = 0.0;
-    for (width, rate) in bands {
-        let take = left.min(width);
-        out += take as f64 * rate;
-        left -= take;
-        if left == 0 {
-            break;
-        }
-    }
-    out.ceil() as i64
+    crate::catalog::allocatable(t, kubelet, &opts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::solver::synth;
 
     #[test]
-    fn reserves_cpu_by_bands() {
-        assert_eq!(reserved_cpu_milli(1000), 60);
-        assert_eq!(reserved_cpu_milli(2000), 70);
-        assert_eq!(reserved_cpu_milli(4000), 80);
-        assert_eq!(reserved_cpu_milli(8000), 90);
+    fn synthetic_types_keep_their_stated_max_pods() {
+        let cat = synth::karpenter_catalog(4);
+        let t = &cat.types[3];
+        let a = allocatable(t, &KubeletConfig::default());
+        assert_eq!(a.pods, 40);
+        // 4 vCPU: 60 + 10 + 10 = 80m kube-reserved.
+        assert_eq!(a.cpu_milli, 4000 - 80);
+        let k = KubeletConfig {
+            pods_per_core: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(allocatable(t, &k).pods, 20);
+    }
+
+    #[test]
+    fn real_types_use_the_eni_formula() {
+        let cat = crate::catalog::embedded::embedded_static().expect("embedded catalog");
+        let t = cat.instance_type("m5.large").expect("m5.large");
+        let a = allocatable(t, &KubeletConfig::default());
+        // 3 ENIs × (10 − 1) + 2.
+        assert_eq!(a.pods, 29);
+        assert_eq!(
+            a,
+            crate::catalog::allocatable(t, &KubeletConfig::default(), &Default::default())
+        );
     }
 }

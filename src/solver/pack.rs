@@ -69,6 +69,9 @@ pub struct Packer<'t, 'a> {
     notes: Vec<String>,
     /// Per class: pods left unplaced.
     left: Vec<u32>,
+    /// Placing a class that must share one node (hostname self-affinity,
+    /// group not started): only places that take every remaining pod count.
+    together: bool,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -126,6 +129,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .iter()
                 .map(|c| c.count() as u32)
                 .collect(),
+            together: false,
             t,
         };
         for (i, en) in input.workload.nodes.iter().enumerate() {
@@ -282,8 +286,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if vi > 0 && self.left[c] < before {
                     let class = &self.t.input.workload.classes[c];
                     self.notes.push(format!(
-                        "{}/{}: {} pod(s) placed after relaxing preferences ({})",
-                        class.namespace,
+                        "{}: {} pod(s) placed after relaxing preferences ({})",
                         class.id,
                         before - self.left[c],
                         describe_relaxation(&variants[0], v)
@@ -319,23 +322,37 @@ impl<'t, 'a> Packer<'t, 'a> {
         out
     }
 
+    /// The class's usable offerings under `v`, and its spread domains. The
+    /// domains come from hard constraints only (as kube-scheduler counts
+    /// them): a preference that narrows the zones must not shrink the set a
+    /// hard spread is measured over, or honouring the preference would break
+    /// the spread.
     fn domains_uncached(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let np = self.t.pools.len();
+        let hard = Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            ..*v
+        };
+        let preferring = hard != *v;
         let mut bits = Vec::with_capacity(np);
         let mut zm = 0u64;
         let mut cm = 0u8;
-        let cat = self.t.input.catalog;
         for p in 0..np {
             let b = self.t.class_bits(p, c, v);
+            let hb = if preferring {
+                self.t.class_bits(p, c, &hard)
+            } else {
+                b.clone()
+            };
             for (d, list) in self.t.pools[p].by_domain.iter().enumerate() {
-                if list.iter().any(|o| b.get(*o as usize)) {
+                if list.iter().any(|o| hb.get(*o as usize)) {
                     zm |= 1 << (d / 2).min(63);
                     cm |= 1 << (d % 2);
                 }
             }
             bits.push(b);
         }
-        let _ = cat;
         (bits, zm, cm)
     }
 
@@ -558,8 +575,37 @@ impl<'t, 'a> Packer<'t, 'a> {
         self.left[c] -= k;
     }
 
+    /// Whether class `c` must start a hostname affinity group under `v`: it
+    /// requires pods matching its own labels on its node and none is placed
+    /// yet, so every one of its pods must land on the first node it uses.
+    fn starts_host_group(&self, c: usize, v: &Variant) -> bool {
+        let tp = &self.topo.classes[c];
+        let req_affs = tp.affs.len() - tp.preferred;
+        self.left[c] > 1
+            && tp.affs.iter().take(req_affs + v.pref_pod).any(|a| {
+                !a.anti && a.key == TKey::Host && a.self_match && self.any_count[a.sel] == 0
+            })
+    }
+
     fn place_class(&mut self, c: usize, v: &Variant) {
         let (bits, zmask, cmask) = self.domains(c, v);
+        if self.starts_host_group(c, v) {
+            // One node big enough for the whole class, chosen as usual among
+            // the places that can take it all; only when none can, the
+            // class is placed as far as it goes.
+            self.together = true;
+            let before = self.left[c];
+            self.place_phases(c, v, &bits, zmask, cmask);
+            self.together = false;
+            if self.left[c] < before {
+                return;
+            }
+        }
+        self.place_phases(c, v, &bits, zmask, cmask);
+    }
+
+    /// The three placement phases for class `c` (see the module docs).
+    fn place_phases(&mut self, c: usize, v: &Variant, bits: &[Bits], zmask: u64, cmask: u8) {
         let req = self.reqs[c];
         // 1. Existing nodes, in input order.
         for n in 0..self.nodes.len() {
@@ -580,7 +626,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 zmask,
                 cmask,
             ));
-            if k > 0 {
+            if k > 0 && !(self.together && k < self.left[c]) {
                 self.commit(c, n, k, v);
             }
         }
@@ -637,13 +683,13 @@ impl<'t, 'a> Packer<'t, 'a> {
                 zmask,
                 cmask,
             ));
-            if k > 0 {
-                self.grow(c, n, k, v, &bits);
+            if k > 0 && !(self.together && k < self.left[c]) {
+                self.grow(c, n, k, v, bits);
             }
         }
         // 3. New nodes (and, cost-aware, growing recent nodes) until done or stuck.
         while self.left[c] > 0 {
-            if !self.open_or_grow(c, v, &bits, zmask, cmask) {
+            if !self.open_or_grow(c, v, bits, zmask, cmask) {
                 break;
             }
         }
@@ -741,7 +787,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                             continue;
                         }
                         let k = copies(&req, &tab.net[oi]).min(kk);
-                        if k > 0 && first.is_none() {
+                        if k > 0 && first.is_none() && !(self.together && k < r) {
                             first = Some(o);
                         }
                         kmax = kmax.max(k);
@@ -764,7 +810,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                         break;
                     }
                     let k = copies(&req, &tab.net[oi]).min(kk);
-                    if k == 0 {
+                    if k == 0 || (self.together && k < r) {
                         continue;
                     }
                     let ti = self.t.input.catalog.offerings[oi].type_index as usize;
@@ -846,7 +892,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 self.commit(c, n, k, v);
                 return true;
             }
-            if k <= 1 {
+            if k <= 1 || self.together {
                 return false;
             }
             k /= 2;
@@ -888,7 +934,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     continue;
                 }
                 let k = copies(&req, &sub(&tab.net[o as usize], &node.used)).min(kk);
-                if k == 0 {
+                if k == 0 || (self.together && k < self.left[c]) {
                     continue;
                 }
                 let marginal = (tab.rank[o as usize] - tab.rank[cur as usize]) / f64::from(k);
@@ -901,7 +947,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         best.map(|(_, n, k)| (n, k))
     }
 
-    fn finish(self) -> Plan {
+    fn finish(mut self) -> Plan {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
@@ -948,6 +994,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {
                 ordered = self.rescore(scorer, p, node, ordered);
             }
+            let ordered = self.cap_options(p, ordered);
             let cur = ordered.first().copied().unwrap_or(first);
             let off = &cat.offerings[cur as usize];
             let ty = &cat.types[off.type_index as usize];
@@ -1012,7 +1059,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let rest = take(c, self.left[c]);
-            let reasons = super::explain::reasons_with(&mut *self.t, c);
+            let mut reasons = self.limit_reasons(c);
+            reasons.extend(super::explain::reasons_with(&mut *self.t, c));
             for pod in rest {
                 plan.unschedulable.push(Unschedulable {
                     pod,
@@ -1035,7 +1083,87 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 }
 
+/// At most this many instance-type options per planned node (Karpenter's
+/// `MaxInstanceTypes`): enough for the launcher to fall back, small enough
+/// that a plan of many nodes stays readable and a fleet request stays small.
+pub const MAX_OPTIONS: usize = 60;
+
 impl Packer<'_, '_> {
+    /// Keeps the `MAX_OPTIONS` best options of a node of pool `p`, and more
+    /// only while the pool's minValues are not yet met.
+    fn cap_options(&self, p: usize, mut ordered: Vec<u32>) -> Vec<u32> {
+        let mut n = MAX_OPTIONS.min(ordered.len());
+        while n < ordered.len() && !self.min_values_ok(p, &ordered[..n]) {
+            n += 1;
+        }
+        ordered.truncate(n);
+        ordered
+    }
+
+    /// For an unplaced class: each pool whose remaining limits leave room for
+    /// no type that could carry one of its pods, with the limits reached
+    /// ("pool X: limits reached: cpu 98 of 100 planned"), so a limit is named
+    /// plainly rather than hidden among static reasons.
+    fn limit_reasons(&mut self, c: usize) -> Vec<String> {
+        let req = self.reqs[c];
+        let v = self.variants(c).pop().unwrap_or(Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            pref_pod: 0,
+            soft_spread: false,
+        });
+        let cat = self.t.input.catalog;
+        let mut out = Vec::new();
+        for p in 0..self.t.pools.len() {
+            let tab = &self.t.pools[p];
+            if tab.limit.iter().all(|l| *l == i64::MAX) {
+                continue;
+            }
+            let headroom = sub(&tab.limit, &self.pool_used[p]);
+            let bits = self.t.class_bits(p, c, &v);
+            let tab = &self.t.pools[p];
+            let mut fits_pod = false;
+            let mut under_limit = false;
+            for list in &tab.by_domain {
+                for &o in list {
+                    let oi = o as usize;
+                    if !bits.get(oi) || copies(&req, &tab.net[oi]) == 0 {
+                        continue;
+                    }
+                    fits_pod = true;
+                    let ti = cat.offerings[oi].type_index as usize;
+                    if fits(&self.t.type_cap[ti], &headroom) {
+                        under_limit = true;
+                        break;
+                    }
+                }
+                if under_limit {
+                    break;
+                }
+            }
+            if !fits_pod || under_limit {
+                continue;
+            }
+            let reached: Vec<String> = (0..D)
+                .filter(|&d| tab.limit[d] != i64::MAX)
+                .map(|d| {
+                    let name = self.t.dims.names.get(d).map_or("?", |s| s.as_str());
+                    format!(
+                        "{name} {} of {}",
+                        crate::ir::resources::format_amount(name, self.pool_used[p][d]),
+                        crate::ir::resources::format_amount(name, tab.limit[d])
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "pool {}: limit reached: {} already planned; no type that fits the pod fits in what is left",
+                self.t.input.policy.pools[p].name,
+                reached.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Re-ranks a node's options by price plus the load-dependent score;
     /// vetoed options are dropped (all of them vetoed: the order is kept).
     fn rescore(

@@ -336,3 +336,63 @@ fn scorer_vetoes_and_load_scores_rerank() {
     // fake-it-1 (2 vCPU) is cheapest, but the node score favours odd vCPU counts.
     assert_eq!(n.instance_type, "fake-it-2");
 }
+
+/// A class with required hostname self-affinity must share one node: it must
+/// not start in another node's slack that cannot grow to take the rest.
+#[test]
+fn hostname_self_affinity_lands_on_one_node_big_enough() {
+    use crate::workload::{LabelSelector, PodAffinityTerm};
+    // Types of 1..4 vCPU: a 4-vCPU node has 3920m allocatable.
+    let cat = synth::karpenter_catalog(4);
+    // Packed first (a node selector restricts it): 3 × 1100m on a 4-vCPU
+    // node, leaving 620m of slack no bigger type can add to.
+    let mut first = class("first", 3, 1100, 1);
+    first
+        .node_selector
+        .require_in(labels::ZONE, &["test-zone-1"]);
+    let mut group = class("group", 7, 500, 0);
+    let mut sel = BTreeMap::new();
+    sel.insert("app".to_string(), "group".to_string());
+    group.pod_affinity.push(PodAffinityTerm {
+        anti: false,
+        weight: None,
+        topology_key: labels::HOSTNAME.into(),
+        selector: LabelSelector {
+            match_labels: sel,
+            match_expressions: vec![],
+        },
+        namespaces: vec![],
+        all_namespaces: false,
+    });
+    let w = Workload {
+        classes: vec![first, group],
+        ..Default::default()
+    };
+    let policy = one_pool();
+    for strategy in [
+        super::pack::Strategy::CostAware,
+        super::pack::Strategy::FirstFitDecreasing,
+    ] {
+        let input = SolveInput {
+            policy: &policy,
+            catalog: &cat,
+            workload: &w,
+            scorer: None,
+            unavailable: None,
+        };
+        let plan = super::solve_with(&input, strategy);
+        assert!(validate(&plan, &input).is_empty(), "{strategy:?}");
+        assert!(
+            plan.unschedulable.is_empty(),
+            "{strategy:?}: {:?}",
+            plan.unschedulable
+        );
+        let holders: Vec<_> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.pods.iter().any(|p| p.starts_with("default/group-")))
+            .collect();
+        assert_eq!(holders.len(), 1, "{strategy:?}: {plan:#?}");
+        assert_eq!(holders[0].pods.len(), 7, "{strategy:?}");
+    }
+}
