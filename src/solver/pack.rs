@@ -16,6 +16,8 @@ use super::tables::{D, Rv, Tables, Variant, add, copies, dom, dom_ct, fits, sub}
 use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
+mod merge;
+
 /// How new nodes are sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -27,6 +29,7 @@ pub enum Strategy {
 }
 
 /// A node being planned (new) or already in the cluster.
+#[derive(Clone)]
 struct Node {
     existing: Option<usize>,
     pool: usize,
@@ -42,6 +45,9 @@ struct Node {
     pods: Vec<(usize, u32)>,
     /// Position in `open_nodes` (new nodes).
     open_pos: usize,
+    /// Each class on the node with the variant it was placed under: a later
+    /// move (consolidation) must keep the preferences that placement honoured.
+    placed: Vec<(usize, Variant)>,
 }
 
 /// The packing state of one solve.
@@ -72,6 +78,11 @@ pub struct Packer<'t, 'a> {
     /// Placing a class that must share one node (hostname self-affinity,
     /// group not started): only places that take every remaining pod count.
     together: bool,
+    /// Per pool: how many pods of the workload its taints admit. Between
+    /// equally good new nodes, the more open pool wins, so a pod that
+    /// tolerates a dedicated pool's taint does not strand pods that could
+    /// otherwise have shared its node.
+    openness: Vec<usize>,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -130,6 +141,20 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .map(|c| c.count() as u32)
                 .collect(),
             together: false,
+            openness: input
+                .policy
+                .pools
+                .iter()
+                .map(|pool| {
+                    input
+                        .workload
+                        .classes
+                        .iter()
+                        .filter(|c| super::tables::pool_taint_block(pool, &c.tolerations).is_none())
+                        .map(|c| c.count())
+                        .sum()
+                })
+                .collect(),
             t,
         };
         for (i, en) in input.workload.nodes.iter().enumerate() {
@@ -177,6 +202,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 anti_host: Vec::new(),
                 pods: Vec::new(),
                 open_pos: usize::MAX,
+                placed: Vec::new(),
             });
         }
         for c in &p.topo.classes {
@@ -223,10 +249,12 @@ impl<'t, 'a> Packer<'t, 'a> {
         out
     }
 
-    /// The order classes are packed in: most constrained first (restricted
-    /// node choice, then classes that force separate nodes, then other
-    /// topology), each tier by size (cpu, memory) descending; classes that
-    /// need a partner pod (pod affinity to others) last.
+    /// The order classes are packed in: most constrained first (node choice
+    /// restricted by selectors, required affinity or zonal volumes; then
+    /// choice narrowed only by taints that shut the class out of a pool;
+    /// then classes that force separate nodes, then other topology), each
+    /// tier by size (cpu, memory) descending; classes that need a partner
+    /// pod (pod affinity to others) last.
     fn order(&self) -> Vec<usize> {
         let classes = &self.t.input.workload.classes;
         let mut idx: Vec<usize> = (0..classes.len()).collect();
@@ -242,11 +270,25 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .any(|a| a.anti && a.weight.is_none() && a.key == TKey::Host)
                 || tp.spreads.iter().any(|s| s.key == TKey::Host && s.hard);
             let class = &classes[c];
-            let restricted = !class.node_selector.keys.is_empty()
+            let pools = &self.t.input.policy.pools;
+            // 0: the pod's own constraints pin it down; 1: taints shut it out
+            // of some pool, so it has fewer places than a class that could
+            // follow it anywhere; 2: free.
+            let freedom = if !class.node_selector.keys.is_empty()
                 || !class.required_affinity.is_empty()
-                || class.volume_zones.is_some();
+                || class.volume_zones.is_some()
+            {
+                0u8
+            } else if pools
+                .iter()
+                .any(|p| super::tables::pool_taint_block(p, &class.tolerations).is_some())
+            {
+                1
+            } else {
+                2
+            };
             let topological = !tp.spreads.is_empty() || !tp.affs.is_empty();
-            (dependent, !restricted, !separating, !topological)
+            (dependent, freedom, !separating, !topological)
         };
         idx.sort_by(|a, b| {
             key(*a)
@@ -271,6 +313,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
+        self.merge_pass();
         self.finish()
     }
 
@@ -538,6 +581,9 @@ impl<'t, 'a> Packer<'t, 'a> {
         match node.pods.last_mut() {
             Some((lc, lk)) if *lc == c => *lk += k,
             _ => node.pods.push((c, k)),
+        }
+        if !node.placed.contains(&(c, *v)) {
+            node.placed.push((c, *v));
         }
         let zone = node.zone;
         let ct = node.ct;
@@ -820,8 +866,11 @@ impl<'t, 'a> Packer<'t, 'a> {
                     let score = rank / f64::from(k);
                     let better = match best {
                         None => true,
-                        Some((bs, bk, _, _)) => {
-                            score < bs - 1e-12 || (score <= bs + 1e-12 && k > bk)
+                        Some((bs, bk, bp, _)) => {
+                            score < bs - 1e-12
+                                || (score <= bs + 1e-12
+                                    && (k > bk
+                                        || (k == bk && self.openness[p] > self.openness[bp])))
                         }
                     };
                     if better {
@@ -835,18 +884,28 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
-        // Growing a recent planned node of the same pool may be cheaper per pod.
+        // Growing a recent planned node may be cheaper per pod than the best
+        // new node: look in every pool of the new node's weight tier (pools
+        // of equal weight compete on price), not only the new node's pool.
         if self.strategy == Strategy::CostAware
             && let Some((bs, _, bp, _)) = best
-            && let Some((n, k)) = self.best_growth(c, v, bits, bp, bs, zmask, cmask, 8)
-            && self.grow(c, n, k, v, bits)
         {
-            return true;
+            let pools = &self.t.input.policy.pools;
+            let tier = pools[bp].weight;
+            let growth = (0..self.t.pools.len())
+                .filter(|&p| pools[p].weight == tier && !bits[p].none())
+                .filter_map(|p| self.best_growth(c, v, bits, p, bs, zmask, cmask, 8))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((_, n, k)) = growth
+                && self.grow(c, n, k, v, bits)
+            {
+                return true;
+            }
         }
         let Some((_, mut k, p, o)) = best else {
             // No new node can take the class here: grow any planned node that can.
             for p in 0..self.t.pools.len() {
-                if let Some((n, k)) =
+                if let Some((_, n, k)) =
                     self.best_growth(c, v, bits, p, f64::INFINITY, zmask, cmask, usize::MAX)
                     && self.grow(c, n, k, v, bits)
                 {
@@ -885,6 +944,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     anti_host: Vec::new(),
                     pods: Vec::new(),
                     open_pos: self.open_nodes.len(),
+                    placed: Vec::new(),
                 });
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
@@ -900,7 +960,8 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 
     /// The planned node (of pool `p`, among the most recent) whose upgrade
-    /// costs least per pod, if cheaper than `new_score` per pod.
+    /// costs least per pod, if cheaper than `new_score` per pod, with that
+    /// marginal cost per pod.
     #[allow(clippy::too_many_arguments)]
     fn best_growth(
         &self,
@@ -912,7 +973,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         zmask: u64,
         cmask: u8,
         recent: usize,
-    ) -> Option<(usize, u32)> {
+    ) -> Option<(f64, usize, u32)> {
         let req = self.reqs[c];
         let tab = &self.t.pools[p];
         let mut best: Option<(f64, usize, u32)> = None;
@@ -944,10 +1005,18 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
-        best.map(|(_, n, k)| (n, k))
+        best
     }
 
     fn finish(mut self) -> Plan {
+        let mut plan = self.build(true);
+        plan.notes.extend(self.notes);
+        plan
+    }
+
+    /// The plan as packed so far; `reasons` = explain unplaced pods (slow,
+    /// so trial plans built for validation leave it out).
+    fn build(&mut self, reasons: bool) -> Plan {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
@@ -1059,12 +1128,15 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let rest = take(c, self.left[c]);
-            let mut reasons = self.limit_reasons(c);
-            reasons.extend(super::explain::reasons_with(&mut *self.t, c));
+            let mut why = Vec::new();
+            if reasons {
+                why = self.limit_reasons(c);
+                why.extend(super::explain::reasons_with(&mut *self.t, c));
+            }
             for pod in rest {
                 plan.unschedulable.push(Unschedulable {
                     pod,
-                    reasons: reasons.clone(),
+                    reasons: why.clone(),
                 });
             }
             let _ = class;
@@ -1078,7 +1150,6 @@ impl<'t, 'a> Packer<'t, 'a> {
         {
             plan.notes.push("spot prices are estimates".to_string());
         }
-        plan.notes.extend(self.notes);
         plan
     }
 }

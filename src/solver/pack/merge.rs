@@ -1,0 +1,305 @@
+//! Consolidation after packing: two planned nodes whose pods fit together on
+//! one new node that ranks cheaper than both are replaced by it.
+//!
+//! Packing decides one class at a time, so it cannot see that a class placed
+//! later would have shared an earlier node had that node been bigger, in
+//! another zone, or in another pool of the same weight. This pass looks back
+//! at the finished packing, with every pod known. A merge keeps every
+//! preference the pods were placed under, never moves a pod whose zone or
+//! capacity type a topology rule counts, never lands in a pool of lower
+//! weight, and is kept only if the independent validator accepts the whole
+//! plan with it.
+
+use super::super::validate::validate;
+use super::*;
+
+/// Plans with more new nodes than this skip the pass: it tries every pair,
+/// and at that size the packing's own slack filling has done most of it.
+pub const MERGE_MAX_NODES: usize = 48;
+
+/// Saved state to undo a rejected merge.
+struct Undo {
+    a: (usize, Node),
+    b: (usize, Node),
+    pool_used: Vec<Rv>,
+    zone_count: Vec<Vec<u32>>,
+    ct_count: Vec<[u32; 2]>,
+}
+
+/// A chosen replacement: (rank, pool, zone, capacity type, candidates).
+type Target = (f64, usize, u16, CapacityType, Vec<u32>);
+
+impl Packer<'_, '_> {
+    /// Merges pairs of new nodes while a merge lowers the plan's rank.
+    pub(super) fn merge_pass(&mut self) {
+        if self.strategy != Strategy::CostAware {
+            return;
+        }
+        let (zone_sels, ct_sels) = self.counted_selectors();
+        for _ in 0..MERGE_MAX_NODES {
+            let live: Vec<usize> = self
+                .new_nodes
+                .iter()
+                .copied()
+                .filter(|&n| !self.nodes[n].cands.is_empty() && !self.nodes[n].pods.is_empty())
+                .collect();
+            if live.len() < 2 || live.len() > MERGE_MAX_NODES {
+                return;
+            }
+            let mut merged = false;
+            'pairs: for (x, &a) in live.iter().enumerate() {
+                for &b in &live[x + 1..] {
+                    if self.try_merge(a, b, &zone_sels, &ct_sels) {
+                        merged = true;
+                        break 'pairs;
+                    }
+                }
+            }
+            if !merged {
+                return;
+            }
+        }
+    }
+
+    /// Selectors counted per zone and per capacity type by some spread or
+    /// (anti-)affinity term: pods they match must not change zone (or
+    /// capacity type), or the counts those terms were satisfied with change.
+    fn counted_selectors(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut zone = Vec::new();
+        let mut ct = Vec::new();
+        for tp in &self.topo.classes {
+            let keys = tp
+                .spreads
+                .iter()
+                .map(|s| (s.key, s.sel))
+                .chain(tp.affs.iter().map(|a| (a.key, a.sel)));
+            for (k, s) in keys {
+                match k {
+                    TKey::Zone => zone.push(s),
+                    TKey::CapacityType => ct.push(s),
+                    TKey::Host => {}
+                }
+            }
+        }
+        (zone, ct)
+    }
+
+    /// The node's current rank (what the packer minimises).
+    fn node_rank(&self, n: usize) -> f64 {
+        let node = &self.nodes[n];
+        node.cands
+            .first()
+            .map_or(f64::INFINITY, |o| self.t.pools[node.pool].rank[*o as usize])
+    }
+
+    /// Whether the pods of `a` and `b` may share a host: no hostname
+    /// anti-affinity (required or honoured preferred) between them, and no
+    /// ScheduleAnyway hostname spread that sharing would skew.
+    fn may_share_host(&self, a: usize, b: usize) -> bool {
+        let (na, nb) = (&self.nodes[a], &self.nodes[b]);
+        let clash = |x: &Node, y: &Node| {
+            y.pods.iter().any(|(c, _)| {
+                self.topo.classes[*c]
+                    .matched_by
+                    .iter()
+                    .any(|s| x.anti_host.contains(s))
+            })
+        };
+        let soft_host = |x: &Node| {
+            x.placed.iter().any(|(c, v)| {
+                v.soft_spread
+                    && self.topo.classes[*c]
+                        .spreads
+                        .iter()
+                        .any(|s| s.key == TKey::Host && !s.hard)
+            })
+        };
+        !clash(na, nb) && !clash(nb, na) && !soft_host(na) && !soft_host(nb)
+    }
+
+    /// The zone and capacity type the merged node must keep, if its pods
+    /// are counted per zone or capacity type; None when they disagree.
+    #[allow(clippy::type_complexity)]
+    fn pinned(
+        &self,
+        a: usize,
+        b: usize,
+        zone_sels: &[usize],
+        ct_sels: &[usize],
+    ) -> Option<(Option<u16>, Option<CapacityType>)> {
+        let mut zone: Option<u16> = None;
+        let mut ct: Option<CapacityType> = None;
+        for n in [a, b] {
+            let node = &self.nodes[n];
+            for (c, _) in &node.pods {
+                let by = &self.topo.classes[*c].matched_by;
+                if by.iter().any(|s| zone_sels.contains(s)) {
+                    match (zone, node.zone) {
+                        (Some(z), Some(y)) if z != y => return None,
+                        (_, y) => zone = zone.or(y),
+                    }
+                }
+                if by.iter().any(|s| ct_sels.contains(s)) {
+                    match (ct, node.ct) {
+                        (Some(z), Some(y)) if z != y => return None,
+                        (_, y) => ct = ct.or(y),
+                    }
+                }
+            }
+        }
+        Some((zone, ct))
+    }
+
+    /// The cheapest new node that can carry the pods of `a` and `b`, if it
+    /// ranks below the two together.
+    fn merge_target(
+        &mut self,
+        a: usize,
+        b: usize,
+        zone: Option<u16>,
+        ct: Option<CapacityType>,
+    ) -> Option<Target> {
+        let (na, nb) = (&self.nodes[a], &self.nodes[b]);
+        let need = add(&na.used, &nb.used);
+        let pools = &self.t.input.policy.pools;
+        let floor = pools[na.pool].weight.max(pools[nb.pool].weight);
+        let placed: Vec<(usize, Variant)> = na.placed.iter().chain(&nb.placed).copied().collect();
+        let old: Vec<(usize, Rv)> = [a, b]
+            .iter()
+            .map(|&n| {
+                let node = &self.nodes[n];
+                (node.pool, self.type_cap_of(node.cands[0]))
+            })
+            .collect();
+        let mut best: Option<Target> = None;
+        let bound = self.node_rank(a) + self.node_rank(b) - 1e-9;
+        let nz = self.t.input.catalog.zones.len() as u16;
+        for p in 0..self.t.pools.len() {
+            if self.t.input.policy.pools[p].weight < floor {
+                continue;
+            }
+            let mut bits = Vec::with_capacity(placed.len());
+            for (c, v) in &placed {
+                bits.push(self.t.class_bits(p, *c, v));
+            }
+            if bits.iter().any(|b| b.none()) {
+                continue;
+            }
+            let mut headroom = sub(&self.t.pools[p].limit, &self.pool_used[p]);
+            for (op, cap) in &old {
+                if *op == p {
+                    headroom = add(&headroom, cap);
+                }
+            }
+            for z in 0..nz {
+                if zone.is_some_and(|x| x != z) {
+                    continue;
+                }
+                for k in [CapacityType::OnDemand, CapacityType::Spot] {
+                    if ct.is_some_and(|x| x != k) {
+                        continue;
+                    }
+                    let tab = &self.t.pools[p];
+                    let cands: Vec<u32> = tab.by_domain[dom(z, k)]
+                        .iter()
+                        .copied()
+                        .filter(|o| {
+                            let oi = *o as usize;
+                            bits.iter().all(|b| b.get(oi)) && fits(&need, &tab.net[oi])
+                        })
+                        .collect();
+                    let Some(&first) = cands.first() else {
+                        continue;
+                    };
+                    let rank = tab.rank[first as usize];
+                    if rank >= bound || best.as_ref().is_some_and(|x| rank >= x.0) {
+                        continue;
+                    }
+                    if !fits(&self.type_cap_of(first), &headroom) || !self.min_values_ok(p, &cands)
+                    {
+                        continue;
+                    }
+                    best = Some((rank, p, z, k, cands));
+                }
+            }
+        }
+        best
+    }
+
+    /// Replaces nodes `a` and `b` by one cheaper node if the result is valid.
+    fn try_merge(&mut self, a: usize, b: usize, zone_sels: &[usize], ct_sels: &[usize]) -> bool {
+        if !self.may_share_host(a, b) {
+            return false;
+        }
+        let Some((zone, ct)) = self.pinned(a, b, zone_sels, ct_sels) else {
+            return false;
+        };
+        let Some((_, p, z, k, cands)) = self.merge_target(a, b, zone, ct) else {
+            return false;
+        };
+        let undo = Undo {
+            a: (a, self.nodes[a].clone()),
+            b: (b, self.nodes[b].clone()),
+            pool_used: self.pool_used.clone(),
+            zone_count: self.zone_count.clone(),
+            ct_count: self.ct_count.clone(),
+        };
+        let nb = std::mem::replace(
+            &mut self.nodes[b],
+            Node {
+                cands: Vec::new(),
+                pods: Vec::new(),
+                placed: Vec::new(),
+                ..undo.b.1.clone()
+            },
+        );
+        for old in [&undo.a.1, &nb] {
+            let cap = self.type_cap_of(old.cands[0]);
+            self.pool_used[old.pool] = sub(&self.pool_used[old.pool], &cap);
+            for &(c, n) in &old.pods {
+                for &s in &self.topo.classes[c].matched_by {
+                    if let Some(oz) = old.zone {
+                        self.zone_count[s][oz as usize] -= n;
+                        self.zone_count[s][z as usize] += n;
+                    }
+                    if let Some(oc) = old.ct {
+                        self.ct_count[s][ct_idx(oc)] -= n;
+                        self.ct_count[s][ct_idx(k)] += n;
+                    }
+                }
+            }
+        }
+        let cap = self.type_cap_of(cands[0]);
+        self.pool_used[p] = add(&self.pool_used[p], &cap);
+        let na = &mut self.nodes[a];
+        na.pool = p;
+        na.zone = Some(z);
+        na.ct = Some(k);
+        na.cands = cands;
+        na.used = add(&na.used, &nb.used);
+        for (s, x) in na.sel_count.iter_mut().zip(&nb.sel_count) {
+            *s += x;
+        }
+        for s in &nb.anti_host {
+            if !na.anti_host.contains(s) {
+                na.anti_host.push(*s);
+            }
+        }
+        na.pods.extend(nb.pods.iter().copied());
+        for pv in &nb.placed {
+            if !na.placed.contains(pv) {
+                na.placed.push(*pv);
+            }
+        }
+        let plan = self.build(false);
+        if validate(&plan, self.t.input).is_empty() {
+            return true;
+        }
+        self.nodes[undo.a.0] = undo.a.1;
+        self.nodes[undo.b.0] = undo.b.1;
+        self.pool_used = undo.pool_used;
+        self.zone_count = undo.zone_count;
+        self.ct_count = undo.ct_count;
+        false
+    }
+}
