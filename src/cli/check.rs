@@ -29,11 +29,16 @@ pub struct CheckArgs {
 /// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
 pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     let (diags, failed) = match policy::load(&args.paths) {
-        Ok((set, warnings)) => {
-            // Hook for the scoring module: compile each of `policy::scripts(&set)`
-            // with rhai here and append its diagnostics (an error sets `failed`).
-            let _scripts = policy::scripts(&set);
-            (policy::Diagnostics(warnings), false)
+        Ok((set, mut warnings)) => {
+            // Scripts compile too: a syntax error or a missing `score` is an
+            // error here, not a surprise at plan time.
+            let script_errors = match crate::scoring::build_scorer(&set) {
+                Ok(_) => Vec::new(),
+                Err(errs) => errs,
+            };
+            let failed = !script_errors.is_empty();
+            warnings.extend(script_errors.into_iter().map(|d| *d));
+            (policy::Diagnostics(warnings), failed)
         }
         Err(d) => (d, true),
     };

@@ -96,6 +96,28 @@ pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
     }
 }
 
+/// Compiles the scoring scripts `policy` names; None when it names none.
+///
+/// Every script error is printed (file:line:col, the line underlined, a hint)
+/// before failing, as `nodewright check` prints them.
+pub fn load_scorer(policy: &PolicySet) -> miette::Result<Option<crate::scoring::RhaiScorer>> {
+    if crate::policy::scripts(policy).is_empty() {
+        return Ok(None);
+    }
+    match crate::scoring::build_scorer(policy) {
+        Ok(s) => Ok(Some(s)),
+        Err(errs) => {
+            let d = crate::policy::Diagnostics(errs.into_iter().map(|d| *d).collect());
+            eprint!("{}", d.render(100));
+            Err(miette::miette!(
+                help = "fix the script (`nodewright check` shows the same diagnostics)",
+                "{} scoring script error(s)",
+                d.error_count()
+            ))
+        }
+    }
+}
+
 /// Loads the workload from `paths` (and existing nodes from `nodes`), with replica overrides.
 ///
 /// Kubernetes YAML goes through `crate::workload::load` (notes are printed as

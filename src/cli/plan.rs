@@ -43,11 +43,12 @@ pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     let policy = inputs::load_policy(&args.policy)?;
     let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
+    let scorer = inputs::load_scorer(&policy)?;
     let input = SolveInput {
         policy: &policy,
         catalog: &catalog,
         workload: &workload,
-        scorer: None,
+        scorer: scorer.as_ref().map(|s| s as &dyn crate::scoring::Scorer),
         unavailable: None,
     };
     let plan = solve(&input);

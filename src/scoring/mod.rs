@@ -3,9 +3,16 @@
 //! The rule: a score is **$/hour added to the candidate's price** (negative
 //! makes a candidate more attractive); `admit` may veto with a reason.
 
+pub mod api;
+pub mod sandbox;
+pub mod scorer;
+pub mod script;
+
 use std::collections::BTreeMap;
 
 use crate::catalog::{CapacityType, InstanceType};
+pub use scorer::{RhaiScorer, build_scorer, build_scorer_reusing};
+pub use script::{Script, ScriptError};
 
 /// What a scorer says about one candidate.
 #[derive(Debug, Clone, PartialEq)]

@@ -844,14 +844,17 @@ impl<'t, 'a> Packer<'t, 'a> {
                     }
                     continue;
                 }
+                let node_scorer = self.t.input.scorer.filter(|s| s.is_load_dependent());
+                let mut scored = 0;
                 for &o in list {
                     let oi = o as usize;
                     if !bits[p].get(oi) {
                         continue;
                     }
-                    let rank = tab.rank[oi];
+                    let mut rank = tab.rank[oi];
                     if let Some((bs, _, _, _)) = best
                         && rank / f64::from(kk) > bs
+                        && node_scorer.is_none()
                     {
                         break;
                     }
@@ -862,6 +865,19 @@ impl<'t, 'a> Packer<'t, 'a> {
                     let ti = self.t.input.catalog.offerings[oi].type_index as usize;
                     if !fits(&self.t.type_cap[ti], &headroom) {
                         continue;
+                    }
+                    if let Some(sc) = node_scorer {
+                        // A script that reads the pods scores the node as it
+                        // would be opened; bounded to the cheapest few per
+                        // domain so a slow script cannot stall the solve.
+                        scored += 1;
+                        if scored > NODE_SCORED_PER_DOMAIN {
+                            break;
+                        }
+                        match self.score_new(sc, p, c, k, o) {
+                            Some(a) => rank += a,
+                            None => continue,
+                        }
                     }
                     let score = rank / f64::from(k);
                     let better = match best {
@@ -1159,6 +1175,10 @@ impl<'t, 'a> Packer<'t, 'a> {
 /// that a plan of many nodes stays readable and a fleet request stays small.
 pub const MAX_OPTIONS: usize = 60;
 
+/// With a load-dependent scoring script, how many offerings per (zone,
+/// capacity type) are scored for each new node (the cheapest by rank).
+pub const NODE_SCORED_PER_DOMAIN: usize = 16;
+
 impl Packer<'_, '_> {
     /// Keeps the `MAX_OPTIONS` best options of a node of pool `p`, and more
     /// only while the pool's minValues are not yet met.
@@ -1233,6 +1253,60 @@ impl Packer<'_, '_> {
             ));
         }
         out
+    }
+
+    /// The load-dependent score of a new node of offering `o` in pool `p`
+    /// carrying `k` pods of class `c`; None when vetoed.
+    fn score_new(
+        &self,
+        scorer: &dyn crate::scoring::Scorer,
+        p: usize,
+        c: usize,
+        k: u32,
+        o: u32,
+    ) -> Option<f64> {
+        use crate::scoring::{NodeLoad, OfferingView, Verdict};
+        let input = self.t.input;
+        let cat = input.catalog;
+        let tab = &self.t.pools[p];
+        let class = &input.workload.classes[c];
+        let req = self.reqs[c];
+        let net = tab.net[o as usize];
+        let off = &cat.offerings[o as usize];
+        let ns = [class.namespace.as_str()];
+        let lbl = [&class.labels];
+        let load = NodeLoad {
+            pods: k,
+            cpu_requested_milli: req[0] * i64::from(k),
+            memory_requested: req[1] * i64::from(k),
+            cpu_utilisation: (req[0] * i64::from(k)) as f64 / net[0].max(1) as f64,
+            memory_utilisation: (req[1] * i64::from(k)) as f64 / net[1].max(1) as f64,
+            namespaces: &ns,
+            pod_labels: &lbl,
+        };
+        let view = OfferingView {
+            pool: &input.policy.pools[p].name,
+            instance_type: &cat.types[off.type_index as usize],
+            zone: cat
+                .zones
+                .get(off.zone_index as usize)
+                .map(|z| z.name.as_str())
+                .unwrap_or(""),
+            capacity_type: off.capacity_type,
+            price: tab.price[o as usize],
+        };
+        match scorer.score_node(&view, &load) {
+            // The offering-only part is already in `rank`.
+            Verdict::Adjust(a) if a.is_finite() => {
+                let base = match scorer.score_offering(&view) {
+                    Verdict::Adjust(b) if b.is_finite() => b,
+                    _ => 0.0,
+                };
+                Some(a - base)
+            }
+            Verdict::Adjust(_) => Some(0.0),
+            Verdict::Veto(_) => None,
+        }
     }
 
     /// Re-ranks a node's options by price plus the load-dependent score;

@@ -32,7 +32,11 @@ type Target = (f64, usize, u16, CapacityType, Vec<u32>);
 impl Packer<'_, '_> {
     /// Merges pairs of new nodes while a merge lowers the plan's rank.
     pub(super) fn merge_pass(&mut self) {
-        if self.strategy != Strategy::CostAware {
+        // A script that reads the pods scores whole nodes; merging by rank
+        // alone would undo what it asked for, so the pass stands aside.
+        if self.strategy != Strategy::CostAware
+            || self.t.input.scorer.is_some_and(|s| s.is_load_dependent())
+        {
             return;
         }
         let (zone_sels, ct_sels) = self.counted_selectors();
