@@ -1255,6 +1255,24 @@ impl Packer<'_, '_> {
         out
     }
 
+    /// Offering `o` of pool `p` as a scorer sees it.
+    fn view(&self, p: usize, o: u32) -> crate::scoring::OfferingView<'_> {
+        let input = self.t.input;
+        let cat = input.catalog;
+        let off = &cat.offerings[o as usize];
+        crate::scoring::OfferingView {
+            pool: &input.policy.pools[p].name,
+            instance_type: &cat.types[off.type_index as usize],
+            zone: cat
+                .zones
+                .get(off.zone_index as usize)
+                .map(|z| z.name.as_str())
+                .unwrap_or(""),
+            capacity_type: off.capacity_type,
+            price: self.t.pools[p].price[o as usize],
+        }
+    }
+
     /// The load-dependent score of a new node of offering `o` in pool `p`
     /// carrying `k` pods of class `c`; None when vetoed.
     fn score_new(
@@ -1265,14 +1283,12 @@ impl Packer<'_, '_> {
         k: u32,
         o: u32,
     ) -> Option<f64> {
-        use crate::scoring::{NodeLoad, OfferingView, Verdict};
+        use crate::scoring::{NodeLoad, Verdict};
         let input = self.t.input;
-        let cat = input.catalog;
         let tab = &self.t.pools[p];
         let class = &input.workload.classes[c];
         let req = self.reqs[c];
         let net = tab.net[o as usize];
-        let off = &cat.offerings[o as usize];
         let ns = [class.namespace.as_str()];
         let lbl = [&class.labels];
         let load = NodeLoad {
@@ -1284,17 +1300,7 @@ impl Packer<'_, '_> {
             namespaces: &ns,
             pod_labels: &lbl,
         };
-        let view = OfferingView {
-            pool: &input.policy.pools[p].name,
-            instance_type: &cat.types[off.type_index as usize],
-            zone: cat
-                .zones
-                .get(off.zone_index as usize)
-                .map(|z| z.name.as_str())
-                .unwrap_or(""),
-            capacity_type: off.capacity_type,
-            price: tab.price[o as usize],
-        };
+        let view = self.view(p, o);
         match scorer.score_node(&view, &load) {
             // The offering-only part is already in `rank`.
             Verdict::Adjust(a) if a.is_finite() => {
@@ -1318,9 +1324,8 @@ impl Packer<'_, '_> {
         node: &Node,
         ordered: Vec<u32>,
     ) -> Vec<u32> {
-        use crate::scoring::{NodeLoad, OfferingView, Verdict};
+        use crate::scoring::{NodeLoad, Verdict};
         let input = self.t.input;
-        let cat = input.catalog;
         let tab = &self.t.pools[p];
         let classes = &input.workload.classes;
         let namespaces: Vec<&str> = node
@@ -1333,7 +1338,6 @@ impl Packer<'_, '_> {
         let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum();
         let mut scored: Vec<(f64, u32)> = Vec::new();
         for &o in &ordered {
-            let off = &cat.offerings[o as usize];
             let net = tab.net[o as usize];
             let load = NodeLoad {
                 pods,
@@ -1344,17 +1348,7 @@ impl Packer<'_, '_> {
                 namespaces: &namespaces,
                 pod_labels: &pod_labels,
             };
-            let view = OfferingView {
-                pool: &input.policy.pools[p].name,
-                instance_type: &cat.types[off.type_index as usize],
-                zone: cat
-                    .zones
-                    .get(off.zone_index as usize)
-                    .map(|z| z.name.as_str())
-                    .unwrap_or(""),
-                capacity_type: off.capacity_type,
-                price: tab.price[o as usize],
-            };
+            let view = self.view(p, o);
             match scorer.score_node(&view, &load) {
                 Verdict::Adjust(a) if a.is_finite() => scored.push((tab.price[o as usize] + a, o)),
                 Verdict::Adjust(_) => scored.push((tab.price[o as usize], o)),
