@@ -36,10 +36,18 @@ pub struct PlanArgs {
     /// `table` for people, `json` for programs (stable schema, docs/solver.md).
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Keep running: re-plan whenever the policy files or their scripts
+    /// change (a change that fails to compile is reported and the last good
+    /// version keeps planning).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Runs `nodewright plan`. Exit code 1 when some pod is unschedulable.
 pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
+    if args.watch {
+        return watch(args);
+    }
     let policy = inputs::load_policy(&args.policy)?;
     let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
@@ -61,4 +69,61 @@ pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn print_plan(plan: &crate::solver::Plan, output: Output) {
+    match output {
+        Output::Table => print!("{}", render::table(plan)),
+        Output::Json => println!("{}", render::json(plan)),
+    }
+}
+
+/// `plan --watch`: plan with the active version, then again after every swap.
+fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
+    use crate::reload::{Outcome, Reloader, WatchOptions};
+    use std::sync::{Arc, mpsc};
+    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let catalog = inputs::load_catalog(&args.catalog)?;
+    let reloader = Arc::new(Reloader::new(args.policy.clone()).map_err(|d| {
+        eprint!("{d}");
+        miette::miette!(
+            help = "the first version must compile; `nodewright check` shows the same diagnostics",
+            "the policy does not compile"
+        )
+    })?);
+    let (tx, rx) = mpsc::channel::<Outcome>();
+    let _guard = crate::reload::watch(Arc::clone(&reloader), WatchOptions::default(), move |o| {
+        let _ = tx.send(o.clone());
+    })
+    .map_err(|e| miette::miette!("{e}"))?;
+    let plan_active = || {
+        let v = reloader.active();
+        let input = SolveInput {
+            policy: &v.policy,
+            catalog: &catalog,
+            workload: &workload,
+            scorer: v.scorer.as_ref().map(|s| s as &dyn crate::scoring::Scorer),
+            unavailable: None,
+        };
+        eprintln!("planning with policy v{} ({})", v.number, &v.hash[..12]);
+        print_plan(&solve(&input), args.output);
+    };
+    plan_active();
+    for o in rx {
+        match o {
+            Outcome::Swapped(line) => {
+                eprintln!("{line}");
+                plan_active();
+            }
+            Outcome::Failed(d) => {
+                eprint!("{d}");
+                eprintln!(
+                    "the change does not compile; still planning with v{}",
+                    reloader.active().number
+                );
+            }
+            Outcome::Unchanged => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
