@@ -339,9 +339,11 @@ impl Reloader {
                 if let Ok(mut f) = self.failed_hash.lock() {
                     *f = Some(on_disk);
                 }
+                // One line here; the caller prints the full diagnostics.
                 tracing::warn!(
-                    "policy change does not compile; v{} stays active:\n{diags}",
-                    cur.number
+                    "policy change does not compile; v{} stays active: {}",
+                    cur.number,
+                    diags.lines().next().unwrap_or("")
                 );
                 Outcome::Failed(diags)
             }

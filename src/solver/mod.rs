@@ -109,8 +109,24 @@ pub fn solve(input: &SolveInput<'_>) -> Plan {
 /// `solve` with an explicit packing strategy (the FFD baseline is for benchmarks).
 pub fn solve_with(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
     let mut t = tables::Tables::new(input);
-    pack::Packer::new(&mut t, strategy).run()
+    let plan = pack::Packer::new(&mut t, strategy).run();
+    let pods: usize = input.workload.classes.iter().map(|c| c.count()).sum();
+    if strategy != pack::Strategy::CostAware || pods > PORTFOLIO_MAX_PODS {
+        return plan;
+    }
+    // Greedy packing by cpu-major size can pair the wrong classes (a node
+    // full on cpu with memory to spare beside one full on memory); on small
+    // inputs a second, memory-major ordering costs little and the cheaper
+    // plan (fewest unplaced pods first) wins. Ties keep the first.
+    let alt = pack::Packer::new(&mut t, strategy).memory_first().run();
+    let better = alt.unschedulable.len() < plan.unschedulable.len()
+        || (alt.unschedulable.len() == plan.unschedulable.len()
+            && alt.total_price_per_hour < plan.total_price_per_hour - 1e-9);
+    if better { alt } else { plan }
 }
+
+/// Workloads up to this many pods are also packed memory-major (see `solve_with`).
+pub const PORTFOLIO_MAX_PODS: usize = 500;
 pub mod reference;
 pub mod render;
 pub mod synth;

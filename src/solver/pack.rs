@@ -78,6 +78,9 @@ pub struct Packer<'t, 'a> {
     /// Placing a class that must share one node (hostname self-affinity,
     /// group not started): only places that take every remaining pod count.
     together: bool,
+    /// Within a constraint tier, order classes by memory before cpu (the
+    /// second ordering `solve` tries on small inputs).
+    memory_first: bool,
     /// Per pool: how many pods of the workload its taints admit. Between
     /// equally good new nodes, the more open pool wins, so a pod that
     /// tolerates a dedicated pool's taint does not strand pods that could
@@ -141,6 +144,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .map(|c| c.count() as u32)
                 .collect(),
             together: false,
+            memory_first: false,
             openness: input
                 .policy
                 .pools
@@ -293,11 +297,21 @@ impl<'t, 'a> Packer<'t, 'a> {
         idx.sort_by(|a, b| {
             key(*a)
                 .cmp(&key(*b))
-                .then(self.reqs[*b][0].cmp(&self.reqs[*a][0]))
-                .then(self.reqs[*b][1].cmp(&self.reqs[*a][1]))
+                .then({
+                    let (x, y) = if self.memory_first { (1, 0) } else { (0, 1) };
+                    self.reqs[*b][x]
+                        .cmp(&self.reqs[*a][x])
+                        .then(self.reqs[*b][y].cmp(&self.reqs[*a][y]))
+                })
                 .then(a.cmp(b))
         });
         idx
+    }
+
+    /// Orders classes by memory, then cpu, within each constraint tier.
+    pub fn memory_first(mut self) -> Self {
+        self.memory_first = true;
+        self
     }
 
     /// Runs the packing and builds the plan.
