@@ -53,7 +53,9 @@ impl Packer<'_, '_> {
             let mut merged = false;
             'pairs: for (x, &a) in live.iter().enumerate() {
                 for &b in &live[x + 1..] {
-                    if self.try_merge(a, b, &zone_sels, &ct_sels) {
+                    if self.try_merge(a, b, &zone_sels, &ct_sels)
+                        || self.try_split(a, b, &zone_sels, &ct_sels)
+                    {
                         merged = true;
                         break 'pairs;
                     }
@@ -165,9 +167,27 @@ impl Packer<'_, '_> {
     ) -> Option<Target> {
         let (na, nb) = (&self.nodes[a], &self.nodes[b]);
         let need = add(&na.used, &nb.used);
+        let placed: Vec<(usize, Variant)> = na.placed.iter().chain(&nb.placed).copied().collect();
+        let bound = self.node_rank(a) + self.node_rank(b) - 1e-9;
+        self.best_target(a, b, need, &placed, bound, zone, ct)
+    }
+
+    /// The cheapest new node (replacing some of `a` and `b`) for pods that
+    /// need `need` and were placed under `placed`, ranking below `bound`.
+    #[allow(clippy::too_many_arguments)]
+    fn best_target(
+        &mut self,
+        a: usize,
+        b: usize,
+        need: Rv,
+        placed: &[(usize, Variant)],
+        bound: f64,
+        zone: Option<u16>,
+        ct: Option<CapacityType>,
+    ) -> Option<Target> {
+        let (na, nb) = (&self.nodes[a], &self.nodes[b]);
         let pools = &self.t.input.policy.pools;
         let floor = pools[na.pool].weight.max(pools[nb.pool].weight);
-        let placed: Vec<(usize, Variant)> = na.placed.iter().chain(&nb.placed).copied().collect();
         let old: Vec<(usize, Rv)> = [a, b]
             .iter()
             .map(|&n| {
@@ -176,14 +196,13 @@ impl Packer<'_, '_> {
             })
             .collect();
         let mut best: Option<Target> = None;
-        let bound = self.node_rank(a) + self.node_rank(b) - 1e-9;
         let nz = self.t.input.catalog.zones.len() as u16;
         for p in 0..self.t.pools.len() {
             if self.t.input.policy.pools[p].weight < floor {
                 continue;
             }
             let mut bits = Vec::with_capacity(placed.len());
-            for (c, v) in &placed {
+            for (c, v) in placed {
                 bits.push(self.t.class_bits(p, *c, v));
             }
             if bits.iter().any(|b| b.none()) {
@@ -306,4 +325,181 @@ impl Packer<'_, '_> {
         self.ct_count = undo.ct_count;
         false
     }
+
+    /// Re-divides the pods of `a` and `b` between two new nodes that rank
+    /// below the pair (a greedy split can leave one node too small for a
+    /// pod that would have shared it). Not for pods with preferred hostname
+    /// terms (the validator checks only required ones); kept only if the
+    /// validator accepts the plan.
+    fn try_split(&mut self, a: usize, b: usize, zone_sels: &[usize], ct_sels: &[usize]) -> bool {
+        let mut counts: Vec<(usize, u32)> = Vec::new();
+        for n in [a, b] {
+            for &(c, k) in &self.nodes[n].pods {
+                match counts.iter_mut().find(|x| x.0 == c) {
+                    Some(x) => x.1 += k,
+                    None => counts.push((c, k)),
+                }
+            }
+        }
+        // Required hostname terms are checked by the validator; preferred
+        // ones are not, so pods with those are left where packing put them.
+        let host_terms = counts.iter().any(|(c, _)| {
+            let tp = &self.topo.classes[*c];
+            tp.affs
+                .iter()
+                .any(|x| x.key == TKey::Host && x.weight.is_some())
+                || tp.spreads.iter().any(|x| x.key == TKey::Host && !x.hard)
+        });
+        let combos: u64 = counts.iter().map(|(_, k)| u64::from(*k) + 1).product();
+        if host_terms || combos > SPLIT_MAX_COMBOS {
+            return false;
+        }
+        let Some((zone, ct)) = self.pinned(a, b, zone_sels, ct_sels) else {
+            return false;
+        };
+        let placed: Vec<(usize, Variant)> = self.nodes[a]
+            .placed
+            .iter()
+            .chain(&self.nodes[b].placed)
+            .copied()
+            .collect();
+        let before = self.node_rank(a) + self.node_rank(b) - 1e-9;
+        let mut best: Option<(f64, Vec<u32>, Target, Target)> = None;
+        for code in 1..combos.saturating_sub(1) {
+            let mut rest = code;
+            let mut side = Vec::with_capacity(counts.len());
+            for (_, k) in &counts {
+                let base = u64::from(*k) + 1;
+                side.push((rest % base) as u32);
+                rest /= base;
+            }
+            let (mut n1, mut n2) = ([0; D], [0; D]);
+            for ((c, k), x) in counts.iter().zip(&side) {
+                for _ in 0..*x {
+                    n1 = add(&n1, &self.reqs[*c]);
+                }
+                for _ in 0..(*k - *x) {
+                    n2 = add(&n2, &self.reqs[*c]);
+                }
+            }
+            let p1: Vec<(usize, Variant)> = placed
+                .iter()
+                .filter(|(c, _)| {
+                    counts
+                        .iter()
+                        .zip(&side)
+                        .any(|((cc, _), x)| cc == c && *x > 0)
+                })
+                .copied()
+                .collect();
+            let p2: Vec<(usize, Variant)> = placed
+                .iter()
+                .filter(|(c, _)| {
+                    counts
+                        .iter()
+                        .zip(&side)
+                        .any(|((cc, k), x)| cc == c && *x < *k)
+                })
+                .copied()
+                .collect();
+            let Some(t1) = self.best_target(a, b, n1, &p1, before, zone, ct) else {
+                continue;
+            };
+            let Some(t2) = self.best_target(a, b, n2, &p2, before - t1.0, zone, ct) else {
+                continue;
+            };
+            let total = t1.0 + t2.0;
+            if total < before && best.as_ref().is_none_or(|x| total < x.0) {
+                best = Some((total, side, t1, t2));
+            }
+        }
+        let Some((_, side, t1, t2)) = best else {
+            return false;
+        };
+        let undo = Undo {
+            a: (a, self.nodes[a].clone()),
+            b: (b, self.nodes[b].clone()),
+            pool_used: self.pool_used.clone(),
+            zone_count: self.zone_count.clone(),
+            ct_count: self.ct_count.clone(),
+        };
+        for old in [&undo.a.1, &undo.b.1] {
+            let cap = self.type_cap_of(old.cands[0]);
+            self.pool_used[old.pool] = sub(&self.pool_used[old.pool], &cap);
+            for &(c, n) in &old.pods {
+                for &s in &self.topo.classes[c].matched_by {
+                    if let Some(oz) = old.zone {
+                        self.zone_count[s][oz as usize] -= n;
+                    }
+                    if let Some(oc) = old.ct {
+                        self.ct_count[s][ct_idx(oc)] -= n;
+                    }
+                }
+            }
+        }
+        for (n, t, first) in [(a, t1, true), (b, t2, false)] {
+            let (_, p, z, k, cands) = t;
+            let pods: Vec<(usize, u32)> = counts
+                .iter()
+                .zip(&side)
+                .map(|((c, total), x)| (*c, if first { *x } else { *total - *x }))
+                .filter(|(_, k)| *k > 0)
+                .collect();
+            let cap = self.type_cap_of(cands[0]);
+            self.pool_used[p] = add(&self.pool_used[p], &cap);
+            let mut used = [0; D];
+            let mut sel_count = vec![0; self.topo.sels.len()];
+            for &(c, k2) in &pods {
+                for _ in 0..k2 {
+                    used = add(&used, &self.reqs[c]);
+                }
+                for &s in &self.topo.classes[c].matched_by {
+                    sel_count[s] += k2;
+                    self.zone_count[s][z as usize] += k2;
+                    self.ct_count[s][ct_idx(k)] += k2;
+                }
+            }
+            let placed_here: Vec<(usize, Variant)> = placed
+                .iter()
+                .filter(|(c, _)| pods.iter().any(|(pc, _)| pc == c))
+                .copied()
+                .collect();
+            let mut anti_host = Vec::new();
+            for &(c, _) in &pods {
+                for x in &self.topo.classes[c].affs {
+                    if x.anti
+                        && x.key == TKey::Host
+                        && x.weight.is_none()
+                        && !anti_host.contains(&x.sel)
+                    {
+                        anti_host.push(x.sel);
+                    }
+                }
+            }
+            let node = &mut self.nodes[n];
+            node.pool = p;
+            node.zone = Some(z);
+            node.ct = Some(k);
+            node.cands = cands;
+            node.used = used;
+            node.sel_count = sel_count;
+            node.anti_host = anti_host;
+            node.pods = pods;
+            node.placed = placed_here;
+        }
+        let plan = self.build(false);
+        if validate(&plan, self.t.input).is_empty() {
+            return true;
+        }
+        self.nodes[undo.a.0] = undo.a.1;
+        self.nodes[undo.b.0] = undo.b.1;
+        self.pool_used = undo.pool_used;
+        self.zone_count = undo.zone_count;
+        self.ct_count = undo.ct_count;
+        false
+    }
 }
+
+/// A split of two nodes' pods is only searched when it has at most this many
+/// ways (the product over classes of pods + 1).
+const SPLIT_MAX_COMBOS: u64 = 64;
