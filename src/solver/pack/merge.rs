@@ -30,6 +30,32 @@ struct Undo {
 type Target = (f64, usize, u16, CapacityType, Vec<u32>);
 
 impl Packer<'_, '_> {
+    /// Saves what a merge or split of `a` and `b` changes.
+    fn snapshot(&self, a: usize, b: usize) -> Undo {
+        Undo {
+            a: (a, self.nodes[a].clone()),
+            b: (b, self.nodes[b].clone()),
+            pool_used: self.pool_used.clone(),
+            zone_count: self.zone_count.clone(),
+            ct_count: self.ct_count.clone(),
+        }
+    }
+
+    /// Keeps the tentative change if the validator accepts the whole plan;
+    /// otherwise restores `undo`. True when kept.
+    fn keep_if_valid(&mut self, undo: Undo) -> bool {
+        let plan = self.build(false);
+        if validate(&plan, self.t.input).is_empty() {
+            return true;
+        }
+        self.nodes[undo.a.0] = undo.a.1;
+        self.nodes[undo.b.0] = undo.b.1;
+        self.pool_used = undo.pool_used;
+        self.zone_count = undo.zone_count;
+        self.ct_count = undo.ct_count;
+        false
+    }
+
     /// Merges pairs of new nodes while a merge lowers the plan's rank.
     pub(super) fn merge_pass(&mut self) {
         // A script that reads the pods scores whole nodes; merging by rank
@@ -260,13 +286,7 @@ impl Packer<'_, '_> {
         let Some((_, p, z, k, cands)) = self.merge_target(a, b, zone, ct) else {
             return false;
         };
-        let undo = Undo {
-            a: (a, self.nodes[a].clone()),
-            b: (b, self.nodes[b].clone()),
-            pool_used: self.pool_used.clone(),
-            zone_count: self.zone_count.clone(),
-            ct_count: self.ct_count.clone(),
-        };
+        let undo = self.snapshot(a, b);
         let nb = std::mem::replace(
             &mut self.nodes[b],
             Node {
@@ -314,16 +334,7 @@ impl Packer<'_, '_> {
                 na.placed.push(*pv);
             }
         }
-        let plan = self.build(false);
-        if validate(&plan, self.t.input).is_empty() {
-            return true;
-        }
-        self.nodes[undo.a.0] = undo.a.1;
-        self.nodes[undo.b.0] = undo.b.1;
-        self.pool_used = undo.pool_used;
-        self.zone_count = undo.zone_count;
-        self.ct_count = undo.ct_count;
-        false
+        self.keep_if_valid(undo)
     }
 
     /// Re-divides the pods of `a` and `b` between two new nodes that rank
@@ -416,13 +427,7 @@ impl Packer<'_, '_> {
         let Some((_, side, t1, t2)) = best else {
             return false;
         };
-        let undo = Undo {
-            a: (a, self.nodes[a].clone()),
-            b: (b, self.nodes[b].clone()),
-            pool_used: self.pool_used.clone(),
-            zone_count: self.zone_count.clone(),
-            ct_count: self.ct_count.clone(),
-        };
+        let undo = self.snapshot(a, b);
         for old in [&undo.a.1, &undo.b.1] {
             let cap = self.type_cap_of(old.cands[0]);
             self.pool_used[old.pool] = sub(&self.pool_used[old.pool], &cap);
@@ -487,16 +492,7 @@ impl Packer<'_, '_> {
             node.pods = pods;
             node.placed = placed_here;
         }
-        let plan = self.build(false);
-        if validate(&plan, self.t.input).is_empty() {
-            return true;
-        }
-        self.nodes[undo.a.0] = undo.a.1;
-        self.nodes[undo.b.0] = undo.b.1;
-        self.pool_used = undo.pool_used;
-        self.zone_count = undo.zone_count;
-        self.ct_count = undo.ct_count;
-        false
+        self.keep_if_valid(undo)
     }
 }
 
