@@ -17,6 +17,7 @@ use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
 mod merge;
+mod slack;
 
 /// How new nodes are sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,14 @@ struct Node {
     pool: usize,
     zone: Option<u16>,
     ct: Option<CapacityType>,
-    /// Candidate offerings (new nodes), cheapest first; every one fits `used`.
+    /// Candidate offerings (new nodes), cheapest first, each allowed for
+    /// every pod on the node. The first fits `used`; later ones may not
+    /// (narrowing the whole list at every placement was the packer's main
+    /// cost), so readers of the whole list re-check `fits`.
     cands: Vec<u32>,
+    /// Ids of the class offering sets (`Packer::bits_id`) already applied
+    /// to `cands`; a class with one of these needs no re-filtering.
+    applied: Vec<u32>,
     used: Rv,
     /// Existing nodes: allocatable minus what is bound.
     room: Rv,
@@ -60,15 +67,21 @@ pub struct Packer<'t, 'a> {
     new_nodes: Vec<usize>,
     /// New nodes in creation order (phase 2 scans these).
     open_nodes: Vec<usize>,
-    /// Per request vector: every open node before this position lacks slack
-    /// for one such pod (slack only shrinks, except when a node is upgraded,
-    /// which rewinds the pointers).
-    first_fit: HashMap<Rv, usize>,
+    /// Per domain (zone × capacity type): spare room of the open nodes in
+    /// it, by open position (phase 2 searches these).
+    slack: Vec<slack::SlackIndex>,
     /// Memoised class bitsets and domain masks, by node-constraint signature.
-    dom_cache: HashMap<String, (Vec<Bits>, u64, u8)>,
+    dom_cache: HashMap<String, (Vec<Bits>, u64, u8, u32)>,
+    /// Id of the offering sets of the class being placed (its `dom_cache`
+    /// entry): equal ids mean equal sets.
+    bits_id: u32,
     zone_count: Vec<Vec<u32>>,
     ct_count: Vec<[u32; 2]>,
     any_count: Vec<u32>,
+    /// Per selector: nodes that have held a matching pod (a superset; a
+    /// reader re-checks the counts). Classes that must sit next to such
+    /// pods look only at these.
+    sel_nodes: Vec<Vec<usize>>,
     anti_zone: Vec<Vec<usize>>,
     pool_used: Vec<Rv>,
     reqs: Vec<Rv>,
@@ -128,11 +141,13 @@ impl<'t, 'a> Packer<'t, 'a> {
             nodes: Vec::new(),
             new_nodes: Vec::new(),
             open_nodes: Vec::new(),
-            first_fit: HashMap::new(),
+            slack: vec![slack::SlackIndex::default(); nz * 2],
             dom_cache: HashMap::new(),
+            bits_id: u32::MAX,
             zone_count: vec![vec![0; nz]; nsel],
             ct_count: vec![[0; 2]; nsel],
             any_count: vec![0; nsel],
+            sel_nodes: vec![Vec::new(); nsel],
             anti_zone: vec![Vec::new(); nz],
             pool_used: vec![[0; D]; input.policy.pools.len()],
             reqs,
@@ -200,6 +215,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 zone,
                 ct,
                 cands: Vec::new(),
+                applied: Vec::new(),
                 used: [0; D],
                 room: sub(&alloc, &p.t.dims.rv(&en.used)),
                 sel_count,
@@ -371,12 +387,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             class.tolerations,
             (v.prefer_rules, v.pref_node)
         );
-        if let Some(hit) = self.dom_cache.get(&key) {
-            return hit.clone();
+        if let Some((bits, zm, cm, id)) = self.dom_cache.get(&key) {
+            self.bits_id = *id;
+            return (bits.clone(), *zm, *cm);
         }
-        let out = self.domains_uncached(c, v);
-        self.dom_cache.insert(key, out.clone());
-        out
+        let (bits, zm, cm) = self.domains_uncached(c, v);
+        self.bits_id = self.dom_cache.len() as u32;
+        self.dom_cache
+            .insert(key, (bits.clone(), zm, cm, self.bits_id));
+        (bits, zm, cm)
     }
 
     /// The class's usable offerings under `v`, and its spread domains. The
@@ -602,6 +621,9 @@ impl<'t, 'a> Packer<'t, 'a> {
         let zone = node.zone;
         let ct = node.ct;
         for &s in &self.topo.classes[c].matched_by {
+            if node.sel_count[s] == 0 {
+                self.sel_nodes[s].push(n);
+            }
             node.sel_count[s] += k;
             self.any_count[s] += k;
             if let Some(z) = zone {
@@ -633,6 +655,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         self.left[c] -= k;
+        self.sync_slack(n, false);
     }
 
     /// Whether class `c` must start a hostname affinity group under `v`: it
@@ -667,8 +690,8 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// The three placement phases for class `c` (see the module docs).
     fn place_phases(&mut self, c: usize, v: &Variant, bits: &[Bits], zmask: u64, cmask: u8) {
         let req = self.reqs[c];
-        // 1. Existing nodes, in input order.
-        for n in 0..self.nodes.len() {
+        // 1. Existing nodes, in input order (they come first in `nodes`).
+        for n in 0..self.t.input.workload.nodes.len() {
             if self.left[c] == 0 {
                 return;
             }
@@ -691,60 +714,74 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
-        let cost_aware = self.strategy == Strategy::CostAware;
-        let mut i = if cost_aware {
-            self.first_fit.get(&req).copied().unwrap_or(0)
-        } else {
-            0
-        };
-        let mut prefix = true;
-        while i < self.open_nodes.len() {
-            if self.left[c] == 0 {
-                break;
-            }
-            let n = self.open_nodes[i];
-            i += 1;
-            let node = &self.nodes[n];
-            let Some(&cur) = node.cands.first() else {
-                continue;
-            };
-            let tab = &self.t.pools[node.pool];
-            let k = if cost_aware {
-                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
-                if k == 0 {
-                    if prefix {
-                        self.first_fit.insert(req, i);
-                    }
-                    continue;
+        if self.strategy == Strategy::CostAware
+            && let Some(anchors) = self.host_anchors(c, v)
+        {
+            for i in anchors {
+                if self.left[c] == 0 {
+                    break;
                 }
-                prefix = false;
+                let n = self.open_nodes[i];
+                let node = &self.nodes[n];
+                let Some(&cur) = node.cands.first() else {
+                    continue;
+                };
                 if !bits[node.pool].get(cur as usize) {
                     continue;
                 }
-                k
-            } else {
+                let tab = &self.t.pools[node.pool];
+                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
+                self.fill_slack(c, v, n, k, bits, zmask, cmask);
+            }
+        } else if self.strategy == Strategy::CostAware {
+            // Only domains where topology lets a fresh node take a pod can
+            // have a planned node that takes one (a node's own pods only
+            // lower its limit), so the others are not searched. The set
+            // changes only when pods are placed.
+            let mut from = 0;
+            let mut open = self.open_domains(c, v, zmask, cmask);
+            while self.left[c] > 0 {
+                let Some(i) = open
+                    .iter()
+                    .filter_map(|&d| self.slack[d].first_fit(from, &req))
+                    .min()
+                else {
+                    break;
+                };
+                from = i + 1;
+                let before = self.left[c];
+                let n = self.open_nodes[i];
+                let node = &self.nodes[n];
+                let Some(&cur) = node.cands.first() else {
+                    continue;
+                };
+                if !bits[node.pool].get(cur as usize) {
+                    continue;
+                }
+                let tab = &self.t.pools[node.pool];
+                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
+                self.fill_slack(c, v, n, k, bits, zmask, cmask);
+                if self.left[c] != before {
+                    open = self.open_domains(c, v, zmask, cmask);
+                }
+            }
+        } else {
+            for i in 0..self.open_nodes.len() {
+                if self.left[c] == 0 {
+                    break;
+                }
+                let n = self.open_nodes[i];
+                let node = &self.nodes[n];
+                let tab = &self.t.pools[node.pool];
                 let b = &bits[node.pool];
-                node.cands
+                let k = node
+                    .cands
                     .iter()
                     .filter(|o| b.get(**o as usize))
                     .map(|o| copies(&req, &sub(&tab.net[*o as usize], &node.used)))
                     .max()
-                    .unwrap_or(0)
-            };
-            if k == 0 {
-                continue;
-            }
-            let k = k.min(self.left[c]).min(self.topo_limit(
-                c,
-                v,
-                Some(n),
-                node.zone,
-                node.ct,
-                zmask,
-                cmask,
-            ));
-            if k > 0 && !(self.together && k < self.left[c]) {
-                self.grow(c, n, k, v, bits);
+                    .unwrap_or(0);
+                self.fill_slack(c, v, n, k, bits, zmask, cmask);
             }
         }
         // 3. New nodes (and, cost-aware, growing recent nodes) until done or stuck.
@@ -752,6 +789,106 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !self.open_or_grow(c, v, bits, zmask, cmask) {
                 break;
             }
+        }
+    }
+
+    /// Phase 2 at planned node `n`, where `k` pods of class `c` fit by
+    /// resources: as many as topology allows, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_slack(
+        &mut self,
+        c: usize,
+        v: &Variant,
+        n: usize,
+        k: u32,
+        bits: &[Bits],
+        zmask: u64,
+        cmask: u8,
+    ) {
+        if k == 0 {
+            return;
+        }
+        let node = &self.nodes[n];
+        let k = k.min(self.left[c]).min(self.topo_limit(
+            c,
+            v,
+            Some(n),
+            node.zone,
+            node.ct,
+            zmask,
+            cmask,
+        ));
+        if k > 0 && !(self.together && k < self.left[c]) {
+            self.grow(c, n, k, v, bits);
+        }
+    }
+
+    /// When class `c` under `v` may only join pods already on a node (a
+    /// required hostname affinity whose group has started), the open
+    /// positions of the planned nodes holding such pods, ascending; every
+    /// other planned node would get a zero topology limit. None when the
+    /// class is not bound that way.
+    fn host_anchors(&self, c: usize, v: &Variant) -> Option<Vec<usize>> {
+        let tp = &self.topo.classes[c];
+        let req_affs = tp.affs.len() - tp.preferred;
+        let mut best: Option<&Vec<usize>> = None;
+        for a in tp.affs.iter().take(req_affs + v.pref_pod) {
+            if a.anti || a.key != TKey::Host || (self.any_count[a.sel] == 0 && a.self_match) {
+                continue;
+            }
+            let list = &self.sel_nodes[a.sel];
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        }
+        best.map(|list| {
+            let mut pos: Vec<usize> = list
+                .iter()
+                .map(|&n| self.nodes[n].open_pos)
+                .filter(|&p| p != usize::MAX)
+                .collect();
+            pos.sort_unstable();
+            pos.dedup();
+            pos
+        })
+    }
+
+    /// Domains where a new node could take a pod of class `c` under `v`.
+    fn open_domains(&self, c: usize, v: &Variant, zmask: u64, cmask: u8) -> Vec<usize> {
+        (0..self.slack.len())
+            .filter(|&d| {
+                let (zone, ct) = ((d / 2) as u16, dom_ct(d));
+                self.topo_limit(c, v, None, Some(zone), Some(ct), zmask, cmask) > 0
+            })
+            .collect()
+    }
+
+    /// Re-reads planned node `n`'s spare room into the slack index after
+    /// its pods or candidate types changed. `moved`: its zone or capacity
+    /// type may have changed too, so every domain is rewritten.
+    fn sync_slack(&mut self, n: usize, moved: bool) {
+        let node = &self.nodes[n];
+        let pos = node.open_pos;
+        let (Some(zone), Some(ct)) = (node.zone, node.ct) else {
+            return;
+        };
+        if pos == usize::MAX {
+            return;
+        }
+        let slack = node
+            .cands
+            .first()
+            .map(|&cur| sub(&self.t.pools[node.pool].net[cur as usize], &node.used));
+        let here = dom(zone, ct);
+        if moved {
+            for d in 0..self.slack.len() {
+                if d != here {
+                    self.slack[d].set(pos, None);
+                }
+            }
+        }
+        if let Some(idx) = self.slack.get_mut(here) {
+            idx.set(pos, slack);
         }
     }
 
@@ -770,6 +907,30 @@ impl<'t, 'a> Packer<'t, 'a> {
         let limit = tab.limit;
         let used_now = self.pool_used[p];
         let old_cap = old_cur.map_or([0; D], |o| self.type_cap_of(o));
+        let min_values = !self.t.input.policy.pools[p]
+            .requirements
+            .min_values
+            .is_empty();
+        let known = node.applied.contains(&self.bits_id);
+        if known && !min_values {
+            // The class's offerings are already applied: only the cheapest
+            // candidates that no longer fit drop off the front.
+            let Some(first) = node
+                .cands
+                .iter()
+                .position(|o| fits(&need, &tab.net[*o as usize]))
+            else {
+                return false;
+            };
+            let new_cap = self.type_cap_of(node.cands[first]);
+            if !fits(&add(&sub(&used_now, &old_cap), &new_cap), &limit) {
+                return false;
+            }
+            self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
+            self.nodes[n].cands.drain(..first);
+            self.commit(c, n, k, v);
+            return true;
+        }
         let cands: Vec<u32> = node
             .cands
             .iter()
@@ -787,13 +948,9 @@ impl<'t, 'a> Packer<'t, 'a> {
             return false;
         }
         self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
-        if old_cur != Some(new_cur) {
-            let pos = self.nodes[n].open_pos;
-            for v in self.first_fit.values_mut() {
-                *v = (*v).min(pos);
-            }
-        }
-        self.nodes[n].cands = cands;
+        let node = &mut self.nodes[n];
+        node.cands = cands;
+        node.applied.push(self.bits_id);
         self.commit(c, n, k, v);
         true
     }
@@ -968,6 +1125,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     zone: Some(zone),
                     ct: Some(ct),
                     cands,
+                    applied: vec![self.bits_id],
                     used: [0; D],
                     room: [0; D],
                     sel_count: vec![0; nsel],
@@ -1007,7 +1165,18 @@ impl<'t, 'a> Packer<'t, 'a> {
         let req = self.reqs[c];
         let tab = &self.t.pools[p];
         let mut best: Option<(f64, usize, u32)> = None;
-        for &n in self.new_nodes.iter().rev().take(recent) {
+        // Most recent first; a class tied to its partners' nodes looks at those only.
+        let first = self.new_nodes.len().saturating_sub(recent);
+        let candidates: Vec<usize> = match self.host_anchors(c, v) {
+            Some(pos) => pos
+                .into_iter()
+                .rev()
+                .filter(|&i| i >= first)
+                .map(|i| self.open_nodes[i])
+                .collect(),
+            None => self.new_nodes[first..].iter().rev().copied().collect(),
+        };
+        for n in candidates {
             let node = &self.nodes[n];
             if node.pool != p {
                 continue;
@@ -1087,7 +1256,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .copied()
                 .filter(|o| {
                     let ti = cat.offerings[*o as usize].type_index as usize;
-                    *o == first || fits(&self.t.type_cap[ti], &headroom)
+                    *o == first
+                        || (fits(&node.used, &tab.net[*o as usize])
+                            && fits(&self.t.type_cap[ti], &headroom))
                 })
                 .collect();
             if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {

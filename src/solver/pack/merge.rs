@@ -44,16 +44,25 @@ impl Packer<'_, '_> {
     /// Keeps the tentative change if the validator accepts the whole plan;
     /// otherwise restores `undo`. True when kept.
     fn keep_if_valid(&mut self, undo: Undo) -> bool {
+        let (a, b) = (undo.a.0, undo.b.0);
         let plan = self.build(false);
-        if validate(&plan, self.t.input).is_empty() {
-            return true;
+        let kept = validate(&plan, self.t.input).is_empty();
+        if !kept {
+            self.nodes[a] = undo.a.1;
+            self.nodes[b] = undo.b.1;
+            self.pool_used = undo.pool_used;
+            self.zone_count = undo.zone_count;
+            self.ct_count = undo.ct_count;
         }
-        self.nodes[undo.a.0] = undo.a.1;
-        self.nodes[undo.b.0] = undo.b.1;
-        self.pool_used = undo.pool_used;
-        self.zone_count = undo.zone_count;
-        self.ct_count = undo.ct_count;
-        false
+        for n in [a, b] {
+            self.sync_slack(n, true);
+            for s in 0..self.nodes[n].sel_count.len() {
+                if self.nodes[n].sel_count[s] > 0 {
+                    self.sel_nodes[s].push(n);
+                }
+            }
+        }
+        kept
     }
 
     /// Merges pairs of new nodes while a merge lowers the plan's rank.
@@ -319,6 +328,7 @@ impl Packer<'_, '_> {
         na.zone = Some(z);
         na.ct = Some(k);
         na.cands = cands;
+        na.applied.clear();
         na.used = add(&na.used, &nb.used);
         for (s, x) in na.sel_count.iter_mut().zip(&nb.sel_count) {
             *s += x;
@@ -486,6 +496,7 @@ impl Packer<'_, '_> {
             node.zone = Some(z);
             node.ct = Some(k);
             node.cands = cands;
+            node.applied.clear();
             node.used = used;
             node.sel_count = sel_count;
             node.anti_host = anti_host;
