@@ -1110,11 +1110,28 @@ impl<'t, 'a> Packer<'t, 'a> {
                 need = add(&need, &req);
             }
             let tab = &self.t.pools[p];
-            let cands: Vec<u32> = tab.by_domain[d]
-                .iter()
-                .copied()
-                .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
-                .collect();
+            let list = &tab.by_domain[d];
+            let cands: Vec<u32> = if self.t.input.policy.pools[p]
+                .requirements
+                .min_values
+                .is_empty()
+            {
+                // Only the first candidate must fit now (see `Node::cands`).
+                let first = list
+                    .iter()
+                    .position(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
+                    .unwrap_or(list.len());
+                list[first..]
+                    .iter()
+                    .copied()
+                    .filter(|x| bits[p].get(*x as usize))
+                    .collect()
+            } else {
+                list.iter()
+                    .copied()
+                    .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
+                    .collect()
+            };
             if !cands.is_empty() && self.min_values_ok(p, &cands) {
                 let nsel = self.topo.sels.len();
                 let cap = self.type_cap_of(cands[0]);
@@ -1250,6 +1267,14 @@ impl<'t, 'a> Packer<'t, 'a> {
             };
             let first_cap = self.t.type_cap[cat.offerings[first as usize].type_index as usize];
             let headroom = add(&sub(&tab.limit, &self.pool_used[p]), &first_cap);
+            // Without a load-dependent scorer or minValues, only the first
+            // MAX_OPTIONS are kept, so the scan stops there.
+            let node_scorer = input.scorer.filter(|s| s.is_load_dependent());
+            let enough = if node_scorer.is_none() && pool.requirements.min_values.is_empty() {
+                MAX_OPTIONS
+            } else {
+                usize::MAX
+            };
             let mut ordered: Vec<u32> = node
                 .cands
                 .iter()
@@ -1260,8 +1285,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                         || (fits(&node.used, &tab.net[*o as usize])
                             && fits(&self.t.type_cap[ti], &headroom))
                 })
+                .take(enough)
                 .collect();
-            if let Some(scorer) = input.scorer.filter(|s| s.is_load_dependent()) {
+            if let Some(scorer) = node_scorer {
                 ordered = self.rescore(scorer, p, node, ordered);
             }
             let ordered = self.cap_options(p, ordered);

@@ -94,9 +94,11 @@ impl Topo {
     /// Interns every selector and compiles every class.
     pub fn new(w: &Workload) -> Topo {
         let mut t = Topo::default();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Selector and namespaces -> index in `t.sels`.
+        type SelKey = (LabelSelector, Option<Vec<String>>);
+        let mut index: HashMap<SelKey, usize> = HashMap::new();
         let mut intern = |t: &mut Topo, sel: Sel| -> usize {
-            let key = format!("{:?}|{:?}", sel.selector, sel.namespaces);
+            let key = (sel.selector.clone(), sel.namespaces.clone());
             *index.entry(key).or_insert_with(|| {
                 t.sels.push(sel);
                 t.sels.len() - 1

@@ -138,7 +138,7 @@ pub fn untolerated<'a>(tolerations: &[Toleration], taints: &'a [Taint]) -> Optio
 }
 
 /// A label selector (matchLabels AND matchExpressions).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct LabelSelector {
     pub match_labels: BTreeMap<String, String>,
     /// (key, operator, values); operators In, NotIn, Exists, DoesNotExist.
