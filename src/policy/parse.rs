@@ -1,4 +1,6 @@
 //! Policy text → AST, with a span on every node. The grammar is `grammar/policy.pest`.
+//! Most valid files are read by `fast`, which mirrors that grammar and defers
+//! to pest whenever it is not sure; pest produces every diagnostic.
 //!
 //! Syntax errors and unknown operators are reported here; everything that
 //! needs more than one statement to judge is left to `compile`.
