@@ -101,9 +101,12 @@ pub fn is_unknown_reserved(key: &str) -> bool {
     let Some((domain, _)) = key.split_once('/') else {
         return false;
     };
-    let reserved = RESERVED_DOMAINS
-        .iter()
-        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")));
+    let reserved = RESERVED_DOMAINS.iter().any(|d| {
+        domain == *d
+            || domain
+                .strip_suffix(d)
+                .is_some_and(|rest| rest.ends_with('.'))
+    });
     reserved && !WELL_KNOWN.contains(&key)
         // Kubernetes lets users label nodes under these two sub-domains freely.
         && !domain.ends_with("node-restriction.kubernetes.io")

@@ -8,7 +8,7 @@
 //! first. Rules (placement, cost, capacity, scores) simply accumulate in file
 //! order, then source order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -298,7 +298,8 @@ impl FileCx<'_> {
         }
     }
 
-    fn quantity(&mut self, w: &Word, what: &str) -> Option<ir::Quantity> {
+    /// `what` is only formatted when a diagnostic is reported.
+    fn quantity(&mut self, w: &Word, what: impl std::fmt::Display) -> Option<ir::Quantity> {
         match ir::Quantity::parse(&w.text) {
             Ok(q) if q.is_negative() => {
                 let d = Diagnostic::error(
@@ -504,7 +505,8 @@ impl FileCx<'_> {
                     }
                 }
                 ast::PoolStmt::Limit(kv) => {
-                    if let Some(q) = self.quantity(&kv.value, &format!("limit on {}", kv.key.text))
+                    if let Some(q) =
+                        self.quantity(&kv.value, format_args!("limit on {}", kv.key.text))
                         && pool.limits.insert(kv.key.text.clone(), q).is_some()
                     {
                         self.err(
@@ -561,37 +563,46 @@ impl FileCx<'_> {
             }
         }
         pool.weight = weight.map(|(w, _)| w).unwrap_or(0);
-        // Merge terms per key, reporting the first term that empties a key's set.
-        let mut per_key: HashMap<&str, (ir::ValueSet, Vec<Span>)> = HashMap::new();
-        for (t, span) in &terms {
+        // Merge terms per key (what `Requirements::from_terms` does, in the same
+        // order), reporting each term that empties a key's set. The first term
+        // on a key never does: `anything() ∩ set` is `set`.
+        let mut reqs = ir::Requirements::new();
+        for (i, (t, span)) in terms.iter().enumerate() {
             let set = ir::ValueSet::from_op(t.op, &t.values);
-            let entry = per_key
-                .entry(t.key.as_str())
-                .or_insert_with(|| (ir::ValueSet::anything(), Vec::new()));
-            let merged = entry.0.intersect(&set);
-            if merged.is_empty() && !set.is_empty() {
-                let mut d = Diagnostic::error(
-                    self.file,
-                    self.source,
-                    *span,
-                    "policy::contradiction",
-                    format!(
-                        "requirements on `{}` contradict each other: no node can satisfy both",
-                        t.key
-                    ),
-                )
-                .with_primary("this requirement")
-                .with_help("remove or widen one of the requirements");
-                for s in &entry.1 {
-                    d = d.with_label(*s, "contradicts this one");
+            match reqs.keys.get_mut(t.key.as_str()) {
+                Some(existing) => {
+                    let merged = existing.intersect(&set);
+                    if merged.is_empty() && !set.is_empty() {
+                        let mut d = Diagnostic::error(
+                            self.file,
+                            self.source,
+                            *span,
+                            "policy::contradiction",
+                            format!(
+                                "requirements on `{}` contradict each other: no node can satisfy both",
+                                t.key
+                            ),
+                        )
+                        .with_primary("this requirement")
+                        .with_help("remove or widen one of the requirements");
+                        for (_, s) in terms[..i].iter().filter(|(e, _)| e.key == t.key) {
+                            d = d.with_label(*s, "contradicts this one");
+                        }
+                        self.push(d);
+                    }
+                    *existing = merged;
                 }
-                self.push(d);
+                None => {
+                    reqs.keys.insert(t.key.clone(), set);
+                }
             }
-            entry.0 = merged;
-            entry.1.push(*span);
+            if let Some(m) = t.min_values {
+                let e = reqs.min_values.entry(t.key.clone()).or_insert(0);
+                *e = (*e).max(m);
+            }
         }
         pool.requirement_terms = terms.into_iter().map(|(t, _)| t).collect();
-        pool.requirements = ir::Requirements::from_terms(&pool.requirement_terms);
+        pool.requirements = reqs;
         let (nc, explicit, span) = match node_class {
             Some((n, s)) => (n, true, s),
             None => ("default".to_string(), false, p.name.span),
@@ -1243,7 +1254,7 @@ impl FileCx<'_> {
                     .help = Some("use `==` or `in` for text".into());
                     return None;
                 }
-                if subj == ir::Subject::NodeLabel(labels::NODEPOOL.into()) {
+                if matches!(&subj, ir::Subject::NodeLabel(k) if k == labels::NODEPOOL) {
                     for v in values {
                         self.pool_ref(v);
                     }
@@ -1605,7 +1616,7 @@ impl FileCx<'_> {
         let mut add = BTreeMap::new();
         let mut ok = true;
         for kv in &r.add {
-            match self.quantity(&kv.value, &format!("capacity of {}", kv.key.text)) {
+            match self.quantity(&kv.value, format_args!("capacity of {}", kv.key.text)) {
                 Some(q) => {
                     add.insert(kv.key.text.clone(), q);
                 }

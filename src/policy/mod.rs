@@ -5,6 +5,7 @@
 pub mod ast;
 pub mod compile;
 pub mod diag;
+mod fast;
 pub mod fmt;
 pub mod parse;
 

@@ -1,4 +1,6 @@
 //! Policy text → AST, with a span on every node. The grammar is `grammar/policy.pest`.
+//! Most valid files are read by `fast`, which mirrors that grammar and defers
+//! to pest whenever it is not sure; pest produces every diagnostic.
 //!
 //! Syntax errors and unknown operators are reported here; everything that
 //! needs more than one statement to judge is left to `compile`.
@@ -19,11 +21,6 @@ struct PolicyParser;
 /// Parses one file. `file` is the name used in diagnostics and to resolve scripts.
 pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
     let source: Arc<str> = Arc::from(text);
-    let mut cx = Cx {
-        file,
-        source: &source,
-        diags: Vec::new(),
-    };
     if let Some(at) = too_deep(text) {
         let d = Diagnostic::error(
             file,
@@ -38,6 +35,46 @@ pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
         );
         return Err(Diagnostics(vec![d]));
     }
+    // The fast path answers only when it is sure to match what pest would
+    // produce (see `fast`); anything else, errors included, goes to pest.
+    if let Some(items) = super::fast::parse(text) {
+        #[cfg(debug_assertions)]
+        check_fast_path(file, text, &items);
+        return Ok(File {
+            path: file.to_path_buf(),
+            source,
+            items,
+        });
+    }
+    parse_with_pest(file, source, text)
+}
+
+/// Debug builds (tests, fuzzing): the fast path must agree with pest exactly,
+/// spans included (`Item`'s equality ignores spans, its `Debug` does not).
+#[cfg(debug_assertions)]
+fn check_fast_path(file: &Path, text: &str, items: &[Item]) {
+    match parse_with_pest(file, Arc::from(text), text) {
+        Ok(f) => assert_eq!(
+            format!("{:?}", f.items),
+            format!("{items:?}"),
+            "fast path and pest disagree on {}",
+            file.display()
+        ),
+        Err(d) => panic!(
+            "fast path accepted {} but pest reports {:?}",
+            file.display(),
+            d.0.first().map(|d| &d.message)
+        ),
+    }
+}
+
+/// The grammar of record: pest's parse tree, walked into the AST.
+fn parse_with_pest(file: &Path, source: Arc<str>, text: &str) -> Result<File, Diagnostics> {
+    let mut cx = Cx {
+        file,
+        source: &source,
+        diags: Vec::new(),
+    };
     let pairs = match PolicyParser::parse(Rule::file, text) {
         Ok(p) => p,
         Err(e) => return Err(Diagnostics(vec![syntax_error(file, &source, e)])),
@@ -156,7 +193,7 @@ fn word(p: Pair<'_, Rule>) -> Word {
 }
 
 /// Undoes the string escapes the formatter writes (`\"`, `\\`, `\n`, `\t`, `\r`).
-fn unescape(quoted: &str) -> String {
+pub(crate) fn unescape(quoted: &str) -> String {
     let body = quoted
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
