@@ -1,16 +1,23 @@
 //! Karpenter's scheduling benchmark (400 types, "diverse" pods) on our
 //! solver, with the first-fit-decreasing baseline's cost on the same input.
 //!
-//! `cargo bench --bench solver` prints a cost table, then criterion timings.
+//! A second table runs the embedded real catalog against a fractional lower bound.
+//!
+//! `cargo bench --bench solver` prints both cost tables, then criterion timings.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nodewright::catalog::Catalog;
+use nodewright::catalog::embedded::embedded_static;
+use nodewright::import::load_policy_set;
 use nodewright::ir::PolicySet;
 use nodewright::solver::bound::fractional_lower_bound;
 use nodewright::solver::pack::Strategy;
 use nodewright::solver::{SolveInput, solve_with, synth};
+use nodewright::workload::{LoadOptions, Workload, load_files};
 
 const SIZES: [usize; 4] = [1000, 5000, 10000, 20000];
 
@@ -49,56 +56,94 @@ fn cost_table() {
     }
 }
 
-/// The real-catalog benchmark: $/hour against the fractional lower bound.
-/// TODO(merge): use `catalog::embedded::embedded()`; until then a Catalog JSON
-/// given in NODEWRIGHT_BENCH_CATALOG.
-fn real_catalog_table() {
-    let Ok(path) = std::env::var("NODEWRIGHT_BENCH_CATALOG") else {
-        println!("real catalog: skipped (set NODEWRIGHT_BENCH_CATALOG to a Catalog JSON)");
-        return;
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("real catalog: cannot read {path}: {e}");
-            return;
-        }
-    };
-    let catalog: nodewright::catalog::Catalog = match serde_json::from_str(&text) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("real catalog: {path}: {e}");
-            return;
-        }
-    };
-    let policy = PolicySet {
+/// One real-catalog case: a policy and a workload.
+struct RealCase {
+    name: &'static str,
+    policy: PolicySet,
+    workload: Workload,
+}
+
+/// The real-catalog cases: the embedded catalog (every type, zone and
+/// capacity type) under an unrestricted pool and under `policies/default.policy`,
+/// with the small realistic workload, the web-and-batch example and 1,000
+/// diverse pods. A case whose input cannot be read fails the benchmark.
+fn real_cases() -> Vec<RealCase> {
+    let unrestricted = PolicySet {
         pools: vec![synth::default_pool("default")],
         ..Default::default()
     };
-    let w = synth::realistic_workload();
-    let input = SolveInput {
-        policy: &policy,
-        catalog: &catalog,
-        workload: &w,
-        scorer: None,
-        unavailable: None,
-    };
-    let t = Instant::now();
-    let p = solve_with(&input, Strategy::CostAware);
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    let lb = fractional_lower_bound(&input);
+    let (default_policy, _warnings) = load_policy_set(&[PathBuf::from("policies/default.policy")])
+        .unwrap_or_else(|e| panic!("policies/default.policy: {e}"));
+    let example = load_files(
+        &[PathBuf::from("examples/web-and-batch.yaml")],
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("examples/web-and-batch.yaml: {e}"));
+    vec![
+        RealCase {
+            name: "realistic, unrestricted pool",
+            policy: unrestricted.clone(),
+            workload: synth::realistic_workload(),
+        },
+        RealCase {
+            name: "realistic, default.policy",
+            policy: default_policy.clone(),
+            workload: synth::realistic_workload(),
+        },
+        RealCase {
+            name: "web-and-batch, default.policy",
+            policy: default_policy.clone(),
+            workload: example,
+        },
+        RealCase {
+            name: "diverse 1k, unrestricted pool",
+            policy: unrestricted,
+            workload: synth::diverse_workload(1000, 42),
+        },
+        RealCase {
+            name: "diverse 1k, default.policy",
+            policy: default_policy,
+            workload: synth::diverse_workload(1000, 42),
+        },
+    ]
+}
+
+/// The real-catalog benchmark: $/hour against the fractional lower bound.
+fn real_catalog_table(catalog: &Catalog, cases: &[RealCase]) {
     println!(
-        "real catalog: {} offerings, {} nodes, ${:.3}/hour, lower bound ${lb:.3}/hour (x{:.3}), {ms:.1} ms",
-        catalog.offerings.len(),
-        p.nodes.len(),
-        p.total_price_per_hour,
-        p.total_price_per_hour / lb.max(1e-9)
+        "real catalog ({} types, {} offerings): case | pods | nodes | unschedulable | $/hour | lower bound $/hour | ratio | one-run ms",
+        catalog.types.len(),
+        catalog.offerings.len()
     );
+    for case in cases {
+        let input = SolveInput {
+            policy: &case.policy,
+            catalog,
+            workload: &case.workload,
+            scorer: None,
+            unavailable: None,
+        };
+        let t = Instant::now();
+        let p = solve_with(&input, Strategy::CostAware);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let lb = fractional_lower_bound(&input);
+        let pods: usize = case.workload.classes.iter().map(|c| c.count()).sum();
+        println!(
+            "{} | {pods} | {} | {} | {:.4} | {lb:.4} | {:.3} | {ms:.1}",
+            case.name,
+            p.nodes.len(),
+            p.unschedulable.len(),
+            p.total_price_per_hour,
+            p.total_price_per_hour / lb.max(1e-9)
+        );
+    }
 }
 
 fn bench(c: &mut Criterion) {
     cost_table();
-    real_catalog_table();
+    let real = embedded_static().unwrap_or_else(|e| panic!("embedded catalog: {e}"));
+    let cases = real_cases();
+    real_catalog_table(real, &cases);
     let catalog = synth::karpenter_catalog(400);
     let policy = PolicySet {
         pools: vec![synth::default_pool("default")],
@@ -117,6 +162,21 @@ fn bench(c: &mut Criterion) {
         };
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("cost_aware", n), &input, |b, i| {
+            b.iter(|| black_box(solve_with(i, Strategy::CostAware)))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("real_catalog");
+    g.sample_size(10);
+    for case in &cases {
+        let input = SolveInput {
+            policy: &case.policy,
+            catalog: real,
+            workload: &case.workload,
+            scorer: None,
+            unavailable: None,
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(case.name), &input, |b, i| {
             b.iter(|| black_box(solve_with(i, Strategy::CostAware)))
         });
     }

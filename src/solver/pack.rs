@@ -586,22 +586,34 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     fn min_values_ok(&self, p: usize, cands: &[u32]) -> bool {
         let pool = &self.t.input.policy.pools[p];
-        if pool.requirements.min_values.is_empty() {
-            return true;
+        pool.requirements
+            .min_values
+            .iter()
+            .all(|(k, m)| self.distinct_reached(p, cands, k, *m as usize).is_some())
+    }
+
+    /// How many of `cands` (from the front) it takes to see `m` distinct
+    /// values of label `k`; None if all of them do not. Stops as soon as
+    /// the count is reached, which is usually within the first few.
+    fn distinct_reached(&self, p: usize, cands: &[u32], k: &str, m: usize) -> Option<usize> {
+        if m == 0 {
+            return Some(0);
         }
         let cat = self.t.input.catalog;
-        pool.requirements.min_values.iter().all(|(k, m)| {
-            let mut vals: Vec<&str> = cands
-                .iter()
-                .filter_map(|o| {
-                    let off = &cat.offerings[*o as usize];
-                    super::tables::pool_offering_label(cat, pool, off, k)
-                })
-                .collect();
-            vals.sort_unstable();
-            vals.dedup();
-            vals.len() >= *m as usize
-        })
+        let pool = &self.t.input.policy.pools[p];
+        let mut seen: Vec<&str> = Vec::with_capacity(m.min(64));
+        for (i, o) in cands.iter().enumerate() {
+            let off = &cat.offerings[*o as usize];
+            if let Some(v) = super::tables::pool_offering_label(cat, pool, off, k)
+                && !seen.contains(&v)
+            {
+                seen.push(v);
+                if seen.len() >= m {
+                    return Some(i + 1);
+                }
+            }
+        }
+        None
     }
 
     /// Records `k` pods of class `c` on node `n` (counts, anti-affinity marks).
@@ -1394,9 +1406,14 @@ impl Packer<'_, '_> {
     /// Keeps the `MAX_OPTIONS` best options of a node of pool `p`, and more
     /// only while the pool's minValues are not yet met.
     fn cap_options(&self, p: usize, mut ordered: Vec<u32>) -> Vec<u32> {
+        // The shortest prefix of at least MAX_OPTIONS that keeps every
+        // minValues; all of them when none does.
         let mut n = MAX_OPTIONS.min(ordered.len());
-        while n < ordered.len() && !self.min_values_ok(p, &ordered[..n]) {
-            n += 1;
+        for (k, m) in &self.t.input.policy.pools[p].requirements.min_values {
+            let need = self
+                .distinct_reached(p, &ordered, k, *m as usize)
+                .unwrap_or(ordered.len());
+            n = n.max(need);
         }
         ordered.truncate(n);
         ordered

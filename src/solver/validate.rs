@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::catalog::{Catalog, Offering};
+use crate::catalog::{CapacityType, Catalog, Offering};
 use crate::ir::{Attrs, KubeletConfig, PlacementKind, Pool, Resources, Subject, labels};
 use crate::workload::{PodClass, TopologySpread, untolerated};
 
@@ -58,6 +58,41 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
     }
     m.insert(labels::NODEPOOL.into(), pool.name.clone());
     m
+}
+
+/// One label of `node_labels(cat, pool, o)` without building the map: the
+/// same sources, in the same order of precedence (later inserts win there).
+fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> Option<&'a str> {
+    if key == labels::NODEPOOL {
+        return Some(&pool.name);
+    }
+    if let Some(v) = pool.labels.get(key) {
+        return Some(v);
+    }
+    if !labels::WELL_KNOWN.contains(&key)
+        && let Some(set) = pool.requirements.keys.get(key)
+        && !set.complement
+        && set.values.len() == 1
+        && let Some(v) = set.values.iter().next()
+    {
+        return Some(v);
+    }
+    if [
+        labels::ZONE,
+        labels::ZONE_ID,
+        labels::REGION,
+        labels::CAPACITY_TYPE,
+    ]
+    .contains(&key)
+        && let Some(v) = cat.offering_label(o, key)
+    {
+        return Some(v);
+    }
+    let t = cat.types.get(o.type_index as usize)?;
+    if key == labels::INSTANCE_TYPE {
+        return Some(&t.name);
+    }
+    t.labels.get(key).map(|v| v.as_str())
 }
 
 fn kubelet_of(input: &SolveInput<'_>, pool: &Pool) -> KubeletConfig {
@@ -157,8 +192,54 @@ fn pod_requests(c: &PodClass) -> Resources {
 
 /// Every violation the plan commits against the input (empty = valid).
 pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
+    validate_options_of(plan, input, |_| true)
+}
+
+/// Offerings of the zones and capacity types the plan's nodes use, by
+/// (type name, zone name, capacity type); the first offering wins, as a
+/// scan would find it.
+fn plan_offerings<'c>(
+    plan: &Plan,
+    cat: &'c Catalog,
+) -> HashMap<(&'c str, &'c str, CapacityType), &'c Offering> {
+    let domains: Vec<(usize, CapacityType)> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let z = cat.zones.iter().position(|z| z.name == n.zone)?;
+            Some((z, n.capacity_type))
+        })
+        .collect();
+    let mut by_key = HashMap::new();
+    for o in &cat.offerings {
+        if !domains.contains(&(o.zone_index as usize, o.capacity_type)) {
+            continue;
+        }
+        let (Some(t), Some(z)) = (
+            cat.types.get(o.type_index as usize),
+            cat.zones.get(o.zone_index as usize),
+        ) else {
+            continue;
+        };
+        by_key
+            .entry((t.name.as_str(), z.name.as_str(), o.capacity_type))
+            .or_insert(o);
+    }
+    by_key
+}
+
+/// As `validate`, but the fallback options are checked only on the nodes
+/// `check_options` picks (by position in `plan.nodes`). Options are a
+/// property of one node alone, so a caller that changed only some nodes
+/// (consolidation) re-checks only those.
+pub fn validate_options_of(
+    plan: &Plan,
+    input: &SolveInput<'_>,
+    check_options: impl Fn(usize) -> bool,
+) -> Vec<String> {
     let mut errs = Vec::new();
     let cat = input.catalog;
+    let offering_of = plan_offerings(plan, cat);
     let w = input.workload;
     // Pod key -> class index.
     let mut class_of: HashMap<String, usize> = HashMap::new();
@@ -185,16 +266,9 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
             continue;
         };
         let pool = &input.policy.pools[pi];
-        let Some(off) = cat.offerings.iter().find(|o| {
-            cat.types
-                .get(o.type_index as usize)
-                .is_some_and(|t| t.name == n.instance_type)
-                && cat
-                    .zones
-                    .get(o.zone_index as usize)
-                    .is_some_and(|z| z.name == n.zone)
-                && o.capacity_type == n.capacity_type
-        }) else {
+        let Some(&off) =
+            offering_of.get(&(n.instance_type.as_str(), n.zone.as_str(), n.capacity_type))
+        else {
             errs.push(format!(
                 "node {}: no offering {} {} {}",
                 n.name,
@@ -266,15 +340,16 @@ pub fn validate(plan: &Plan, input: &SolveInput<'_>) -> Vec<String> {
                 n.name
             ));
         }
+        if !check_options(ni) {
+            continue;
+        }
         let mut distinct: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for opt in &n.instance_type_options {
-            let Some(o2) = cat.offerings.iter().find(|o| {
-                cat.types
-                    .get(o.type_index as usize)
-                    .is_some_and(|t| t.name == opt.instance_type)
-                    && o.zone_index == off.zone_index
-                    && o.capacity_type == off.capacity_type
-            }) else {
+            let Some(&o2) = offering_of.get(&(
+                opt.instance_type.as_str(),
+                n.zone.as_str(),
+                off.capacity_type,
+            )) else {
                 errs.push(format!(
                     "node {}: option {} not offered",
                     n.name, opt.instance_type
@@ -552,19 +627,24 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
             if !o.available || o.type_index as usize >= cat.types.len() {
                 continue;
             }
-            let lbl = node_labels(cat, pool, o);
+            // Cheap checks first: the full label map is built only for an
+            // offering that passes the pool and opens a domain not yet seen.
             let pool_ok = pool.requirements.keys.iter().all(|(k, set)| {
                 !labels::WELL_KNOWN.contains(&k.as_str())
                     || k == labels::HOSTNAME
-                    || set.allows_opt(lbl.get(k).map(|s| s.as_str()))
+                    || set.allows_opt(node_label(cat, pool, o, k))
             });
             if !pool_ok {
                 continue;
             }
-            let Some(d) = lbl.get(key) else { continue };
-            if out.contains(d) {
+            let Some(d) = node_label(cat, pool, o, key) else {
+                continue;
+            };
+            if out.iter().any(|x| x == d) {
                 continue;
             }
+            let lbl = node_labels(cat, pool, o);
+            let Some(d) = lbl.get(key) else { continue };
             if classes.iter().any(|&ci| {
                 node_ok(
                     input,
@@ -580,4 +660,43 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `node_label` answers every key exactly as the map `node_labels`
+    /// builds, including pool labels that override catalog ones and a
+    /// single-value custom requirement.
+    #[test]
+    fn node_label_agrees_with_node_labels() {
+        let cat = crate::catalog::embedded::embedded_static().expect("embedded catalog decodes");
+        let mut pool = super::super::synth::default_pool("p");
+        pool.labels.insert("team".into(), "web".into());
+        pool.labels
+            .insert(labels::ARCH.into(), "overridden-by-pool".into());
+        pool.requirements.require_in("example.com/tier", &["gold"]);
+        pool.requirements.require_in(labels::ARCH, &["amd64"]);
+        let mut checked = 0;
+        for o in cat.offerings.iter().step_by(97) {
+            let map = node_labels(cat, &pool, o);
+            let mut keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+            keys.extend([
+                labels::HOSTNAME,
+                labels::ZONE_BETA,
+                labels::INSTANCE_TYPE_BETA,
+                "not-a-label",
+            ]);
+            for k in keys {
+                assert_eq!(
+                    node_label(cat, &pool, o, k),
+                    map.get(k).map(|v| v.as_str()),
+                    "key {k}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} lookups compared");
+    }
 }

@@ -10,7 +10,7 @@
 //! weight, and is kept only if the independent validator accepts the whole
 //! plan with it.
 
-use super::super::validate::validate;
+use super::super::validate::validate_options_of;
 use super::*;
 
 /// Plans with more new nodes than this skip the pass: it tries every pair,
@@ -46,7 +46,20 @@ impl Packer<'_, '_> {
     fn keep_if_valid(&mut self, undo: Undo) -> bool {
         let (a, b) = (undo.a.0, undo.b.0);
         let plan = self.build(false);
-        let kept = validate(&plan, self.t.input).is_empty();
+        // Plan node j is the j-th new node that still has candidates (as
+        // `build` emits them); only `a` and `b` changed, so only their
+        // fallback options need checking again.
+        let changed: Vec<bool> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.existing.is_none() && !n.cands.is_empty())
+            .map(|(i, _)| i == a || i == b)
+            .collect();
+        let kept = validate_options_of(&plan, self.t.input, |j| {
+            changed.get(j).copied().unwrap_or(true)
+        })
+        .is_empty();
         if !kept {
             self.nodes[a] = undo.a.1;
             self.nodes[b] = undo.b.1;
