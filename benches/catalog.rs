@@ -11,6 +11,11 @@ use nodewright::catalog::build::{DEFAULT_SPOT_PRICE_FRACTION, catalog_from_raw};
 use nodewright::catalog::embedded::{EMBEDDED_BYTES, decode_raw, embedded_static, load_embedded};
 use nodewright::ir::{Operator, Requirement, Requirements, labels};
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn term(key: &str, op: Operator, values: &[&str]) -> Requirement {
     Requirement {
         key: key.to_string(),

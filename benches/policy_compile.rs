@@ -8,6 +8,11 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use nodewright::policy;
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// About `lines` lines of realistic policy text, split over 10 files.
 fn generate(lines: usize) -> Vec<(String, String)> {
     let mut files = vec![String::new(); 10];

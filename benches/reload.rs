@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use nodewright::reload::{Reloader, WatchOptions, watch};
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REWRITES: usize = 200;
 
 fn pool(i: usize) -> String {

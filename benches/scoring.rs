@@ -16,6 +16,11 @@ use nodewright::ir::PolicySet;
 use nodewright::scoring::{NodeLoad, OfferingView, RhaiScorer, Scorer, Script};
 use nodewright::solver::{SolveInput, solve, synth};
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCRIPT: &str = include_str!("score-20-lines.rhai");
 
 fn scorer(text: &str) -> RhaiScorer {

@@ -19,6 +19,11 @@ use nodewright::solver::pack::Strategy;
 use nodewright::solver::{SolveInput, solve_with, synth};
 use nodewright::workload::{LoadOptions, Workload, load_files};
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [usize; 4] = [1000, 5000, 10000, 20000];
 
 fn cost_table() {

@@ -9,6 +9,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nodewright::workload::{LoadOptions, load_text};
 
+/// The product binary's allocator (see `src/main.rs`), so benchmarks time
+/// what users run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bare_pods(n: usize) -> String {
     let mut s = String::from("apiVersion: v1\nkind: List\nitems:\n");
     for i in 0..n {

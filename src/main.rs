@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use nodewright::cli;
 
+/// mimalloc instead of the system allocator: decoding the embedded catalog,
+/// solving and building plans allocate tens of thousands of small strings
+/// and vectors, and glibc's malloc was a fifth of those profiles.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Decides which EC2 instances to launch for pending Kubernetes pods, driven by policy files.
 #[derive(Parser)]
 #[command(name = "nodewright", version, about, long_about = None)]
