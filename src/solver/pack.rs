@@ -733,17 +733,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if self.left[c] == 0 {
                     break;
                 }
-                let n = self.open_nodes[i];
-                let node = &self.nodes[n];
-                let Some(&cur) = node.cands.first() else {
-                    continue;
-                };
-                if !bits[node.pool].get(cur as usize) {
-                    continue;
-                }
-                let tab = &self.t.pools[node.pool];
-                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
-                self.fill_slack(c, v, n, k, bits, zmask, cmask);
+                self.fill_current(c, v, self.open_nodes[i], bits, zmask, cmask);
             }
         } else if self.strategy == Strategy::CostAware {
             // Only domains where topology lets a fresh node take a pod can
@@ -762,17 +752,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 };
                 from = i + 1;
                 let before = self.left[c];
-                let n = self.open_nodes[i];
-                let node = &self.nodes[n];
-                let Some(&cur) = node.cands.first() else {
-                    continue;
-                };
-                if !bits[node.pool].get(cur as usize) {
-                    continue;
-                }
-                let tab = &self.t.pools[node.pool];
-                let k = copies(&req, &sub(&tab.net[cur as usize], &node.used));
-                self.fill_slack(c, v, n, k, bits, zmask, cmask);
+                self.fill_current(c, v, self.open_nodes[i], bits, zmask, cmask);
                 if self.left[c] != before {
                     open = self.open_domains(c, v, zmask, cmask);
                 }
@@ -802,6 +782,29 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
+    }
+
+    /// Phase 2 (cost-aware) at planned node `n`: as many pods as fit in
+    /// the slack of its current type, if the class may use that type.
+    fn fill_current(
+        &mut self,
+        c: usize,
+        v: &Variant,
+        n: usize,
+        bits: &[Bits],
+        zmask: u64,
+        cmask: u8,
+    ) {
+        let node = &self.nodes[n];
+        let Some(&cur) = node.cands.first() else {
+            return;
+        };
+        if !bits[node.pool].get(cur as usize) {
+            return;
+        }
+        let tab = &self.t.pools[node.pool];
+        let k = copies(&self.reqs[c], &sub(&tab.net[cur as usize], &node.used));
+        self.fill_slack(c, v, n, k, bits, zmask, cmask);
     }
 
     /// Phase 2 at planned node `n`, where `k` pods of class `c` fit by
