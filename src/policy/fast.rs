@@ -1123,13 +1123,7 @@ impl<'t> P<'t> {
                 }
                 Some(w)
             });
-            let (scope, rest, skip) = if let Some(r) = text.strip_prefix("pod.") {
-                (Some(Scope::Pod), r, 4)
-            } else if let Some(r) = text.strip_prefix("node.") {
-                (Some(Scope::Node), r, 5)
-            } else {
-                (None, text, 0)
-            };
+            let (scope, rest, skip) = super::parse::split_scope(text);
             Some(Subject {
                 scope,
                 name: Word {

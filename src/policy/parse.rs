@@ -570,13 +570,7 @@ impl Cx<'_> {
             Some(h) => (h.as_str(), h.as_span().start()),
             None => ("", sp.offset),
         };
-        let (scope, rest, skip) = if let Some(r) = text.strip_prefix("pod.") {
-            (Some(Scope::Pod), r, 4)
-        } else if let Some(r) = text.strip_prefix("node.") {
-            (Some(Scope::Node), r, 5)
-        } else {
-            (None, text, 0)
-        };
+        let (scope, rest, skip) = split_scope(text);
         Subject {
             scope,
             name: Word {
@@ -1186,6 +1180,18 @@ fn kw_name(r: Rule) -> Option<&'static str> {
         Rule::k_not_in => "`not in`",
         _ => return None,
     })
+}
+
+/// Splits a subject's `pod.` or `node.` prefix off: the scope, the rest, and
+/// the prefix length (for the rest's span). Shared with the fast parser.
+pub(crate) fn split_scope(text: &str) -> (Option<Scope>, &str, usize) {
+    if let Some(r) = text.strip_prefix("pod.") {
+        (Some(Scope::Pod), r, 4)
+    } else if let Some(r) = text.strip_prefix("node.") {
+        (Some(Scope::Node), r, 5)
+    } else {
+        (None, text, 0)
+    }
 }
 
 #[cfg(test)]

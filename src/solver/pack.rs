@@ -711,17 +711,15 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let node = &self.nodes[n];
-            let room = sub(&node.room, &node.used);
-            let k = copies(&req, &room).min(self.left[c]).min(self.topo_limit(
+            let k = self.placeable(
                 c,
                 v,
-                Some(n),
-                node.zone,
-                node.ct,
+                n,
+                copies(&req, &sub(&node.room, &node.used)),
                 zmask,
                 cmask,
-            ));
-            if k > 0 && !(self.together && k < self.left[c]) {
+            );
+            if k > 0 {
                 self.commit(c, n, k, v);
             }
         }
@@ -820,8 +818,18 @@ impl<'t, 'a> Packer<'t, 'a> {
         zmask: u64,
         cmask: u8,
     ) {
+        let k = self.placeable(c, v, n, k, zmask, cmask);
+        if k > 0 {
+            self.grow(c, n, k, v, bits);
+        }
+    }
+
+    /// Of `k` pods of class `c` that fit node `n` by resources, how many
+    /// may go there: bounded by the pods left and by topology, and 0 when a
+    /// class that must stay together would not fit whole.
+    fn placeable(&self, c: usize, v: &Variant, n: usize, k: u32, zmask: u64, cmask: u8) -> u32 {
         if k == 0 {
-            return;
+            return 0;
         }
         let node = &self.nodes[n];
         let k = k.min(self.left[c]).min(self.topo_limit(
@@ -833,9 +841,10 @@ impl<'t, 'a> Packer<'t, 'a> {
             zmask,
             cmask,
         ));
-        if k > 0 && !(self.together && k < self.left[c]) {
-            self.grow(c, n, k, v, bits);
+        if self.together && k < self.left[c] {
+            return 0;
         }
+        k
     }
 
     /// When class `c` under `v` may only join pods already on a node (a
