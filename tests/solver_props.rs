@@ -46,7 +46,7 @@ fn catalog(types: &[(i64, i64, f64)]) -> Catalog {
         l.insert(labels::ARCH.to_string(), "amd64".to_string());
         ts.push(InstanceType {
             name: format!("t{i}.{cpu}x{mem_gi}"),
-            labels: l,
+            labels: l.into(),
             vcpus: *cpu as u32,
             memory_mib: (mem_gi * 1024) as u64,
             arch: "amd64".into(),

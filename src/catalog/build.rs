@@ -222,7 +222,7 @@ pub fn instance_type_from_spec(
 
     let mut t = InstanceType {
         name: spec.name.clone(),
-        labels: l,
+        labels: l.into(),
         vcpus: spec.vcpus,
         memory_mib: spec.memory_mib,
         arch: arch.to_string(),

@@ -339,7 +339,7 @@ pub fn instance_type_from_api(it: &aws_sdk_ec2::types::InstanceTypeInfo) -> Opti
     }
     let mut t = InstanceType {
         name,
-        labels: l,
+        labels: l.into(),
         vcpus,
         memory_mib,
         arch: arch.to_string(),

@@ -13,8 +13,7 @@ pub mod index;
 #[cfg(feature = "aws")]
 pub mod live;
 pub mod raw;
-
-use std::collections::BTreeMap;
+pub mod type_labels;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +23,7 @@ pub use bits::Bits;
 pub use embedded::embedded;
 pub use error::CatalogError;
 pub use index::CatalogIndex;
+pub use type_labels::TypeLabels;
 
 /// `on-demand` or `spot`, as the `karpenter.sh/capacity-type` label spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub struct InstanceType {
     /// Every well-known label the type carries (family, generation, cpu,
     /// memory, arch, os, gpu-*, ...), spelled as Karpenter spells them.
     /// Zone, zone id and capacity type are per offering, not here.
-    pub labels: BTreeMap<String, String>,
+    pub labels: TypeLabels,
     pub vcpus: u32,
     pub memory_mib: u64,
     /// `amd64` or `arm64`.
@@ -106,7 +106,7 @@ impl InstanceType {
         if key == labels::INSTANCE_TYPE || key == labels::INSTANCE_TYPE_BETA {
             return Some(&self.name);
         }
-        self.labels.get(key).map(|s| s.as_str())
+        self.labels.get(key)
     }
 
     /// ENI-limited max pods: ENIs × (IPv4 per ENI − 1) + 2.

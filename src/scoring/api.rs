@@ -35,7 +35,7 @@ impl TypeInfo {
     /// (`m6i.large` → family `m6i`, size `large`) where labels are missing.
     pub fn new(t: &InstanceType) -> TypeInfo {
         let (fam_from_name, size_from_name) = t.name.split_once('.').unwrap_or((&t.name, ""));
-        let label = |k: &str| t.labels.get(k).map(|s| s.as_str());
+        let label = |k: &str| t.labels.get(k);
         let family = label(labels::INSTANCE_FAMILY).unwrap_or(fam_from_name);
         let category = label(labels::INSTANCE_CATEGORY)
             .map(str::to_string)
@@ -71,7 +71,7 @@ impl TypeInfo {
             labels: t
                 .labels
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().into()))
+                .map(|(k, v)| (k.to_string(), v.into()))
                 .collect(),
         }
     }

@@ -38,7 +38,7 @@ pub fn karpenter_catalog(types: usize) -> Catalog {
         l.insert(labels::INSTANCE_CPU.to_string(), n.to_string());
         ts.push(InstanceType {
             name: format!("fake-it-{i}"),
-            labels: l,
+            labels: l.into(),
             vcpus: n as u32,
             memory_mib: (mem >> 20) as u64,
             arch: "amd64".into(),

@@ -30,7 +30,7 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
     let mut m = BTreeMap::new();
     if let Some(t) = cat.types.get(o.type_index as usize) {
         for (k, v) in &t.labels {
-            m.insert(k.clone(), v.clone());
+            m.insert(k.to_string(), v.to_string());
         }
         m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
     }
@@ -92,7 +92,7 @@ fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> 
     if key == labels::INSTANCE_TYPE {
         return Some(&t.name);
     }
-    t.labels.get(key).map(|v| v.as_str())
+    t.labels.get(key)
 }
 
 fn kubelet_of(input: &SolveInput<'_>, pool: &Pool) -> KubeletConfig {
@@ -330,11 +330,7 @@ pub fn validate_options_of(
             ));
         }
         // Every fallback option must also take the pods.
-        if n.instance_type_options
-            .first()
-            .map(|o| o.instance_type.as_str())
-            != Some(&n.instance_type)
-        {
+        if n.instance_type_options.first().map(|o| &*o.instance_type) != Some(&n.instance_type) {
             errs.push(format!(
                 "node {}: chosen type is not the first option",
                 n.name
@@ -345,11 +341,9 @@ pub fn validate_options_of(
         }
         let mut distinct: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for opt in &n.instance_type_options {
-            let Some(&o2) = offering_of.get(&(
-                opt.instance_type.as_str(),
-                n.zone.as_str(),
-                off.capacity_type,
-            )) else {
+            let Some(&o2) =
+                offering_of.get(&(&*opt.instance_type, n.zone.as_str(), off.capacity_type))
+            else {
                 errs.push(format!(
                     "node {}: option {} not offered",
                     n.name, opt.instance_type
