@@ -4,6 +4,8 @@
 //! A second table runs the embedded real catalog against a fractional lower bound.
 //!
 //! `cargo bench --bench solver` prints both cost tables, then criterion timings.
+//! `NODEWRIGHT_BENCH_TABLES=0` skips the tables (their FFD runs take minutes)
+//! when only the timings are wanted.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -145,10 +147,16 @@ fn real_catalog_table(catalog: &Catalog, cases: &[RealCase]) {
 }
 
 fn bench(c: &mut Criterion) {
-    cost_table();
+    // The cost tables run FFD at 20k pods (minutes); timing runs may skip them.
+    let tables = std::env::var("NODEWRIGHT_BENCH_TABLES").map_or(true, |v| v != "0");
+    if tables {
+        cost_table();
+    }
     let real = embedded_static().unwrap_or_else(|e| panic!("embedded catalog: {e}"));
     let cases = real_cases();
-    real_catalog_table(real, &cases);
+    if tables {
+        real_catalog_table(real, &cases);
+    }
     let catalog = synth::karpenter_catalog(400);
     let policy = PolicySet {
         pools: vec![synth::default_pool("default")],

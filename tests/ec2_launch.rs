@@ -207,7 +207,7 @@ fn planned(name: &str, zone: &str, ct: CapacityType, types: &[(&str, f64)]) -> P
         instance_type_options: types
             .iter()
             .map(|(t, p)| InstanceOption {
-                instance_type: t.to_string(),
+                instance_type: (*t).into(),
                 price_per_hour: *p,
             })
             .collect(),

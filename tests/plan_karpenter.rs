@@ -169,7 +169,7 @@ fn arm64_lands_on_arm64() {
             n.instance_type
         );
         for o in &n.instance_type_options {
-            assert_eq!(ts[o.instance_type.as_str()].arch, "arm64");
+            assert_eq!(ts[&*o.instance_type].arch, "arm64");
         }
     }
 }
@@ -402,7 +402,7 @@ fn min_values_keep_five_families_per_node() {
         let fams: BTreeSet<&str> = n
             .instance_type_options
             .iter()
-            .filter_map(|o| ts[o.instance_type.as_str()].label("karpenter.k8s.aws/instance-family"))
+            .filter_map(|o| ts[&*o.instance_type].label("karpenter.k8s.aws/instance-family"))
             .collect();
         assert!(fams.len() >= 5, "{}: {fams:?}", n.name);
     }

@@ -447,7 +447,7 @@ impl Ec2Launcher {
                 skipped.push(format!("{} (no subnet in {})", o.instance_type, node.zone));
             } else {
                 candidates.push(Candidate {
-                    instance_type: o.instance_type.clone(),
+                    instance_type: o.instance_type.to_string(),
                     arch,
                     rank,
                 });
@@ -835,7 +835,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| InstanceOption {
-                    instance_type: format!("t{i}.large"),
+                    instance_type: format!("t{i}.large").into(),
                     price_per_hour: *p,
                 })
                 .collect(),

@@ -236,7 +236,7 @@ pub struct Requirement {
 /// The conjunction of requirements, merged per key.
 ///
 /// Keys absent from the map are unconstrained.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Requirements {
     pub keys: BTreeMap<String, ValueSet>,
     /// minValues per key (the largest asked for that key).

@@ -228,7 +228,7 @@ impl Script {
                 version = &self.hash[..12],
                 "script {} failed in {entry}: {err}; candidates it scores fall back to their unscored cost \
                  (further failures of this version are counted, not logged)",
-                self.path.display()
+                failure_location(&self.path, err)
             );
         }
     }
@@ -245,5 +245,35 @@ impl Script {
     }
 }
 
+/// `path:line:col` of a runtime failure, as editors and terminals link it;
+/// just the path when rhai gives no position (a budget hit outside any
+/// statement, say).
+pub fn failure_location(path: &Path, err: &rhai::EvalAltResult) -> String {
+    let pos = err.position();
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+        (Some(l), None) => format!("{}:{l}", path.display()),
+        _ => path.display().to_string(),
+    }
+}
+
 /// Budget-exhausting failures after which a script version is no longer called.
 pub const TRIP_AFTER: u64 = 8;
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    /// A runtime error names the script's file, line and column.
+    #[test]
+    fn runtime_failure_names_file_line_and_column() {
+        let engine = rhai::Engine::new();
+        let err = engine
+            .eval::<i64>("let x = 1;\nlet y = x + ();\ny")
+            .expect_err("adding unit to an integer fails at run time");
+        assert_eq!(
+            failure_location(Path::new("scripts/s.rhai"), &err),
+            "scripts/s.rhai:2:11"
+        );
+    }
+}

@@ -69,7 +69,9 @@ pub struct PlannedNode {
 /// An acceptable instance type for a planned node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceOption {
-    pub instance_type: String,
+    /// Shared with every other option of the same type in the plan: a large
+    /// plan lists tens of thousands of options over a few hundred types.
+    pub instance_type: std::sync::Arc<str>,
     pub price_per_hour: f64,
 }
 

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Bits, CapacityType};
-use crate::ir::{Attrs, PlacementKind, Subject, labels};
-use crate::workload::untolerated;
+use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
+use crate::workload::{Toleration, untolerated};
 
-use super::tables::{D, Rv, Tables, Variant, add, copies, dom, dom_ct, fits, sub};
+use super::tables::{D, Rv, Tables, Variant, add, copies, copies_after, dom, dom_ct, fits, sub};
 use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
@@ -57,6 +57,22 @@ struct Node {
     placed: Vec<(usize, Variant)>,
 }
 
+/// What decides a class's usable offerings and spread domains: classes
+/// equal in all of it share one computation. Borrowed from the workload,
+/// so building a key allocates nothing but the short `preferred` list.
+#[derive(PartialEq, Eq, Hash)]
+struct DomKey<'a> {
+    /// The class itself when policy rules apply to it alone, else MAX.
+    class: usize,
+    node_selector: &'a Requirements,
+    required: &'a [Requirements],
+    preferred: Vec<&'a (i32, Requirements)>,
+    volume_zones: Option<&'a [String]>,
+    tolerations: &'a [Toleration],
+    /// (prefer rules kept, preferred node terms kept).
+    relax: (usize, usize),
+}
+
 /// The packing state of one solve.
 pub struct Packer<'t, 'a> {
     pub t: &'t mut Tables<'a>,
@@ -71,7 +87,7 @@ pub struct Packer<'t, 'a> {
     /// it, by open position (phase 2 searches these).
     slack: Vec<slack::SlackIndex>,
     /// Memoised class bitsets and domain masks, by node-constraint signature.
-    dom_cache: HashMap<String, (Vec<Bits>, u64, u8, u32)>,
+    dom_cache: HashMap<DomKey<'a>, (Vec<Bits>, u64, u8, u32)>,
     /// Id of the offering sets of the class being placed (its `dom_cache`
     /// entry): equal ids mean equal sets.
     bits_id: u32,
@@ -310,9 +326,12 @@ impl<'t, 'a> Packer<'t, 'a> {
             let topological = !tp.spreads.is_empty() || !tp.affs.is_empty();
             (dependent, freedom, !separating, !topological)
         };
+        // Keys once per class, not once per comparison: computing one walks
+        // the class's constraints and the pools' taints.
+        let keys: Vec<_> = idx.iter().map(|&c| key(c)).collect();
         idx.sort_by(|a, b| {
-            key(*a)
-                .cmp(&key(*b))
+            keys[*a]
+                .cmp(&keys[*b])
                 .then({
                     let (x, y) = if self.memory_first { (1, 0) } else { (0, 1) };
                     self.reqs[*b][x]
@@ -371,22 +390,22 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     /// Zones and capacity types class `c` can use anywhere (its spread domains).
     fn domains(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
-        let class = &self.t.input.workload.classes[c];
+        let input: &'a SolveInput<'a> = self.t.input;
+        let class = &input.workload.classes[c];
         let per_class = !self.t.class_rules[c].is_empty() || !self.t.class_prefer[c].is_empty();
-        let key = format!(
-            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            if per_class { c } else { usize::MAX },
-            class.node_selector,
-            class.required_affinity,
-            self.t.class_pref_terms[c]
+        let key = DomKey {
+            class: if per_class { c } else { usize::MAX },
+            node_selector: &class.node_selector,
+            required: &class.required_affinity,
+            preferred: self.t.class_pref_terms[c]
                 .iter()
                 .take(v.pref_node)
                 .map(|t| &class.preferred_affinity[*t])
-                .collect::<Vec<_>>(),
-            class.volume_zones,
-            class.tolerations,
-            (v.prefer_rules, v.pref_node)
-        );
+                .collect(),
+            volume_zones: class.volume_zones.as_deref(),
+            tolerations: &class.tolerations,
+            relax: (v.prefer_rules, v.pref_node),
+        };
         if let Some((bits, zm, cm, id)) = self.dom_cache.get(&key) {
             self.bits_id = *id;
             return (bits.clone(), *zm, *cm);
@@ -715,7 +734,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 c,
                 v,
                 n,
-                copies(&req, &sub(&node.room, &node.used)),
+                copies_after(&req, &node.room, &node.used),
                 zmask,
                 cmask,
             );
@@ -738,21 +757,41 @@ impl<'t, 'a> Packer<'t, 'a> {
             // have a planned node that takes one (a node's own pods only
             // lower its limit), so the others are not searched. The set
             // changes only when pods are placed.
-            let mut from = 0;
+            //
+            // Each open domain keeps its next fitting position (`heads`):
+            // filling a node changes only that node's slack, so only the
+            // domain it came from searches again.
             let mut open = self.open_domains(c, v, zmask, cmask);
+            let mut heads: Vec<(usize, Option<usize>)> = open
+                .iter()
+                .map(|&d| (d, self.slack[d].first_fit(0, &req)))
+                .collect();
             while self.left[c] > 0 {
-                let Some(i) = open
+                let Some((hi, i)) = heads
                     .iter()
-                    .filter_map(|&d| self.slack[d].first_fit(from, &req))
-                    .min()
+                    .enumerate()
+                    .filter_map(|(hi, h)| h.1.map(|i| (hi, i)))
+                    .min_by_key(|x| x.1)
                 else {
                     break;
                 };
-                from = i + 1;
                 let before = self.left[c];
                 self.fill_current(c, v, self.open_nodes[i], bits, zmask, cmask);
+                let d = heads[hi].0;
+                heads[hi].1 = self.slack[d].first_fit(i + 1, &req);
                 if self.left[c] != before {
-                    open = self.open_domains(c, v, zmask, cmask);
+                    let now = self.open_domains(c, v, zmask, cmask);
+                    if now != open {
+                        // Domains closed or opened by topology: drop the
+                        // closed ones; the opened ones search from here.
+                        heads.retain(|h| now.contains(&h.0));
+                        for &d in &now {
+                            if !heads.iter().any(|h| h.0 == d) {
+                                heads.push((d, self.slack[d].first_fit(i + 1, &req)));
+                            }
+                        }
+                        open = now;
+                    }
                 }
             }
         } else {
@@ -768,7 +807,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     .cands
                     .iter()
                     .filter(|o| b.get(**o as usize))
-                    .map(|o| copies(&req, &sub(&tab.net[*o as usize], &node.used)))
+                    .map(|o| copies_after(&req, &tab.net[*o as usize], &node.used))
                     .max()
                     .unwrap_or(0);
                 self.fill_slack(c, v, n, k, bits, zmask, cmask);
@@ -801,7 +840,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             return;
         }
         let tab = &self.t.pools[node.pool];
-        let k = copies(&self.reqs[c], &sub(&tab.net[cur as usize], &node.used));
+        let k = copies_after(&self.reqs[c], &tab.net[cur as usize], &node.used);
         self.fill_slack(c, v, n, k, bits, zmask, cmask);
     }
 
@@ -1208,14 +1247,15 @@ impl<'t, 'a> Packer<'t, 'a> {
         let mut best: Option<(f64, usize, u32)> = None;
         // Most recent first; a class tied to its partners' nodes looks at those only.
         let first = self.new_nodes.len().saturating_sub(recent);
-        let candidates: Vec<usize> = match self.host_anchors(c, v) {
-            Some(pos) => pos
-                .into_iter()
-                .rev()
-                .filter(|&i| i >= first)
-                .map(|i| self.open_nodes[i])
-                .collect(),
-            None => self.new_nodes[first..].iter().rev().copied().collect(),
+        let anchors = self.host_anchors(c, v);
+        let candidates: Box<dyn Iterator<Item = usize>> = match &anchors {
+            Some(pos) => Box::new(
+                pos.iter()
+                    .rev()
+                    .filter(move |&&i| i >= first)
+                    .map(|&i| self.open_nodes[i]),
+            ),
+            None => Box::new(self.new_nodes[first..].iter().rev().copied()),
         };
         for n in candidates {
             let node = &self.nodes[n];
@@ -1230,11 +1270,18 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let kk = lim.min(self.left[c]);
+            let base = tab.rank[cur as usize];
             for &o in &node.cands {
+                // Candidates are cheapest first: once even `kk` pods could
+                // not bring the marginal cost under the bar, none later can.
+                let bar = best.map_or(new_score, |(bm, _, _)| bm.min(new_score));
+                if (tab.rank[o as usize] - base) / f64::from(kk) > bar + 1e-12 {
+                    break;
+                }
                 if !bits[p].get(o as usize) {
                     continue;
                 }
-                let k = copies(&req, &sub(&tab.net[o as usize], &node.used)).min(kk);
+                let k = copies_after(&req, &tab.net[o as usize], &node.used).min(kk);
                 if k == 0 || (self.together && k < self.left[c]) {
                     continue;
                 }
@@ -1268,6 +1315,13 @@ impl<'t, 'a> Packer<'t, 'a> {
         };
         let mut plan = Plan::default();
         let mut per_pool: BTreeMap<usize, usize> = BTreeMap::new();
+        // One shared name per instance type, made on first use.
+        let mut names: Vec<Option<std::sync::Arc<str>>> = vec![None; cat.types.len()];
+        let mut name_of = |ti: usize| -> std::sync::Arc<str> {
+            names[ti]
+                .get_or_insert_with(|| cat.types[ti].name.as_str().into())
+                .clone()
+        };
         for node in &self.nodes {
             if let Some(ei) = node.existing {
                 if node.pods.is_empty() {
@@ -1321,9 +1375,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             let options: Vec<InstanceOption> = ordered
                 .iter()
                 .map(|o| InstanceOption {
-                    instance_type: cat.types[cat.offerings[*o as usize].type_index as usize]
-                        .name
-                        .clone(),
+                    instance_type: name_of(cat.offerings[*o as usize].type_index as usize),
                     price_per_hour: tab.price[*o as usize],
                 })
                 .collect();

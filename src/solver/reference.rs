@@ -246,7 +246,7 @@ impl Search<'_, '_> {
                 .map(|i| w.classes[self.pods[i].0].pod_key(self.pods[i].1))
                 .collect();
             let mut options = vec![InstanceOption {
-                instance_type: cat.types[o.type_index as usize].name.clone(),
+                instance_type: cat.types[o.type_index as usize].name.as_str().into(),
                 price_per_hour: c.price,
             }];
             let mut others: Vec<&Cand> = per_group[g]
@@ -269,7 +269,8 @@ impl Search<'_, '_> {
                 InstanceOption {
                     instance_type: cat.types[cat.offerings[x.offering].type_index as usize]
                         .name
-                        .clone(),
+                        .as_str()
+                        .into(),
                     price_per_hour: x.price,
                 }
             }));
@@ -279,7 +280,7 @@ impl Search<'_, '_> {
                 node_class: pool.node_class.clone(),
                 zone: cat.zones[o.zone_index as usize].name.clone(),
                 capacity_type: o.capacity_type,
-                instance_type: cat.types[o.type_index as usize].name.clone(),
+                instance_type: cat.types[o.type_index as usize].name.as_str().into(),
                 price_per_hour: c.price,
                 instance_type_options: options,
                 pods,

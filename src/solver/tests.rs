@@ -76,7 +76,7 @@ fn identical_pods_share_a_right_sized_node() {
             .map(|o| o.price_per_hour)
             .collect();
         assert!(prices.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(n.instance_type_options[0].instance_type, n.instance_type);
+        assert_eq!(&*n.instance_type_options[0].instance_type, n.instance_type);
     }
 }
 

@@ -92,15 +92,19 @@ pub struct Topo {
 
 impl Topo {
     /// Interns every selector and compiles every class.
-    pub fn new(w: &Workload) -> Topo {
+    pub fn new<'w>(w: &'w Workload) -> Topo {
         let mut t = Topo::default();
-        // Selector and namespaces -> index in `t.sels`.
-        type SelKey = (LabelSelector, Option<Vec<String>>);
-        let mut index: HashMap<SelKey, usize> = HashMap::new();
-        let mut intern = |t: &mut Topo, sel: Sel| -> usize {
-            let key = (sel.selector.clone(), sel.namespaces.clone());
+        // (selector, namespaces) -> index in `t.sels`, borrowed from the
+        // workload so that a lookup clones nothing; only a new selector is
+        // copied into `t.sels`.
+        type SelKey<'w> = (&'w LabelSelector, Option<&'w [String]>);
+        let mut index: HashMap<SelKey<'w>, usize> = HashMap::new();
+        let mut intern = |t: &mut Topo, key: SelKey<'w>| -> usize {
             *index.entry(key).or_insert_with(|| {
-                t.sels.push(sel);
+                t.sels.push(Sel {
+                    selector: key.0.clone(),
+                    namespaces: key.1.map(<[String]>::to_vec),
+                });
                 t.sels.len() - 1
             })
         };
@@ -117,10 +121,7 @@ impl Topo {
                 };
                 let sel = intern(
                     &mut t,
-                    Sel {
-                        selector: s.selector.clone(),
-                        namespaces: Some(vec![c.namespace.clone()]),
-                    },
+                    (&s.selector, Some(std::slice::from_ref(&c.namespace))),
                 );
                 ct.spreads.push(Spread {
                     sel,
@@ -145,17 +146,11 @@ impl Topo {
                 let namespaces = if a.all_namespaces {
                     None
                 } else if a.namespaces.is_empty() {
-                    Some(vec![c.namespace.clone()])
+                    Some(std::slice::from_ref(&c.namespace))
                 } else {
-                    Some(a.namespaces.clone())
+                    Some(&a.namespaces[..])
                 };
-                let sel = intern(
-                    &mut t,
-                    Sel {
-                        selector: a.selector.clone(),
-                        namespaces,
-                    },
-                );
+                let sel = intern(&mut t, (&a.selector, namespaces));
                 let aff = Aff {
                     sel,
                     key,
@@ -175,8 +170,14 @@ impl Topo {
             ct.affs = req;
             raw.push(ct);
         }
+        // Classes with the same namespace and labels match the same
+        // selectors; thousands of classes often share a handful of label sets.
+        let mut seen: HashMap<(&str, &BTreeMap<String, String>), Vec<bool>> = HashMap::new();
         for (ci, c) in w.classes.iter().enumerate() {
-            let m: Vec<bool> = t.sels.iter().map(|s| class_matches(s, c)).collect();
+            let m = seen
+                .entry((c.namespace.as_str(), &c.labels))
+                .or_insert_with(|| t.sels.iter().map(|s| class_matches(s, c)).collect())
+                .clone();
             let ct = &mut raw[ci];
             for s in &mut ct.spreads {
                 s.self_match = m[s.sel];

@@ -47,23 +47,35 @@ impl SlackIndex {
     }
 
     /// The first open position at or after `from` whose slack holds `req`.
+    ///
+    /// The walk starts at `from`'s leaf and moves right subtree by subtree,
+    /// so a caller stepping through the fits one by one (`from` = last + 1)
+    /// pays for the distance between them, not a descent from the root each
+    /// time. A parent's maxima can fit while neither child does (they are
+    /// per dimension), so a failed child just moves the walk right again.
     pub(super) fn first_fit(&self, from: usize, req: &Rv) -> Option<usize> {
-        if from >= self.len || !fits(req, &self.max[1]) {
+        if from >= self.len {
             return None;
         }
-        self.descend(1, 0, self.cap, from, req)
-    }
-
-    fn descend(&self, i: usize, lo: usize, hi: usize, from: usize, req: &Rv) -> Option<usize> {
-        if hi <= from || !fits(req, &self.max[i]) {
-            return None;
+        let mut i = self.cap + from;
+        loop {
+            if fits(req, &self.max[i]) {
+                if i >= self.cap {
+                    // Leaves past `len` hold NONE, which fits no request.
+                    return Some(i - self.cap);
+                }
+                i *= 2;
+                continue;
+            }
+            // Up while a right child; the root (1) climbs to 0: nothing left.
+            while i & 1 == 1 {
+                i >>= 1;
+            }
+            if i == 0 {
+                return None;
+            }
+            i += 1;
         }
-        if hi - lo == 1 {
-            return Some(lo);
-        }
-        let mid = (lo + hi) / 2;
-        self.descend(2 * i, lo, mid, from, req)
-            .or_else(|| self.descend(2 * i + 1, mid, hi, from, req))
     }
 
     /// Doubles the capacity until `need` positions fit, keeping the leaves.
