@@ -101,6 +101,8 @@ pub struct Packer<'t, 'a> {
     anti_zone: Vec<Vec<usize>>,
     pool_used: Vec<Rv>,
     reqs: Vec<Rv>,
+    /// The resource dimensions this solve uses (`tables::active_dims`).
+    act: Vec<usize>,
     notes: Vec<String>,
     /// Per class: pods left unplaced.
     left: Vec<u32>,
@@ -167,6 +169,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             anti_zone: vec![Vec::new(); nz],
             pool_used: vec![[0; D]; input.policy.pools.len()],
             reqs,
+            act: Vec::new(),
             notes: Vec::new(),
             left: input
                 .workload
@@ -241,6 +244,11 @@ impl<'t, 'a> Packer<'t, 'a> {
                 placed: Vec::new(),
             });
         }
+        let rooms: Vec<Rv> = p.nodes.iter().map(|n| n.room).collect();
+        p.act = super::tables::active_dims(
+            &p.reqs,
+            p.t.pools.iter().flat_map(|t| &t.net).chain(&rooms),
+        );
         for c in &p.topo.classes {
             for u in &c.unsupported {
                 if !p.notes.contains(u) {
@@ -734,7 +742,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 c,
                 v,
                 n,
-                copies_after(&req, &node.room, &node.used),
+                copies_after(&self.act, &req, &node.room, &node.used),
                 zmask,
                 cmask,
             );
@@ -807,7 +815,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     .cands
                     .iter()
                     .filter(|o| b.get(**o as usize))
-                    .map(|o| copies_after(&req, &tab.net[*o as usize], &node.used))
+                    .map(|o| copies_after(&self.act, &req, &tab.net[*o as usize], &node.used))
                     .max()
                     .unwrap_or(0);
                 self.fill_slack(c, v, n, k, bits, zmask, cmask);
@@ -840,7 +848,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             return;
         }
         let tab = &self.t.pools[node.pool];
-        let k = copies_after(&self.reqs[c], &tab.net[cur as usize], &node.used);
+        let k = copies_after(&self.act, &self.reqs[c], &tab.net[cur as usize], &node.used);
         self.fill_slack(c, v, n, k, bits, zmask, cmask);
     }
 
@@ -1281,7 +1289,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if !bits[p].get(o as usize) {
                     continue;
                 }
-                let k = copies_after(&req, &tab.net[o as usize], &node.used).min(kk);
+                let k = copies_after(&self.act, &req, &tab.net[o as usize], &node.used).min(kk);
                 if k == 0 || (self.together && k < self.left[c]) {
                     continue;
                 }

@@ -152,24 +152,46 @@ pub fn copies(req: &Rv, room: &Rv) -> u32 {
     k as u32
 }
 
-/// `copies(req, &sub(cap, used))` without building the difference: the
-/// packer asks this of every node it considers, so it is worth the twin.
+/// `copies(req, &sub(cap, used))`, looking only at the dimensions in
+/// `act`: the packer asks this of every node it considers, and a workload
+/// uses three or four of the twelve dimensions. The caller guarantees that
+/// outside `act`, `req` is zero and `cap >= used` (see `active_dims`).
 #[inline]
-pub fn copies_after(req: &Rv, cap: &Rv, used: &Rv) -> u32 {
-    let mut over = false;
-    for i in 0..D {
-        over |= cap[i] < used[i];
-    }
-    if over {
-        return 0;
+pub fn copies_after(act: &[usize], req: &Rv, cap: &Rv, used: &Rv) -> u32 {
+    for &i in act {
+        if cap[i] < used[i] {
+            return 0;
+        }
     }
     let mut k = u32::MAX as i64;
-    for i in 0..D {
+    for &i in act {
         if req[i] > 0 {
             k = k.min(cap[i].saturating_sub(used[i]) / req[i]);
         }
     }
     k as u32
+}
+
+/// The dimensions `copies_after` must look at: those any request uses, and
+/// those where some capacity is negative (an existing node already over,
+/// or overhead above allocatable). Everywhere else requests are zero and
+/// nothing is over, so `copies` would not look there either.
+pub fn active_dims<'r>(
+    reqs: impl IntoIterator<Item = &'r Rv>,
+    caps: impl IntoIterator<Item = &'r Rv>,
+) -> Vec<usize> {
+    let mut on = [false; D];
+    for r in reqs {
+        for i in 0..D {
+            on[i] |= r[i] != 0;
+        }
+    }
+    for c in caps {
+        for i in 0..D {
+            on[i] |= c[i] < 0;
+        }
+    }
+    (0..D).filter(|i| on[*i]).collect()
 }
 
 /// Why an offering is not usable in a pool (for explain).
@@ -771,8 +793,16 @@ mod tests {
                 cap[i] = next(1000);
                 used[i] = next(1100);
             }
+            // `used` is what requests add up to, so it too is zero outside
+            // the requested dimensions.
+            for i in 0..D {
+                if req[i] == 0 && next(2) == 0 {
+                    used[i] = 0;
+                }
+            }
+            let act = active_dims([&req, &used], [&cap, &sub(&cap, &used)]);
             assert_eq!(
-                copies_after(&req, &cap, &used),
+                copies_after(&act, &req, &cap, &used),
                 copies(&req, &sub(&cap, &used)),
                 "req {req:?} cap {cap:?} used {used:?}"
             );
