@@ -269,3 +269,22 @@ fn shipped_scripts_compile() {
     }
     assert!(n >= 4, "scripts/ ships {n} examples");
 }
+
+/// `admit(c)` holds for the node as launched, not only for the pods it was
+/// opened with: no node carries more than the script admits, however the
+/// packer filled it, and every pod is still placed.
+#[test]
+fn admit_caps_every_node_as_launched() {
+    let (scored, unscored, scorer) = plan_both(&policy("admit-three-pods.policy"), &pods());
+    assert!(scorer.is_load_dependent());
+    // Unscored, the six pods share fewer nodes: the cap changes the plan.
+    assert!(
+        unscored.nodes.iter().any(|n| n.pods.len() > 3),
+        "{unscored:#?}"
+    );
+    for n in &scored.nodes {
+        assert!(n.pods.len() <= 3, "{}: {:?}", n.name, n.pods);
+    }
+    let placed: usize = scored.nodes.iter().map(|n| n.pods.len()).sum();
+    assert_eq!(placed, 6);
+}

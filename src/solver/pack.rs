@@ -867,7 +867,7 @@ impl<'t, 'a> Packer<'t, 'a> {
     ) {
         let k = self.placeable(c, v, n, k, zmask, cmask);
         if k > 0 {
-            self.grow(c, n, k, v, bits);
+            self.grow_admitted(c, n, k, v, bits);
         }
     }
 
@@ -997,6 +997,9 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !fits(&add(&sub(&used_now, &old_cap), &new_cap), &limit) {
                 return false;
             }
+            if !self.node_admits(n, c, k, node.cands[first]) {
+                return false;
+            }
             self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
             self.nodes[n].cands.drain(..first);
             self.commit(c, n, k, v);
@@ -1018,12 +1021,67 @@ impl<'t, 'a> Packer<'t, 'a> {
         if !self.min_values_ok(p, &cands) {
             return false;
         }
+        if !self.node_admits(n, c, k, new_cur) {
+            return false;
+        }
         self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
         let node = &mut self.nodes[n];
         node.cands = cands;
         node.applied.push(self.bits_id);
         self.commit(c, n, k, v);
         true
+    }
+
+    /// `grow`, and with a load-dependent script, fewer pods when the
+    /// script's `admit` refuses `k` of them (it may cap a node's pods).
+    /// Without such a script this is exactly `grow`.
+    fn grow_admitted(&mut self, c: usize, n: usize, k: u32, v: &Variant, bits: &[Bits]) -> bool {
+        let scripted = self.t.input.scorer.is_some_and(|s| s.is_load_dependent());
+        let mut k = k;
+        loop {
+            if self.grow(c, n, k, v, bits) {
+                return true;
+            }
+            if !scripted || k <= 1 || self.together {
+                return false;
+            }
+            k /= 2;
+        }
+    }
+
+    /// Whether a load-dependent script admits planned node `n` as type
+    /// offering `o` once it also carries `k` pods of class `c`. Opening a
+    /// node asks the script (`score_new`); this asks again each time the
+    /// node takes more pods, so `admit` holds for the node as launched.
+    fn node_admits(&self, n: usize, c: usize, k: u32, o: u32) -> bool {
+        use crate::scoring::{NodeLoad, Verdict};
+        let Some(sc) = self.t.input.scorer.filter(|s| s.is_load_dependent()) else {
+            return true;
+        };
+        let node = &self.nodes[n];
+        let classes = &self.t.input.workload.classes;
+        let on = node.pods.iter().map(|(x, _)| *x).chain(std::iter::once(c));
+        let namespaces: Vec<&str> = on.clone().map(|x| classes[x].namespace.as_str()).collect();
+        let pod_labels: Vec<&BTreeMap<String, String>> = on.map(|x| &classes[x].labels).collect();
+        let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum::<u32>() + k;
+        let mut used = node.used;
+        for _ in 0..k {
+            used = add(&used, &self.reqs[c]);
+        }
+        let net = self.t.pools[node.pool].net[o as usize];
+        let load = NodeLoad {
+            pods,
+            cpu_requested_milli: used[0],
+            memory_requested: used[1],
+            cpu_utilisation: used[0] as f64 / net[0].max(1) as f64,
+            memory_utilisation: used[1] as f64 / net[1].max(1) as f64,
+            namespaces: &namespaces,
+            pod_labels: &pod_labels,
+        };
+        !matches!(
+            sc.score_node(&self.view(node.pool, o), &load),
+            Verdict::Veto(_)
+        )
     }
 
     fn type_cap_of(&self, o: u32) -> Rv {
@@ -1100,7 +1158,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     {
                         break;
                     }
-                    let k = copies(&req, &tab.net[oi]).min(kk);
+                    let mut k = copies(&req, &tab.net[oi]).min(kk);
                     if k == 0 || (self.together && k < r) {
                         continue;
                     }
@@ -1116,7 +1174,17 @@ impl<'t, 'a> Packer<'t, 'a> {
                         if scored > NODE_SCORED_PER_DOMAIN {
                             break;
                         }
-                        match self.score_new(sc, p, c, k, o) {
+                        // `admit` may refuse this many pods but take fewer
+                        // (a cap on pods per node, say): halve until it
+                        // admits some.
+                        let adj = loop {
+                            match self.score_new(sc, p, c, k, o) {
+                                Some(a) => break Some(a),
+                                None if k > 1 && !self.together => k /= 2,
+                                None => break None,
+                            }
+                        };
+                        match adj {
                             Some(a) => rank += a,
                             None => continue,
                         }
@@ -1155,7 +1223,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .filter_map(|p| self.best_growth(c, v, bits, p, bs, zmask, cmask, 8))
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             if let Some((_, n, k)) = growth
-                && self.grow(c, n, k, v, bits)
+                && self.grow_admitted(c, n, k, v, bits)
             {
                 return true;
             }
@@ -1165,7 +1233,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             for p in 0..self.t.pools.len() {
                 if let Some((_, n, k)) =
                     self.best_growth(c, v, bits, p, f64::INFINITY, zmask, cmask, usize::MAX)
-                    && self.grow(c, n, k, v, bits)
+                    && self.grow_admitted(c, n, k, v, bits)
                 {
                     return true;
                 }
