@@ -1367,6 +1367,12 @@ impl<'t, 'a> Packer<'t, 'a> {
                 }
                 break;
             }
+            // Candidates are cheapest first, so no marginal is below zero:
+            // a free fit (the node's current type has room) cannot be
+            // beaten, and the first one found wins ties anyway.
+            if best.is_some_and(|(bm, _, _)| bm <= 0.0) {
+                break;
+            }
         }
         best
     }
