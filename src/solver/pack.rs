@@ -12,7 +12,9 @@ use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
 use crate::workload::{Toleration, untolerated};
 
-use super::tables::{D, Rv, Tables, Variant, add, copies, copies_after, dom, dom_ct, fits, sub};
+use super::tables::{
+    D, Rv, Tables, Variant, add, copies, copies_after, dom, dom_ct, fits, fits_on, sub,
+};
 use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
@@ -1435,6 +1437,9 @@ impl<'t, 'a> Packer<'t, 'a> {
             } else {
                 usize::MAX
             };
+            // Without limits every headroom is unbounded; the check is skipped.
+            let limited = tab.limit.iter().any(|l| *l != i64::MAX);
+            let act = &self.act;
             let mut ordered: Vec<u32> = node
                 .cands
                 .iter()
@@ -1442,8 +1447,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .filter(|o| {
                     let ti = cat.offerings[*o as usize].type_index as usize;
                     *o == first
-                        || (fits(&node.used, &tab.net[*o as usize])
-                            && fits(&self.t.type_cap[ti], &headroom))
+                        || (fits_on(act, &node.used, &tab.net[*o as usize])
+                            && (!limited || fits(&self.t.type_cap[ti], &headroom)))
                 })
                 .take(enough)
                 .collect();

@@ -172,6 +172,14 @@ pub fn copies_after(act: &[usize], req: &Rv, cap: &Rv, used: &Rv) -> u32 {
     k as u32
 }
 
+/// `fits(need, room)` over the dimensions in `act`, under the same
+/// guarantee as `copies_after` (outside `act`, need is zero and room is not
+/// negative).
+#[inline]
+pub fn fits_on(act: &[usize], need: &Rv, room: &Rv) -> bool {
+    act.iter().all(|&i| need[i] <= room[i])
+}
+
 /// The dimensions `copies_after` must look at: those any request uses, and
 /// those where some capacity is negative (an existing node already over,
 /// or overhead above allocatable). Everywhere else requests are zero and
@@ -806,6 +814,7 @@ mod tests {
                 copies(&req, &sub(&cap, &used)),
                 "req {req:?} cap {cap:?} used {used:?}"
             );
+            assert_eq!(fits_on(&act, &used, &cap), fits(&used, &cap));
         }
     }
 }
