@@ -1007,12 +1007,13 @@ impl<'t, 'a> Packer<'t, 'a> {
             self.commit(c, n, k, v);
             return true;
         }
-        let cands: Vec<u32> = node
-            .cands
-            .iter()
-            .copied()
-            .filter(|o| bits[p].get(*o as usize) && fits(&need, &tab.net[*o as usize]))
-            .collect();
+        let mut cands: Vec<u32> = Vec::with_capacity(node.cands.len());
+        cands.extend(
+            node.cands
+                .iter()
+                .copied()
+                .filter(|o| bits[p].get(*o as usize) && fits(&need, &tab.net[*o as usize])),
+        );
         let Some(&new_cur) = cands.first() else {
             return false;
         };
@@ -1262,16 +1263,23 @@ impl<'t, 'a> Packer<'t, 'a> {
                     .iter()
                     .position(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
                     .unwrap_or(list.len());
-                list[first..]
-                    .iter()
-                    .copied()
-                    .filter(|x| bits[p].get(*x as usize))
-                    .collect()
+                // Sized up front: growing by doubling was a visible cost.
+                let mut v = Vec::with_capacity(list.len() - first);
+                v.extend(
+                    list[first..]
+                        .iter()
+                        .copied()
+                        .filter(|x| bits[p].get(*x as usize)),
+                );
+                v
             } else {
-                list.iter()
-                    .copied()
-                    .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
-                    .collect()
+                let mut v = Vec::with_capacity(list.len());
+                v.extend(
+                    list.iter()
+                        .copied()
+                        .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize])),
+                );
+                v
             };
             if !cands.is_empty() && self.min_values_ok(p, &cands) {
                 let nsel = self.topo.sels.len();
