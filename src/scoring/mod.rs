@@ -48,6 +48,29 @@ pub struct NodeLoad<'a> {
     pub pod_labels: &'a [&'a BTreeMap<String, String>],
 }
 
+impl<'a> NodeLoad<'a> {
+    /// The load of `pods` pods requesting `cpu_milli` and `memory` on a node
+    /// with `alloc_cpu_milli` / `alloc_memory` allocatable; every caller
+    /// derives the utilisations the same way, here.
+    pub fn new(
+        pods: u32,
+        (cpu_milli, memory): (i64, i64),
+        (alloc_cpu_milli, alloc_memory): (i64, i64),
+        namespaces: &'a [&'a str],
+        pod_labels: &'a [&'a BTreeMap<String, String>],
+    ) -> Self {
+        NodeLoad {
+            pods,
+            cpu_requested_milli: cpu_milli,
+            memory_requested: memory,
+            cpu_utilisation: cpu_milli as f64 / alloc_cpu_milli.max(1) as f64,
+            memory_utilisation: memory as f64 / alloc_memory.max(1) as f64,
+            namespaces,
+            pod_labels,
+        }
+    }
+}
+
 /// Scores candidates. Implementations must never panic or block: a failing
 /// script yields `Verdict::Adjust(0.0)` and is reported once per script version.
 pub trait Scorer: Send + Sync {

@@ -1052,6 +1052,18 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
     }
 
+    /// Namespaces and labels of the given pod classes, as a script's node
+    /// load lists them (one entry per class).
+    fn pods_of(
+        &self,
+        classes: impl Iterator<Item = usize>,
+    ) -> (Vec<&'a str>, Vec<&'a BTreeMap<String, String>>) {
+        let all = &self.t.input.workload.classes;
+        classes
+            .map(|c| (all[c].namespace.as_str(), &all[c].labels))
+            .unzip()
+    }
+
     /// Whether a load-dependent script admits planned node `n` as type
     /// offering `o` once it also carries `k` pods of class `c`. Opening a
     /// node asks the script (`score_new`); this asks again each time the
@@ -1062,25 +1074,21 @@ impl<'t, 'a> Packer<'t, 'a> {
             return true;
         };
         let node = &self.nodes[n];
-        let classes = &self.t.input.workload.classes;
-        let on = node.pods.iter().map(|(x, _)| *x).chain(std::iter::once(c));
-        let namespaces: Vec<&str> = on.clone().map(|x| classes[x].namespace.as_str()).collect();
-        let pod_labels: Vec<&BTreeMap<String, String>> = on.map(|x| &classes[x].labels).collect();
+        let (namespaces, pod_labels) =
+            self.pods_of(node.pods.iter().map(|(x, _)| *x).chain(std::iter::once(c)));
         let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum::<u32>() + k;
         let mut used = node.used;
         for _ in 0..k {
             used = add(&used, &self.reqs[c]);
         }
         let net = self.t.pools[node.pool].net[o as usize];
-        let load = NodeLoad {
+        let load = NodeLoad::new(
             pods,
-            cpu_requested_milli: used[0],
-            memory_requested: used[1],
-            cpu_utilisation: used[0] as f64 / net[0].max(1) as f64,
-            memory_utilisation: used[1] as f64 / net[1].max(1) as f64,
-            namespaces: &namespaces,
-            pod_labels: &pod_labels,
-        };
+            (used[0], used[1]),
+            (net[0], net[1]),
+            &namespaces,
+            &pod_labels,
+        );
         !matches!(
             sc.score_node(&self.view(node.pool, o), &load),
             Verdict::Veto(_)
@@ -1678,15 +1686,13 @@ impl Packer<'_, '_> {
         let net = tab.net[o as usize];
         let ns = [class.namespace.as_str()];
         let lbl = [&class.labels];
-        let load = NodeLoad {
-            pods: k,
-            cpu_requested_milli: req[0] * i64::from(k),
-            memory_requested: req[1] * i64::from(k),
-            cpu_utilisation: (req[0] * i64::from(k)) as f64 / net[0].max(1) as f64,
-            memory_utilisation: (req[1] * i64::from(k)) as f64 / net[1].max(1) as f64,
-            namespaces: &ns,
-            pod_labels: &lbl,
-        };
+        let load = NodeLoad::new(
+            k,
+            (req[0] * i64::from(k), req[1] * i64::from(k)),
+            (net[0], net[1]),
+            &ns,
+            &lbl,
+        );
         let view = self.view(p, o);
         match scorer.score_node(&view, &load) {
             // The offering-only part is already in `rank`.
@@ -1712,29 +1718,19 @@ impl Packer<'_, '_> {
         ordered: Vec<u32>,
     ) -> Vec<u32> {
         use crate::scoring::{NodeLoad, Verdict};
-        let input = self.t.input;
         let tab = &self.t.pools[p];
-        let classes = &input.workload.classes;
-        let namespaces: Vec<&str> = node
-            .pods
-            .iter()
-            .map(|(c, _)| classes[*c].namespace.as_str())
-            .collect();
-        let pod_labels: Vec<&BTreeMap<String, String>> =
-            node.pods.iter().map(|(c, _)| &classes[*c].labels).collect();
+        let (namespaces, pod_labels) = self.pods_of(node.pods.iter().map(|(c, _)| *c));
         let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum();
         let mut scored: Vec<(f64, u32)> = Vec::new();
         for &o in &ordered {
             let net = tab.net[o as usize];
-            let load = NodeLoad {
+            let load = NodeLoad::new(
                 pods,
-                cpu_requested_milli: node.used[0],
-                memory_requested: node.used[1],
-                cpu_utilisation: node.used[0] as f64 / net[0].max(1) as f64,
-                memory_utilisation: node.used[1] as f64 / net[1].max(1) as f64,
-                namespaces: &namespaces,
-                pod_labels: &pod_labels,
-            };
+                (node.used[0], node.used[1]),
+                (net[0], net[1]),
+                &namespaces,
+                &pod_labels,
+            );
             let view = self.view(p, o);
             match scorer.score_node(&view, &load) {
                 Verdict::Adjust(a) if a.is_finite() => scored.push((tab.price[o as usize] + a, o)),
