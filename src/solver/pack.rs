@@ -999,7 +999,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !fits(&add(&sub(&used_now, &old_cap), &new_cap), &limit) {
                 return false;
             }
-            if !self.node_admits(n, c, k, node.cands[first]) {
+            if !self.node_admits(n, c, k, &need, node.cands[first]) {
                 return false;
             }
             self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
@@ -1024,7 +1024,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         if !self.min_values_ok(p, &cands) {
             return false;
         }
-        if !self.node_admits(n, c, k, new_cur) {
+        if !self.node_admits(n, c, k, &need, new_cur) {
             return false;
         }
         self.pool_used[p] = add(&sub(&used_now, &old_cap), &new_cap);
@@ -1065,10 +1065,11 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 
     /// Whether a load-dependent script admits planned node `n` as type
-    /// offering `o` once it also carries `k` pods of class `c`. Opening a
+    /// offering `o` once it also carries `k` pods of class `c`, requesting
+    /// `used` in all (the caller, `grow`, has that sum already). Opening a
     /// node asks the script (`score_new`); this asks again each time the
     /// node takes more pods, so `admit` holds for the node as launched.
-    fn node_admits(&self, n: usize, c: usize, k: u32, o: u32) -> bool {
+    fn node_admits(&self, n: usize, c: usize, k: u32, used: &Rv, o: u32) -> bool {
         use crate::scoring::{NodeLoad, Verdict};
         let Some(sc) = self.t.input.scorer.filter(|s| s.is_load_dependent()) else {
             return true;
@@ -1077,10 +1078,6 @@ impl<'t, 'a> Packer<'t, 'a> {
         let (namespaces, pod_labels) =
             self.pods_of(node.pods.iter().map(|(x, _)| *x).chain(std::iter::once(c)));
         let pods: u32 = node.pods.iter().map(|(_, k)| *k).sum::<u32>() + k;
-        let mut used = node.used;
-        for _ in 0..k {
-            used = add(&used, &self.reqs[c]);
-        }
         let net = self.t.pools[node.pool].net[o as usize];
         let load = NodeLoad::new(
             pods,
