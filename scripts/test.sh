@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README's second command; .ci/run calls it too).
-# Installs what the tests need (moto's EC2 server in a venv), then runs every test.
+# Installs what the tests need (moto's EC2 server in a venv; kube-apiserver and etcd
+# built from Go modules), then runs every test.
 # Fails loudly if anything cannot be installed: no test is skipped for a missing service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,17 @@ if ! "$VENV/bin/python" -c "import moto, flask; assert moto.__version__ == '$MOT
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 export NODEWRIGHT_PYTHON="$VENV/bin/python"
+# A real Kubernetes control plane (kube-apiserver + etcd) built from Go modules
+# (tools/kube/go.mod); cached, so this only prints the folder once built.
+command -v openssl >/dev/null || { echo "ERROR: the Kubernetes tests need 'openssl'" >&2; exit 1; }
+echo "== kube-apiserver + etcd (scripts/kube-bins.sh)"
+if ! KUBE_BIN_OUT="$(bash scripts/kube-bins.sh)"; then
+  echo "ERROR: scripts/kube-bins.sh failed: cannot build kube-apiserver/etcd" >&2
+  exit 1
+fi
+NODEWRIGHT_KUBE_BIN="$(printf '%s\n' "$KUBE_BIN_OUT" | tail -n 1)"
+[ -x "$NODEWRIGHT_KUBE_BIN/kube-apiserver" ] && [ -x "$NODEWRIGHT_KUBE_BIN/etcd" ] ||
+  { echo "ERROR: no kube-apiserver/etcd in '$NODEWRIGHT_KUBE_BIN'" >&2; exit 1; }
+export NODEWRIGHT_KUBE_BIN
 echo "== cargo test"
 cargo test --locked "$@"

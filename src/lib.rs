@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod catalog;
 pub mod cli;
 pub mod cloud;
+pub mod controller;
 pub mod import;
 pub mod ir;
 pub mod policy;

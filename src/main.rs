@@ -42,6 +42,8 @@ enum Command {
     Ec2(cli::ec2::Ec2Command),
     /// Run the built-in solver benchmarks.
     Bench(cli::bench::BenchArgs),
+    /// Run in the cluster: watch pending pods, launch nodes, remove empty ones, hot-reload policies.
+    Controller(cli::controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cli::catalog::run(c),
         Command::Ec2(c) => cli::ec2::run(c),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Controller(a) => cli::controller::run(a),
     };
     match result {
         Ok(code) => code,

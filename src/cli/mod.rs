@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod catalog;
 pub mod check;
+pub mod controller;
 pub mod ec2;
 pub mod explain;
 pub mod fmt;

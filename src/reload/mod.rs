@@ -63,33 +63,35 @@ struct Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("nodewright_policy");
-        let active = Gauge::default();
-        let swaps = Counter::default();
-        let failures = Counter::default();
-        let last_ok = Gauge::default();
-        registry.register(
+        let m = Metrics {
+            registry: Registry::default(),
+            active: Gauge::default(),
+            swaps: Counter::default(),
+            failures: Counter::default(),
+            last_ok: Gauge::default(),
+        };
+        m.register(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Registers (clones of) the metrics in `r`; they stay live.
+    fn register(&self, r: &mut Registry) {
+        r.register(
             "active_version",
             "Number of the policy version in use",
-            active.clone(),
+            self.active.clone(),
         );
-        registry.register("swaps", "Policy versions swapped in", swaps.clone());
-        registry.register(
+        r.register("swaps", "Policy versions swapped in", self.swaps.clone());
+        r.register(
             "reload_failures",
             "Changed policy or scripts that failed to compile (the last good version stayed)",
-            failures.clone(),
+            self.failures.clone(),
         );
-        registry.register(
+        r.register(
             "last_reload_ok",
             "1 when the files on disk are the active version, 0 when they failed to compile",
-            last_ok.clone(),
+            self.last_ok.clone(),
         );
-        Metrics {
-            registry,
-            active,
-            swaps,
-            failures,
-            last_ok,
-        }
     }
 }
 
@@ -348,6 +350,13 @@ impl Reloader {
                 Outcome::Failed(diags)
             }
         }
+    }
+
+    /// Registers the reload metrics in `registry` under `policy_`, so that a
+    /// process serving its own metrics (the controller) serves these too.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics
+            .register(registry.sub_registry_with_prefix("policy"));
     }
 
     /// The metrics in Prometheus text format.

@@ -1,0 +1,149 @@
+//! `nodewright controller`: run in the cluster (see `crate::controller`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `nodewright controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Policy files or folders (mount the policy ConfigMap here); watched and hot-reloaded.
+    #[arg(long, required = true)]
+    pub policy: Vec<PathBuf>,
+    /// Cluster name: tags every instance (`nodewright.io/cluster`) and goes into node bootstrap.
+    #[arg(long, env = "NODEWRIGHT_CLUSTER")]
+    pub cluster: String,
+    /// API server URL written into node bootstrap.
+    #[arg(long, env = "NODEWRIGHT_CLUSTER_ENDPOINT", default_value = "")]
+    pub cluster_endpoint: String,
+    /// Base64 PEM of the cluster CA, for node bootstrap.
+    #[arg(long, env = "NODEWRIGHT_CLUSTER_CA", default_value = "")]
+    pub cluster_ca: String,
+    /// Service CIDR, for node bootstrap.
+    #[arg(long, default_value = "10.100.0.0/16")]
+    pub service_cidr: String,
+    /// `embedded` or a catalog JSON file.
+    #[arg(long, default_value = "embedded")]
+    pub catalog: String,
+    /// Region (else the standard AWS chain).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// EC2 endpoint (else AWS_ENDPOINT_URL or the public one).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Kubeconfig file (else KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// A batch of pod events closes after this many milliseconds without one...
+    #[arg(long, default_value_t = 1000)]
+    pub batch_idle_ms: u64,
+    /// ...or this many after it opened.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_max_ms: u64,
+    /// A pass runs at least this often (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub resync_secs: u64,
+    /// Terminate an instance whose Node has not registered after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub registration_ttl_secs: u64,
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+#[cfg(feature = "controller")]
+pub fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
+    use miette::IntoDiagnostic;
+
+    use crate::controller::run::{Controller, Options};
+    let catalog = std::sync::Arc::new(super::inputs::load_catalog(&a.catalog)?);
+    let mut opts = Options::new(
+        a.policy.clone(),
+        crate::cloud::userdata::ClusterInfo {
+            name: a.cluster.clone(),
+            endpoint: a.cluster_endpoint.clone(),
+            ca_bundle: a.cluster_ca.clone(),
+            service_cidr: a.service_cidr.clone(),
+        },
+        crate::cloud::ec2::Ec2Settings {
+            region: a.region.clone(),
+            endpoint_url: a.endpoint_url.clone(),
+            static_credentials: None,
+        },
+    );
+    use std::time::Duration;
+    opts.batch_idle = Duration::from_millis(a.batch_idle_ms);
+    opts.batch_max = Duration::from_millis(a.batch_max_ms);
+    opts.resync = Duration::from_secs(a.resync_secs.max(1));
+    opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
+    opts.metrics_addr = Some(a.metrics_addr);
+    crate::controller::install_tls_provider();
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async move {
+        let config = match &a.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    miette::miette!(
+                        help = "pass a kubeconfig file, or run in a pod with a service account",
+                        "reading kubeconfig {}: {e}",
+                        path.display()
+                    )
+                })?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| miette::miette!("kubeconfig {}: {e}", path.display()))?
+            }
+            None => kube::Config::infer().await.map_err(|e| {
+                miette::miette!(
+                    help = "set KUBECONFIG or --kubeconfig, or run in a pod with a service account",
+                    "no Kubernetes configuration: {e}"
+                )
+            })?,
+        };
+        let client = kube::Client::try_from(config)
+            .map_err(|e| miette::miette!("Kubernetes client: {e}"))?;
+        let controller = Controller::new(opts, catalog).await?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        controller.run(client, rx).await?;
+        Ok::<_, miette::Report>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "controller")]
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Without the `controller` feature there is nothing to run.
+#[cfg(not(feature = "controller"))]
+pub fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
+    Err(miette::miette!(
+        help = "rebuild with `--features controller` (on by default)",
+        "this nodewright was built without the controller"
+    ))
+}

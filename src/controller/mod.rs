@@ -1,0 +1,28 @@
+//! `nodewright controller`: the in-cluster loop.
+//!
+//! watch pods → batch → snapshot the cluster → solve with the active policy
+//! version → launch → track claims until their nodes register → remove
+//! nodes no longer needed. The logic lives in the pure modules here
+//! (`batch`, `snapshot`, `claims`, `disrupt`), tested without a cluster;
+//! `run` only moves data between the API server, the solver and EC2.
+
+pub mod batch;
+pub mod claims;
+pub mod disrupt;
+pub mod launchable;
+pub mod snapshot;
+
+#[cfg(feature = "controller")]
+pub mod serve;
+
+#[cfg(feature = "controller")]
+pub mod run;
+
+/// Makes ring the process's rustls crypto provider. Both backends are
+/// compiled in (kube-rs uses ring, the AWS SDK aws-lc-rs), and rustls
+/// refuses to guess; call this before building a Kubernetes client.
+/// Calling it again is harmless.
+#[cfg(feature = "controller")]
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
