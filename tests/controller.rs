@@ -658,4 +658,19 @@ async fn an_instance_that_never_registers_is_replaced() {
     );
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
+
+    // A restarted controller finds the replacement, still without a Node, among
+    // the cluster's instances and ends it on the same timeout.
+    let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(3)).await;
+    wait_for(
+        "the orphan terminated",
+        Duration::from_secs(30),
+        async || {
+            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
+            gone.iter().any(|i| i.0 == replaced[0].0).then_some(())
+        },
+    )
+    .await;
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
 }

@@ -51,6 +51,11 @@ impl Claims {
         self.map.insert(c.name.clone(), c);
     }
 
+    /// Whether a claim of this name is in flight.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// How many claims are in flight.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -91,8 +96,12 @@ impl Claims {
 
     /// Adds every claim to `w` as an existing node, moving its still-pending
     /// pods from the pending classes onto it.
+    /// Claims taken over without a plan (no room, no pods) are left out.
     pub fn fold_into(&self, w: &mut Workload) {
         for c in self.map.values() {
+            if c.allocatable == Resources::zero() && c.pods.is_empty() {
+                continue;
+            }
             let mut node = ExistingNode {
                 name: c.name.clone(),
                 labels: c.labels.clone(),
@@ -248,6 +257,14 @@ mod tests {
         };
         cs.fold_into(&mut w2);
         assert!(w2.classes.is_empty());
+        // A claim taken over after a restart (no plan: no room, no pods) adds no node.
+        let mut adopted = claim("general-abcde", &[], Instant::now());
+        adopted.allocatable = Resources::zero();
+        let mut only = Claims::default();
+        only.insert(adopted);
+        let mut w3 = Workload::default();
+        only.fold_into(&mut w3);
+        assert!(w3.nodes.is_empty());
     }
 
     #[test]

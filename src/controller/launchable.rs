@@ -59,9 +59,14 @@ mod tests {
     use super::*;
 
     fn policy() -> PolicySet {
-        let text = "pool a {\n  node-class one\n}\npool b {\n  node-class two\n}\npool c {\n  node-class three\n}\n";
+        let mut text = String::new();
+        for (pool, nc) in [("a", "one"), ("b", "two"), ("c", "three")] {
+            text += &format!(
+                "pool {pool} {{\n  node-class {nc}\n}}\nnode-class {nc} {{\n  ami alias al2023@latest\n  subnets where tag k = \"v\"\n  security-groups where tag k = \"v\"\n  role \"r\"\n}}\n"
+            );
+        }
         let file =
-            crate::policy::parse("t.policy", text).unwrap_or_else(|d| panic!("{}", d.render(100)));
+            crate::policy::parse("t.policy", &text).unwrap_or_else(|d| panic!("{}", d.render(100)));
         crate::policy::compile(&[file])
             .unwrap_or_else(|d| panic!("{}", d.render(100)))
             .0

@@ -286,8 +286,6 @@ impl Controller {
         let mut state = State {
             claims: Claims::default(),
             empty: EmptySince::default(),
-            started: Instant::now(),
-            adopted: false,
         };
         let mut batcher = Batcher::new(self.opts.batch_idle, self.opts.batch_max);
         let mut resync = tokio::time::interval(self.opts.resync);
@@ -349,18 +347,22 @@ impl Controller {
             .filter_map(instance_id_of)
             .map(str::to_string)
             .collect();
-        if !st.adopted {
-            st.adopted = true;
-            for o in &owned {
-                if !node_instances.contains(&o.instance_id)
-                    && let Some(claim) = &o.claim
-                {
-                    tracing::info!(
-                        "claim {claim} ({}) has no Node yet; waiting for it to register",
-                        o.instance_id
-                    );
-                    st.claims.insert(adopted_claim(o, claim, st.started));
-                }
+        // Instances of ours with no Node and no claim: launched before a restart, or
+        // left behind by a removal whose termination failed, or whose Node someone
+        // deleted. They are tracked like claims, so the timeout ends them if no
+        // Node appears.
+        for o in &owned {
+            if let Some(claim) = &o.claim
+                && matches!(o.state.as_str(), "pending" | "running")
+                && !node_instances.contains(&o.instance_id)
+                && !st.claims.contains(claim)
+            {
+                tracing::info!(
+                    "instance {} (claim {claim}) has no Node; it is terminated unless one registers within {:?}",
+                    o.instance_id,
+                    self.opts.registration_ttl
+                );
+                st.claims.insert(adopted_claim(o, claim, now));
             }
         }
         for c in st.claims.registered(&node_instances) {
@@ -655,14 +657,12 @@ fn initialized(n: &Node, pool: Option<&crate::ir::Pool>) -> bool {
 struct State {
     claims: Claims,
     empty: EmptySince,
-    started: Instant,
-    /// Whether instances from before a restart were taken over (first pass).
-    adopted: bool,
 }
 
-/// An instance launched before a restart, tracked only for its timeout: its
-/// pods are unknown, so it carries none and offers no room.
-fn adopted_claim(o: &OwnedInstance, claim: &str, started: Instant) -> Claim {
+/// An instance with no Node and no claim in memory, tracked only for its
+/// timeout from `seen`: its pods are unknown, so it carries none and offers
+/// no room.
+fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
     Claim {
         name: claim.to_string(),
         pool: o.pool.clone().unwrap_or_default(),
@@ -675,7 +675,7 @@ fn adopted_claim(o: &OwnedInstance, claim: &str, started: Instant) -> Claim {
         allocatable: Resources::zero(),
         overhead: Resources::zero(),
         pods: BTreeSet::new(),
-        launched_at: started,
+        launched_at: seen,
     }
 }
 
