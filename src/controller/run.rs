@@ -255,7 +255,8 @@ impl Controller {
     ) -> Result<(), StartError> {
         let _watch =
             crate::reload::watch(Arc::clone(&self.reloader), self.opts.watch, |o| match o {
-                Outcome::Swapped(line) => tracing::info!("{line}"),
+                // `Reloader::check` has logged the swap's one-line summary.
+                Outcome::Swapped(_) => {}
                 Outcome::Failed(d) => {
                     tracing::error!("policy change rejected, last good version stays active:\n{d}")
                 }
