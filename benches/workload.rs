@@ -1,12 +1,17 @@
 //! Loading Kubernetes YAML into pod classes: how fast a large workload reads.
 //!
 //! `cargo bench --bench workload`. Inputs: the web-and-batch example with the
-//! web Deployment scaled to 20,000 replicas (one template, many names), and
-//! 1,000 distinct bare Pods in one `kind: List` (one document parse each).
+//! web Deployment scaled to 20,000 replicas (one template, many names),
+//! 1,000 distinct bare Pods in one `kind: List` (one document parse each),
+//! and the controller's snapshot of a cluster as the API returns it (pods
+//! with owners, uids and status; 100 nodes with 20 bound pods each), read
+//! by `workload::load_api`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use nodewright::controller::snapshot::ClusterObjects;
 use nodewright::workload::{LoadOptions, load_text};
 
 /// The product binary's allocator (see `src/main.rs`), so benchmarks time
@@ -27,6 +32,56 @@ fn bare_pods(n: usize) -> String {
     s
 }
 
+/// A cluster as the API server lists it: `pending` unschedulable pods of 20
+/// ReplicaSets, and `nodes` nodes with `per_node` bound pods each.
+fn cluster(pending: usize, nodes: usize, per_node: usize) -> ClusterObjects {
+    let pod = |i: usize, node: Option<String>| -> Pod {
+        let rs = format!("web{}-5d8f7c9b4", i % 20);
+        let mut v = serde_json::json!({
+            "metadata": {
+                "name": format!("{rs}-{i:05}"), "namespace": "shop",
+                "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                "resourceVersion": format!("{}", 1000 + i),
+                "creationTimestamp": "2026-11-29T07:00:00Z",
+                "labels": {"app": format!("web{}", i % 20), "pod-template-hash": "5d8f7c9b4"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                    "uid": "11111111-0000-0000-0000-000000000000", "controller": true}]
+            },
+            "spec": {"containers": [{"name": "app", "image": "registry.example/web:1.2.3",
+                "resources": {"requests": {"cpu": format!("{}m", 250 + (i % 20) * 50), "memory": "512Mi"}}}],
+                "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                    "effect": "NoExecute", "tolerationSeconds": 300}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/100 nodes are available"}]}
+        });
+        if let Some(n) = node {
+            v["spec"]["nodeName"] = serde_json::json!(n);
+            v["status"] = serde_json::json!({"phase": "Running"});
+        }
+        serde_json::from_value(v).expect("pod")
+    };
+    let mut objs = ClusterObjects::default();
+    for i in 0..pending {
+        objs.pods.push(pod(i, None));
+    }
+    for n in 0..nodes {
+        let name = format!("ip-10-0-{}-{}.ec2.internal", n / 250, n % 250);
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": "us-east-1a",
+                "node.kubernetes.io/instance-type": "m5.2xlarge", "karpenter.sh/nodepool": "general"}},
+            "spec": {"providerID": format!("aws:///us-east-1a/i-{n:017}")},
+            "status": {"allocatable": {"cpu": "7910m", "memory": "29Gi", "pods": "58"}}
+        }))
+        .expect("node");
+        objs.nodes.push(node);
+        for k in 0..per_node {
+            objs.pods
+                .push(pod(pending + n * per_node + k, Some(name.clone())));
+        }
+    }
+    objs
+}
+
 fn bench(c: &mut Criterion) {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -45,6 +100,13 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1000));
     g.bench_function("list_of_1000_pods", |b| {
         b.iter(|| black_box(load_text("pods.yaml", &pods, &LoadOptions::default()).expect("loads")))
+    });
+    let objs = cluster(5000, 100, 20);
+    g.throughput(Throughput::Elements(7000));
+    g.bench_function("controller_snapshot_5k_pending_2k_bound", |b| {
+        b.iter(|| {
+            black_box(nodewright::controller::snapshot::load(black_box(&objs)).expect("loads"))
+        })
     });
     g.finish();
 }

@@ -36,7 +36,7 @@ use super::claims::{Claim, Claims, instance_id_of, unique_name};
 use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
 use super::launchable::{Reach, narrow};
 use super::serve::{Endpoints, serve};
-use super::snapshot::{ClusterObjects, is_workload_pod, to_list_yaml};
+use super::snapshot::{ClusterObjects, is_workload_pod};
 use crate::catalog::Catalog;
 use crate::cloud::ec2::{Ec2Settings, connect};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, OwnedInstance};
@@ -45,7 +45,6 @@ use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{Resources, labels};
 use crate::reload::{Outcome, Reloader, WatchOptions};
 use crate::solver::{Plan, SolveInput, solve};
-use crate::workload::LoadOptions;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -407,8 +406,7 @@ impl Controller {
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let text = to_list_yaml(&objs).map_err(|e| PassError::Snapshot(e.to_string()))?;
-        let loaded = crate::workload::load_text("cluster", &text, &LoadOptions::default())
+        let loaded = super::snapshot::load(&objs)
             .map_err(|e| PassError::Snapshot(format!("{:?}", miette::Report::new(e))))?;
         for n in &loaded.notes {
             tracing::debug!("{n}");

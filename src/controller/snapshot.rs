@@ -12,24 +12,11 @@
 //! not owned by a DaemonSet. A pod the scheduler has not looked at yet may
 //! still fit an existing node.
 
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// Everything one solve reads from the API.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterObjects {
-    pub nodes: Vec<Node>,
-    pub pods: Vec<Pod>,
-    pub daemonsets: Vec<DaemonSet>,
-    pub pvcs: Vec<PersistentVolumeClaim>,
-    pub pvs: Vec<PersistentVolume>,
-    pub storage_classes: Vec<StorageClass>,
-    pub priority_classes: Vec<PriorityClass>,
-    pub namespaces: Vec<Namespace>,
-}
+/// Everything one pass reads from the API (the loader's typed input).
+pub type ClusterObjects = crate::workload::ApiObjects;
 
 /// Taints a node carries only while it starts (the apiserver adds
 /// `not-ready` to every new Node; the node lifecycle controller removes it
@@ -110,64 +97,51 @@ pub fn is_workload_pod(p: &Pod) -> bool {
             .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
 }
 
-/// The objects as one `v1/List` in YAML, for `workload::load_text`.
-///
-/// Bound pods are kept (they use their nodes' capacity and count for
-/// topology); pending pods are kept only when provisionable. Nodes lose
-/// their [`EPHEMERAL_TAINTS`]; server-side bookkeeping (`managedFields`) is
-/// dropped.
-pub fn to_list_yaml(objs: &ClusterObjects) -> Result<String, serde_yaml_ng::Error> {
-    fn item<T: serde::Serialize>(
-        out: &mut Vec<serde_json::Value>,
-        o: &T,
-    ) -> Result<(), serde_yaml_ng::Error> {
-        let mut v =
-            serde_json::to_value(o).map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
-        if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            m.remove("managedFields");
-        }
-        out.push(v);
-        Ok(())
-    }
-    let mut items = Vec::new();
-    for o in &objs.namespaces {
-        item(&mut items, o)?;
-    }
-    for o in &objs.priority_classes {
-        item(&mut items, o)?;
-    }
-    for o in &objs.storage_classes {
-        item(&mut items, o)?;
-    }
-    for o in &objs.pvs {
-        item(&mut items, o)?;
-    }
-    for o in &objs.pvcs {
-        item(&mut items, o)?;
-    }
-    for o in &objs.nodes {
-        let mut n = o.clone();
+/// The objects as the planner should see them: bound pods are kept (they
+/// use their nodes' capacity and count for topology); pending pods only
+/// when provisionable; nodes lose their [`EPHEMERAL_TAINTS`].
+pub fn prepare(objs: &ClusterObjects) -> ClusterObjects {
+    let mut out = objs.clone();
+    out.pods
+        .retain(|p| (bound(p) && !terminal(p)) || is_provisionable(p));
+    for n in &mut out.nodes {
         if let Some(t) = n.spec.as_mut().and_then(|s| s.taints.as_mut()) {
             t.retain(|t| !EPHEMERAL_TAINTS.contains(&t.key.as_str()));
         }
-        item(&mut items, &n)?;
     }
-    for o in &objs.daemonsets {
-        item(&mut items, o)?;
-    }
-    for p in &objs.pods {
-        if (bound(p) && !terminal(p)) || is_provisionable(p) {
-            item(&mut items, p)?;
-        }
-    }
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
-    serde_yaml_ng::to_string(&list)
+    out
+}
+
+/// Loads a pass's objects with the planner's own loader.
+pub fn load(
+    objs: &ClusterObjects,
+) -> Result<crate::workload::Loaded, crate::workload::WorkloadError> {
+    crate::workload::load_api("cluster (API objects)", prepare(objs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::workload::LoadOptions;
+    use k8s_openapi::api::core::v1::Node;
+
+    /// The objects as one `v1/List` (the reference reading, through YAML).
+    fn as_list_yaml(o: &ClusterObjects) -> String {
+        let mut items: Vec<serde_json::Value> = Vec::new();
+        let mut add = |v: serde_json::Result<serde_json::Value>| {
+            items.push(v.unwrap_or_else(|e| panic!("{e}")))
+        };
+        o.namespaces
+            .iter()
+            .for_each(|x| add(serde_json::to_value(x)));
+        o.nodes.iter().for_each(|x| add(serde_json::to_value(x)));
+        o.daemonsets
+            .iter()
+            .for_each(|x| add(serde_json::to_value(x)));
+        o.pods.iter().for_each(|x| add(serde_json::to_value(x)));
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        serde_yaml_ng::to_string(&list).unwrap_or_else(|e| panic!("{e}"))
+    }
 
     fn pod(yaml: &str) -> Pod {
         serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -248,11 +222,13 @@ status: {allocatable: {cpu: '2', memory: 8Gi, pods: '29'}}",
             ],
             ..Default::default()
         };
-        let text = to_list_yaml(&objs).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!text.contains("managedFields"), "{text}");
-        let loaded = crate::workload::load_text("cluster", &text, &LoadOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let w = loaded.workload;
+        let w = load(&objs).unwrap_or_else(|e| panic!("{e}")).workload;
+        // The same objects as YAML through `load_text` read the same.
+        let text = as_list_yaml(&prepare(&objs));
+        let via_text = crate::workload::load_text("cluster", &text, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .workload;
+        assert_eq!(w, via_text);
         assert_eq!(w.classes.len(), 1);
         assert_eq!(w.classes[0].pod_names, ["a", "b"]);
         assert_eq!(w.nodes.len(), 1);
@@ -263,6 +239,43 @@ status: {allocatable: {cpu: '2', memory: 8Gi, pods: '29'}}",
             taints,
             ["dedicated"],
             "not-ready is dropped, a real taint kept"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_object_is_named_in_the_error() {
+        let node = |yaml: &str| -> Node {
+            serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let objs = ClusterObjects {
+            nodes: vec![
+                node(
+                    "metadata: {name: good}\nstatus: {allocatable: {cpu: '2', memory: 8Gi, pods: '29'}}",
+                ),
+                node("metadata: {name: bad-node}"),
+            ],
+            ..Default::default()
+        };
+        let e = match load(&objs) {
+            Ok(_) => panic!("a Node without allocatable or capacity must be refused"),
+            Err(e) => e,
+        };
+        let input = e.input().unwrap_or_else(|| panic!("an input error: {e}"));
+        assert_eq!(
+            (input.file.as_str(), input.line, input.col),
+            ("cluster (API objects)", 2, 1)
+        );
+        assert!(
+            input
+                .message
+                .contains("Node bad-node has neither status.allocatable"),
+            "{}",
+            input.message
+        );
+        let rendered = format!("{:?}", miette::Report::new(e));
+        assert!(
+            rendered.contains("Node bad-node"),
+            "the listing line is shown: {rendered}"
         );
     }
 }

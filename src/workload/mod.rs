@@ -15,7 +15,9 @@ mod volumes;
 mod yaml;
 
 pub use error::{ErrorKind, InputError, Note, WorkloadError};
-pub use load::{LoadOptions, Loaded, load, load_files, load_nodes, load_str, load_text};
+pub use load::{
+    ApiObjects, LoadOptions, Loaded, load, load_api, load_files, load_nodes, load_str, load_text,
+};
 pub use names::ALPHABET as NAME_ALPHABET;
 pub use volumes::ZONE_KEYS as VOLUME_ZONE_KEYS;
 
