@@ -1,10 +1,10 @@
 //! The cluster's objects as the planner's input.
 //!
 //! The controller lists Nodes, Pods, DaemonSets, volumes, storage and
-//! priority classes and Namespaces, and hands them to the same loader
-//! `nodewright plan` reads YAML files with (`workload::load_text`), as one
-//! `v1/List`. One reader means one set of semantics: a pod is grouped,
-//! counted, and refused for the same reasons offline and in the cluster.
+//! priority classes and Namespaces, and hands them, typed, to the same
+//! loader `nodewright plan` reads YAML files with (`workload::load_api`).
+//! One reader means one set of semantics: a pod is grouped, counted, and
+//! refused for the same reasons offline and in the cluster.
 //!
 //! Which pending pods are provisioned follows Karpenter: only those the
 //! kube-scheduler has marked unschedulable (`PodScheduled=False`, reason
