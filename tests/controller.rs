@@ -52,11 +52,21 @@ node-class default {{
     )
 }
 
-/// Writes a file the way an editor that saves by rename does.
-fn write_atomically(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text).expect("write temp");
-    std::fs::rename(&tmp, path).expect("rename");
+/// Publishes `general.policy` in `dir` the way the kubelet updates a
+/// ConfigMap volume: the content goes into a fresh `..<generation>` folder,
+/// a `..data` symlink is swapped to it by rename, and the visible file is a
+/// symlink through `..data` that never changes itself.
+fn configmap_publish(dir: &Path, generation: u32, text: &str) {
+    let ts = format!("..2026_11_29_{generation:04}");
+    std::fs::create_dir(dir.join(&ts)).expect("generation folder");
+    std::fs::write(dir.join(&ts).join("general.policy"), text).expect("write policy");
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&ts, &tmp).expect("symlink ..data_tmp");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    let visible = dir.join("general.policy");
+    if std::fs::symlink_metadata(&visible).is_err() {
+        std::os::unix::fs::symlink("..data/general.policy", &visible).expect("symlink file");
+    }
 }
 
 async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -405,8 +415,8 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
     create_namespace(&client, "shop").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("general.policy");
-    std::fs::write(&policy, policy_text("m5")).expect("write policy");
+    // The policy folder is laid out as a mounted ConfigMap, and updated as one.
+    configmap_publish(dir.path(), 1, &policy_text("m5"));
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
 
     // 1. Pods the scheduler gave up on get nodes of the policy's family, in a zone with a subnet.
@@ -459,8 +469,9 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
         "{m}"
     );
 
-    // 2. Hot reload: the policy now allows only c5; new pods get c5 nodes.
-    write_atomically(&policy, &policy_text("c5"));
+    // 2. Hot reload through a ConfigMap update: the policy now allows only c5;
+    //    new pods get c5 nodes.
+    configmap_publish(dir.path(), 2, &policy_text("c5"));
     wait_for("policy v2", Duration::from_secs(10), async || {
         (metric(&metrics(addr).await, "nodewright_policy_active_version") == Some(2.0))
             .then_some(())
@@ -479,8 +490,9 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
     );
 
     // 3. A broken policy is rejected; v2 stays active and keeps planning.
-    write_atomically(
-        &policy,
+    configmap_publish(
+        dir.path(),
+        3,
         "pool general {\n  require karpenter.sh/capacity-type inn [spot]\n}\n",
     );
     wait_for("the rejected reload", Duration::from_secs(10), async || {
