@@ -404,17 +404,53 @@ async fn clean_cluster(client: &kube::Client) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
+/// What every test starts from: moto with the EC2 world, the control plane
+/// with no Nodes or Pods left by an earlier test, a fresh namespace, and an
+/// empty policy folder.
+struct Fixture {
+    moto: support::MotoGuard,
+    kube: kube_support::KubeGuard,
+    ec2: aws_sdk_ec2::Client,
+    client: kube::Client,
+    dir: tempfile::TempDir,
+}
+
+async fn fixture(namespace: &str) -> Fixture {
     let moto = support::moto().await;
     let kube = kube_support::kube_exclusive().await;
     let ec2 = moto.ec2().await;
     world::setup(&ec2).await;
     let client = kube.client().await;
     clean_cluster(&client).await;
-    create_namespace(&client, "shop").await;
-
+    create_namespace(&client, namespace).await;
     let dir = tempfile::tempdir().expect("tempdir");
+    Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    }
+}
+
+/// This cluster's running instances, once there is at least one.
+async fn first_launch(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, String, String)> {
+    wait_for("the first launch", Duration::from_secs(60), async || {
+        let v = instances(ec2, &["pending", "running"]).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("shop").await;
     // The policy folder is laid out as a mounted ConfigMap, and updated as one.
     configmap_publish(dir.path(), 1, &policy_text("m5"));
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
@@ -423,11 +459,7 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
     for i in 0..3 {
         unschedulable_pod(&client, "shop", &format!("web-{i}"), "1", "2Gi").await;
     }
-    let first = wait_for("the first launch", Duration::from_secs(60), async || {
-        let v = instances(&ec2, &["pending", "running"]).await;
-        (!v.is_empty()).then_some(v)
-    })
-    .await;
+    let first = first_launch(&ec2).await;
     for (id, ty, claim, zone) in &first {
         assert!(
             ty.starts_with("m5."),
@@ -635,23 +667,18 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_never_registers_is_replaced() {
-    let moto = support::moto().await;
-    let kube = kube_support::kube_exclusive().await;
-    let ec2 = moto.ec2().await;
-    world::setup(&ec2).await;
-    let client = kube.client().await;
-    clean_cluster(&client).await;
-    create_namespace(&client, "batch").await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("batch").await;
     std::fs::write(dir.path().join("general.policy"), policy_text("m5")).expect("write policy");
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(3)).await;
 
     unschedulable_pod(&client, "batch", "job-0", "1", "1Gi").await;
-    let first = wait_for("the first launch", Duration::from_secs(60), async || {
-        let v = instances(&ec2, &["pending", "running"]).await;
-        (!v.is_empty()).then_some(v)
-    })
-    .await;
+    let first = first_launch(&ec2).await;
     assert_eq!(first.len(), 1);
     // No Node ever appears: after the timeout the instance is terminated and
     // the still-pending pod gets a new one.

@@ -692,27 +692,10 @@ enum PassError {
     Snapshot(String),
 }
 
+/// Every object of a kind, across namespaces for namespaced kinds.
 async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PassError>
 where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::all(client.clone());
-    api.list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|source| PassError::List { what, source })
-}
-
-async fn list_ns<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PassError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::all(client.clone());
@@ -725,9 +708,9 @@ where
 async fn list_cluster(client: &kube::Client) -> Result<ClusterObjects, PassError> {
     let (nodes, pods, daemonsets, pvcs, pvs, storage_classes, priority_classes, namespaces) = tokio::try_join!(
         list_all::<Node>(client, "nodes"),
-        list_ns::<Pod>(client, "pods"),
-        list_ns::<DaemonSet>(client, "daemonsets"),
-        list_ns::<PersistentVolumeClaim>(client, "persistentvolumeclaims"),
+        list_all::<Pod>(client, "pods"),
+        list_all::<DaemonSet>(client, "daemonsets"),
+        list_all::<PersistentVolumeClaim>(client, "persistentvolumeclaims"),
         list_all::<PersistentVolume>(client, "persistentvolumes"),
         list_all::<StorageClass>(client, "storageclasses"),
         list_all::<PriorityClass>(client, "priorityclasses"),
