@@ -339,7 +339,7 @@ impl Controller {
             .map_err(|e| PassError::Ec2(e.to_string()))?;
         let now = Instant::now();
 
-        // Claims: registered, timed out, and (once) instances from before a restart.
+        // Claims: taken over, registered, timed out.
         let node_instances: HashSet<String> = objs
             .nodes
             .iter()
