@@ -501,6 +501,37 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
         "{m}"
     );
 
+    // The pods carry Events: which node was launched for them, and, for a pod
+    // no m5 can hold, why it waits.
+    unschedulable_pod(&client, "shop", "giant", "1000", "1Gi").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    let (nominated, failed) = wait_for("pod events", Duration::from_secs(30), async || {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let find = |pod: &str, reason: &str| {
+            list.items.iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod)
+            })
+        };
+        Some((
+            find("web-0", "Nominated")?.clone(),
+            find("giant", "FailedProvisioning")?.clone(),
+        ))
+    })
+    .await;
+    assert_eq!(
+        nominated.reporting_controller.as_deref(),
+        Some("nodewright")
+    );
+    let note = nominated.note.unwrap_or_default();
+    assert!(note.starts_with("nodewright launched general-"), "{note}");
+    let note = failed.note.unwrap_or_default();
+    assert!(
+        note.starts_with("nodewright cannot place this pod: "),
+        "{note}"
+    );
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+
     // 2. Hot reload through a ConfigMap update: the policy now allows only c5;
     //    new pods get c5 nodes.
     configmap_publish(dir.path(), 2, &policy_text("c5"));

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod claims;
 pub mod disrupt;
 pub mod launchable;
+pub mod notice;
 pub mod snapshot;
 
 #[cfg(feature = "controller")]

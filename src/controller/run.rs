@@ -24,7 +24,9 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,8 +37,9 @@ use super::batch::Batcher;
 use super::claims::{Claim, Claims, instance_id_of, unique_name};
 use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
 use super::launchable::{Reach, narrow};
+use super::notice::Notices;
 use super::serve::{Endpoints, serve};
-use super::snapshot::{ClusterObjects, is_workload_pod};
+use super::snapshot::{ClusterObjects, is_workload_pod, pod_key};
 use crate::catalog::Catalog;
 use crate::cloud::ec2::{Ec2Settings, connect};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, OwnedInstance};
@@ -286,7 +289,15 @@ impl Controller {
         let mut state = State {
             claims: Claims::default(),
             empty: EmptySince::default(),
+            notices: Notices::default(),
         };
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "nodewright".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
         let mut batcher = Batcher::new(self.opts.batch_idle, self.opts.batch_max);
         let mut resync = tokio::time::interval(self.opts.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,7 +322,7 @@ impl Controller {
             };
             if pass {
                 if let Err(e) = self
-                    .pass(&client, &launcher, &unavailable, &mut state)
+                    .pass(&client, &recorder, &launcher, &unavailable, &mut state)
                     .await
                 {
                     self.metrics.pass_failures.inc();
@@ -328,10 +339,12 @@ impl Controller {
     async fn pass(
         &self,
         client: &kube::Client,
+        recorder: &Recorder,
         launcher: &Ec2Launcher,
         unavailable: &UnavailableOfferings,
         st: &mut State,
     ) -> Result<(), PassError> {
+        tracing::debug!("pass starts");
         let objs = list_cluster(client).await?;
         let owned = launcher
             .list_owned()
@@ -453,6 +466,27 @@ impl Controller {
                 u.reasons.first().map(String::as_str).unwrap_or("no reason")
             );
         }
+        let waiting: Vec<(String, String)> = plan
+            .unschedulable
+            .iter()
+            .map(|u| (u.pod.clone(), event_note(&u.reasons)))
+            .collect();
+        let pods_by_key: HashMap<String, &Pod> =
+            objs.pods.iter().map(|p| (pod_key(p), p)).collect();
+        for (pod, note) in st.notices.due(&waiting, EVENTS_PER_PASS) {
+            if let Some(p) = pods_by_key.get(pod) {
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: "FailedProvisioning".into(),
+                    note: Some(note.clone()),
+                    action: "Provision".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &p.object_ref(&())).await {
+                    tracing::debug!("event for {pod}: {e}");
+                }
+            }
+        }
 
         // Launch.
         let requests: HashMap<String, &Resources> = workload
@@ -498,6 +532,27 @@ impl Controller {
                         l.capacity_type.as_str(),
                         node.pods.len()
                     );
+                    let note = format!(
+                        "nodewright launched {} ({} in {}, {}) for this pod",
+                        node.name,
+                        l.instance_type,
+                        l.zone,
+                        l.capacity_type.as_str()
+                    );
+                    for key in node.pods.iter().take(EVENTS_PER_PASS) {
+                        if let Some(p) = pods_by_key.get(key) {
+                            let ev = Event {
+                                type_: EventType::Normal,
+                                reason: "Nominated".into(),
+                                note: Some(note.clone()),
+                                action: "Launch".into(),
+                                secondary: None,
+                            };
+                            if let Err(e) = recorder.publish(&ev, &p.object_ref(&())).await {
+                                tracing::debug!("event for {key}: {e}");
+                            }
+                        }
+                    }
                     let mut overhead = node.requested.clone();
                     for p in &node.pods {
                         if let Some(r) = requests.get(p) {
@@ -656,6 +711,24 @@ fn initialized(n: &Node, pool: Option<&crate::ir::Pool>) -> bool {
 struct State {
     claims: Claims,
     empty: EmptySince,
+    notices: Notices,
+}
+
+/// At most this many pods get an Event per pass for each kind of Event.
+const EVENTS_PER_PASS: usize = 100;
+
+/// An Event's note from a pod's reasons (the API caps notes at 1 kB).
+fn event_note(reasons: &[String]) -> String {
+    let mut s = format!("nodewright cannot place this pod: {}", reasons.join("; "));
+    if s.len() > 1000 {
+        let mut cut = 997;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
 }
 
 /// An instance with no Node and no claim in memory, tracked only for its

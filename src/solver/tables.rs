@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Bits, CapacityType, Catalog, Offering};
+use crate::ir::KubeletConfig;
 use crate::ir::cost::{PriceInput, PriceOutcome, effective_price};
 use crate::ir::{
     Attrs, Cond, PlacementKind, Pool, Requirements, Resources, Subject, ValueSet, labels,
@@ -248,6 +249,10 @@ pub struct PoolTab {
     pub limit: Rv,
     /// Custom (non well-known) label values the pool's nodes carry.
     pub custom: BTreeMap<String, ValueSet>,
+    /// The pool's kubelet settings (node class overridden by pool).
+    kubelet: KubeletConfig,
+    /// Allocatable per type index under `kubelet` (kept for `offering_reject`).
+    alloc: Vec<Rv>,
 }
 
 /// Domain index of (zone, capacity type).
@@ -294,6 +299,8 @@ pub struct Tables<'a> {
     pub class_rules: Vec<Vec<usize>>,
     /// Per class: preferred node-affinity terms, heaviest first.
     pub class_pref_terms: Vec<Vec<usize>>,
+    /// On-demand price per (type, zone), for explaining rejected offerings.
+    od: HashMap<(u32, u16), f64>,
 }
 
 /// Node-side attributes of an offering in a pool (with the pool's labels), plus a pod class.
@@ -423,6 +430,8 @@ impl<'a> Tables<'a> {
                 by_domain: vec![Vec::new(); nd],
                 limit: [i64::MAX; D],
                 custom: BTreeMap::new(),
+                kubelet: KubeletConfig::default(),
+                alloc: Vec::new(),
             };
             for (k, q) in &pool.limits {
                 let mut r = Resources::zero();
@@ -459,6 +468,8 @@ impl<'a> Tables<'a> {
                         .then(a.cmp(b))
                 });
             }
+            tab.kubelet = kubelet;
+            tab.alloc = alloc;
             pools.push(tab);
         }
         let mut t = Tables {
@@ -471,6 +482,7 @@ impl<'a> Tables<'a> {
             class_prefer: Vec::new(),
             class_rules: Vec::new(),
             class_pref_terms: Vec::new(),
+            od,
         };
         for c in &input.workload.classes {
             let ca = ClassAttrs(c);
@@ -623,31 +635,23 @@ impl<'a> Tables<'a> {
         if self.pools[p].usable.get(o) {
             return None;
         }
+        // Called once per offering when explaining a pod that fits nowhere:
+        // everything per pool comes from `new` (recomputing allocatable for
+        // every type on each call made one unplaceable pod take seconds).
         let input = self.input;
         let pool = &input.policy.pools[p];
-        let kubelet = input
-            .policy
-            .node_classes
-            .get(&pool.node_class)
-            .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
-            .unwrap_or_else(|| pool.kubelet.clone());
-        let cat = input.catalog;
-        let mut od: HashMap<(u32, u16), f64> = HashMap::new();
-        let off = &cat.offerings[o];
-        for x in &cat.offerings {
-            if x.type_index == off.type_index
-                && x.capacity_type == CapacityType::OnDemand
-                && let Some(pr) = x.price
-            {
-                od.insert((x.type_index, x.zone_index), pr);
-            }
-        }
-        let alloc: Vec<Rv> = cat
-            .types
-            .iter()
-            .map(|t| self.dims.rv(&allocatable(t, &kubelet)))
-            .collect();
-        Self::reject_reason(input, &self.dims, pool, &kubelet, &od, &alloc, off).err()
+        let tab = &self.pools[p];
+        let off = &input.catalog.offerings[o];
+        Self::reject_reason(
+            input,
+            &self.dims,
+            pool,
+            &tab.kubelet,
+            &self.od,
+            &tab.alloc,
+            off,
+        )
+        .err()
     }
 
     /// Offerings of pool `p` whose labels satisfy `reqs` (pool-only keys are
