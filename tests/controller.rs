@@ -15,7 +15,6 @@ mod support;
 #[path = "support/ec2_world.rs"]
 mod world;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,10 +83,7 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> 
 }
 
 /// (instance id, type, claim) of this cluster's instances in `states`.
-async fn instances(
-    ec2: &aws_sdk_ec2::Client,
-    states: &[&str],
-) -> Vec<(String, String, String, String)> {
+async fn instances(ec2: &aws_sdk_ec2::Client, states: &[&str]) -> Vec<Instance> {
     let resp = ec2
         .describe_instances()
         .filters(
@@ -433,13 +429,26 @@ async fn fixture(namespace: &str) -> Fixture {
     }
 }
 
-/// This cluster's running instances, once there is at least one.
-async fn first_launch(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, String, String)> {
-    wait_for("the first launch", Duration::from_secs(60), async || {
+type Instance = (String, String, String, String);
+
+/// This cluster's running instances not in `known`, once there is at least one.
+async fn new_launches(
+    ec2: &aws_sdk_ec2::Client,
+    what: &str,
+    timeout: Duration,
+    known: &[Instance],
+) -> Vec<Instance> {
+    wait_for(what, timeout, async || {
         let v = instances(ec2, &["pending", "running"]).await;
-        (!v.is_empty()).then_some(v)
+        let new: Vec<_> = v.into_iter().filter(|i| !known.contains(i)).collect();
+        (!new.is_empty()).then_some(new)
     })
     .await
+}
+
+/// This cluster's running instances, once there is at least one.
+async fn first_launch(ec2: &aws_sdk_ec2::Client) -> Vec<Instance> {
+    new_launches(ec2, "the first launch", Duration::from_secs(60), &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,12 +550,7 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
     })
     .await;
     unschedulable_pod(&client, "shop", "api-0", "2", "2Gi").await;
-    let second = wait_for("a c5 launch", Duration::from_secs(30), async || {
-        let v = instances(&ec2, &["pending", "running"]).await;
-        let new: Vec<_> = v.into_iter().filter(|i| !first.contains(i)).collect();
-        (!new.is_empty()).then_some(new)
-    })
-    .await;
+    let second = new_launches(&ec2, "a c5 launch", Duration::from_secs(30), &first).await;
     assert!(
         second.iter().all(|(_, ty, _, _)| ty.starts_with("c5.")),
         "{second:?}"
@@ -575,15 +579,12 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
         "{m}"
     );
     unschedulable_pod(&client, "shop", "api-1", "2", "2Gi").await;
-    let before: BTreeSet<_> = first.iter().chain(&second).cloned().collect();
-    let third = wait_for(
+    let before: Vec<Instance> = first.iter().chain(&second).cloned().collect();
+    let third = new_launches(
+        &ec2,
         "a launch under the last good version",
         Duration::from_secs(30),
-        async || {
-            let v = instances(&ec2, &["pending", "running"]).await;
-            let new: Vec<_> = v.into_iter().filter(|i| !before.contains(i)).collect();
-            (!new.is_empty()).then_some(new)
-        },
+        &before,
     )
     .await;
     assert!(

@@ -39,7 +39,7 @@ use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
 use super::launchable::{Reach, narrow};
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
-use super::snapshot::{ClusterObjects, is_workload_pod, pod_key};
+use super::snapshot::{ClusterObjects, is_provisionable, is_workload_pod, pod_key};
 use crate::catalog::Catalog;
 use crate::cloud::ec2::{Ec2Settings, connect};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, OwnedInstance};
@@ -188,7 +188,6 @@ pub struct Controller {
     reloader: Arc<Reloader>,
     catalog: Arc<Catalog>,
     metrics: Metrics,
-    registry: Arc<Mutex<Registry>>,
     ready: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
     _server: Option<tokio::task::JoinHandle<()>>,
@@ -223,7 +222,6 @@ impl Controller {
             reloader,
             catalog,
             metrics,
-            registry,
             ready,
             metrics_addr,
             _server: server,
@@ -238,15 +236,6 @@ impl Controller {
     /// The reloader (its active version is what the next pass plans with).
     pub fn reloader(&self) -> Arc<Reloader> {
         Arc::clone(&self.reloader)
-    }
-
-    /// The metrics in Prometheus text format.
-    pub fn metrics_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(r) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut s, &r);
-        }
-        s
     }
 
     /// Runs until `shutdown` turns true.
@@ -471,34 +460,42 @@ impl Controller {
             .iter()
             .map(|u| (u.pod.clone(), event_note(&u.reasons)))
             .collect();
-        let pods_by_key: HashMap<String, &Pod> =
-            objs.pods.iter().map(|p| (pod_key(p), p)).collect();
+        // Events go only to the pods this pass plans for.
+        let pods_by_key: HashMap<String, &Pod> = objs
+            .pods
+            .iter()
+            .filter(|p| is_provisionable(p))
+            .map(|p| (pod_key(p), p))
+            .collect();
         for (pod, note) in st.notices.due(&waiting, EVENTS_PER_PASS) {
             if let Some(p) = pods_by_key.get(pod) {
-                let ev = Event {
-                    type_: EventType::Warning,
-                    reason: "FailedProvisioning".into(),
-                    note: Some(note.clone()),
-                    action: "Provision".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &p.object_ref(&())).await {
-                    tracing::debug!("event for {pod}: {e}");
-                }
+                tell(
+                    recorder,
+                    p,
+                    EventType::Warning,
+                    "FailedProvisioning",
+                    "Provision",
+                    note,
+                )
+                .await;
             }
         }
 
         // Launch.
-        let requests: HashMap<String, &Resources> = workload
-            .classes
-            .iter()
-            .flat_map(|c| (0..c.count()).map(move |i| (c.pod_key(i), &c.requests)))
-            .collect();
+        let requests: HashMap<String, &Resources> = if plan.nodes.is_empty() {
+            HashMap::new()
+        } else {
+            workload
+                .classes
+                .iter()
+                .flat_map(|c| (0..c.count()).map(move |i| (c.pod_key(i), &c.requests)))
+                .collect()
+        };
         let owned_claims: HashSet<&str> = owned.iter().filter_map(|o| o.claim.as_deref()).collect();
         for planned in &plan.nodes {
             let mut node = planned.clone();
             node.name = unique_name(&planned.pool, &|n: &str| {
-                owned_claims.contains(n) || st.claims.iter().any(|c| c.name == n)
+                owned_claims.contains(n) || st.claims.contains(n)
             });
             let (Some(pool), Some(nc)) = (
                 version.policy.pool(&node.pool),
@@ -541,16 +538,8 @@ impl Controller {
                     );
                     for key in node.pods.iter().take(EVENTS_PER_PASS) {
                         if let Some(p) = pods_by_key.get(key) {
-                            let ev = Event {
-                                type_: EventType::Normal,
-                                reason: "Nominated".into(),
-                                note: Some(note.clone()),
-                                action: "Launch".into(),
-                                secondary: None,
-                            };
-                            if let Err(e) = recorder.publish(&ev, &p.object_ref(&())).await {
-                                tracing::debug!("event for {key}: {e}");
-                            }
+                            tell(recorder, p, EventType::Normal, "Nominated", "Launch", &note)
+                                .await;
                         }
                     }
                     let mut overhead = node.requested.clone();
@@ -598,6 +587,12 @@ impl Controller {
             owned.iter().map(|o| (o.instance_id.as_str(), o)).collect();
         let mut views = Vec::new();
         let mut claim_of: HashMap<String, String> = HashMap::new();
+        let mut pods_on: HashMap<&str, Vec<&Pod>> = HashMap::new();
+        for p in &objs.pods {
+            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                pods_on.entry(node).or_default().push(p);
+            }
+        }
         for n in &objs.nodes {
             let Some(name) = n.metadata.name.as_deref() else {
                 continue;
@@ -622,11 +617,7 @@ impl Controller {
             if let Some(c) = &o.claim {
                 claim_of.insert(name.to_string(), c.clone());
             }
-            let on_node: Vec<&Pod> = objs
-                .pods
-                .iter()
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name))
-                .collect();
+            let on_node = pods_on.get(name).map(Vec::as_slice).unwrap_or_default();
             let dnd = |a: Option<&std::collections::BTreeMap<String, String>>| {
                 a.and_then(|a| a.get(DO_NOT_DISRUPT))
                     .is_some_and(|v| v == "true")
@@ -712,6 +703,27 @@ struct State {
     claims: Claims,
     empty: EmptySince,
     notices: Notices,
+}
+
+/// Publishes one Event about `pod`; a failure only costs the Event (logged at debug).
+async fn tell(
+    recorder: &Recorder,
+    pod: &Pod,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &pod.object_ref(&())).await {
+        tracing::debug!("event {reason} for {}: {e}", pod_key(pod));
+    }
 }
 
 /// At most this many pods get an Event per pass for each kind of Event.
