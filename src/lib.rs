@@ -3,6 +3,26 @@
 //!
 //! One module per stage of the data flow (see DESIGN.md):
 //! text → AST (`policy`) → IR (`ir`) → plan (`solver`) → launch (`cloud`).
+//!
+//! # Layers
+//!
+//! The modules form layers that point one way: a module uses only modules of a lower
+//! layer, never a sibling or anything above it. `tests/layers.rs` walks `src/` and fails on
+//! an upward `crate::` path, so the order below is enforced, not just described.
+//!
+//! | layer | modules | one job each |
+//! |---|---|---|
+//! | 0 | `ir` | the compiled forms every stage shares; depends on nothing |
+//! | 1 | `policy`, `catalog`, `workload` | policy text → AST → IR; the instance-type data model and the embedded catalog; Kubernetes objects → pod classes |
+//! | 2 | `import` | Karpenter YAML → the policy AST |
+//! | 3 | `scoring` | the rhai sandbox that scores candidates |
+//! | 4 | `solver`, `reload` | the plan, a pure function of its inputs; watching and swapping policy versions |
+//! | 5 | `cloud` | EC2 I/O: live discovery, launch templates, CreateFleet |
+//! | 6 | `controller` | the in-cluster loop: observe, decide (pure steps), act |
+//! | 7 | `cli` | the `nodewright` command, kept thin |
+//!
+//! Availability and prices reach the solver as data, never through a cache it reads
+//! during a solve, so a plan is reproducible from its inputs alone.
 
 // pest is built without `std` (no stack guard on the parse hot path); its generated parser names `alloc`.
 extern crate alloc;
