@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use nodewright::cloud::launcher::{TAG_CLAIM, TAG_CLUSTER};
+use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
 use nodewright::controller::run::{Controller, Options};
 use nodewright::reload::WatchOptions;
 

@@ -24,6 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::tags::TAG_CLUSTER;
 use crate::ir::{BlockDeviceMapping, MetadataOptions, NodeClass};
 
 /// Everything that goes into one launch template.
@@ -224,7 +225,7 @@ impl Templates {
                         .resource_type(ResourceType::LaunchTemplate)
                         .tags(
                             Tag::builder()
-                                .key(super::launcher::TAG_CLUSTER)
+                                .key(TAG_CLUSTER)
                                 .value(&self.cluster)
                                 .build(),
                         )
