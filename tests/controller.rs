@@ -347,7 +347,6 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
         ),
     )
     .expect("write kubeconfig");
-    nodewright::controller::install_tls_provider();
     let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

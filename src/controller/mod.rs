@@ -18,12 +18,3 @@ pub mod serve;
 
 #[cfg(feature = "controller")]
 pub mod run;
-
-/// Makes ring the process's rustls crypto provider. Both backends are
-/// compiled in (kube-rs uses ring, the AWS SDK aws-lc-rs), and rustls
-/// refuses to guess; call this before building a Kubernetes client.
-/// Calling it again is harmless.
-#[cfg(feature = "controller")]
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
