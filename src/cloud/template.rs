@@ -223,12 +223,7 @@ impl Templates {
                 .tag_specifications(
                     TagSpecification::builder()
                         .resource_type(ResourceType::LaunchTemplate)
-                        .tags(
-                            Tag::builder()
-                                .key(TAG_CLUSTER)
-                                .value(&self.cluster)
-                                .build(),
-                        )
+                        .tags(Tag::builder().key(TAG_CLUSTER).value(&self.cluster).build())
                         .build(),
                 )
                 .send()
