@@ -7,7 +7,7 @@
 mod support;
 
 use nodewright::catalog::CapacityType;
-use nodewright::catalog::live::{
+use nodewright::cloud::discover::{
     DEFAULT_SPOT_FRACTION, LiveCatalog, default_price_table, discover,
 };
 use nodewright::ir::labels;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use nodewright::cloud::launcher::{TAG_CLAIM, TAG_CLUSTER};
+use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
 use nodewright::controller::run::{Controller, Options};
 use nodewright::reload::WatchOptions;
 
@@ -347,7 +347,6 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
         ),
     )
     .expect("write kubeconfig");
-    nodewright::controller::install_tls_provider();
     let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

@@ -2,7 +2,8 @@
 //! type) with prices, and what each type offers a Kubernetes node.
 //!
 //! The offline planner uses the embedded catalog; the controller refreshes a
-//! live one from the EC2 API. Both have this shape.
+//! live one from the EC2 API (`crate::cloud::discover`). Both have this shape.
+//! This module is data only: it never talks to EC2.
 
 pub mod allocatable;
 pub mod bits;
@@ -10,8 +11,6 @@ pub mod build;
 pub mod embedded;
 mod error;
 pub mod index;
-#[cfg(feature = "aws")]
-pub mod live;
 pub mod raw;
 pub mod type_labels;
 

@@ -78,7 +78,6 @@ pub fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.resync = Duration::from_secs(a.resync_secs.max(1));
     opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
     opts.metrics_addr = Some(a.metrics_addr);
-    crate::controller::install_tls_provider();
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async move {
         let config = match &a.kubeconfig {

@@ -5,6 +5,10 @@
 //! are honoured by aws-config itself, so pointing nodewright at moto or a VPC
 //! endpoint needs no nodewright-specific switch. Explicit settings win.
 //! The SDK's own retries are off: [`crate::cloud::retry`] owns the bound.
+//!
+//! TLS: the SDK's HTTPS client is built here on rustls with ring, the same
+//! crypto provider kube-rs uses, so the process carries one provider and
+//! rustls never has to be told which one to use (see Cargo.toml).
 
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
@@ -33,8 +37,9 @@ impl Ec2Settings {
 
 /// An EC2 client from the standard chain, overridden by `settings`.
 pub async fn connect(settings: &Ec2Settings) -> aws_sdk_ec2::Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .http_client(https_client());
     if let Some(r) = &settings.region {
         loader = loader.region(Region::new(r.clone()));
     }
@@ -52,4 +57,14 @@ pub async fn connect(settings: &Ec2Settings) -> aws_sdk_ec2::Client {
     }
     let cfg = loader.load().await;
     aws_sdk_ec2::Client::new(&cfg)
+}
+
+/// The SDK's HTTPS client on rustls + ring (the SDK's default would be
+/// aws-lc-rs, a second provider beside kube-rs's ring). Credential
+/// providers (STS, SSO, IMDS) take it from the loader too.
+fn https_client() -> aws_sdk_ec2::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::tags::{OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use super::template::{TemplateSpec, Templates};
 use super::unavailable::UnavailableOfferings;
 use super::userdata::{ClusterInfo, NodeBootstrap, for_family};
@@ -36,12 +37,6 @@ use crate::catalog::{CapacityType, Catalog};
 use crate::ir::{NodeClass, Pool, labels};
 use crate::solver::PlannedNode;
 
-/// Tag: the cluster that owns an instance (or template).
-pub const TAG_CLUSTER: &str = "nodewright.io/cluster";
-/// Tag: the pool an instance was launched for.
-pub const TAG_POOL: &str = "nodewright.io/pool";
-/// Tag: the claim (planned node) an instance is.
-pub const TAG_CLAIM: &str = "nodewright.io/claim";
 /// EC2 accepts at most this many overrides across a fleet request (Karpenter's bound too).
 pub const MAX_OVERRIDES: usize = 60;
 
@@ -94,18 +89,6 @@ pub struct Launched {
     pub failed_offerings: Vec<FailedOffering>,
     /// `lowest-price`, `prioritized`, `price-capacity-optimized` or `capacity-optimized-prioritized`.
     pub allocation_strategy: String,
-}
-
-/// An instance this cluster owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OwnedInstance {
-    pub instance_id: String,
-    pub claim: Option<String>,
-    pub pool: Option<String>,
-    pub instance_type: String,
-    pub zone: String,
-    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`.
-    pub state: String,
 }
 
 /// Why a launch failed.

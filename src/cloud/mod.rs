@@ -3,12 +3,16 @@
 //! `ec2` builds the client, `resolve` turns node-class selectors into
 //! subnets, security groups and AMIs, `template` and `userdata` make the
 //! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
-//! `retry` decides what is worth retrying, and `unavailable` remembers the
-//! offerings EC2 recently refused.
+//! `discover` reads the live catalog from EC2's describe APIs, `retry`
+//! decides what is worth retrying, `tags` names the tags on what we create,
+//! and `unavailable` remembers the offerings EC2 recently refused.
 //!
-//! Everything that talks to EC2 needs the `aws` feature (the SDK is optional
-//! while the team shares a small machine); `userdata` and `unavailable` do not.
+//! Everything that talks to EC2 needs the `aws` feature (the AWS SDK and the
+//! async runtime are optional: a planner-only build has neither); `tags`,
+//! `userdata` and `unavailable` do not.
 
+#[cfg(feature = "aws")]
+pub mod discover;
 #[cfg(feature = "aws")]
 pub mod ec2;
 #[cfg(feature = "aws")]
@@ -17,6 +21,7 @@ pub mod launcher;
 pub mod resolve;
 #[cfg(feature = "aws")]
 pub mod retry;
+pub mod tags;
 #[cfg(feature = "aws")]
 pub mod template;
 pub mod unavailable;

@@ -24,6 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::tags::TAG_CLUSTER;
 use crate::ir::{BlockDeviceMapping, MetadataOptions, NodeClass};
 
 /// Everything that goes into one launch template.
@@ -222,12 +223,7 @@ impl Templates {
                 .tag_specifications(
                     TagSpecification::builder()
                         .resource_type(ResourceType::LaunchTemplate)
-                        .tags(
-                            Tag::builder()
-                                .key(super::launcher::TAG_CLUSTER)
-                                .value(&self.cluster)
-                                .build(),
-                        )
+                        .tags(Tag::builder().key(TAG_CLUSTER).value(&self.cluster).build())
                         .build(),
                 )
                 .send()

@@ -1,18 +1,15 @@
 //! The controller's I/O: the API server, the solver and EC2, and nothing else.
 //!
-//! One pass:
-//! 1. list the cluster (Nodes, Pods, DaemonSets, volumes, classes, Namespaces);
-//! 2. end claims whose Node registered; terminate those that never did;
-//! 3. load the snapshot with the planner's own reader, fold the claims in;
-//! 4. solve with the active policy version (one `Arc` for the whole pass);
-//! 5. launch each planned node under a unique claim name;
-//! 6. remove the empty nodes `disrupt` picks: cordon, delete the Node,
-//!    terminate the instance.
+//! A pass observes (lists the cluster's Nodes, Pods, DaemonSets, volumes,
+//! classes and Namespaces, and our EC2 instances), then runs the steps of
+//! `steps` in order, each a pure function of that snapshot returning
+//! actions, and carries the actions out here (`apply`), recording what came
+//! back (claims for launched nodes). The metrics are in `metrics`.
 //!
 //! Passes run when a batch of pod events closes (`batch`) and every
 //! `resync` regardless, which drives claim timeouts and empty-node removal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,26 +25,27 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::action::{Action, PodEvent, Sequence, TerminateReason};
 use super::batch::Batcher;
-use super::claims::{Claim, Claims, instance_id_of, unique_name};
-use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
+use super::claims::{Claims, random_suffix};
+use super::disrupt::EmptySince;
 use super::launchable::{Reach, narrow};
+use super::metrics::Metrics;
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
-use super::snapshot::{ClusterObjects, is_provisionable, is_workload_pod, pod_key};
+use super::snapshot::ClusterObjects;
+use super::steps::{self, Observed, Placed};
 use crate::catalog::Catalog;
 use crate::cloud::ec2::{Ec2Settings, connect};
-use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, OwnedInstance};
+use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
 use crate::cloud::unavailable::UnavailableOfferings;
 use crate::cloud::userdata::ClusterInfo;
-use crate::ir::{Resources, labels};
-use crate::reload::{Outcome, Reloader, WatchOptions};
-use crate::solver::{Plan, SolveInput, solve};
+use crate::ir::{PolicySet, Resources};
+use crate::reload::{Outcome, Reloader, Version, WatchOptions};
+use crate::solver::{Plan, PlannedNode};
+use crate::workload::Workload;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -108,77 +106,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-/// The controller's own metrics (the reloader's are registered beside them).
-struct Metrics {
-    pending_pods: Gauge,
-    unschedulable_pods: Gauge,
-    claims_in_flight: Gauge,
-    launched: Counter,
-    launch_failures: Counter,
-    removed: Counter,
-    registration_timeouts: Counter,
-    pass_failures: Counter,
-    solve_seconds: Histogram,
-}
-
-impl Metrics {
-    fn new(r: &mut Registry) -> Metrics {
-        let m = Metrics {
-            pending_pods: Gauge::default(),
-            unschedulable_pods: Gauge::default(),
-            claims_in_flight: Gauge::default(),
-            launched: Counter::default(),
-            launch_failures: Counter::default(),
-            removed: Counter::default(),
-            registration_timeouts: Counter::default(),
-            pass_failures: Counter::default(),
-            solve_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
-        };
-        r.register(
-            "pending_pods",
-            "Provisionable pods in the last pass",
-            m.pending_pods.clone(),
-        );
-        r.register(
-            "unschedulable_pods",
-            "Pods the last plan could place nowhere",
-            m.unschedulable_pods.clone(),
-        );
-        r.register(
-            "claims_in_flight",
-            "Launched instances whose Node has not registered yet",
-            m.claims_in_flight.clone(),
-        );
-        r.register("nodes_launched", "Instances launched", m.launched.clone());
-        r.register(
-            "launch_failures",
-            "Planned nodes that could not be launched",
-            m.launch_failures.clone(),
-        );
-        r.register(
-            "nodes_removed",
-            "Empty nodes removed (Node deleted, instance terminated)",
-            m.removed.clone(),
-        );
-        r.register(
-            "registration_timeouts",
-            "Instances terminated because their Node never registered",
-            m.registration_timeouts.clone(),
-        );
-        r.register(
-            "pass_failures",
-            "Passes that stopped early (API errors, unreadable objects)",
-            m.pass_failures.clone(),
-        );
-        r.register(
-            "solve_seconds",
-            "Time to solve one pass",
-            m.solve_seconds.clone(),
-        );
-        m
-    }
 }
 
 /// A controller ready to run: the first policy version is loaded and the
@@ -275,11 +202,7 @@ impl Controller {
             }
         });
 
-        let mut state = State {
-            claims: Claims::default(),
-            empty: EmptySince::default(),
-            notices: Notices::default(),
-        };
+        let mut state = State::default();
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -310,10 +233,13 @@ impl Controller {
                 _ = resync.tick() => batcher.due().is_none(),
             };
             if pass {
-                if let Err(e) = self
-                    .pass(&client, &recorder, &launcher, &unavailable, &mut state)
-                    .await
-                {
+                let io = Io {
+                    client: &client,
+                    recorder: &recorder,
+                    launcher: &launcher,
+                    unavailable: &unavailable,
+                };
+                if let Err(e) = self.pass(&io, &mut state).await {
                     self.metrics.pass_failures.inc();
                     tracing::error!("pass stopped early: {e}");
                 } else {
@@ -325,126 +251,130 @@ impl Controller {
         Ok(())
     }
 
-    async fn pass(
-        &self,
-        client: &kube::Client,
-        recorder: &Recorder,
-        launcher: &Ec2Launcher,
-        unavailable: &UnavailableOfferings,
-        st: &mut State,
-    ) -> Result<(), PassError> {
+    /// One pass: observe, then each step's actions in turn (see `steps`).
+    async fn pass(&self, io: &Io<'_>, st: &mut State) -> Result<(), PassError> {
         tracing::debug!("pass starts");
-        let objs = list_cluster(client).await?;
-        let owned = launcher
-            .list_owned()
-            .await
-            .map_err(|e| PassError::Ec2(e.to_string()))?;
-        let now = Instant::now();
+        let obs = observe(io).await?;
+        let ttl = self.opts.registration_ttl;
 
-        // Claims: taken over, registered, timed out.
-        let node_instances: HashSet<String> = objs
-            .nodes
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.provider_id.as_deref())
-            .filter_map(instance_id_of)
-            .map(str::to_string)
-            .collect();
-        // Instances of ours with no Node and no claim: launched before a restart, or
-        // left behind by a removal whose termination failed, or whose Node someone
-        // deleted. They are tracked like claims, so the timeout ends them if no
-        // Node appears.
-        for o in &owned {
-            if let Some(claim) = &o.claim
-                && matches!(o.state.as_str(), "pending" | "running")
-                && !node_instances.contains(&o.instance_id)
-                && !st.claims.contains(claim)
-            {
-                tracing::info!(
-                    "instance {} (claim {claim}) has no Node; it is terminated unless one registers within {:?}",
-                    o.instance_id,
-                    self.opts.registration_ttl
-                );
-                st.claims.insert(adopted_claim(o, claim, now));
-            }
-        }
-        for c in st.claims.registered(&node_instances) {
-            tracing::info!("claim {} registered as a Node ({})", c.name, c.instance_id);
-        }
-        for c in st.claims.expired(now, self.opts.registration_ttl) {
-            self.metrics.registration_timeouts.inc();
-            tracing::warn!(
-                "claim {} ({}) did not register within {:?}; terminating it, its pods are planned again",
-                c.name,
-                c.instance_id,
-                self.opts.registration_ttl
-            );
-            if let Err(e) = launcher.terminate(&c.name).await {
-                tracing::error!("terminating claim {}: {e}", c.name);
-            }
-        }
+        // 1. Claims: taken over, registered, timed out.
+        let changes = steps::track_claims(&mut st.claims, &obs, ttl);
+        self.report_claims(&changes);
+        let pods = obs.provisionable_pods();
+        let mut sink = Sink {
+            io,
+            st,
+            pods: &pods,
+        };
+        self.apply(&mut sink, None, changes.actions).await;
 
-        // One version for the whole pass, narrowed to what its node classes reach.
+        // 2. One version for the whole pass, narrowed to what its node classes reach.
         let version = self.reloader.active();
         let mut reach = BTreeMap::new();
-        for pool in &version.policy.pools {
-            if reach.contains_key(&pool.node_class) {
-                continue;
-            }
-            let r = match version.policy.node_classes.get(&pool.node_class) {
-                Some(nc) => launcher
-                    .resolver
-                    .resolve(nc)
-                    .await
-                    .map(|r| Reach {
-                        zones: r.subnets.iter().map(|s| s.zone.clone()).collect(),
-                        arches: r.amis.keys().cloned().collect(),
-                    })
-                    .map_err(|e| e.to_string()),
-                None => Err("the policy defines no such node class".to_string()),
-            };
-            reach.insert(pool.node_class.clone(), r);
+        for nc in steps::node_classes(&version.policy) {
+            reach.insert(nc.to_string(), resolve_reach(io, &version.policy, nc).await);
         }
         let (policy, warnings) = narrow(&version.policy, &reach);
         for w in warnings {
             tracing::warn!("{w}");
         }
-        let loaded = super::snapshot::load(&objs)
+
+        // 3. Plan.
+        let loaded = super::snapshot::load(&obs.objs)
             .map_err(|e| PassError::Snapshot(format!("{:?}", miette::Report::new(e))))?;
         for n in &loaded.notes {
             tracing::debug!("{n}");
         }
-        let mut workload = loaded.workload;
-        st.claims.fold_into(&mut workload);
-        let pending: usize = workload.classes.iter().map(|c| c.count()).sum();
-        self.metrics.pending_pods.set(pending as i64);
+        let t = Instant::now();
+        let (workload, plan) = steps::plan(
+            &policy,
+            &self.catalog,
+            loaded.workload,
+            &sink.st.claims,
+            version
+                .scorer
+                .as_ref()
+                .map(|s| s as &dyn crate::scoring::Scorer),
+            Some(io.unavailable),
+        );
+        self.report_plan(version.number, &workload, &plan, t.elapsed());
 
-        let plan = if pending == 0 {
-            Plan::default()
-        } else {
-            let t = Instant::now();
-            let plan = solve(&SolveInput {
-                policy: &policy,
-                catalog: &self.catalog,
-                workload: &workload,
-                scorer: version
-                    .scorer
-                    .as_ref()
-                    .map(|s| s as &dyn crate::scoring::Scorer),
-                unavailable: Some(unavailable),
-            });
-            self.metrics
-                .solve_seconds
-                .observe(t.elapsed().as_secs_f64());
+        // 4. Tell the pods that wait why.
+        let events = steps::unschedulable_events(&plan, &mut sink.st.notices);
+        self.apply(&mut sink, None, events).await;
+
+        // 5. Launch.
+        let launches = steps::launches(
+            &plan,
+            &version.policy,
+            &obs,
+            &sink.st.claims,
+            &mut random_suffix,
+        );
+        for why in &launches.refused {
+            self.metrics.launch_failures.inc();
+            tracing::error!("{why}");
+        }
+        if !launches.actions.is_empty() {
+            let ctx = LaunchContext {
+                version: &version,
+                requests: steps::pod_requests(&workload),
+            };
+            self.apply(&mut sink, Some(&ctx), launches.actions).await;
+        }
+        self.metrics
+            .claims_in_flight
+            .set(sink.st.claims.len() as i64);
+
+        // 6. Remove empty nodes we launched.
+        let removals = steps::removals(&obs, &policy, &plan, &mut sink.st.empty);
+        if removals.targeted > 0 {
+            tracing::debug!(
+                "{} nodes are about to receive pending pods; empty-node removal waits",
+                removals.targeted
+            );
+        }
+        self.apply(&mut sink, None, removals.actions).await;
+        Ok(())
+    }
+
+    /// Logs and counts what `track_claims` changed.
+    fn report_claims(&self, changes: &steps::ClaimChanges) {
+        let ttl = self.opts.registration_ttl;
+        for c in &changes.adopted {
             tracing::info!(
-                "policy v{}: {pending} pending pods -> {} new nodes (${:.4}/h), {} onto existing nodes, {} unschedulable",
-                version.number,
+                "instance {} (claim {}) has no Node; it is terminated unless one registers within {ttl:?}",
+                c.instance_id,
+                c.name
+            );
+        }
+        for c in &changes.registered {
+            tracing::info!("claim {} registered as a Node ({})", c.name, c.instance_id);
+        }
+        for c in &changes.expired {
+            self.metrics.registration_timeouts.inc();
+            tracing::warn!(
+                "claim {} ({}) did not register within {ttl:?}; terminating it, its pods are planned again",
+                c.name,
+                c.instance_id
+            );
+        }
+    }
+
+    /// Logs and measures a plan (`took`: the solve, when anything was pending).
+    fn report_plan(&self, version: u64, workload: &Workload, plan: &Plan, took: Duration) {
+        let pending = steps::pending(workload);
+        self.metrics.pending_pods.set(pending as i64);
+        if pending > 0 {
+            self.metrics.solve_seconds.observe(took.as_secs_f64());
+            tracing::info!(
+                "policy v{version}: {pending} pending pods -> {} new nodes (${:.4}/h), {} onto existing nodes, {} unschedulable",
                 plan.nodes.len(),
                 plan.total_price_per_hour,
                 plan.existing.iter().map(|e| e.pods.len()).sum::<usize>(),
                 plan.unschedulable.len()
             );
-            plan
-        };
+        }
         self.metrics
             .unschedulable_pods
             .set(plan.unschedulable.len() as i64);
@@ -455,311 +385,236 @@ impl Controller {
                 u.reasons.first().map(String::as_str).unwrap_or("no reason")
             );
         }
-        let waiting: Vec<(String, String)> = plan
-            .unschedulable
-            .iter()
-            .map(|u| (u.pod.clone(), event_note(&u.reasons)))
-            .collect();
-        // Events go only to the pods this pass plans for.
-        let pods_by_key: HashMap<String, &Pod> = objs
-            .pods
-            .iter()
-            .filter(|p| is_provisionable(p))
-            .map(|p| (pod_key(p), p))
-            .collect();
-        for (pod, note) in st.notices.due(&waiting, EVENTS_PER_PASS) {
-            if let Some(p) = pods_by_key.get(pod) {
-                tell(
-                    recorder,
-                    p,
-                    EventType::Warning,
-                    "FailedProvisioning",
-                    "Provision",
-                    note,
-                )
-                .await;
+    }
+
+    /// Carries out `seqs`, each in order up to its first failure. What an
+    /// action produces on success (a launch's pod Events) joins its sequence
+    /// right after it. `launch` is needed only by sequences that launch.
+    async fn apply(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        launch: Option<&LaunchContext<'_>>,
+        seqs: Vec<Sequence>,
+    ) {
+        for seq in seqs {
+            let mut todo: VecDeque<Action> = seq.0.into();
+            while let Some(a) = todo.pop_front() {
+                let Some(follow) = self.apply_one(sink, launch, a).await else {
+                    break;
+                };
+                for f in follow.into_iter().rev() {
+                    todo.push_front(f);
+                }
             }
         }
+    }
 
-        // Launch.
-        let requests: HashMap<String, &Resources> = if plan.nodes.is_empty() {
-            HashMap::new()
-        } else {
-            workload
-                .classes
-                .iter()
-                .flat_map(|c| (0..c.count()).map(move |i| (c.pod_key(i), &c.requests)))
-                .collect()
-        };
-        let owned_claims: HashSet<&str> = owned.iter().filter_map(|o| o.claim.as_deref()).collect();
-        for planned in &plan.nodes {
-            let mut node = planned.clone();
-            node.name = unique_name(&planned.pool, &|n: &str| {
-                owned_claims.contains(n) || st.claims.contains(n)
-            });
-            let (Some(pool), Some(nc)) = (
-                version.policy.pool(&node.pool),
-                version.policy.node_classes.get(&node.node_class),
-            ) else {
-                tracing::error!(
-                    "planned node for pool {} names node class {}, which the policy does not have",
-                    node.pool,
-                    node.node_class
-                );
-                self.metrics.launch_failures.inc();
-                continue;
-            };
-            match launcher
-                .launch(LaunchRequest {
-                    node: &node,
-                    pool,
-                    node_class: nc,
-                    catalog: Some(&self.catalog),
-                })
-                .await
-            {
-                Ok(l) => {
-                    self.metrics.launched.inc();
-                    tracing::info!(
-                        "launched {} as {} ({} in {}, {}) for {} pods",
-                        node.name,
-                        l.instance_id,
-                        l.instance_type,
-                        l.zone,
-                        l.capacity_type.as_str(),
-                        node.pods.len()
-                    );
-                    let note = format!(
-                        "nodewright launched {} ({} in {}, {}) for this pod",
-                        node.name,
-                        l.instance_type,
-                        l.zone,
-                        l.capacity_type.as_str()
-                    );
-                    for key in node.pods.iter().take(EVENTS_PER_PASS) {
-                        if let Some(p) = pods_by_key.get(key) {
-                            tell(recorder, p, EventType::Normal, "Nominated", "Launch", &note)
-                                .await;
-                        }
+    /// Carries out one action and records its result: the follow-up
+    /// actions, or None when it failed (logged and counted here).
+    async fn apply_one(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        ctx: Option<&LaunchContext<'_>>,
+        action: Action,
+    ) -> Option<Vec<Action>> {
+        let io = sink.io;
+        match action {
+            Action::Launch(node) => {
+                let Some(ctx) = ctx else {
+                    tracing::error!("launch of {} outside the launch step", node.name);
+                    self.metrics.launch_failures.inc();
+                    return None;
+                };
+                self.launch(sink, ctx, &node).await
+            }
+            Action::Terminate { claim, reason } => match io.launcher.terminate(&claim).await {
+                Ok(ids) => {
+                    if reason == TerminateReason::Empty {
+                        self.metrics.removed.inc();
+                        tracing::info!(
+                            "empty node of claim {claim} removed; terminated {}",
+                            ids.join(", ")
+                        );
                     }
-                    let mut overhead = node.requested.clone();
-                    for p in &node.pods {
-                        if let Some(r) = requests.get(p) {
-                            overhead.sub(r);
-                        }
-                    }
-                    let mut labels = node.labels.clone();
-                    labels.insert(labels::INSTANCE_TYPE.into(), l.instance_type.clone());
-                    labels.insert(labels::ZONE.into(), l.zone.clone());
-                    let allocatable = if l.instance_type == node.instance_type {
-                        node.allocatable.clone()
-                    } else {
-                        // EC2 fell back to another ranked type: it fits the planned pods,
-                        // but its spare room is not known here, so offer none until the
-                        // Node registers with its real allocatable.
-                        node.requested.clone()
-                    };
-                    st.claims.insert(Claim {
-                        name: node.name.clone(),
-                        pool: node.pool.clone(),
-                        instance_id: l.instance_id,
-                        instance_type: l.instance_type,
-                        zone: l.zone,
-                        capacity_type: l.capacity_type,
-                        labels,
-                        taints: node.taints.clone(),
-                        allocatable,
-                        overhead,
-                        pods: node.pods.iter().cloned().collect::<BTreeSet<_>>(),
-                        launched_at: Instant::now(),
-                    });
+                    Some(Vec::new())
                 }
                 Err(e) => {
-                    self.metrics.launch_failures.inc();
-                    tracing::error!("launching {}: {:?}", node.name, miette::Report::new(e));
+                    tracing::error!("terminating claim {claim}: {e}");
+                    None
                 }
-            }
-        }
-        self.metrics.claims_in_flight.set(st.claims.len() as i64);
-
-        // Remove empty nodes we launched.
-        let by_instance: HashMap<&str, &OwnedInstance> =
-            owned.iter().map(|o| (o.instance_id.as_str(), o)).collect();
-        let mut views = Vec::new();
-        let mut claim_of: HashMap<String, String> = HashMap::new();
-        let mut pods_on: HashMap<&str, Vec<&Pod>> = HashMap::new();
-        for p in &objs.pods {
-            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-                pods_on.entry(node).or_default().push(p);
-            }
-        }
-        for n in &objs.nodes {
-            let Some(name) = n.metadata.name.as_deref() else {
-                continue;
-            };
-            let Some(o) = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.provider_id.as_deref())
-                .and_then(instance_id_of)
-                .and_then(|id| by_instance.get(id))
-            else {
-                continue; // not ours
-            };
-            let Some(pool_name) = o.pool.clone().or_else(|| {
-                n.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(labels::NODEPOOL).cloned())
-            }) else {
-                continue;
-            };
-            if let Some(c) = &o.claim {
-                claim_of.insert(name.to_string(), c.clone());
-            }
-            let on_node = pods_on.get(name).map(Vec::as_slice).unwrap_or_default();
-            let dnd = |a: Option<&std::collections::BTreeMap<String, String>>| {
-                a.and_then(|a| a.get(DO_NOT_DISRUPT))
-                    .is_some_and(|v| v == "true")
-            };
-            views.push(NodeView {
-                name: name.to_string(),
-                pool: pool_name.clone(),
-                workload_pods: on_node.iter().filter(|p| is_workload_pod(p)).count(),
-                do_not_disrupt: dnd(n.metadata.annotations.as_ref())
-                    || on_node
-                        .iter()
-                        .any(|p| is_workload_pod(p) && dnd(p.metadata.annotations.as_ref())),
-                deleting: n.metadata.deletion_timestamp.is_some(),
-                initialized: initialized(n, policy.pool(&pool_name)),
-            });
-        }
-        let targeted: HashSet<String> = plan.existing.iter().map(|e| e.node.clone()).collect();
-        let remove = if targeted.is_empty() {
-            st.empty.empty_to_remove(&views, &policy, &targeted, now)
-        } else {
-            // Pending pods wait for the scheduler to place them on existing nodes:
-            // which nodes end up empty is not settled, so nothing is removed yet.
-            tracing::debug!(
-                "{} nodes are about to receive pending pods; empty-node removal waits",
-                targeted.len()
-            );
-            // The call still keeps the empty-since clocks.
-            st.empty.empty_to_remove(&views, &policy, &targeted, now);
-            Vec::new()
-        };
-        let nodes: Api<Node> = Api::all(client.clone());
-        for name in remove {
-            tracing::info!("node {name} is empty; removing it");
-            let cordon = serde_json::json!({"spec": {"unschedulable": true}});
-            if let Err(e) = nodes
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&cordon))
-                .await
-            {
-                tracing::error!("cordoning node {name}: {e}");
-                continue;
-            }
-            if let Err(e) = nodes.delete(&name, &DeleteParams::default()).await {
-                tracing::error!("deleting node {name}: {e}");
-                continue;
-            }
-            if let Some(claim) = claim_of.get(&name) {
-                match launcher.terminate(claim).await {
-                    Ok(ids) => {
-                        self.metrics.removed.inc();
-                        tracing::info!("node {name} removed; terminated {}", ids.join(", "));
+            },
+            Action::Cordon { node } => {
+                tracing::info!("node {node} is empty; removing it");
+                let cordon = serde_json::json!({"spec": {"unschedulable": true}});
+                let nodes: Api<Node> = Api::all(io.client.clone());
+                match nodes
+                    .patch(&node, &PatchParams::default(), &Patch::Merge(&cordon))
+                    .await
+                {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("cordoning node {node}: {e}");
+                        None
                     }
-                    Err(e) => tracing::error!("terminating claim {claim} of node {name}: {e}"),
                 }
             }
+            Action::DeleteNode { node } => {
+                let nodes: Api<Node> = Api::all(io.client.clone());
+                match nodes.delete(&node, &DeleteParams::default()).await {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("deleting node {node}: {e}");
+                        None
+                    }
+                }
+            }
+            Action::Event(ev) => {
+                // Events go only to the pods this pass plans for.
+                if let Some(p) = sink.pods.get(&ev.pod) {
+                    tell(io.recorder, p, &ev).await;
+                }
+                Some(Vec::new())
+            }
         }
-        Ok(())
+    }
+
+    /// Launches one named node; on success records its claim and returns
+    /// the Events for its pods.
+    async fn launch(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        node: &PlannedNode,
+    ) -> Option<Vec<Action>> {
+        let (Some(pool), Some(nc)) = (
+            ctx.version.policy.pool(&node.pool),
+            ctx.version.policy.node_classes.get(&node.node_class),
+        ) else {
+            // `steps::launches` checked this against the same version.
+            tracing::error!("planned node {} lost its pool or node class", node.name);
+            self.metrics.launch_failures.inc();
+            return None;
+        };
+        let launched = sink
+            .io
+            .launcher
+            .launch(LaunchRequest {
+                node,
+                pool,
+                node_class: nc,
+                catalog: Some(&self.catalog),
+            })
+            .await;
+        match launched {
+            Ok(l) => {
+                self.metrics.launched.inc();
+                tracing::info!(
+                    "launched {} as {} ({} in {}, {}) for {} pods",
+                    node.name,
+                    l.instance_id,
+                    l.instance_type,
+                    l.zone,
+                    l.capacity_type.as_str(),
+                    node.pods.len()
+                );
+                let placed = Placed {
+                    instance_id: l.instance_id,
+                    instance_type: l.instance_type,
+                    zone: l.zone,
+                    capacity_type: l.capacity_type,
+                };
+                sink.st.claims.insert(steps::claim_for(
+                    node,
+                    &placed,
+                    &ctx.requests,
+                    Instant::now(),
+                ));
+                Some(steps::nominated(node, &placed))
+            }
+            Err(e) => {
+                self.metrics.launch_failures.inc();
+                tracing::error!("launching {}: {:?}", node.name, miette::Report::new(e));
+                None
+            }
+        }
     }
 }
 
-/// Ready, and carrying neither an ephemeral start-up taint nor one of its
-/// pool's start-up taints.
-fn initialized(n: &Node, pool: Option<&crate::ir::Pool>) -> bool {
-    let ready = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let starting = n
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| {
-            ts.iter().any(|t| {
-                super::snapshot::EPHEMERAL_TAINTS.contains(&t.key.as_str())
-                    || pool.is_some_and(|p| p.startup_taints.iter().any(|st| st.key == t.key))
-            })
-        });
-    ready && !starting
+/// The clients one pass talks through.
+struct Io<'a> {
+    client: &'a kube::Client,
+    recorder: &'a Recorder,
+    launcher: &'a Ec2Launcher,
+    unavailable: &'a UnavailableOfferings,
+}
+
+/// Where actions land: the clients, the state they update, and the pods Events may go to.
+struct Sink<'a, 'o> {
+    io: &'a Io<'a>,
+    st: &'a mut State,
+    pods: &'a HashMap<String, &'o Pod>,
+}
+
+/// What recording a launch needs beyond the action.
+struct LaunchContext<'a> {
+    version: &'a Version,
+    requests: HashMap<String, &'a Resources>,
 }
 
 /// State kept between passes.
+#[derive(Default)]
 struct State {
     claims: Claims,
     empty: EmptySince,
     notices: Notices,
 }
 
+/// Reads the cluster and our instances: the snapshot every step works from.
+async fn observe(io: &Io<'_>) -> Result<Observed, PassError> {
+    let objs = list_cluster(io.client).await?;
+    let owned = io
+        .launcher
+        .list_owned()
+        .await
+        .map_err(|e| PassError::Ec2(e.to_string()))?;
+    Ok(Observed {
+        objs,
+        owned,
+        now: Instant::now(),
+    })
+}
+
+/// Resolves one node class to the zones and architectures it can launch into.
+async fn resolve_reach(io: &Io<'_>, policy: &PolicySet, nc: &str) -> Result<Reach, String> {
+    let Some(class) = policy.node_classes.get(nc) else {
+        return Err("the policy defines no such node class".to_string());
+    };
+    io.launcher
+        .resolver
+        .resolve(class)
+        .await
+        .map(|r| Reach {
+            zones: r.subnets.iter().map(|s| s.zone.clone()).collect(),
+            arches: r.amis.keys().cloned().collect(),
+        })
+        .map_err(|e| e.to_string())
+}
+
 /// Publishes one Event about `pod`; a failure only costs the Event (logged at debug).
-async fn tell(
-    recorder: &Recorder,
-    pod: &Pod,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: action.into(),
+async fn tell(recorder: &Recorder, pod: &Pod, ev: &PodEvent) {
+    let event = Event {
+        type_: if ev.kind.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ev.kind.reason().into(),
+        note: Some(ev.note.clone()),
+        action: ev.kind.action().into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, &pod.object_ref(&())).await {
-        tracing::debug!("event {reason} for {}: {e}", pod_key(pod));
-    }
-}
-
-/// At most this many pods get an Event per pass for each kind of Event.
-const EVENTS_PER_PASS: usize = 100;
-
-/// An Event's note from a pod's reasons (the API caps notes at 1 kB).
-fn event_note(reasons: &[String]) -> String {
-    let mut s = format!("nodewright cannot place this pod: {}", reasons.join("; "));
-    if s.len() > 1000 {
-        let mut cut = 997;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
-}
-
-/// An instance with no Node and no claim in memory, tracked only for its
-/// timeout from `seen`: its pods are unknown, so it carries none and offers
-/// no room.
-fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
-    Claim {
-        name: claim.to_string(),
-        pool: o.pool.clone().unwrap_or_default(),
-        instance_id: o.instance_id.clone(),
-        instance_type: o.instance_type.clone(),
-        zone: o.zone.clone(),
-        capacity_type: crate::catalog::CapacityType::OnDemand,
-        labels: Default::default(),
-        taints: Vec::new(),
-        allocatable: Resources::zero(),
-        overhead: Resources::zero(),
-        pods: BTreeSet::new(),
-        launched_at: seen,
+    if let Err(e) = recorder.publish(&event, &pod.object_ref(&())).await {
+        tracing::debug!("event {} for {}: {e}", ev.kind.reason(), ev.pod);
     }
 }
 

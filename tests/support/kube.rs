@@ -349,7 +349,6 @@ impl KubeApi {
     /// A kube-rs client for this control plane, from [`KubeApi::kubeconfig`]. Make one
     /// per test: a client is tied to the tokio runtime that first uses it.
     pub async fn client(&self) -> kube::Client {
-        nodewright::controller::install_tls_provider();
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config =
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())

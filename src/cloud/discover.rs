@@ -1,5 +1,8 @@
 //! Live catalog discovery from the EC2 API, for the controller.
 //!
+//! This is EC2 I/O, so it lives in `cloud`; what it builds is the data model
+//! of `crate::catalog`, which knows nothing of EC2's API.
+//!
 //! Reads DescribeInstanceTypes (paginated), DescribeAvailabilityZones (zone
 //! ids), DescribeInstanceTypeOfferings by availability zone, and
 //! DescribeSpotPriceHistory (latest Linux/UNIX price per type × zone), and
@@ -25,8 +28,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use aws_sdk_ec2::types::LocationType;
 
-use super::{Accelerator, CapacityType, Catalog, InstanceType, Offering, Zone};
-use crate::cloud::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use crate::catalog::{Accelerator, CapacityType, Catalog, InstanceType, Offering, Zone};
 use crate::ir::{Resources, labels};
 
 /// A spot price below this ($/hour) is not a real price (the cheapest real one is ~$0.001).

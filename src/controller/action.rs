@@ -1,0 +1,102 @@
+//! What a pass decides to do, as data.
+//!
+//! The pass's steps (`steps`) are pure: they read what the pass observed and
+//! return [`Action`]s; `run` is the only code that carries them out against
+//! the API server and EC2, and records what came back. Keeping decisions as
+//! values makes each step testable without a cluster, and gives the next
+//! kinds of work (NodeClaim objects, drift and consolidation) one place to
+//! add a variant instead of another branch of I/O in the loop.
+//!
+//! Actions that depend on each other travel in a [`Sequence`]: it runs in
+//! order and stops at the first failure (a Node that cannot be cordoned is
+//! not deleted; an instance whose Node is still there is not terminated).
+
+use crate::solver::PlannedNode;
+
+/// One change to the world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Launch a planned node. Its `name` is already the unique claim name
+    /// (the instance's `nodewright.io/claim` tag); `pool` and `node_class`
+    /// name entries of the policy version the pass planned with.
+    Launch(Box<PlannedNode>),
+    /// Terminate every instance of a claim.
+    Terminate {
+        claim: String,
+        reason: TerminateReason,
+    },
+    /// Mark a Node unschedulable, so nothing new lands on it.
+    Cordon { node: String },
+    /// Delete a Node object.
+    DeleteNode { node: String },
+    /// Tell a pod something with a Kubernetes Event (`kubectl describe pod`).
+    Event(PodEvent),
+}
+
+/// Why an instance is terminated (counted and logged differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminateReason {
+    /// Launched, but its Node never registered within the registration timeout.
+    RegistrationTimeout,
+    /// Its Node was empty long enough and has been deleted.
+    Empty,
+}
+
+/// An Event about one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    /// "namespace/name".
+    pub pod: String,
+    pub kind: EventKind,
+    /// The Event's note (at most 1 kB; see `steps::event_note`).
+    pub note: String,
+}
+
+/// The Events nodewright publishes on pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A node was launched for the pod.
+    Nominated,
+    /// The pod fits nowhere; the note says why.
+    FailedProvisioning,
+}
+
+impl EventKind {
+    /// True for a Warning Event, false for a Normal one.
+    pub fn is_warning(self) -> bool {
+        matches!(self, EventKind::FailedProvisioning)
+    }
+
+    /// The Event's `reason` (CamelCase, as Kubernetes spells reasons).
+    pub fn reason(self) -> &'static str {
+        match self {
+            EventKind::Nominated => "Nominated",
+            EventKind::FailedProvisioning => "FailedProvisioning",
+        }
+    }
+
+    /// The Event's `action`: what nodewright was doing.
+    pub fn action(self) -> &'static str {
+        match self {
+            EventKind::Nominated => "Launch",
+            EventKind::FailedProvisioning => "Provision",
+        }
+    }
+}
+
+/// Actions carried out in order; the first that fails skips the rest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sequence(pub Vec<Action>);
+
+impl From<Action> for Sequence {
+    fn from(a: Action) -> Sequence {
+        Sequence(vec![a])
+    }
+}
+
+impl Sequence {
+    /// The actions, in order.
+    pub fn actions(&self) -> &[Action] {
+        &self.0
+    }
+}

@@ -1,0 +1,477 @@
+//! The steps of one pass, as pure functions over what the pass observed.
+//!
+//! Each step reads the [`Observed`] snapshot (and the controller's memory
+//! between passes: claims, empty-since clocks, told pods) and returns the
+//! [`Action`]s to carry out; `run` does the I/O. In pass order:
+//! 1. [`track_claims`]: adopt our instances that have no Node and no claim,
+//!    end the claims whose Node registered, terminate those that timed out;
+//! 2. [`node_classes`] to resolve, then `launchable::narrow`;
+//! 3. [`plan`]: the snapshot's workload, with the claims folded in, solved;
+//! 4. [`unschedulable_events`]: tell waiting pods why, once per reason;
+//! 5. [`launches`]: one launch per planned node under a unique claim name;
+//!    what EC2 launched becomes a claim ([`claim_for`]) and pod Events
+//!    ([`nominated`]);
+//! 6. [`removals`]: cordon, delete and terminate the empty nodes `disrupt`
+//!    picks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use super::action::{Action, EventKind, PodEvent, Sequence, TerminateReason};
+use super::claims::{Claim, Claims, instance_id_of};
+use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
+use super::notice::Notices;
+use super::snapshot::{
+    ClusterObjects, EPHEMERAL_TAINTS, is_provisionable, is_workload_pod, pod_key,
+};
+use crate::catalog::{CapacityType, Catalog};
+use crate::cloud::tags::OwnedInstance;
+use crate::cloud::unavailable::UnavailableOfferings;
+use crate::ir::{PolicySet, Pool, Resources, labels};
+use crate::scoring::Scorer;
+use crate::solver::{Plan, PlannedNode, SolveInput, solve};
+use crate::workload::Workload;
+
+/// At most this many pods get an Event per pass for each kind of Event.
+pub const EVENTS_PER_PASS: usize = 100;
+
+/// What one pass read, at one instant: the cluster's objects and the
+/// instances EC2 says we own.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub objs: ClusterObjects,
+    pub owned: Vec<OwnedInstance>,
+    pub now: Instant,
+}
+
+impl Observed {
+    /// Instance ids of the Nodes (from their provider IDs).
+    pub fn node_instances(&self) -> HashSet<String> {
+        self.objs
+            .nodes
+            .iter()
+            .filter_map(|n| n.spec.as_ref()?.provider_id.as_deref())
+            .filter_map(instance_id_of)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The pods this pass plans for, by "namespace/name": the only pods that get Events.
+    pub fn provisionable_pods(&self) -> HashMap<String, &Pod> {
+        self.objs
+            .pods
+            .iter()
+            .filter(|p| is_provisionable(p))
+            .map(|p| (pod_key(p), p))
+            .collect()
+    }
+}
+
+/// What [`track_claims`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimChanges {
+    /// Our instances with a claim tag but no Node and no claim in memory
+    /// (launched before a restart, left by a failed termination, or whose
+    /// Node someone deleted): now tracked, so the timeout ends them if no
+    /// Node appears.
+    pub adopted: Vec<Claim>,
+    /// Claims whose Node registered: no longer tracked.
+    pub registered: Vec<Claim>,
+    /// Claims whose Node did not register in time.
+    pub expired: Vec<Claim>,
+    /// One termination per expired claim.
+    pub actions: Vec<Sequence>,
+}
+
+/// Step 1: claims taken over, registered, timed out.
+pub fn track_claims(claims: &mut Claims, obs: &Observed, ttl: Duration) -> ClaimChanges {
+    let node_instances = obs.node_instances();
+    let mut out = ClaimChanges::default();
+    for o in &obs.owned {
+        if let Some(claim) = &o.claim
+            && matches!(o.state.as_str(), "pending" | "running")
+            && !node_instances.contains(&o.instance_id)
+            && !claims.contains(claim)
+        {
+            let c = adopted_claim(o, claim, obs.now);
+            claims.insert(c.clone());
+            out.adopted.push(c);
+        }
+    }
+    out.registered = claims.registered(&node_instances);
+    out.expired = claims.expired(obs.now, ttl);
+    out.actions = out
+        .expired
+        .iter()
+        .map(|c| {
+            Action::Terminate {
+                claim: c.name.clone(),
+                reason: TerminateReason::RegistrationTimeout,
+            }
+            .into()
+        })
+        .collect();
+    out
+}
+
+/// An instance with no Node and no claim in memory, tracked only for its
+/// timeout from `seen`: its pods are unknown, so it carries none and offers
+/// no room.
+pub fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
+    Claim {
+        name: claim.to_string(),
+        pool: o.pool.clone().unwrap_or_default(),
+        instance_id: o.instance_id.clone(),
+        instance_type: o.instance_type.clone(),
+        zone: o.zone.clone(),
+        capacity_type: CapacityType::OnDemand,
+        labels: Default::default(),
+        taints: Vec::new(),
+        allocatable: Resources::zero(),
+        overhead: Resources::zero(),
+        pods: BTreeSet::new(),
+        launched_at: seen,
+    }
+}
+
+/// Step 2: the node classes the pools use, each once, to resolve to their
+/// reach (zones, architectures) before narrowing the pools to it.
+pub fn node_classes(policy: &PolicySet) -> Vec<&str> {
+    let mut seen = BTreeSet::new();
+    policy
+        .pools
+        .iter()
+        .map(|p| p.node_class.as_str())
+        .filter(|nc| seen.insert(*nc))
+        .collect()
+}
+
+/// Step 3: what to launch for the workload, with the claims in flight
+/// standing in for their nodes. `workload` is the snapshot's (the claims
+/// are folded into it here); nothing pending plans nothing.
+pub fn plan(
+    policy: &PolicySet,
+    catalog: &Catalog,
+    mut workload: Workload,
+    claims: &Claims,
+    scorer: Option<&dyn Scorer>,
+    unavailable: Option<&UnavailableOfferings>,
+) -> (Workload, Plan) {
+    claims.fold_into(&mut workload);
+    if pending(&workload) == 0 {
+        return (workload, Plan::default());
+    }
+    let plan = solve(&SolveInput {
+        policy,
+        catalog,
+        workload: &workload,
+        scorer,
+        unavailable,
+    });
+    (workload, plan)
+}
+
+/// Pods the workload still has to place.
+pub fn pending(w: &Workload) -> usize {
+    w.classes.iter().map(|c| c.count()).sum()
+}
+
+/// Step 4: FailedProvisioning Events for the pods the plan could not place,
+/// each told once per reason, at most [`EVENTS_PER_PASS`].
+pub fn unschedulable_events(plan: &Plan, notices: &mut Notices) -> Vec<Sequence> {
+    let waiting: Vec<(String, String)> = plan
+        .unschedulable
+        .iter()
+        .map(|u| (u.pod.clone(), event_note(&u.reasons)))
+        .collect();
+    notices
+        .due(&waiting, EVENTS_PER_PASS)
+        .into_iter()
+        .map(|(pod, note)| {
+            Action::Event(PodEvent {
+                pod: pod.clone(),
+                kind: EventKind::FailedProvisioning,
+                note: note.clone(),
+            })
+            .into()
+        })
+        .collect()
+}
+
+/// An Event's note from a pod's reasons (the API caps notes at 1 kB).
+pub fn event_note(reasons: &[String]) -> String {
+    let mut s = format!("nodewright cannot place this pod: {}", reasons.join("; "));
+    if s.len() > 1000 {
+        let mut cut = 997;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// What [`launches`] decided.
+#[derive(Debug, Clone, Default)]
+pub struct Launches {
+    /// One [`Action::Launch`] per launchable planned node.
+    pub actions: Vec<Sequence>,
+    /// Planned nodes that cannot be launched, and why (each one a launch failure).
+    pub refused: Vec<String>,
+}
+
+/// Step 5: a launch per planned node, named `<pool>-<suffix>` with a suffix
+/// from `suffix` that no instance of ours, no claim in flight and no other
+/// launch of this pass has (the solver's `<pool>-<n>` names repeat between
+/// solves). `policy` is the version planned with: a node whose pool or node
+/// class it lacks is refused.
+pub fn launches(
+    plan: &Plan,
+    policy: &PolicySet,
+    obs: &Observed,
+    claims: &Claims,
+    suffix: &mut dyn FnMut() -> String,
+) -> Launches {
+    let mut taken: HashSet<String> = obs.owned.iter().filter_map(|o| o.claim.clone()).collect();
+    let mut out = Launches::default();
+    for planned in &plan.nodes {
+        if policy.pool(&planned.pool).is_none()
+            || !policy.node_classes.contains_key(&planned.node_class)
+        {
+            out.refused.push(format!(
+                "planned node for pool {} names node class {}, which the policy does not have",
+                planned.pool, planned.node_class
+            ));
+            continue;
+        }
+        let name = loop {
+            let n = format!("{}-{}", planned.pool, suffix());
+            if !taken.contains(&n) && !claims.contains(&n) {
+                break n;
+            }
+        };
+        taken.insert(name.clone());
+        let mut node = planned.clone();
+        node.name = name;
+        out.actions.push(Action::Launch(Box::new(node)).into());
+    }
+    out
+}
+
+/// Where EC2 put a launched node (the part of the launcher's answer the
+/// controller keeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity_type: CapacityType,
+}
+
+/// Each pending pod's requests, by "namespace/name" (to work out a launched
+/// node's DaemonSet overhead).
+pub fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
+    w.classes
+        .iter()
+        .flat_map(|c| (0..c.count()).map(move |i| (c.pod_key(i), &c.requests)))
+        .collect()
+}
+
+/// The claim that stands in for a launched node until it registers.
+pub fn claim_for(
+    node: &PlannedNode,
+    placed: &Placed,
+    requests: &HashMap<String, &Resources>,
+    now: Instant,
+) -> Claim {
+    let mut overhead = node.requested.clone();
+    for p in &node.pods {
+        if let Some(r) = requests.get(p) {
+            overhead.sub(r);
+        }
+    }
+    let mut labels = node.labels.clone();
+    labels.insert(labels::INSTANCE_TYPE.into(), placed.instance_type.clone());
+    labels.insert(labels::ZONE.into(), placed.zone.clone());
+    let allocatable = if placed.instance_type == node.instance_type {
+        node.allocatable.clone()
+    } else {
+        // EC2 fell back to another ranked type: it fits the planned pods, but
+        // its spare room is not known here, so offer none until the Node
+        // registers with its real allocatable.
+        node.requested.clone()
+    };
+    Claim {
+        name: node.name.clone(),
+        pool: node.pool.clone(),
+        instance_id: placed.instance_id.clone(),
+        instance_type: placed.instance_type.clone(),
+        zone: placed.zone.clone(),
+        capacity_type: placed.capacity_type,
+        labels,
+        taints: node.taints.clone(),
+        allocatable,
+        overhead,
+        pods: node.pods.iter().cloned().collect(),
+        launched_at: now,
+    }
+}
+
+/// Nominated Events for the pods a launched node is for (at most [`EVENTS_PER_PASS`]).
+pub fn nominated(node: &PlannedNode, placed: &Placed) -> Vec<Action> {
+    let note = format!(
+        "nodewright launched {} ({} in {}, {}) for this pod",
+        node.name,
+        placed.instance_type,
+        placed.zone,
+        placed.capacity_type.as_str()
+    );
+    node.pods
+        .iter()
+        .take(EVENTS_PER_PASS)
+        .map(|pod| {
+            Action::Event(PodEvent {
+                pod: pod.clone(),
+                kind: EventKind::Nominated,
+                note: note.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Ready, and carrying neither an ephemeral start-up taint nor one of its
+/// pool's start-up taints.
+pub fn initialized(n: &Node, pool: Option<&Pool>) -> bool {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let starting = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| {
+            ts.iter().any(|t| {
+                EPHEMERAL_TAINTS.contains(&t.key.as_str())
+                    || pool.is_some_and(|p| p.startup_taints.iter().any(|st| st.key == t.key))
+            })
+        });
+    ready && !starting
+}
+
+/// The Nodes of instances we own, as `disrupt` sees them, and each one's
+/// claim (when its instance carries one).
+pub fn node_views(obs: &Observed, policy: &PolicySet) -> (Vec<NodeView>, HashMap<String, String>) {
+    let by_instance: HashMap<&str, &OwnedInstance> = obs
+        .owned
+        .iter()
+        .map(|o| (o.instance_id.as_str(), o))
+        .collect();
+    let mut pods_on: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for p in &obs.objs.pods {
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            pods_on.entry(node).or_default().push(p);
+        }
+    }
+    let dnd = |a: Option<&BTreeMap<String, String>>| {
+        a.and_then(|a| a.get(DO_NOT_DISRUPT))
+            .is_some_and(|v| v == "true")
+    };
+    let mut views = Vec::new();
+    let mut claim_of = HashMap::new();
+    for n in &obs.objs.nodes {
+        let Some(name) = n.metadata.name.as_deref() else {
+            continue;
+        };
+        let Some(o) = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(instance_id_of)
+            .and_then(|id| by_instance.get(id))
+        else {
+            continue; // not ours
+        };
+        let Some(pool_name) = o.pool.clone().or_else(|| {
+            n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::NODEPOOL).cloned())
+        }) else {
+            continue;
+        };
+        if let Some(c) = &o.claim {
+            claim_of.insert(name.to_string(), c.clone());
+        }
+        let on_node = pods_on.get(name).map(Vec::as_slice).unwrap_or_default();
+        views.push(NodeView {
+            name: name.to_string(),
+            initialized: initialized(n, policy.pool(&pool_name)),
+            pool: pool_name,
+            workload_pods: on_node.iter().filter(|p| is_workload_pod(p)).count(),
+            do_not_disrupt: dnd(n.metadata.annotations.as_ref())
+                || on_node
+                    .iter()
+                    .any(|p| is_workload_pod(p) && dnd(p.metadata.annotations.as_ref())),
+            deleting: n.metadata.deletion_timestamp.is_some(),
+        });
+    }
+    (views, claim_of)
+}
+
+/// What [`removals`] decided.
+#[derive(Debug, Clone, Default)]
+pub struct Removals {
+    /// Per node: cordon, delete the Node, terminate its claim's instances.
+    pub actions: Vec<Sequence>,
+    /// Nodes the plan puts pending pods on. While there are any, which nodes
+    /// end up empty is not settled (the scheduler has yet to place those
+    /// pods), so nothing is removed.
+    pub targeted: usize,
+}
+
+/// Step 6: the empty nodes we launched that `disrupt` says to remove now.
+/// The empty-since clocks are kept even when removal waits.
+pub fn removals(
+    obs: &Observed,
+    policy: &PolicySet,
+    plan: &Plan,
+    empty: &mut EmptySince,
+) -> Removals {
+    let (views, claim_of) = node_views(obs, policy);
+    let targeted: HashSet<String> = plan.existing.iter().map(|e| e.node.clone()).collect();
+    let remove = empty.empty_to_remove(&views, policy, &targeted, obs.now);
+    if !targeted.is_empty() {
+        return Removals {
+            actions: Vec::new(),
+            targeted: targeted.len(),
+        };
+    }
+    let actions = remove
+        .into_iter()
+        .map(|node| {
+            let mut seq = vec![
+                Action::Cordon { node: node.clone() },
+                Action::DeleteNode { node: node.clone() },
+            ];
+            if let Some(claim) = claim_of.get(&node) {
+                seq.push(Action::Terminate {
+                    claim: claim.clone(),
+                    reason: TerminateReason::Empty,
+                });
+            }
+            Sequence(seq)
+        })
+        .collect();
+    Removals {
+        actions,
+        targeted: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

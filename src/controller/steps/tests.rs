@@ -1,0 +1,500 @@
+//! The pass's steps on hand-made snapshots: no cluster, no EC2.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use super::*;
+use crate::solver::{ExistingPlacement, Unschedulable};
+use crate::workload::PodClass;
+
+fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn compile(text: &str) -> PolicySet {
+    let file =
+        crate::policy::parse("t.policy", text).unwrap_or_else(|d| panic!("{}", d.render(100)));
+    crate::policy::compile(&[file])
+        .unwrap_or_else(|d| panic!("{}", d.render(100)))
+        .0
+}
+
+/// Pool `general` on node class `default`, empty nodes removed at once.
+fn policy() -> PolicySet {
+    compile(
+        "pool general {\n  node-class default\n  startup-taint example.com/booting:NoSchedule\n  disruption {\n    consolidate when-empty after 0s\n    budget 100%\n  }\n}\n\
+         node-class default {\n  ami alias al2023@latest\n  subnets where tag k = \"v\"\n  security-groups where tag k = \"v\"\n  role \"r\"\n}\n",
+    )
+}
+
+fn instance(id: &str, claim: Option<&str>, state: &str) -> OwnedInstance {
+    OwnedInstance {
+        instance_id: id.into(),
+        claim: claim.map(str::to_string),
+        pool: Some("general".into()),
+        instance_type: "m5.large".into(),
+        zone: "us-east-1a".into(),
+        state: state.into(),
+    }
+}
+
+/// A Ready node backed by instance `id`, with optional extra YAML under `spec`.
+fn node(name: &str, id: &str, spec_extra: &str) -> Node {
+    yaml(&format!(
+        "metadata: {{name: {name}}}\nspec:\n  providerID: aws:///us-east-1a/{id}\n{spec_extra}status:\n  conditions:\n  - {{type: Ready, status: 'True'}}\n"
+    ))
+}
+
+fn bound_pod(name: &str, node: &str, annotations: &str) -> Pod {
+    yaml(&format!(
+        "metadata: {{name: {name}, namespace: shop{annotations}}}\nspec:\n  nodeName: {node}\n  containers:\n  - {{name: c, image: x}}\nstatus: {{phase: Running}}\n"
+    ))
+}
+
+fn observed(nodes: Vec<Node>, pods: Vec<Pod>, owned: Vec<OwnedInstance>, now: Instant) -> Observed {
+    Observed {
+        objs: ClusterObjects {
+            nodes,
+            pods,
+            ..Default::default()
+        },
+        owned,
+        now,
+    }
+}
+
+fn claim(name: &str, id: &str, pods: &[&str], at: Instant) -> Claim {
+    Claim {
+        name: name.into(),
+        pool: "general".into(),
+        instance_id: id.into(),
+        instance_type: "m5.large".into(),
+        zone: "us-east-1a".into(),
+        capacity_type: CapacityType::OnDemand,
+        labels: Default::default(),
+        taints: vec![],
+        allocatable: res(1930, 7),
+        overhead: Resources::zero(),
+        pods: pods.iter().map(|s| s.to_string()).collect(),
+        launched_at: at,
+    }
+}
+
+fn res(cpu_milli: i64, memory_gib: i64) -> Resources {
+    Resources {
+        cpu_milli,
+        memory: memory_gib << 30,
+        pods: 1,
+        ..Resources::zero()
+    }
+}
+
+fn planned(name: &str, pool: &str, node_class: &str, pods: &[&str]) -> PlannedNode {
+    PlannedNode {
+        name: name.into(),
+        pool: pool.into(),
+        node_class: node_class.into(),
+        zone: "us-east-1a".into(),
+        capacity_type: CapacityType::OnDemand,
+        instance_type: "m5.large".into(),
+        price_per_hour: 0.096,
+        instance_type_options: vec![],
+        pods: pods.iter().map(|s| s.to_string()).collect(),
+        requested: res(1100, 2),
+        allocatable: res(1930, 7),
+        labels: [("team".to_string(), "shop".to_string())].into(),
+        taints: vec![],
+        startup_taints: vec![],
+    }
+}
+
+fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
+    seqs.iter()
+        .map(|s| {
+            s.actions()
+                .iter()
+                .map(|a| match a {
+                    Action::Launch(n) => format!("launch {}", n.name),
+                    Action::Terminate { claim, reason } => format!("terminate {claim} {reason:?}"),
+                    Action::Cordon { node } => format!("cordon {node}"),
+                    Action::DeleteNode { node } => format!("delete {node}"),
+                    Action::Event(e) => format!("{} {}", e.kind.reason(), e.pod),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn claims_are_adopted_registered_and_timed_out() {
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(900);
+    let mut claims = Claims::default();
+    claims.insert(claim("general-regis", "i-reg", &[], t0));
+    claims.insert(claim("general-slowx", "i-slow", &["shop/a"], t0));
+    let obs = observed(
+        vec![node("n1", "i-reg", "")],
+        vec![],
+        vec![
+            instance("i-reg", Some("general-regis"), "running"),
+            instance("i-slow", Some("general-slowx"), "running"),
+            // Ours, no Node, no claim in memory: adopted.
+            instance("i-orphan", Some("general-orphn"), "pending"),
+            // Stopping, or launched outside a claim: left alone.
+            instance("i-stop", Some("general-stopx"), "stopping"),
+            instance("i-bare", None, "running"),
+        ],
+        t0 + ttl,
+    );
+    let ch = track_claims(&mut claims, &obs, ttl);
+    let adopted: Vec<&str> = ch.adopted.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(adopted, ["general-orphn"]);
+    assert_eq!(
+        ch.adopted[0].allocatable,
+        Resources::zero(),
+        "no room offered"
+    );
+    assert!(ch.adopted[0].pods.is_empty());
+    let registered: Vec<&str> = ch.registered.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(registered, ["general-regis"]);
+    let expired: Vec<&str> = ch.expired.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        expired,
+        ["general-slowx"],
+        "the adopted one starts its clock now"
+    );
+    assert_eq!(
+        names(&ch.actions),
+        [["terminate general-slowx RegistrationTimeout"]]
+    );
+    assert!(claims.contains("general-orphn"));
+    assert_eq!(claims.len(), 1);
+
+    // The next pass (the slow instance terminated meanwhile) adopts nothing
+    // new and expires nothing before the adopted one's own timeout.
+    let mut later = Observed {
+        now: t0 + ttl + Duration::from_secs(1),
+        ..obs
+    };
+    later.owned.retain(|o| o.instance_id != "i-slow");
+    let ch = track_claims(&mut claims, &later, ttl);
+    assert!(ch.adopted.is_empty() && ch.expired.is_empty() && ch.actions.is_empty());
+}
+
+#[test]
+fn node_classes_are_resolved_once_each() {
+    let p = compile(
+        "pool a {\n  node-class one\n}\npool b {\n  node-class one\n}\npool c {\n  node-class two\n}\n\
+         node-class one {\n  ami alias al2023@latest\n  subnets where tag k = \"v\"\n  security-groups where tag k = \"v\"\n  role \"r\"\n}\n\
+         node-class two {\n  ami alias al2023@latest\n  subnets where tag k = \"v\"\n  security-groups where tag k = \"v\"\n  role \"r\"\n}\n",
+    );
+    assert_eq!(node_classes(&p), ["one", "two"]);
+}
+
+fn class(names: &[&str]) -> PodClass {
+    PodClass {
+        id: "shop/c".into(),
+        namespace: "shop".into(),
+        pod_names: names.iter().map(|s| s.to_string()).collect(),
+        labels: Default::default(),
+        owner: None,
+        priority_class: None,
+        priority: 0,
+        requests: res(500, 1),
+        node_selector: Default::default(),
+        required_affinity: vec![],
+        preferred_affinity: vec![],
+        tolerations: vec![],
+        topology_spread: vec![],
+        pod_affinity: vec![],
+        volume_zones: None,
+        volume_reason: None,
+    }
+}
+
+#[test]
+fn planning_counts_claims_as_nodes_and_skips_the_solver_when_nothing_waits() {
+    let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let p = compile("pool general {\n}\n");
+    let mut claims = Claims::default();
+    claims.insert(claim(
+        "general-abcde",
+        "i-1",
+        &["shop/a", "shop/b"],
+        Instant::now(),
+    ));
+    let w = Workload {
+        classes: vec![class(&["a", "b"])],
+        ..Default::default()
+    };
+    let (w, plan) = super::plan(&p, &catalog, w, &claims, None, None);
+    assert_eq!(pending(&w), 0);
+    assert_eq!(plan, Plan::default());
+    assert_eq!(w.nodes.len(), 1, "the claim stands in for its node");
+
+    let w = Workload {
+        classes: vec![class(&["a", "c"])],
+        ..Default::default()
+    };
+    let (w, plan) = super::plan(&p, &catalog, w, &claims, None, None);
+    assert_eq!(pending(&w), 1);
+    let placed: usize = plan.nodes.iter().map(|n| n.pods.len()).sum::<usize>()
+        + plan.existing.iter().map(|e| e.pods.len()).sum::<usize>();
+    assert_eq!(placed, 1, "{plan:?}");
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn waiting_pods_are_told_once_per_reason() {
+    let plan = Plan {
+        unschedulable: vec![
+            Unschedulable {
+                pod: "shop/a".into(),
+                reasons: vec!["pool general: too big".into(), "pool gpu: tainted".into()],
+            },
+            Unschedulable {
+                pod: "shop/b".into(),
+                reasons: vec!["é".repeat(600)],
+            },
+        ],
+        ..Default::default()
+    };
+    let mut notices = Notices::default();
+    let first = unschedulable_events(&plan, &mut notices);
+    assert_eq!(
+        names(&first),
+        [["FailedProvisioning shop/a"], ["FailedProvisioning shop/b"]]
+    );
+    let Action::Event(a) = &first[0].actions()[0] else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        a.note,
+        "nodewright cannot place this pod: pool general: too big; pool gpu: tainted"
+    );
+    assert!(a.kind.is_warning());
+    let Action::Event(b) = &first[1].actions()[0] else {
+        panic!("{first:?}")
+    };
+    assert!(
+        b.note.len() <= 1000 && b.note.ends_with("..."),
+        "{}",
+        b.note.len()
+    );
+    assert!(
+        unschedulable_events(&plan, &mut notices).is_empty(),
+        "told already"
+    );
+}
+
+#[test]
+fn launches_get_unique_claim_names_and_unknown_pools_are_refused() {
+    let p = policy();
+    let plan = Plan {
+        nodes: vec![
+            planned("general-1", "general", "default", &["shop/a"]),
+            planned("general-2", "general", "default", &["shop/b"]),
+            planned("gone-1", "gone", "default", &["shop/c"]),
+            planned("general-3", "general", "missing", &["shop/d"]),
+        ],
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let obs = observed(
+        vec![],
+        vec![],
+        vec![instance("i-1", Some("general-aaaaa"), "running")],
+        t0,
+    );
+    let mut claims = Claims::default();
+    claims.insert(claim("general-bbbbb", "i-2", &[], t0));
+    // Taken by an instance, by a claim, then by the first launch of this pass.
+    let mut draws = ["aaaaa", "bbbbb", "ccccc", "ccccc", "ddddd"].into_iter();
+    let mut suffix = || draws.next().unwrap_or("zzzzz").to_string();
+    let l = launches(&plan, &p, &obs, &claims, &mut suffix);
+    assert_eq!(
+        names(&l.actions),
+        [["launch general-ccccc"], ["launch general-ddddd"]]
+    );
+    let Action::Launch(n) = &l.actions[0].actions()[0] else {
+        panic!("{l:?}")
+    };
+    assert_eq!(n.pods, ["shop/a"], "the planned node, renamed");
+    assert_eq!(
+        l.refused,
+        [
+            "planned node for pool gone names node class default, which the policy does not have",
+            "planned node for pool general names node class missing, which the policy does not have",
+        ]
+    );
+}
+
+#[test]
+fn a_launched_node_becomes_a_claim_and_tells_its_pods() {
+    let node = planned("general-x1y2z", "general", "default", &["shop/a", "shop/b"]);
+    let w = Workload {
+        classes: vec![class(&["a", "b"])],
+        ..Default::default()
+    };
+    let requests = pod_requests(&w);
+    let t = Instant::now();
+    let as_planned = Placed {
+        instance_id: "i-0abc".into(),
+        instance_type: "m5.large".into(),
+        zone: "us-east-1b".into(),
+        capacity_type: CapacityType::Spot,
+    };
+    let c = claim_for(&node, &as_planned, &requests, t);
+    assert_eq!(c.name, "general-x1y2z");
+    assert_eq!(c.instance_id, "i-0abc");
+    assert_eq!(c.capacity_type, CapacityType::Spot);
+    assert_eq!(
+        c.overhead,
+        Resources {
+            pods: -1,
+            ..res(100, 0)
+        },
+        "requested minus two pods"
+    );
+    assert_eq!(c.allocatable, node.allocatable);
+    assert_eq!(
+        c.labels.get(labels::ZONE).map(String::as_str),
+        Some("us-east-1b")
+    );
+    assert_eq!(c.labels.get("team").map(String::as_str), Some("shop"));
+    assert_eq!(
+        c.pods,
+        ["shop/a", "shop/b"]
+            .map(String::from)
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
+    // A fallback type's spare room is unknown: the claim offers none.
+    let fallback = Placed {
+        instance_type: "m5a.large".into(),
+        ..as_planned.clone()
+    };
+    let c = claim_for(&node, &fallback, &requests, t);
+    assert_eq!(c.allocatable, node.requested);
+    assert_eq!(
+        c.labels.get(labels::INSTANCE_TYPE).map(String::as_str),
+        Some("m5a.large")
+    );
+
+    let told = nominated(&node, &as_planned);
+    assert_eq!(told.len(), 2);
+    let Action::Event(e) = &told[1] else {
+        panic!("{told:?}")
+    };
+    assert_eq!(e.pod, "shop/b");
+    assert_eq!(e.kind, EventKind::Nominated);
+    assert!(!e.kind.is_warning());
+    assert_eq!(
+        e.note,
+        "nodewright launched general-x1y2z (m5.large in us-east-1b, spot) for this pod"
+    );
+    let many: Vec<String> = (0..150).map(|i| format!("shop/p{i}")).collect();
+    let big = PlannedNode { pods: many, ..node };
+    assert_eq!(nominated(&big, &as_planned).len(), EVENTS_PER_PASS);
+}
+
+#[test]
+fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
+    let p = policy();
+    let t0 = Instant::now();
+    let owned = vec![
+        instance("i-1", Some("general-aaaaa"), "running"),
+        instance("i-2", Some("general-bbbbb"), "running"),
+        instance("i-3", Some("general-ccccc"), "running"),
+        instance("i-4", Some("general-ddddd"), "running"),
+        instance("i-5", None, "running"),
+    ];
+    let nodes = vec![
+        node("empty", "i-1", ""),
+        node("busy", "i-2", ""),
+        node("guarded", "i-3", ""),
+        node(
+            "booting",
+            "i-4",
+            "  taints:\n  - {key: example.com/booting, effect: NoSchedule}\n",
+        ),
+        node("unclaimed", "i-5", ""),
+        node("not-ours", "i-9", ""),
+    ];
+    let pods = vec![
+        bound_pod("web", "busy", ""),
+        bound_pod(
+            "batch",
+            "guarded",
+            ", annotations: {karpenter.sh/do-not-disrupt: 'true'}",
+        ),
+    ];
+    let obs = observed(nodes, pods, owned, t0);
+    let mut empty = EmptySince::default();
+    let r = removals(&obs, &p, &Plan::default(), &mut empty);
+    assert_eq!(r.targeted, 0);
+    assert_eq!(
+        names(&r.actions),
+        [
+            vec![
+                "cordon empty",
+                "delete empty",
+                "terminate general-aaaaa Empty"
+            ],
+            // An instance without a claim tag: its Node goes, nothing to terminate by claim.
+            vec!["cordon unclaimed", "delete unclaimed"],
+        ]
+    );
+
+    // While the plan puts pods on an existing node, nothing is removed.
+    let plan = Plan {
+        existing: vec![ExistingPlacement {
+            node: "busy".into(),
+            pods: vec!["shop/new".into()],
+        }],
+        ..Default::default()
+    };
+    let r = removals(&obs, &p, &plan, &mut empty);
+    assert_eq!(r.targeted, 1);
+    assert!(r.actions.is_empty());
+}
+
+#[test]
+fn node_views_read_readiness_taints_and_pools() {
+    let p = policy();
+    let obs = observed(
+        vec![
+            node("ready", "i-1", ""),
+            node(
+                "starting",
+                "i-2",
+                "  taints:\n  - {key: node.kubernetes.io/not-ready, effect: NoSchedule}\n",
+            ),
+        ],
+        vec![],
+        vec![
+            instance("i-1", Some("general-aaaaa"), "running"),
+            OwnedInstance {
+                pool: None,
+                ..instance("i-2", None, "running")
+            },
+        ],
+        Instant::now(),
+    );
+    let (views, claim_of) = node_views(&obs, &p);
+    assert_eq!(
+        views.len(),
+        1,
+        "a node without a pool tag or label is skipped"
+    );
+    assert_eq!(views[0].name, "ready");
+    assert!(views[0].initialized);
+    assert_eq!(
+        claim_of.get("ready").map(String::as_str),
+        Some("general-aaaaa")
+    );
+    let starting = &obs.objs.nodes[1];
+    assert!(!initialized(starting, p.pool("general")));
+}
