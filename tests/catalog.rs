@@ -168,7 +168,9 @@ fn bad_input_is_named_not_panicked() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("expected a list in brackets") && e.contains("help:"),
+        e.contains("--require:1:38: error")
+            && e.contains("list not closed")
+            && e.contains("help:"),
         "{e}"
     );
 
@@ -197,8 +199,8 @@ fn require_flag_matches_the_policy_language() {
         "zone not in [us-east-1e]",
         "capacity-type in [spot]",
     ] {
-        let flag = nodewright::cli::catalog::parse_requirement_expr(expr)
-            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let flag = nodewright::policy::parse_requirement("--require", expr)
+            .unwrap_or_else(|d| panic!("{expr}: {}", d.render(100)));
         let text = format!("pool p {{\n  require {expr}\n}}\n");
         let file = nodewright::policy::parse("t.policy", &text)
             .unwrap_or_else(|d| panic!("{expr}: {}", d.render(100)));

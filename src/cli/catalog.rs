@@ -6,15 +6,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use miette::{Diagnostic, SourceSpan};
-
 use crate::catalog::build::DEFAULT_SPOT_PRICE_FRACTION;
 use crate::catalog::embedded::{encode_raw, read_raw_json};
 use crate::catalog::{
     AllocatableOptions, CapacityType, Catalog, CatalogError, InstanceType, allocatable, build,
     max_pods,
 };
-use crate::ir::{KubeletConfig, Operator, Requirement, Requirements, Resources, labels};
+use crate::ir::{KubeletConfig, Requirement, Requirements, Resources, labels};
 
 /// Subcommands of `nodewright catalog`.
 #[derive(Debug, clap::Subcommand)]
@@ -95,164 +93,6 @@ pub fn run(cmd: CatalogCommand) -> miette::Result<ExitCode> {
     }
 }
 
-/// A `--require` expression that does not parse.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("invalid requirement: {message}")]
-#[diagnostic(code(nodewright::catalog::require))]
-pub struct RequirementExprError {
-    pub message: String,
-    #[source_code]
-    pub src: String,
-    #[label("here")]
-    pub span: SourceSpan,
-    #[help]
-    pub help: Option<String>,
-}
-
-/// Parses one requirement in the policy language's syntax: `KEY in [a, b]`,
-/// `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N`, `KEY < N`.
-/// Short names (`instance-family`, `zone`, ...) expand to their label keys.
-///
-/// The syntax of `require` in the policy language (tests/catalog.rs checks
-/// they agree), plus short-name expansion for convenience on the command line.
-pub fn parse_requirement_expr(src: &str) -> Result<Requirement, RequirementExprError> {
-    let err = |at: usize, len: usize, message: String, help: Option<&str>| RequirementExprError {
-        message,
-        src: src.to_string(),
-        span: (at.min(src.len()), len).into(),
-        help: help.map(str::to_string),
-    };
-    let syntax_help = "write `KEY in [a, b]`, `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N` or `KEY < N`";
-    let key_start = src.len() - src.trim_start().len();
-    let rest = &src[key_start..];
-    let key_len = rest
-        .find(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '[')
-        .unwrap_or(rest.len());
-    if key_len == 0 {
-        return Err(err(
-            key_start,
-            0,
-            "missing label key".into(),
-            Some(syntax_help),
-        ));
-    }
-    let raw_key = &rest[..key_len];
-    let key = labels::expand_short_name(raw_key)
-        .unwrap_or(raw_key)
-        .to_string();
-    let after_key = key_start + key_len;
-    let tail = src[after_key..].trim_start();
-    let tail_at = src.len() - tail.len();
-
-    fn word_end<'a>(s: &'a str, w: &str) -> Option<&'a str> {
-        s.strip_prefix(w)
-            .filter(|r| r.is_empty() || r.starts_with(|c: char| c.is_whitespace() || c == '['))
-    }
-    let (op, values_src, values_at) = if let Some(r) = word_end(tail, "not") {
-        let r2 = r.trim_start();
-        match word_end(r2, "in") {
-            Some(v) => (Operator::NotIn, v, src.len() - v.len()),
-            None => {
-                return Err(err(
-                    src.len() - r2.len(),
-                    r2.len(),
-                    "expected `in` after `not`".into(),
-                    Some(syntax_help),
-                ));
-            }
-        }
-    } else if let Some(v) = word_end(tail, "in") {
-        (Operator::In, v, src.len() - v.len())
-    } else if let Some(v) = word_end(tail, "exists") {
-        (Operator::Exists, v, src.len() - v.len())
-    } else if let Some(v) = word_end(tail, "does-not-exist") {
-        (Operator::DoesNotExist, v, src.len() - v.len())
-    } else if let Some(v) = tail.strip_prefix('>') {
-        (Operator::Gt, v, src.len() - v.len())
-    } else if let Some(v) = tail.strip_prefix('<') {
-        (Operator::Lt, v, src.len() - v.len())
-    } else {
-        let help = if tail.starts_with('=') {
-            "use `in [value]` rather than `=`"
-        } else {
-            syntax_help
-        };
-        return Err(err(
-            tail_at,
-            tail.len().max(1),
-            format!("expected an operator after `{raw_key}`"),
-            Some(help),
-        ));
-    };
-
-    let body = values_src.trim();
-    let body_at = values_at + (values_src.len() - values_src.trim_start().len());
-    let values: Vec<String> = match op {
-        Operator::Exists | Operator::DoesNotExist => {
-            if !body.is_empty() {
-                return Err(err(
-                    body_at,
-                    body.len(),
-                    format!("`{}` takes no values", op_word(op)),
-                    None,
-                ));
-            }
-            Vec::new()
-        }
-        Operator::Gt | Operator::Lt => {
-            if body.parse::<i64>().is_err() {
-                return Err(err(
-                    body_at,
-                    body.len().max(1),
-                    format!("`{}` needs an integer, found `{body}`", op_word(op)),
-                    Some("e.g. `karpenter.k8s.aws/instance-cpu > 4`"),
-                ));
-            }
-            vec![body.to_string()]
-        }
-        Operator::In | Operator::NotIn => {
-            let Some(inner) = body.strip_prefix('[').and_then(|b| b.strip_suffix(']')) else {
-                return Err(err(
-                    body_at,
-                    body.len().max(1),
-                    "expected a list in brackets".into(),
-                    Some("e.g. `karpenter.k8s.aws/instance-family in [m5, c5]`"),
-                ));
-            };
-            let mut vals = Vec::new();
-            for part in inner.split(',') {
-                let v = part.trim().trim_matches('"');
-                if v.is_empty() {
-                    if inner.trim().is_empty() {
-                        break;
-                    }
-                    return Err(err(body_at, body.len(), "empty value in list".into(), None));
-                }
-                vals.push(v.to_string());
-            }
-            vals
-        }
-    };
-    Ok(Requirement {
-        key,
-        op,
-        values,
-        min_values: None,
-        origin: None,
-    })
-}
-
-fn op_word(op: Operator) -> &'static str {
-    match op {
-        Operator::In => "in",
-        Operator::NotIn => "not in",
-        Operator::Exists => "exists",
-        Operator::DoesNotExist => "does-not-exist",
-        Operator::Gt => ">",
-        Operator::Lt => "<",
-    }
-}
-
 /// One row of `catalog list`: a type in one capacity type, across zones.
 #[derive(Debug, serde::Serialize)]
 struct Row<'a> {
@@ -273,11 +113,30 @@ fn usage_error(message: String, help: String) -> miette::Report {
     miette::miette!(help = help, "{message}")
 }
 
+/// One `--require` expression, read by the policy language's own parser
+/// (`policy::parse_requirement`); its diagnostics are printed as `check` prints them.
+fn require_flag(text: &str) -> miette::Result<Requirement> {
+    let r = crate::policy::parse_requirement("--require", text).map_err(|d| {
+        eprint!("{}", d.render(100));
+        usage_error(
+            format!("invalid --require expression `{text}`"),
+            "write it as after `require` in a pool: `KEY in [a, b]`, `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N` or `KEY < N`".into(),
+        )
+    })?;
+    if r.min_values.is_some() {
+        return Err(usage_error(
+            format!("--require `{text}`: `min` has no meaning here"),
+            "`min` asks a pool's launches to span several values; a catalog filter matches one type at a time, so drop `min N`".into(),
+        ));
+    }
+    Ok(r)
+}
+
 fn list(a: ListArgs) -> miette::Result<ExitCode> {
     let cat = crate::catalog::embedded::embedded_static()?;
     let mut reqs = Requirements::new();
     for r in &a.require {
-        reqs.add(&parse_requirement_expr(r)?);
+        reqs.add(&require_flag(r)?);
     }
     if let Some(z) = &a.zone {
         let key = if cat.zones.iter().any(|x| &x.name == z) {
@@ -613,48 +472,4 @@ fn generate(a: GenerateArgs) -> miette::Result<ExitCode> {
         cat.offerings.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_operator() {
-        let r = parse_requirement_expr("karpenter.k8s.aws/instance-family in [m5, c5]").unwrap();
-        assert_eq!((r.op, r.values.len()), (Operator::In, 2));
-        let r = parse_requirement_expr("instance-family not in [t3]").unwrap();
-        assert_eq!(r.key, labels::INSTANCE_FAMILY);
-        assert_eq!(r.op, Operator::NotIn);
-        assert_eq!(
-            parse_requirement_expr("instance-gpu-name exists")
-                .unwrap()
-                .op,
-            Operator::Exists
-        );
-        assert_eq!(
-            parse_requirement_expr("instance-gpu-name does-not-exist")
-                .unwrap()
-                .op,
-            Operator::DoesNotExist
-        );
-        let r = parse_requirement_expr("instance-cpu>4").unwrap();
-        assert_eq!((r.op, r.values), (Operator::Gt, vec!["4".to_string()]));
-        assert_eq!(
-            parse_requirement_expr("instance-cpu < 64").unwrap().op,
-            Operator::Lt
-        );
-    }
-
-    #[test]
-    fn rejects_bad_expressions_with_a_span() {
-        let e = parse_requirement_expr("instance-cpu > four").unwrap_err();
-        assert_eq!(e.span.offset(), 15);
-        let e = parse_requirement_expr("instance-family = m5").unwrap_err();
-        assert!(e.help.unwrap().contains("in [value]"));
-        assert!(parse_requirement_expr("instance-family in m5").is_err());
-        assert!(parse_requirement_expr("instance-family not [m5]").is_err());
-        assert!(parse_requirement_expr("").is_err());
-        assert!(parse_requirement_expr("arch exists now").is_err());
-    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::cond::{Attrs, Cond};
-use super::policy::Origin;
+use super::origin::Origin;
 use super::quantity::Quantity;
 
 /// What a cost rule does to a matching offering's hourly price.

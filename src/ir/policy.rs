@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,35 +10,7 @@ use super::cost::{CapacityRule, CostRule};
 use super::duration::Duration;
 use super::quantity::Quantity;
 use super::requirements::{Requirement, Requirements};
-
-/// Where an IR item came from, for diagnostics and `explain`.
-///
-/// Deliberately equal to every other `Origin`: two policy sets that mean the
-/// same thing compare equal whether they came from policy text or from
-/// Karpenter YAML, and whatever their spans.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Origin {
-    pub file: Arc<str>,
-    /// Byte offset and length in `file`.
-    pub offset: usize,
-    pub len: usize,
-    /// 1-based line and column of `offset`.
-    pub line: usize,
-    pub column: usize,
-}
-
-impl PartialEq for Origin {
-    fn eq(&self, _: &Origin) -> bool {
-        true
-    }
-}
-impl Eq for Origin {}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+use super::origin::Origin;
 
 /// A whole compiled policy: what the solver, scorer and launcher consume.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

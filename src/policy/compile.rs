@@ -33,15 +33,7 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
     let mut cost: Vec<(i32, ir::CostRule)> = Vec::new();
     let mut capacity: Vec<(i32, ir::CapacityRule)> = Vec::new();
     for f in files {
-        let mut fx = FileCx {
-            file: &f.path,
-            source: &f.source,
-            file_name: Arc::from(f.path.display().to_string()),
-            line_starts: std::iter::once(0)
-                .chain(f.source.match_indices('\n').map(|(i, _)| i + 1))
-                .collect(),
-            c: &mut c,
-        };
+        let mut fx = FileCx::new(&f.path, &f.source, &mut c);
         for item in &f.items {
             match item {
                 ast::Item::Pool(p) => {
@@ -131,6 +123,23 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
     }
 }
 
+/// Checks one requirement exactly as a pool's `require` statement is checked
+/// (label key, values, integer bounds, `min`), for `policy::parse_requirement`.
+pub(crate) fn requirement(
+    file: &Path,
+    source: &Arc<str>,
+    r: &ast::Requirement,
+) -> Result<ir::Requirement, Diagnostics> {
+    let mut c = Compiler::default();
+    let mut fx = FileCx::new(file, source, &mut c);
+    let out = fx.requirement(r);
+    match out {
+        // A warning is not dropped: the caller gets it as a failure to act on.
+        Some(req) if c.diags.is_empty() => Ok(req),
+        _ => Err(Diagnostics(c.diags)),
+    }
+}
+
 type ClassRef = (String, String, bool, PathBuf, Arc<str>, Span);
 
 #[derive(Default)]
@@ -214,7 +223,19 @@ const POD_ATTRS: &[&str] = &[
 
 const DISRUPTION_REASONS: &[&str] = &["underutilized", "empty", "drifted"];
 
-impl FileCx<'_> {
+impl<'a> FileCx<'a> {
+    fn new(file: &'a Path, source: &'a Arc<str>, c: &'a mut Compiler) -> FileCx<'a> {
+        FileCx {
+            file,
+            source,
+            file_name: Arc::from(file.display().to_string()),
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+            c,
+        }
+    }
+
     fn err(&mut self, span: Span, code: &'static str, msg: impl Into<String>) -> &mut Diagnostic {
         self.c
             .diags

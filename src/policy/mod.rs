@@ -5,7 +5,6 @@
 pub mod ast;
 pub mod compile;
 pub mod diag;
-mod fast;
 pub mod fmt;
 pub mod parse;
 
@@ -25,6 +24,22 @@ pub fn parse(file: &str, text: &str) -> Result<ast::File, Diagnostics> {
 /// Returns the warnings alongside; any error fails the whole set.
 pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), Diagnostics> {
     compile::compile(files)
+}
+
+/// Parses and checks one requirement expression: the text that follows
+/// `require` in a pool, such as `karpenter.k8s.aws/instance-family in [m5, c5]`,
+/// `instance-cpu > 4` or `instance-gpu-name exists`. It is read by the same
+/// grammar rule and checked by the same code as a pool's `require`, so the
+/// command line (`catalog list --require`) cannot drift from the language.
+/// Short names (`instance-family`, `zone`, ...) expand to their label keys,
+/// as in rule conditions. `name` labels the diagnostics (e.g. `--require`).
+pub fn parse_requirement(name: &str, text: &str) -> Result<ir::Requirement, Diagnostics> {
+    let path = Path::new(name);
+    let mut r = parse::parse_requirement(path, text)?;
+    if let Some(full) = ir::labels::expand_short_name(&r.key.text) {
+        r.key.text = full.to_string();
+    }
+    compile::requirement(path, &Arc::from(text), &r)
 }
 
 /// The canonical text of a file.
@@ -99,4 +114,65 @@ pub fn scripts(set: &ir::PolicySet) -> Vec<&ir::ScriptRef> {
         .iter()
         .chain(set.pools.iter().flat_map(|p| p.scripts.iter()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Operator, labels};
+
+    #[test]
+    fn parse_requirement_reads_every_operator() {
+        let r = parse_requirement("--require", "karpenter.k8s.aws/instance-family in [m5, c5]")
+            .expect("parses");
+        assert_eq!((r.op, r.values.len()), (Operator::In, 2));
+        let r = parse_requirement("--require", "instance-family not in [t3]").expect("parses");
+        assert_eq!((r.key.as_str(), r.op), (labels::INSTANCE_FAMILY, Operator::NotIn));
+        let op = |t: &str| parse_requirement("--require", t).expect("parses").op;
+        assert_eq!(op("instance-gpu-name exists"), Operator::Exists);
+        assert_eq!(op("instance-gpu-name does-not-exist"), Operator::DoesNotExist);
+        assert_eq!(op("instance-cpu < 64"), Operator::Lt);
+        let r = parse_requirement("--require", "instance-cpu>4").expect("parses");
+        assert_eq!((r.op, r.values), (Operator::Gt, vec!["4".to_string()]));
+        let r = parse_requirement("--require", "instance-family in [m5, c5] min 2").expect("parses");
+        assert_eq!(r.min_values, Some(2));
+    }
+
+    /// Errors come from the policy grammar and checker: same codes, spans and hints.
+    #[test]
+    fn parse_requirement_errors_are_policy_diagnostics() {
+        let err = |t: &str| {
+            let d = parse_requirement("--require", t).expect_err(t);
+            assert_eq!(d.0.len(), 1, "{t}: {}", d.render(100));
+            d.0.into_iter().next().expect("one")
+        };
+        let d = err("instance-cpu > four");
+        assert_eq!((d.code, d.span.offset, d.span.len), ("policy::non-integer-bound", 15, 4));
+        let d = err("instance-family = m5");
+        assert_eq!((d.code, d.span.offset), ("policy::unknown-operator", 16));
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("in [value]")), "{d:?}");
+        let d = err("instance-family not [m5]");
+        assert_eq!(d.code, "policy::unknown-operator");
+        let d = err("karpenter.k8s.aws/instance-family in [m5");
+        assert_eq!((d.code, d.span.offset), ("policy::syntax", 37));
+        assert_eq!(d.message, "list not closed: expected `,` or `]` after `m5`");
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("with `]`")));
+        let d = err("instance-family in");
+        assert_eq!((d.code, d.span.offset), ("policy::empty-values", 16));
+        assert_eq!(d.message, "`in` needs at least one value");
+        let d = err("instance-family in [m5] x");
+        assert_eq!((d.code, d.span.offset), ("policy::syntax", 24));
+        assert!(d.message.contains("end of the requirement"), "{}", d.message);
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("KEY in [a, b]")));
+        assert_eq!(err("").code, "policy::syntax");
+        let d = err("arch exists now");
+        assert_eq!((d.code, d.span.offset), ("policy::syntax", 12));
+        let d = err("karpenter.k8s.aws/instance-famly in [m5]");
+        assert_eq!(d.code, "policy::unknown-label");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("did you mean `karpenter.k8s.aws/instance-family`?")
+        );
+        assert_eq!(err("zone in []").code, "policy::empty-values");
+    }
 }

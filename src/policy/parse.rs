@@ -1,6 +1,6 @@
-//! Policy text → AST, with a span on every node. The grammar is `grammar/policy.pest`.
-//! Most valid files are read by `fast`, which mirrors that grammar and defers
-//! to pest whenever it is not sure; pest produces every diagnostic.
+//! Policy text → AST, with a span on every node. The grammar is
+//! `grammar/policy.pest`, and pest is the only parser: a grammar change is
+//! one edit there plus, for a new construct, its walk below.
 //!
 //! Syntax errors and unknown operators are reported here; everything that
 //! needs more than one statement to judge is left to `compile`.
@@ -35,37 +35,55 @@ pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
         );
         return Err(Diagnostics(vec![d]));
     }
-    // The fast path answers only when it is sure to match what pest would
-    // produce (see `fast`); anything else, errors included, goes to pest.
-    if let Some(items) = super::fast::parse(text) {
-        #[cfg(debug_assertions)]
-        check_fast_path(file, text, &items);
-        return Ok(File {
-            path: file.to_path_buf(),
-            source,
-            items,
-        });
-    }
     parse_with_pest(file, source, text)
 }
 
-/// Debug builds (tests, fuzzing): the fast path must agree with pest exactly,
-/// spans included (`Item`'s equality ignores spans, its `Debug` does not).
-#[cfg(debug_assertions)]
-fn check_fast_path(file: &Path, text: &str, items: &[Item]) {
-    match parse_with_pest(file, Arc::from(text), text) {
-        Ok(f) => assert_eq!(
-            format!("{:?}", f.items),
-            format!("{items:?}"),
-            "fast path and pest disagree on {}",
-            file.display()
-        ),
-        Err(d) => panic!(
-            "fast path accepted {} but pest reports {:?}",
-            file.display(),
-            d.0.first().map(|d| &d.message)
-        ),
+/// Parses one requirement expression, the text that follows `require` in a
+/// pool (`KEY in [a, b]`, `KEY > 4`, `KEY exists`, optionally `min N`), with
+/// the grammar's own `requirement_expr` rule. `name` labels diagnostics.
+pub fn parse_requirement(name: &Path, text: &str) -> Result<Requirement, Diagnostics> {
+    let source: Arc<str> = Arc::from(text);
+    let mut cx = Cx {
+        file: name,
+        source: &source,
+        diags: Vec::new(),
+    };
+    let mut pairs = match PolicyParser::parse(Rule::requirement_expr, text) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(Diagnostics(vec![syntax_error(
+                name,
+                &source,
+                e,
+                Input::Requirement,
+            )]));
+        }
+    };
+    let req = pairs.next().map(|p| cx.requirement(p));
+    match req {
+        Some(r) if cx.diags.is_empty() => Ok(r),
+        _ if !cx.diags.is_empty() => Err(Diagnostics(cx.diags)),
+        _ => Err(Diagnostics(vec![
+            Diagnostic::error(
+                name,
+                &source,
+                Span::new(0, 0),
+                "policy::syntax",
+                "empty requirement",
+            )
+            .with_help(REQUIREMENT_HELP),
+        ])),
     }
+}
+
+/// How a requirement is written, for help texts.
+const REQUIREMENT_HELP: &str = "write `KEY in [a, b]`, `KEY not in [a]`, `KEY exists`, `KEY does-not-exist`, `KEY > N` or `KEY < N`";
+
+/// What a syntax error was found in, for its wording.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    File,
+    Requirement,
 }
 
 /// The grammar of record: pest's parse tree, walked into the AST.
@@ -77,7 +95,7 @@ fn parse_with_pest(file: &Path, source: Arc<str>, text: &str) -> Result<File, Di
     };
     let pairs = match PolicyParser::parse(Rule::file, text) {
         Ok(p) => p,
-        Err(e) => return Err(Diagnostics(vec![syntax_error(file, &source, e)])),
+        Err(e) => return Err(Diagnostics(vec![syntax_error(file, &source, e, Input::File)])),
     };
     let mut items = Vec::new();
     for file_pair in pairs {
@@ -260,6 +278,40 @@ const CMP_OPS: &[&str] = &[
 impl Cx<'_> {
     fn bad_op(&mut self, p: &Pair<'_, Rule>, known: &[&'static str]) {
         let text = p.as_str();
+        if known.contains(&text) {
+            // A real operator with nothing after it (`require k in`).
+            let help = if matches!(text, ">" | "<") {
+                "compare with a whole number, e.g. `> 4`"
+            } else {
+                "list the values: `in [a, b]`"
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    self.file,
+                    self.source,
+                    span(p),
+                    "policy::empty-values",
+                    format!("`{text}` needs at least one value"),
+                )
+                .with_primary("no value after this")
+                .with_help(help),
+            );
+            return;
+        }
+        if matches!(text, "=" | "==") && !known.contains(&"==") {
+            self.diags.push(
+                Diagnostic::error(
+                    self.file,
+                    self.source,
+                    span(p),
+                    "policy::unknown-operator",
+                    format!("unknown operator `{text}`"),
+                )
+                .with_primary("not an operator")
+                .with_help("a requirement lists the values it allows: use `in [value]` rather than `=`"),
+            );
+            return;
+        }
         let suggestion = match text {
             "=" => Some("=="),
             "notin" | "not-in" | "NotIn" => Some("not in"),
@@ -935,7 +987,12 @@ fn rule_name(r: Rule) -> &'static str {
     }
 }
 
-fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> Diagnostic {
+fn syntax_error(
+    file: &Path,
+    source: &Arc<str>,
+    e: pest::error::Error<Rule>,
+    input: Input,
+) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
     let pos = match e.location {
         InputLocation::Pos(p) => p,
@@ -953,9 +1010,13 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
         found.len()
     };
     let mut expected: Vec<&'static str> = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => {
-            positives.iter().map(|r| rule_name(*r)).collect()
-        }
+        ErrorVariant::ParsingError { positives, .. } => positives
+            .iter()
+            .map(|r| match (input, r) {
+                (Input::Requirement, Rule::EOI) => "end of the requirement",
+                _ => rule_name(*r),
+            })
+            .collect(),
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
     expected.dedup();
@@ -964,6 +1025,7 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
     let found_desc = if found.is_empty() {
         match rest.chars().next() {
             Some(c) => format!("`{c}`"),
+            None if input == Input::Requirement => "end of the requirement".to_string(),
             None => "end of file".to_string(),
         }
     } else {
@@ -983,6 +1045,17 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
             expected.join(" or ")
         )
     };
+    if let Some(open) = unclosed_list(text, pos) {
+        return Diagnostic::error(
+            file,
+            source,
+            Span::new(open, 1),
+            "policy::syntax",
+            format!("list not closed: expected `,` or `]` after {found_desc}"),
+        )
+        .with_primary("this `[` is not closed")
+        .with_help("close the list on the same line with `]`, e.g. `[a, b]`");
+    }
     let mut d = Diagnostic::error(file, source, Span::new(pos, len), "policy::syntax", message)
         .with_primary("here");
     let kw_expected: Vec<&str> = expected
@@ -1002,12 +1075,41 @@ fn syntax_error(file: &Path, source: &Arc<str>, e: pest::error::Error<Rule>) -> 
         d = d.with_help("check for an unclosed string");
     } else if found.is_empty() && rest.starts_with('"') {
         d = d.with_help("strings are written in double quotes and may not span lines unescaped");
+    } else if input == Input::Requirement {
+        d = d.with_help(REQUIREMENT_HELP);
     } else if rest.is_empty() {
         d = d.with_help("a block `{` is not closed, or a statement is incomplete");
     } else {
         d = d.with_help("see docs/language.md for the statements each block accepts");
     }
     d
+}
+
+/// The offset of a `[` left open on the line of `pos` when nothing after
+/// `pos` on that line closes it: the error at `pos` is then the missing `]`.
+fn unclosed_list(text: &str, pos: usize) -> Option<usize> {
+    let pos = pos.min(text.len());
+    let start = text.get(..pos)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text.get(pos..)?.find('\n').map_or(text.len(), |i| pos + i);
+    let mut open = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text.get(start..pos)?.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '#' if !in_string => break,
+            '[' if !in_string => open.push(start + i),
+            ']' if !in_string => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let last = *open.last()?;
+    let rest = text.get(pos..end)?;
+    (!in_string && !rest.contains(']')).then_some(last)
 }
 
 fn is_kw(r: Rule) -> bool {
@@ -1183,7 +1285,7 @@ fn kw_name(r: Rule) -> Option<&'static str> {
 }
 
 /// Splits a subject's `pod.` or `node.` prefix off: the scope, the rest, and
-/// the prefix length (for the rest's span). Shared with the fast parser.
+/// the prefix length (for the rest's span).
 pub(crate) fn split_scope(text: &str) -> (Option<Scope>, &str, usize) {
     if let Some(r) = text.strip_prefix("pod.") {
         (Some(Scope::Pod), r, 4)
