@@ -494,7 +494,10 @@ impl Ec2Launcher {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one CreateFleet call's inputs, each used once; a struct would only rename them"
+    )]
     async fn create_fleet(
         &self,
         req: &LaunchRequest<'_>,

@@ -7,7 +7,10 @@
 //! spans of its own for the policy checker to point at.
 
 // Import errors carry their source snippet; they are built once per failed import (cold path).
-#![allow(clippy::result_large_err)]
+#![allow(
+    clippy::result_large_err,
+    reason = "import errors carry their source snippet and are built once per failed import"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

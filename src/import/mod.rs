@@ -8,7 +8,10 @@
 //! policy text it prints compile through one code path and cannot disagree.
 
 // Import errors carry their source snippet; they are built once per failed import (cold path).
-#![allow(clippy::result_large_err)]
+#![allow(
+    clippy::result_large_err,
+    reason = "import errors carry their source snippet and are built once per failed import"
+)]
 
 pub mod convert;
 pub mod locate;

@@ -123,7 +123,10 @@ impl File {
 /// A top-level item.
 // Items are built once per parse and walked a few times; boxing the pool would
 // only make the importer's and the tests' literals noisier.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per parse; boxing the pool would only make literals noisier"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// `pool NAME { ... }`
