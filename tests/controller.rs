@@ -16,7 +16,7 @@ mod support;
 mod world;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
@@ -51,6 +51,32 @@ node-class default {{
     )
 }
 
+/// Everything the controller logged in this process (tests look for lines in it).
+static LOG: Mutex<String> = Mutex::new(String::new());
+
+/// A log writer that keeps a copy in [`LOG`] and prints the rest as the
+/// test writer would (shown on failure).
+struct Tee;
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        if let Ok(mut log) = LOG.lock() {
+            log.push_str(&text);
+        }
+        print!("{text}");
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged(needle: &str) -> bool {
+    LOG.lock().map(|l| l.contains(needle)).unwrap_or(false)
+}
+
 /// Publishes `general.policy` in `dir` the way the kubelet updates a
 /// ConfigMap volume: the content goes into a fresh `..<generation>` folder,
 /// a `..data` symlink is swapped to it by rename, and the visible file is a
@@ -66,6 +92,17 @@ fn configmap_publish(dir: &Path, generation: u32, text: &str) {
     if std::fs::symlink_metadata(&visible).is_err() {
         std::os::unix::fs::symlink("..data/general.policy", &visible).expect("symlink file");
     }
+}
+
+/// The ConfigMap loses its only key: the kubelet publishes an empty
+/// generation and removes the visible file.
+fn configmap_remove_key(dir: &Path, generation: u32) {
+    let ts = format!("..2026_11_29_{generation:04}");
+    std::fs::create_dir(dir.join(&ts)).expect("generation folder");
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&ts, &tmp).expect("symlink ..data_tmp");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    std::fs::remove_file(dir.join("general.policy")).expect("remove the visible file");
 }
 
 async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -255,7 +292,8 @@ async fn start(
             )
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_test_writer()
+        .with_writer(|| Tee)
+        .with_ansi(false)
         .try_init();
     let catalog = Arc::new(nodewright::catalog::Catalog::embedded().expect("embedded catalog"));
     let controller = Controller::new(opts, catalog)
@@ -555,7 +593,8 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
         "{second:?}"
     );
 
-    // 3. A broken policy is rejected; v2 stays active and keeps planning.
+    // 3. A broken policy is rejected; v2 stays active and keeps planning. The
+    //    log has the same located diagnostics `nodewright check` prints.
     configmap_publish(
         dir.path(),
         3,
@@ -565,6 +604,25 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
         let m = metrics(addr).await;
         (metric(&m, "nodewright_policy_reload_failures_total") == Some(1.0)).then_some(())
     })
+    .await;
+    let checked = match nodewright::policy::load(&[dir.path().to_path_buf()]) {
+        Ok(_) => panic!("`check` accepts the broken policy"),
+        Err(d) => d.render(100),
+    };
+    assert!(
+        checked.contains("general.policy:2:"),
+        "check locates the error: {checked}"
+    );
+    wait_for(
+        "the located error in the log",
+        Duration::from_secs(10),
+        async || {
+            logged(&format!(
+                "policy change rejected, last good version stays active:\n{checked}"
+            ))
+            .then_some(())
+        },
+    )
     .await;
     let m = metrics(addr).await;
     assert_eq!(
@@ -589,6 +647,29 @@ async fn launches_for_unschedulable_pods_hot_reloads_and_removes_empty_nodes() {
     assert!(
         third.iter().all(|(_, ty, _, _)| ty.starts_with("c5.")),
         "{third:?}"
+    );
+
+    // 3b. The ConfigMap loses its only policy: an empty policy is refused
+    //     (no --allow-empty-policy), counted, and v2 stays active.
+    configmap_remove_key(dir.path(), 4);
+    wait_for(
+        "the refused empty policy",
+        Duration::from_secs(10),
+        async || {
+            let m = metrics(addr).await;
+            (metric(&m, "nodewright_policy_reload_failures_total") == Some(2.0)).then_some(())
+        },
+    )
+    .await;
+    let m = metrics(addr).await;
+    assert_eq!(
+        metric(&m, "nodewright_policy_active_version"),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        logged("define no pools"),
+        "the refusal is logged with its reason"
     );
 
     // 4. Nodes register; their pods go away; empty nodes are removed and their

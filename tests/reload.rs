@@ -2,13 +2,16 @@
 //! does not compile leaves the last good version active (and is counted), the
 //! file watcher follows rename-saves and ConfigMap `..data` symlink swaps, and
 //! plans running during 1,000 rewrites each see one consistent version.
+//! The watcher survives anything a change can do to the compiler (the
+//! long-line case), and a change that leaves no pools is refused unless an
+//! empty policy is allowed.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nodewright::reload::{Outcome, Reloader, WatchOptions, watch};
+use nodewright::reload::{Outcome, ReloadOptions, Reloader, WatchOptions, watch};
 use nodewright::solver::{SolveInput, solve, synth};
 use nodewright::workload::Workload;
 
@@ -101,6 +104,138 @@ fn script_changes_swap_and_broken_scripts_keep_the_last_good() {
     };
     assert!(line.ends_with("s.rhai"), "{line}");
     assert!(line.contains("changed none"), "{line}");
+}
+
+/// The value of one metric line (`name value`) in `r`'s metrics.
+fn metric(r: &Reloader, name: &str) -> Option<f64> {
+    r.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits (at most 20 s) until `f` holds.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn the_watcher_survives_an_error_past_column_70000_and_applies_later_changes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("a.policy");
+    save(&file, &pool("one", 1));
+    let r = Arc::new(reloader(dir.path()));
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&outcomes);
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(20),
+        recheck: Duration::from_millis(200),
+    };
+    let _guard = watch(Arc::clone(&r), opts, move |o| {
+        if let Ok(mut v) = seen.lock() {
+            v.push(o.clone());
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // An unknown statement after 70,000 spaces: the error is at 2:70001, past
+    // the 65,535 columns a diagnostic renderer may assume.
+    let long = format!("pool one {{\n{}nope\n}}\n", " ".repeat(70_000));
+    save(&file, &long);
+    assert!(
+        eventually(|| metric(&r, "nodewright_policy_reload_failures_total") == Some(1.0)),
+        "the long-line change was not counted as a failed reload:\n{}",
+        r.metrics_text()
+    );
+    assert_eq!(r.active().number, 1, "the last good version stays");
+    assert_eq!(metric(&r, "nodewright_policy_last_reload_ok"), Some(0.0));
+    let failed = outcomes
+        .lock()
+        .map(|v| v.iter().any(|o| matches!(o, Outcome::Failed(_))))
+        .unwrap_or(false);
+    assert!(failed, "the failure is reported to the caller");
+
+    // The thread is alive: a later good change is applied.
+    save(&file, &format!("{}{}", pool("one", 1), pool("two", 2)));
+    assert!(
+        wait_for(&r, 2),
+        "a good change after the failure was ignored"
+    );
+    assert_eq!(r.active().policy.pools.len(), 2);
+    assert_eq!(metric(&r, "nodewright_policy_last_reload_ok"), Some(1.0));
+}
+
+#[test]
+fn a_change_that_leaves_no_pools_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("a.policy");
+    save(&file, &pool("one", 1));
+    let r = reloader(dir.path());
+
+    // The only policy file is deleted.
+    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let Outcome::Failed(d) = r.check() else {
+        panic!("deleting the only policy file must be a failed reload")
+    };
+    assert!(d.contains("define no pools"), "{d}");
+    assert!(
+        d.contains("--allow-empty-policy"),
+        "the hint names the flag: {d}"
+    );
+    assert_eq!(r.active().number, 1);
+    assert_eq!(r.active().policy.pools[0].name, "one");
+    assert_eq!(
+        metric(&r, "nodewright_policy_reload_failures_total"),
+        Some(1.0)
+    );
+
+    // A file that compiles but has no pool is refused the same way.
+    save(
+        &file,
+        "node-class default {\n  ami alias al2023@latest\n  subnets where tag k = \"v\"\n  security-groups where tag k = \"v\"\n  role \"r\"\n}\n",
+    );
+    let Outcome::Failed(d) = r.check() else {
+        panic!("a policy without pools must be a failed reload")
+    };
+    assert!(d.contains("define no pools"), "{d}");
+    assert_eq!(r.active().number, 1);
+    assert_eq!(
+        metric(&r, "nodewright_policy_reload_failures_total"),
+        Some(2.0)
+    );
+
+    // An empty folder cannot be the first version either...
+    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let err = Reloader::new(vec![empty.path().to_path_buf()])
+        .err()
+        .unwrap_or_else(|| panic!("an empty first version must be refused"));
+    assert!(err.contains("define no pools"), "{err}");
+
+    // ...unless asked for explicitly: then deleting the file empties the policy.
+    let allow = ReloadOptions { allow_empty: true };
+    let r = Reloader::with_options(vec![empty.path().to_path_buf()], allow)
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(r.active().policy.pools.is_empty());
+    let r = Reloader::with_options(vec![dir.path().to_path_buf()], allow)
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(
+        r.active().policy.pools.is_empty(),
+        "a.policy has no pool now"
+    );
+    save(&file, &pool("one", 1));
+    assert!(matches!(r.check(), Outcome::Swapped(_)));
+    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let Outcome::Swapped(line) = r.check() else {
+        panic!("with allow_empty, deleting the file swaps in the empty policy")
+    };
+    assert!(line.contains("removed one"), "{line}");
+    assert!(r.active().policy.pools.is_empty());
 }
 
 fn wait_for(r: &Reloader, number: u64) -> bool {

@@ -49,6 +49,11 @@ pub struct ControllerArgs {
     /// Terminate an instance whose Node has not registered after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub registration_ttl_secs: u64,
+    /// Accept a policy with no pools (nothing is launched then). Without it, a
+    /// change that leaves no pools (the only policy file deleted, say) is
+    /// rejected and the last good version stays active.
+    #[arg(long)]
+    pub allow_empty_policy: bool,
 }
 
 /// Runs the controller until SIGINT/SIGTERM.
@@ -78,6 +83,7 @@ pub fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.resync = Duration::from_secs(a.resync_secs.max(1));
     opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
     opts.metrics_addr = Some(a.metrics_addr);
+    opts.reload.allow_empty = a.allow_empty_policy;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async move {
         let config = match &a.kubeconfig {

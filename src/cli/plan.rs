@@ -41,6 +41,11 @@ pub struct PlanArgs {
     /// version keeps planning).
     #[arg(long)]
     pub watch: bool,
+    /// With `--watch`: accept a policy with no pools. Without it, a change
+    /// that leaves no pools (the only policy file deleted, say) is rejected
+    /// and the last good version keeps planning.
+    #[arg(long, requires = "watch")]
+    pub allow_empty_policy: bool,
 }
 
 /// Runs `nodewright plan`. Exit code 1 when some pod is unschedulable.
@@ -80,15 +85,18 @@ fn print_plan(plan: &crate::solver::Plan, output: Output) {
 
 /// `plan --watch`: plan with the active version, then again after every swap.
 fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
-    use crate::reload::{Outcome, Reloader, WatchOptions};
+    use crate::reload::{Outcome, ReloadOptions, Reloader, WatchOptions};
     use std::sync::{Arc, mpsc};
     let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
-    let reloader = Arc::new(Reloader::new(args.policy.clone()).map_err(|d| {
+    let opts = ReloadOptions {
+        allow_empty: args.allow_empty_policy,
+    };
+    let reloader = Arc::new(Reloader::with_options(args.policy.clone(), opts).map_err(|d| {
         eprint!("{d}");
         miette::miette!(
-            help = "the first version must compile; `nodewright check` shows the same diagnostics",
-            "the policy does not compile"
+            help = "the first version must compile and have a pool; `nodewright check` shows the same diagnostics",
+            "the policy cannot be used"
         )
     })?);
     let (tx, rx) = mpsc::channel::<Outcome>();
@@ -118,7 +126,7 @@ fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
             Outcome::Failed(d) => {
                 eprint!("{d}");
                 eprintln!(
-                    "the change does not compile; still planning with v{}",
+                    "the change is rejected; still planning with v{}",
                     reloader.active().number
                 );
             }

@@ -43,7 +43,7 @@ use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
 use crate::cloud::unavailable::UnavailableOfferings;
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{PolicySet, Resources};
-use crate::reload::{Outcome, Reloader, Version, WatchOptions};
+use crate::reload::{Outcome, ReloadOptions, Reloader, Version, WatchOptions};
 use crate::solver::{Plan, PlannedNode};
 use crate::workload::Workload;
 
@@ -66,6 +66,8 @@ pub struct Options {
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; None serves nothing.
     pub metrics_addr: Option<SocketAddr>,
     pub watch: WatchOptions,
+    /// What a policy reload accepts (an empty policy is refused by default).
+    pub reload: ReloadOptions,
 }
 
 impl Options {
@@ -81,6 +83,7 @@ impl Options {
             registration_ttl: Duration::from_secs(15 * 60),
             metrics_addr: None,
             watch: WatchOptions::default(),
+            reload: ReloadOptions::default(),
         }
     }
 }
@@ -88,7 +91,9 @@ impl Options {
 /// Why the controller could not start (once running, it logs and carries on).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StartError {
-    #[error("the policy does not compile; the controller needs one good version to start")]
+    #[error(
+        "the policy does not compile or has no pools; the controller needs one good version to start"
+    )]
     #[diagnostic(
         code(nodewright::controller::policy),
         help("`nodewright check` shows the same diagnostics:\n{0}")
@@ -123,7 +128,9 @@ pub struct Controller {
 impl Controller {
     /// Loads the policy (it must compile) and binds the metrics endpoint.
     pub async fn new(opts: Options, catalog: Arc<Catalog>) -> Result<Controller, StartError> {
-        let reloader = Arc::new(Reloader::new(opts.policy.clone()).map_err(StartError::Policy)?);
+        let reloader = Arc::new(
+            Reloader::with_options(opts.policy.clone(), opts.reload).map_err(StartError::Policy)?,
+        );
         let mut registry = Registry::with_prefix("nodewright");
         reloader.register_metrics(&mut registry);
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));

@@ -9,8 +9,18 @@
 //! active and is counted. `watch` drives `check` from notify events
 //! (debounced) on the folders involved, with a periodic re-check as the
 //! fallback for events a filesystem never delivers.
+//!
+//! A reload never takes the process down and never empties it by accident:
+//! - a panic while compiling a change (a bug, or a library tripping on
+//!   hostile input) is caught and is a failed reload like any other, and the
+//!   watcher thread carries on with later changes;
+//! - a set with no pools (the only policy file deleted, or emptied) is a
+//!   failed reload too, unless [`ReloadOptions::allow_empty`] says an empty
+//!   policy is really meant. Without pools nothing can be launched, so
+//!   swapping one in silently would stop all provisioning.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -49,6 +59,15 @@ pub enum Outcome {
     /// The files changed but do not compile; the rendered diagnostics. The
     /// previous version stays active.
     Failed(String),
+}
+
+/// What the reloader accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadOptions {
+    /// Accept a policy set with no pools (`--allow-empty-policy`). Off by
+    /// default: an empty set is then a failed reload, and cannot be the
+    /// first version either.
+    pub allow_empty: bool,
 }
 
 /// Metrics of the reloader (Prometheus text format via `metrics_text`).
@@ -98,6 +117,7 @@ impl Metrics {
 /// Holds the active version and reloads it from `paths`.
 pub struct Reloader {
     paths: Vec<PathBuf>,
+    opts: ReloadOptions,
     active: ArcSwap<Version>,
     /// Hash of the last set that failed (not recompiled until it changes).
     failed_hash: Mutex<Option<String>>,
@@ -155,6 +175,45 @@ fn script_paths(policy: &PolicySet) -> Vec<PathBuf> {
     v.sort();
     v.dedup();
     v
+}
+
+/// [`compile`], with a panic turned into a failure and an empty set refused
+/// unless `opts` allows it.
+fn compile_guarded(
+    paths: &[PathBuf],
+    previous: Option<&Version>,
+    opts: ReloadOptions,
+) -> Result<Version, String> {
+    let v = catch_unwind(AssertUnwindSafe(|| compile(paths, previous))).unwrap_or_else(|p| {
+        Err(format!(
+            "error: compiling the policy files ({}) failed unexpectedly: {}\n  help: this is a bug in nodewright (please report it with these files); the last good version stays active\n",
+            list_paths(paths),
+            panic_message(p.as_ref())
+        ))
+    })?;
+    if v.policy.pools.is_empty() && !opts.allow_empty {
+        return Err(format!(
+            "error: the policy files ({}) define no pools\n  help: with no pools nothing can be launched; restore a policy file, or pass --allow-empty-policy if an empty policy is meant\n",
+            list_paths(paths)
+        ));
+    }
+    Ok(v)
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Compiles the set at `paths`: the version (without its number) or the
@@ -252,15 +311,22 @@ fn summary(old: &Version, new: &Version) -> String {
 }
 
 impl Reloader {
-    /// Loads the first version; it must compile (there is no last good one).
+    /// Loads the first version; it must compile (there is no last good one)
+    /// and have a pool.
     pub fn new(paths: Vec<PathBuf>) -> Result<Reloader, String> {
-        let mut v = compile(&paths, None)?;
+        Reloader::with_options(paths, ReloadOptions::default())
+    }
+
+    /// [`Reloader::new`] with options (an empty policy allowed or not).
+    pub fn with_options(paths: Vec<PathBuf>, opts: ReloadOptions) -> Result<Reloader, String> {
+        let mut v = compile_guarded(&paths, None, opts)?;
         v.number = 1;
         let metrics = Metrics::new();
         metrics.active.set(1);
         metrics.last_ok.set(1);
         Ok(Reloader {
             paths,
+            opts,
             active: ArcSwap::from_pointee(v),
             failed_hash: Mutex::new(None),
             next: AtomicU64::new(2),
@@ -318,7 +384,7 @@ impl Reloader {
         {
             return Outcome::Unchanged;
         }
-        match compile(&self.paths, Some(&cur)) {
+        match compile_guarded(&self.paths, Some(&cur), self.opts) {
             Ok(mut v) => {
                 if v.hash == cur.hash {
                     return Outcome::Unchanged;
@@ -343,7 +409,7 @@ impl Reloader {
                 }
                 // One line here; the caller prints the full diagnostics.
                 tracing::warn!(
-                    "policy change does not compile; v{} stays active: {}",
+                    "policy change rejected; v{} stays active: {}",
                     cur.number,
                     diags.lines().next().unwrap_or("")
                 );
@@ -389,7 +455,8 @@ impl Default for WatchOptions {
 
 /// Watches the reloader's folders on a background thread and calls
 /// `on_outcome` after every check that did something. Returns a guard: drop
-/// it to stop watching.
+/// it to stop watching. The thread outlives any failure of a check,
+/// including a panic (counted as a failed reload).
 pub fn watch(
     reloader: Arc<Reloader>,
     opts: WatchOptions,
@@ -417,9 +484,22 @@ pub fn watch(
             }
             // Drain what piled up: one check covers them all.
             while rx.try_recv().is_ok() {}
-            let o = reloader.check();
-            if o != Outcome::Unchanged {
-                on_outcome(&o);
+            // `check` turns a panic while compiling into a failed reload; this
+            // also keeps the thread alive through one anywhere else (hashing,
+            // the caller's `on_outcome`), so later changes are still seen.
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                let o = reloader.check();
+                if o != Outcome::Unchanged {
+                    on_outcome(&o);
+                }
+            }));
+            if let Err(p) = ran {
+                reloader.metrics.failures.inc();
+                reloader.metrics.last_ok.set(0);
+                tracing::error!(
+                    "policy reload failed unexpectedly: {}; the last good version stays active",
+                    panic_message(p.as_ref())
+                );
             }
         }
     });
