@@ -17,4 +17,9 @@ pub mod policy;
 pub mod reload;
 pub mod scoring;
 pub mod solver;
+// Synthetic inputs (Karpenter's benchmark catalog and workloads) for `nodewright bench`,
+// benches/ and the tests. Not part of the planner: hidden from the docs, and it depends
+// only on the data layers (catalog, ir, workload), so anything above may use it.
+#[doc(hidden)]
+pub mod synth;
 pub mod workload;

@@ -19,7 +19,7 @@ use nodewright::cloud::launcher::{
 };
 use nodewright::cloud::resolve::{ResolveError, Resolver};
 use nodewright::cloud::retry::RetryPolicy;
-use nodewright::cloud::unavailable::UnavailableOfferings;
+use nodewright::catalog::UnavailableOfferings;
 use nodewright::cloud::userdata::ClusterInfo;
 use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm};
 use nodewright::solver::{InstanceOption, PlannedNode};

@@ -3,11 +3,12 @@
 //! `ec2` builds the client, `resolve` turns node-class selectors into
 //! subnets, security groups and AMIs, `template` and `userdata` make the
 //! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
-//! `retry` decides what is worth retrying, and `unavailable` remembers the
-//! offerings EC2 recently refused.
+//! and `retry` decides what is worth retrying. The offerings EC2 recently
+//! refused are remembered in `catalog::availability`, beside the catalog the
+//! solver reads: the launcher marks them there.
 //!
 //! Everything that talks to EC2 needs the `aws` feature (the SDK is optional
-//! while the team shares a small machine); `userdata` and `unavailable` do not.
+//! while the team shares a small machine); `userdata` does not.
 
 #[cfg(feature = "aws")]
 pub mod ec2;
@@ -19,5 +20,4 @@ pub mod resolve;
 pub mod retry;
 #[cfg(feature = "aws")]
 pub mod template;
-pub mod unavailable;
 pub mod userdata;

@@ -40,10 +40,9 @@ use super::launchable::{Reach, narrow};
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
 use super::snapshot::{ClusterObjects, is_provisionable, is_workload_pod, pod_key};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, UnavailableOfferings};
 use crate::cloud::ec2::{Ec2Settings, connect};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, OwnedInstance};
-use crate::cloud::unavailable::UnavailableOfferings;
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{Resources, labels};
 use crate::reload::{Outcome, Reloader, WatchOptions};
@@ -430,7 +429,7 @@ impl Controller {
                     .scorer
                     .as_ref()
                     .map(|s| s as &dyn crate::scoring::Scorer),
-                unavailable: Some(unavailable),
+                unavailable: Some(&unavailable.snapshot()),
             });
             self.metrics
                 .solve_seconds
