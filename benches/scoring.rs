@@ -14,7 +14,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nodewright::catalog::Catalog;
 use nodewright::ir::PolicySet;
 use nodewright::scoring::{NodeLoad, OfferingView, RhaiScorer, Scorer, Script};
-use nodewright::solver::{SolveInput, solve, synth};
+use nodewright::solver::{SolveInput, solve};
+use nodewright::synth;
 
 /// The product binary's allocator (see `src/main.rs`), so benchmarks time
 /// what users run.

@@ -18,7 +18,8 @@ use nodewright::import::load_policy_set;
 use nodewright::ir::PolicySet;
 use nodewright::solver::bound::fractional_lower_bound;
 use nodewright::solver::pack::Strategy;
-use nodewright::solver::{SolveInput, solve_with, synth};
+use nodewright::solver::{SolveInput, solve_with};
+use nodewright::synth;
 use nodewright::workload::{LoadOptions, Workload, load_files};
 
 /// The product binary's allocator (see `src/main.rs`), so benchmarks time

@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | 0 | `ir` | the compiled forms every stage shares; depends on nothing |
 //! | 1 | `policy`, `catalog`, `workload` | policy text → AST → IR; the instance-type data model and the embedded catalog; Kubernetes objects → pod classes |
-//! | 2 | `import` | Karpenter YAML → the policy AST |
+//! | 2 | `import`, `synth` | Karpenter YAML → the policy AST; synthetic benchmark inputs (not product code) |
 //! | 3 | `scoring` | the rhai sandbox that scores candidates |
 //! | 4 | `solver`, `reload` | the plan, a pure function of its inputs; watching and swapping policy versions |
 //! | 5 | `cloud` | EC2 I/O: live discovery, launch templates, CreateFleet |
@@ -37,4 +37,9 @@ pub mod policy;
 pub mod reload;
 pub mod scoring;
 pub mod solver;
+// Synthetic inputs (Karpenter's benchmark catalog and workloads) for `nodewright bench`,
+// benches/ and the tests. Not part of the planner: hidden from the docs, and it depends
+// only on the data layers (catalog, ir, workload), so anything above may use it.
+#[doc(hidden)]
+pub mod synth;
 pub mod workload;

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("catalog", 1),
     ("workload", 1),
     ("import", 2),
+    ("synth", 2),
     ("scoring", 3),
     ("solver", 4),
     ("reload", 4),

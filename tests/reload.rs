@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nodewright::reload::{Outcome, ReloadOptions, Reloader, WatchOptions, watch};
-use nodewright::solver::{SolveInput, solve, synth};
+use nodewright::solver::{SolveInput, solve};
+use nodewright::synth;
 use nodewright::workload::Workload;
 
 fn pool(name: &str, gen_label: usize) -> String {

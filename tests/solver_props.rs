@@ -12,7 +12,8 @@ use nodewright::ir::{
 use nodewright::solver::pack::Strategy as Packing;
 use nodewright::solver::reference::solve_reference;
 use nodewright::solver::validate::validate;
-use nodewright::solver::{Plan, SolveInput, solve, solve_with, synth};
+use nodewright::solver::{Plan, SolveInput, solve, solve_with};
+use nodewright::synth;
 use nodewright::workload::{
     LabelSelector, PodAffinityTerm, PodClass, Toleration, TolerationOperator, TopologySpread,
     Workload,

@@ -291,7 +291,8 @@ proptest::proptest! {
 #[test]
 fn loaded_workload_plans_end_to_end() {
     use nodewright::ir::PolicySet;
-    use nodewright::solver::{self, SolveInput, synth};
+    use nodewright::solver::{self, SolveInput};
+    use nodewright::synth;
     let yaml = r#"
 apiVersion: v1
 kind: PersistentVolume

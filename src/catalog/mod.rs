@@ -3,9 +3,12 @@
 //!
 //! The offline planner uses the embedded catalog; the controller refreshes a
 //! live one from the EC2 API (`crate::cloud::discover`). Both have this shape.
-//! This module is data only: it never talks to EC2.
+//! This module is data only: it never talks to EC2. `availability` holds
+//! the offerings EC2 recently refused: the launcher's live cache, and the
+//! frozen snapshot of it a solve takes as input.
 
 pub mod allocatable;
+pub mod availability;
 pub mod bits;
 pub mod build;
 pub mod embedded;
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{Requirements, Resources, labels};
 pub use allocatable::{AllocatableOptions, allocatable, max_pods};
+pub use availability::{Availability, UnavailableOfferings};
 pub use bits::Bits;
 pub use embedded::embedded;
 pub use error::CatalogError;

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use crate::ir::PolicySet;
 use crate::solver::pack::Strategy;
-use crate::solver::{SolveInput, solve_with, synth};
+use crate::solver::{SolveInput, solve_with};
+use crate::synth;
 
 /// Arguments of `nodewright bench`.
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,7 @@
 //! 3. send CreateFleet with overrides = ranked types × subnets of the planned
 //!    zone (at most 60), skipping offerings in the unavailable cache;
 //! 4. on capacity errors in the fleet's `Errors`, mark those offerings
-//!    unavailable (the solver reads the same cache) and try again with what
+//!    unavailable (the next plan reads a snapshot of it) and try again with what
 //!    remains; report every failed offering.
 
 use std::collections::BTreeMap;
@@ -31,9 +31,8 @@ use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
 use super::tags::{OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use super::template::{TemplateSpec, Templates};
-use super::unavailable::UnavailableOfferings;
 use super::userdata::{ClusterInfo, NodeBootstrap, for_family};
-use crate::catalog::{CapacityType, Catalog};
+use crate::catalog::{CapacityType, Catalog, UnavailableOfferings};
 use crate::ir::{NodeClass, Pool, labels};
 use crate::solver::PlannedNode;
 
@@ -276,7 +275,8 @@ struct Candidate {
 }
 
 impl Ec2Launcher {
-    /// A launcher for `cluster`; `unavailable` is shared with the solver.
+    /// A launcher for `cluster`; `unavailable` is shared with the controller,
+    /// which hands each plan a snapshot of it.
     pub fn new(
         client: aws_sdk_ec2::Client,
         cluster: ClusterInfo,

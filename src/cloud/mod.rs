@@ -4,12 +4,14 @@
 //! subnets, security groups and AMIs, `template` and `userdata` make the
 //! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
 //! `discover` reads the live catalog from EC2's describe APIs, `retry`
-//! decides what is worth retrying, `tags` names the tags on what we create,
-//! and `unavailable` remembers the offerings EC2 recently refused.
+//! decides what is worth retrying, and `tags` names the tags on what we
+//! create. The offerings EC2 recently refused are remembered in
+//! `catalog::availability`, beside the catalog the solver reads: the
+//! launcher marks them there.
 //!
 //! Everything that talks to EC2 needs the `aws` feature (the AWS SDK and the
-//! async runtime are optional: a planner-only build has neither); `tags`,
-//! `userdata` and `unavailable` do not.
+//! async runtime are optional: a planner-only build has neither); `tags` and
+//! `userdata` do not.
 
 #[cfg(feature = "aws")]
 pub mod discover;
@@ -24,5 +26,4 @@ pub mod retry;
 pub mod tags;
 #[cfg(feature = "aws")]
 pub mod template;
-pub mod unavailable;
 pub mod userdata;

@@ -40,7 +40,7 @@ use super::steps::{self, Observed, Placed};
 use crate::catalog::Catalog;
 use crate::cloud::ec2::{Ec2Settings, connect};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
-use crate::cloud::unavailable::UnavailableOfferings;
+use crate::catalog::UnavailableOfferings;
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{PolicySet, Resources};
 use crate::reload::{Outcome, ReloadOptions, Reloader, Version, WatchOptions};
@@ -302,7 +302,7 @@ impl Controller {
                 .scorer
                 .as_ref()
                 .map(|s| s as &dyn crate::scoring::Scorer),
-            Some(io.unavailable),
+            Some(&io.unavailable.snapshot()),
         );
         self.report_plan(version.number, &workload, &plan, t.elapsed());
 

@@ -28,7 +28,7 @@ use super::snapshot::{
 };
 use crate::catalog::{CapacityType, Catalog};
 use crate::cloud::tags::OwnedInstance;
-use crate::cloud::unavailable::UnavailableOfferings;
+use crate::catalog::Availability;
 use crate::ir::{PolicySet, Pool, Resources, labels};
 use crate::scoring::Scorer;
 use crate::solver::{Plan, PlannedNode, SolveInput, solve};
@@ -157,7 +157,7 @@ pub fn plan(
     mut workload: Workload,
     claims: &Claims,
     scorer: Option<&dyn Scorer>,
-    unavailable: Option<&UnavailableOfferings>,
+    unavailable: Option<&Availability>,
 ) -> (Workload, Plan) {
     claims.fold_into(&mut workload);
     if pending(&workload) == 0 {

@@ -29,7 +29,7 @@ pub fn allocatable(t: &InstanceType, kubelet: &KubeletConfig) -> Resources {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::solver::synth;
+    use crate::synth;
 
     #[test]
     fn synthetic_types_keep_their_stated_max_pods() {

@@ -75,6 +75,35 @@ struct DomKey<'a> {
     relax: (usize, usize),
 }
 
+/// One class being placed under one variant: what every step of its
+/// placement reads. One value instead of the same five arguments passed
+/// through every tier's methods.
+#[derive(Clone, Copy)]
+struct Placing<'b> {
+    /// The class (index into the workload's classes).
+    c: usize,
+    /// Which of its preferences are still enforced.
+    v: Variant,
+    /// Per pool: the offerings the class may use under `v`.
+    bits: &'b [Bits],
+    /// Zones (one bit each) of the class's spread domains.
+    zmask: u64,
+    /// Capacity types (bit 0 on-demand, bit 1 spot) of its spread domains.
+    cmask: u8,
+}
+
+/// The best new node found so far in tier 3.
+#[derive(Clone, Copy)]
+struct NewNode {
+    /// Rank per pod: what new nodes compete on (0 for first-fit).
+    score: f64,
+    /// Pods it would take.
+    k: u32,
+    pool: usize,
+    /// Its cheapest offering, which fixes its zone and capacity type.
+    offering: u32,
+}
+
 /// The packing state of one solve.
 pub struct Packer<'t, 'a> {
     pub t: &'t mut Tables<'a>,
@@ -83,10 +112,10 @@ pub struct Packer<'t, 'a> {
     nodes: Vec<Node>,
     /// Indices of new nodes, in creation order.
     new_nodes: Vec<usize>,
-    /// New nodes in creation order (phase 2 scans these).
+    /// New nodes in creation order (tier 2 scans these).
     open_nodes: Vec<usize>,
     /// Per domain (zone × capacity type): spare room of the open nodes in
-    /// it, by open position (phase 2 searches these).
+    /// it, by open position (tier 2 searches these).
     slack: Vec<slack::SlackIndex>,
     /// Memoised class bitsets and domain masks, by node-constraint signature.
     dom_cache: HashMap<DomKey<'a>, (Vec<Bits>, u64, u8, u32)>,
@@ -461,19 +490,16 @@ impl<'t, 'a> Packer<'t, 'a> {
         (bits, zm, cm)
     }
 
-    /// How many pods of class `c` topology allows at a place: node `n`
-    /// (or a new node when None) in `zone` / `ct`.
-    #[allow(clippy::too_many_arguments)]
+    /// How many pods of the class `at` places topology allows at a place:
+    /// node `n` (or a new node when None) in `zone` / `ct`.
     fn topo_limit(
         &self,
-        c: usize,
-        v: &Variant,
+        at: &Placing<'_>,
         n: Option<usize>,
         zone: Option<u16>,
         ct: Option<CapacityType>,
-        zmask: u64,
-        cmask: u8,
     ) -> u32 {
+        let (c, v, zmask, cmask) = (at.c, &at.v, at.zmask, at.cmask);
         let tp = &self.topo.classes[c];
         let mut lim = u32::MAX as i64;
         let node = n.map(|i| &self.nodes[i]);
@@ -713,183 +739,203 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     fn place_class(&mut self, c: usize, v: &Variant) {
         let (bits, zmask, cmask) = self.domains(c, v);
+        let at = Placing {
+            c,
+            v: *v,
+            bits: &bits,
+            zmask,
+            cmask,
+        };
         if self.starts_host_group(c, v) {
             // One node big enough for the whole class, chosen as usual among
             // the places that can take it all; only when none can, the
             // class is placed as far as it goes.
             self.together = true;
             let before = self.left[c];
-            self.place_phases(c, v, &bits, zmask, cmask);
+            self.place_tiers(&at);
             self.together = false;
             if self.left[c] < before {
                 return;
             }
         }
-        self.place_phases(c, v, &bits, zmask, cmask);
+        self.place_tiers(&at);
     }
 
-    /// The three placement phases for class `c` (see the module docs).
-    fn place_phases(&mut self, c: usize, v: &Variant, bits: &[Bits], zmask: u64, cmask: u8) {
+    /// The three tiers, cheapest first: nodes that exist, nodes already
+    /// planned in this solve (in flight), then new nodes.
+    fn place_tiers(&mut self, at: &Placing<'_>) {
+        self.place_on_existing(at);
+        if self.left[at.c] == 0 {
+            return;
+        }
+        self.place_on_planned(at);
+        self.place_on_new(at);
+    }
+
+    /// Tier 1: existing nodes, in input order (they come first in `nodes`),
+    /// each taking as many pods as its free room and topology allow.
+    fn place_on_existing(&mut self, at: &Placing<'_>) {
+        let c = at.c;
         let req = self.reqs[c];
-        // 1. Existing nodes, in input order (they come first in `nodes`).
         for n in 0..self.t.input.workload.nodes.len() {
             if self.left[c] == 0 {
                 return;
             }
-            if self.nodes[n].existing.is_none() || !self.existing_ok(c, n, v) {
+            if self.nodes[n].existing.is_none() || !self.existing_ok(c, n, &at.v) {
                 continue;
             }
             let node = &self.nodes[n];
             let k = self.placeable(
-                c,
-                v,
+                at,
                 n,
                 copies_after(&self.act, &req, &node.room, &node.used),
-                zmask,
-                cmask,
             );
             if k > 0 {
-                self.commit(c, n, k, v);
+                self.commit(c, n, k, &at.v);
             }
         }
-        // 2. Planned nodes: first fit (cost-aware: only within the current type's slack).
-        if self.strategy == Strategy::CostAware
-            && let Some(anchors) = self.host_anchors(c, v)
-        {
+    }
+
+    /// Tier 2: nodes planned earlier in this solve, first fit. Cost-aware,
+    /// a node only takes what fits the slack of its current type (growing
+    /// it to a larger type is weighed against new nodes in tier 3).
+    fn place_on_planned(&mut self, at: &Placing<'_>) {
+        if self.strategy != Strategy::CostAware {
+            self.fill_first_fit(at);
+        } else if let Some(anchors) = self.host_anchors(at.c, &at.v) {
             for i in anchors {
-                if self.left[c] == 0 {
+                if self.left[at.c] == 0 {
                     break;
                 }
-                self.fill_current(c, v, self.open_nodes[i], bits, zmask, cmask);
-            }
-        } else if self.strategy == Strategy::CostAware {
-            // Only domains where topology lets a fresh node take a pod can
-            // have a planned node that takes one (a node's own pods only
-            // lower its limit), so the others are not searched. The set
-            // changes only when pods are placed.
-            //
-            // Each open domain keeps its next fitting position (`heads`):
-            // filling a node changes only that node's slack, so only the
-            // domain it came from searches again.
-            let mut open = self.open_domains(c, v, zmask, cmask);
-            let mut heads: Vec<(usize, Option<usize>)> = open
-                .iter()
-                .map(|&d| (d, self.slack[d].first_fit(0, &req)))
-                .collect();
-            while self.left[c] > 0 {
-                let Some((hi, i)) = heads
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(hi, h)| h.1.map(|i| (hi, i)))
-                    .min_by_key(|x| x.1)
-                else {
-                    break;
-                };
-                let before = self.left[c];
-                self.fill_current(c, v, self.open_nodes[i], bits, zmask, cmask);
-                let d = heads[hi].0;
-                heads[hi].1 = self.slack[d].first_fit(i + 1, &req);
-                if self.left[c] != before {
-                    let now = self.open_domains(c, v, zmask, cmask);
-                    if now != open {
-                        // Domains closed or opened by topology: drop the
-                        // closed ones; the opened ones search from here.
-                        heads.retain(|h| now.contains(&h.0));
-                        for &d in &now {
-                            if !heads.iter().any(|h| h.0 == d) {
-                                heads.push((d, self.slack[d].first_fit(i + 1, &req)));
-                            }
-                        }
-                        open = now;
-                    }
-                }
+                self.fill_current(at, self.open_nodes[i]);
             }
         } else {
-            for i in 0..self.open_nodes.len() {
-                if self.left[c] == 0 {
-                    break;
+            self.fill_by_domain(at);
+        }
+    }
+
+    /// Tier 2, cost-aware, for a class not bound to partner nodes.
+    ///
+    /// Only domains where topology lets a fresh node take a pod can have a
+    /// planned node that takes one (a node's own pods only lower its
+    /// limit), so the others are not searched. The set changes only when
+    /// pods are placed.
+    ///
+    /// Each open domain keeps its next fitting position (`heads`): filling
+    /// a node changes only that node's slack, so only the domain it came
+    /// from searches again.
+    fn fill_by_domain(&mut self, at: &Placing<'_>) {
+        let c = at.c;
+        let req = self.reqs[c];
+        let mut open = self.open_domains(at);
+        let mut heads: Vec<(usize, Option<usize>)> = open
+            .iter()
+            .map(|&d| (d, self.slack[d].first_fit(0, &req)))
+            .collect();
+        while self.left[c] > 0 {
+            let Some((hi, i)) = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(hi, h)| h.1.map(|i| (hi, i)))
+                .min_by_key(|x| x.1)
+            else {
+                break;
+            };
+            let before = self.left[c];
+            self.fill_current(at, self.open_nodes[i]);
+            let d = heads[hi].0;
+            heads[hi].1 = self.slack[d].first_fit(i + 1, &req);
+            if self.left[c] != before {
+                let now = self.open_domains(at);
+                if now != open {
+                    // Domains closed or opened by topology: drop the
+                    // closed ones; the opened ones search from here.
+                    heads.retain(|h| now.contains(&h.0));
+                    for &d in &now {
+                        if !heads.iter().any(|h| h.0 == d) {
+                            heads.push((d, self.slack[d].first_fit(i + 1, &req)));
+                        }
+                    }
+                    open = now;
                 }
-                let n = self.open_nodes[i];
-                let node = &self.nodes[n];
-                let tab = &self.t.pools[node.pool];
-                let b = &bits[node.pool];
-                let k = node
-                    .cands
-                    .iter()
-                    .filter(|o| b.get(**o as usize))
-                    .map(|o| copies_after(&self.act, &req, &tab.net[*o as usize], &node.used))
-                    .max()
-                    .unwrap_or(0);
-                self.fill_slack(c, v, n, k, bits, zmask, cmask);
             }
         }
-        // 3. New nodes (and, cost-aware, growing recent nodes) until done or stuck.
-        while self.left[c] > 0 {
-            if !self.open_or_grow(c, v, bits, zmask, cmask) {
+    }
+
+    /// Tier 2, first-fit decreasing: every planned node in creation order,
+    /// each as large as its largest remaining candidate allows.
+    fn fill_first_fit(&mut self, at: &Placing<'_>) {
+        let req = self.reqs[at.c];
+        for i in 0..self.open_nodes.len() {
+            if self.left[at.c] == 0 {
+                break;
+            }
+            let n = self.open_nodes[i];
+            let node = &self.nodes[n];
+            let tab = &self.t.pools[node.pool];
+            let b = &at.bits[node.pool];
+            let k = node
+                .cands
+                .iter()
+                .filter(|o| b.get(**o as usize))
+                .map(|o| copies_after(&self.act, &req, &tab.net[*o as usize], &node.used))
+                .max()
+                .unwrap_or(0);
+            self.fill_slack(at, n, k);
+        }
+    }
+
+    /// Tier 3: new nodes (and, cost-aware, growing recent nodes) until
+    /// the class is placed or nothing more can take it.
+    fn place_on_new(&mut self, at: &Placing<'_>) {
+        while self.left[at.c] > 0 {
+            if !self.open_or_grow(at) {
                 break;
             }
         }
     }
 
-    /// Phase 2 (cost-aware) at planned node `n`: as many pods as fit in
+    /// Tier 2 (cost-aware) at planned node `n`: as many pods as fit in
     /// the slack of its current type, if the class may use that type.
-    fn fill_current(
-        &mut self,
-        c: usize,
-        v: &Variant,
-        n: usize,
-        bits: &[Bits],
-        zmask: u64,
-        cmask: u8,
-    ) {
+    fn fill_current(&mut self, at: &Placing<'_>, n: usize) {
         let node = &self.nodes[n];
         let Some(&cur) = node.cands.first() else {
             return;
         };
-        if !bits[node.pool].get(cur as usize) {
+        if !at.bits[node.pool].get(cur as usize) {
             return;
         }
         let tab = &self.t.pools[node.pool];
-        let k = copies_after(&self.act, &self.reqs[c], &tab.net[cur as usize], &node.used);
-        self.fill_slack(c, v, n, k, bits, zmask, cmask);
+        let k = copies_after(
+            &self.act,
+            &self.reqs[at.c],
+            &tab.net[cur as usize],
+            &node.used,
+        );
+        self.fill_slack(at, n, k);
     }
 
-    /// Phase 2 at planned node `n`, where `k` pods of class `c` fit by
+    /// Tier 2 at planned node `n`, where `k` pods of the class fit by
     /// resources: as many as topology allows, if any.
-    #[allow(clippy::too_many_arguments)]
-    fn fill_slack(
-        &mut self,
-        c: usize,
-        v: &Variant,
-        n: usize,
-        k: u32,
-        bits: &[Bits],
-        zmask: u64,
-        cmask: u8,
-    ) {
-        let k = self.placeable(c, v, n, k, zmask, cmask);
+    fn fill_slack(&mut self, at: &Placing<'_>, n: usize, k: u32) {
+        let k = self.placeable(at, n, k);
         if k > 0 {
-            self.grow_admitted(c, n, k, v, bits);
+            self.grow_admitted(at, n, k);
         }
     }
 
-    /// Of `k` pods of class `c` that fit node `n` by resources, how many
+    /// Of `k` pods of the class that fit node `n` by resources, how many
     /// may go there: bounded by the pods left and by topology, and 0 when a
     /// class that must stay together would not fit whole.
-    fn placeable(&self, c: usize, v: &Variant, n: usize, k: u32, zmask: u64, cmask: u8) -> u32 {
+    fn placeable(&self, at: &Placing<'_>, n: usize, k: u32) -> u32 {
         if k == 0 {
             return 0;
         }
+        let c = at.c;
         let node = &self.nodes[n];
-        let k = k.min(self.left[c]).min(self.topo_limit(
-            c,
-            v,
-            Some(n),
-            node.zone,
-            node.ct,
-            zmask,
-            cmask,
-        ));
+        let k = k
+            .min(self.left[c])
+            .min(self.topo_limit(at, Some(n), node.zone, node.ct));
         if self.together && k < self.left[c] {
             return 0;
         }
@@ -926,12 +972,12 @@ impl<'t, 'a> Packer<'t, 'a> {
         })
     }
 
-    /// Domains where a new node could take a pod of class `c` under `v`.
-    fn open_domains(&self, c: usize, v: &Variant, zmask: u64, cmask: u8) -> Vec<usize> {
+    /// Domains where a new node could take a pod of the class `at` places.
+    fn open_domains(&self, at: &Placing<'_>) -> Vec<usize> {
         (0..self.slack.len())
             .filter(|&d| {
                 let (zone, ct) = ((d / 2) as u16, dom_ct(d));
-                self.topo_limit(c, v, None, Some(zone), Some(ct), zmask, cmask) > 0
+                self.topo_limit(at, None, Some(zone), Some(ct)) > 0
             })
             .collect()
     }
@@ -965,9 +1011,10 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
     }
 
-    /// Adds `k` pods to planned node `n`, narrowing its candidates; false if
-    /// no candidate (or minValues) would remain.
-    fn grow(&mut self, c: usize, n: usize, k: u32, v: &Variant, bits: &[Bits]) -> bool {
+    /// Adds `k` pods of the class to planned node `n`, narrowing its
+    /// candidates; false if no candidate (or minValues) would remain.
+    fn grow(&mut self, at: &Placing<'_>, n: usize, k: u32) -> bool {
+        let (c, v, bits) = (at.c, &at.v, at.bits);
         let req = self.reqs[c];
         let node = &self.nodes[n];
         let p = node.pool;
@@ -1038,11 +1085,11 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// `grow`, and with a load-dependent script, fewer pods when the
     /// script's `admit` refuses `k` of them (it may cap a node's pods).
     /// Without such a script this is exactly `grow`.
-    fn grow_admitted(&mut self, c: usize, n: usize, k: u32, v: &Variant, bits: &[Bits]) -> bool {
+    fn grow_admitted(&mut self, at: &Placing<'_>, n: usize, k: u32) -> bool {
         let scripted = self.t.input.scorer.is_some_and(|s| s.is_load_dependent());
         let mut k = k;
         loop {
-            if self.grow(c, n, k, v, bits) {
+            if self.grow(at, n, k) {
                 return true;
             }
             if !scripted || k <= 1 || self.together {
@@ -1097,120 +1144,53 @@ impl<'t, 'a> Packer<'t, 'a> {
         self.t.type_cap[ti]
     }
 
-    /// One step of phase 3; false when nothing more can be placed.
-    fn open_or_grow(
-        &mut self,
-        c: usize,
-        v: &Variant,
-        bits: &[Bits],
-        zmask: u64,
-        cmask: u8,
-    ) -> bool {
-        let req = self.reqs[c];
-        let r = self.left[c];
+    /// One step of tier 3; false when nothing more can be placed.
+    ///
+    /// The best new node is found first; cost-aware, growing a recent
+    /// planned node may still be cheaper per pod, and when no new node can
+    /// take the class at all, any planned node that can grow is grown.
+    fn open_or_grow(&mut self, at: &Placing<'_>) -> bool {
+        let best = self.best_new_node(at);
+        if self.strategy == Strategy::CostAware
+            && let Some(b) = &best
+            && self.grow_instead(at, b)
+        {
+            return true;
+        }
+        match best {
+            Some(b) => self.open_node(at, b),
+            None => self.grow_any(at),
+        }
+    }
+
+    /// The best new node for the class: across pools (of the first weight
+    /// tier that has one) and their domains, the lowest rank per pod.
+    fn best_new_node(&self, at: &Placing<'_>) -> Option<NewNode> {
         let nz = self.t.input.catalog.zones.len();
-        // Best new node: (score, k, pool, offering).
-        let mut best: Option<(f64, u32, usize, u32)> = None;
+        let mut best: Option<NewNode> = None;
         for p in 0..self.t.pools.len() {
-            if bits[p].none() {
+            if at.bits[p].none() {
                 continue;
             }
             let tab = &self.t.pools[p];
             let headroom = sub(&tab.limit, &self.pool_used[p]);
             for d in 0..nz * 2 {
-                let list = &tab.by_domain[d];
-                if list.is_empty() {
+                if tab.by_domain[d].is_empty() {
                     continue;
                 }
-                let zone = (d / 2) as u16;
-                let ct = dom_ct(d);
-                let lim = self.topo_limit(c, v, None, Some(zone), Some(ct), zmask, cmask);
+                let lim = self.topo_limit(at, None, Some((d / 2) as u16), Some(dom_ct(d)));
                 if lim == 0 {
                     continue;
                 }
-                let kk = r.min(lim);
+                let kk = self.left[at.c].min(lim);
                 if self.strategy == Strategy::FirstFitDecreasing {
-                    // Karpenter-style: the first domain that can take pods, sized
-                    // up to its largest type; the cheapest fitting type is chosen at the end.
-                    let mut kmax = 0;
-                    let mut first = None;
-                    for &o in list {
-                        let oi = o as usize;
-                        let ti = self.t.input.catalog.offerings[oi].type_index as usize;
-                        if !bits[p].get(oi) || !fits(&self.t.type_cap[ti], &headroom) {
-                            continue;
-                        }
-                        let k = copies(&req, &tab.net[oi]).min(kk);
-                        if k > 0 && first.is_none() && !(self.together && k < r) {
-                            first = Some(o);
-                        }
-                        kmax = kmax.max(k);
-                    }
-                    if let Some(o) = first {
-                        best = Some((0.0, kmax, p, o));
+                    if let Some(first) = self.first_fit_new(at, p, d, kk, &headroom) {
+                        best = Some(first);
                         break;
                     }
                     continue;
                 }
-                let node_scorer = self.t.input.scorer.filter(|s| s.is_load_dependent());
-                let mut scored = 0;
-                for &o in list {
-                    let oi = o as usize;
-                    if !bits[p].get(oi) {
-                        continue;
-                    }
-                    let mut rank = tab.rank[oi];
-                    if let Some((bs, _, _, _)) = best
-                        && rank / f64::from(kk) > bs
-                        && node_scorer.is_none()
-                    {
-                        break;
-                    }
-                    let mut k = copies(&req, &tab.net[oi]).min(kk);
-                    if k == 0 || (self.together && k < r) {
-                        continue;
-                    }
-                    let ti = self.t.input.catalog.offerings[oi].type_index as usize;
-                    if !fits(&self.t.type_cap[ti], &headroom) {
-                        continue;
-                    }
-                    if let Some(sc) = node_scorer {
-                        // A script that reads the pods scores the node as it
-                        // would be opened; bounded to the cheapest few per
-                        // domain so a slow script cannot stall the solve.
-                        scored += 1;
-                        if scored > NODE_SCORED_PER_DOMAIN {
-                            break;
-                        }
-                        // `admit` may refuse this many pods but take fewer
-                        // (a cap on pods per node, say): halve until it
-                        // admits some.
-                        let adj = loop {
-                            match self.score_new(sc, p, c, k, o) {
-                                Some(a) => break Some(a),
-                                None if k > 1 && !self.together => k /= 2,
-                                None => break None,
-                            }
-                        };
-                        match adj {
-                            Some(a) => rank += a,
-                            None => continue,
-                        }
-                    }
-                    let score = rank / f64::from(k);
-                    let better = match best {
-                        None => true,
-                        Some((bs, bk, bp, _)) => {
-                            score < bs - 1e-12
-                                || (score <= bs + 1e-12
-                                    && (k > bk
-                                        || (k == bk && self.openness[p] > self.openness[bp])))
-                        }
-                    };
-                    if better {
-                        best = Some((score, k, p, o));
-                    }
-                }
+                self.cheapest_new(at, p, d, kk, &headroom, &mut best);
             }
             // Pools of equal weight compete on price; a lower weight is only a fallback.
             let next_weight = self.t.input.policy.pools.get(p + 1).map(|x| x.weight);
@@ -1218,74 +1198,171 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
         }
-        // Growing a recent planned node may be cheaper per pod than the best
-        // new node: look in every pool of the new node's weight tier (pools
-        // of equal weight compete on price), not only the new node's pool.
-        if self.strategy == Strategy::CostAware
-            && let Some((bs, _, bp, _)) = best
-        {
-            let pools = &self.t.input.policy.pools;
-            let tier = pools[bp].weight;
-            let growth = (0..self.t.pools.len())
-                .filter(|&p| pools[p].weight == tier && !bits[p].none())
-                .filter_map(|p| self.best_growth(c, v, bits, p, bs, zmask, cmask, 8))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((_, n, k)) = growth
-                && self.grow_admitted(c, n, k, v, bits)
+        best
+    }
+
+    /// First-fit decreasing, Karpenter-style: the first offering of pool
+    /// `p` in domain `d` that can take pods, with the node sized up to the
+    /// domain's largest type (the cheapest fitting type is chosen at the end).
+    fn first_fit_new(
+        &self,
+        at: &Placing<'_>,
+        p: usize,
+        d: usize,
+        kk: u32,
+        headroom: &Rv,
+    ) -> Option<NewNode> {
+        let req = self.reqs[at.c];
+        let r = self.left[at.c];
+        let tab = &self.t.pools[p];
+        let mut kmax = 0;
+        let mut first = None;
+        for &o in &tab.by_domain[d] {
+            let oi = o as usize;
+            let ti = self.t.input.catalog.offerings[oi].type_index as usize;
+            if !at.bits[p].get(oi) || !fits(&self.t.type_cap[ti], headroom) {
+                continue;
+            }
+            let k = copies(&req, &tab.net[oi]).min(kk);
+            if k > 0 && first.is_none() && !(self.together && k < r) {
+                first = Some(o);
+            }
+            kmax = kmax.max(k);
+        }
+        first.map(|o| NewNode {
+            score: 0.0,
+            k: kmax,
+            pool: p,
+            offering: o,
+        })
+    }
+
+    /// Cost-aware: offers pool `p`'s offerings in domain `d` (cheapest
+    /// rank first) as a new node taking up to `kk` pods, keeping in `best`
+    /// the lowest rank per pod. A load-dependent script scores each node
+    /// as it would be opened.
+    fn cheapest_new(
+        &self,
+        at: &Placing<'_>,
+        p: usize,
+        d: usize,
+        kk: u32,
+        headroom: &Rv,
+        best: &mut Option<NewNode>,
+    ) {
+        let c = at.c;
+        let req = self.reqs[c];
+        let r = self.left[c];
+        let tab = &self.t.pools[p];
+        let node_scorer = self.t.input.scorer.filter(|s| s.is_load_dependent());
+        let mut scored = 0;
+        for &o in &tab.by_domain[d] {
+            let oi = o as usize;
+            if !at.bits[p].get(oi) {
+                continue;
+            }
+            let mut rank = tab.rank[oi];
+            if let Some(b) = best
+                && rank / f64::from(kk) > b.score
+                && node_scorer.is_none()
+            {
+                break;
+            }
+            let mut k = copies(&req, &tab.net[oi]).min(kk);
+            if k == 0 || (self.together && k < r) {
+                continue;
+            }
+            let ti = self.t.input.catalog.offerings[oi].type_index as usize;
+            if !fits(&self.t.type_cap[ti], headroom) {
+                continue;
+            }
+            if let Some(sc) = node_scorer {
+                // A script that reads the pods scores the node as it
+                // would be opened; bounded to the cheapest few per
+                // domain so a slow script cannot stall the solve.
+                scored += 1;
+                if scored > NODE_SCORED_PER_DOMAIN {
+                    break;
+                }
+                // `admit` may refuse this many pods but take fewer
+                // (a cap on pods per node, say): halve until it
+                // admits some.
+                let adj = loop {
+                    match self.score_new(sc, p, c, k, o) {
+                        Some(a) => break Some(a),
+                        None if k > 1 && !self.together => k /= 2,
+                        None => break None,
+                    }
+                };
+                match adj {
+                    Some(a) => rank += a,
+                    None => continue,
+                }
+            }
+            let score = rank / f64::from(k);
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    score < b.score - 1e-12
+                        || (score <= b.score + 1e-12
+                            && (k > b.k
+                                || (k == b.k && self.openness[p] > self.openness[b.pool])))
+                }
+            };
+            if better {
+                *best = Some(NewNode {
+                    score,
+                    k,
+                    pool: p,
+                    offering: o,
+                });
+            }
+        }
+    }
+
+    /// Grows a recent planned node instead of opening `new` when that is
+    /// cheaper per pod. Every pool of the new node's weight tier is looked
+    /// at (pools of equal weight compete on price), not only its pool.
+    fn grow_instead(&mut self, at: &Placing<'_>, new: &NewNode) -> bool {
+        let pools = &self.t.input.policy.pools;
+        let tier = pools[new.pool].weight;
+        let growth = (0..self.t.pools.len())
+            .filter(|&p| pools[p].weight == tier && !at.bits[p].none())
+            .filter_map(|p| self.best_growth(at, p, new.score, 8))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match growth {
+            Some((_, n, k)) => self.grow_admitted(at, n, k),
+            None => false,
+        }
+    }
+
+    /// No new node can take the class: grows any planned node that can.
+    fn grow_any(&mut self, at: &Placing<'_>) -> bool {
+        for p in 0..self.t.pools.len() {
+            if let Some((_, n, k)) = self.best_growth(at, p, f64::INFINITY, usize::MAX)
+                && self.grow_admitted(at, n, k)
             {
                 return true;
             }
         }
-        let Some((_, mut k, p, o)) = best else {
-            // No new node can take the class here: grow any planned node that can.
-            for p in 0..self.t.pools.len() {
-                if let Some((_, n, k)) =
-                    self.best_growth(c, v, bits, p, f64::INFINITY, zmask, cmask, usize::MAX)
-                    && self.grow_admitted(c, n, k, v, bits)
-                {
-                    return true;
-                }
-            }
-            return false;
-        };
+        false
+    }
+
+    /// Opens the new node `new` with as many pods as it takes, halving the
+    /// count while no candidate fits (or minValues cannot be met); false
+    /// when not even one pod can go there.
+    fn open_node(&mut self, at: &Placing<'_>, new: NewNode) -> bool {
+        let NewNode {
+            mut k,
+            pool: p,
+            offering: o,
+            ..
+        } = new;
         let off = &self.t.input.catalog.offerings[o as usize];
         let (zone, ct) = (off.zone_index, off.capacity_type);
         let d = dom(zone, ct);
         loop {
-            let mut need = [0; D];
-            for _ in 0..k {
-                need = add(&need, &req);
-            }
-            let tab = &self.t.pools[p];
-            let list = &tab.by_domain[d];
-            let cands: Vec<u32> = if self.t.input.policy.pools[p]
-                .requirements
-                .min_values
-                .is_empty()
-            {
-                // Only the first candidate must fit now (see `Node::cands`).
-                let first = list
-                    .iter()
-                    .position(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize]))
-                    .unwrap_or(list.len());
-                // Sized up front: growing by doubling was a visible cost.
-                let mut v = Vec::with_capacity(list.len() - first);
-                v.extend(
-                    list[first..]
-                        .iter()
-                        .copied()
-                        .filter(|x| bits[p].get(*x as usize)),
-                );
-                v
-            } else {
-                let mut v = Vec::with_capacity(list.len());
-                v.extend(
-                    list.iter()
-                        .copied()
-                        .filter(|x| bits[p].get(*x as usize) && fits(&need, &tab.net[*x as usize])),
-                );
-                v
-            };
+            let cands = self.new_node_candidates(at, p, d, k);
             if !cands.is_empty() && self.min_values_ok(p, &cands) {
                 let nsel = self.topo.sels.len();
                 let cap = self.type_cap_of(cands[0]);
@@ -1308,7 +1385,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
                 self.open_nodes.push(n);
-                self.commit(c, n, k, v);
+                self.commit(at.c, n, k, &at.v);
                 return true;
             }
             if k <= 1 || self.together {
@@ -1318,27 +1395,64 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
     }
 
-    /// The planned node (of pool `p`, among the most recent) whose upgrade
-    /// costs least per pod, if cheaper than `new_score` per pod, with that
-    /// marginal cost per pod.
-    #[allow(clippy::too_many_arguments)]
+    /// The candidate offerings of a new node of pool `p` in domain `d`
+    /// carrying `k` pods of the class, cheapest first (see `Node::cands`).
+    fn new_node_candidates(&self, at: &Placing<'_>, p: usize, d: usize, k: u32) -> Vec<u32> {
+        let req = self.reqs[at.c];
+        let bits = &at.bits[p];
+        let mut need = [0; D];
+        for _ in 0..k {
+            need = add(&need, &req);
+        }
+        let tab = &self.t.pools[p];
+        let list = &tab.by_domain[d];
+        if self.t.input.policy.pools[p]
+            .requirements
+            .min_values
+            .is_empty()
+        {
+            // Only the first candidate must fit now (see `Node::cands`).
+            let first = list
+                .iter()
+                .position(|x| bits.get(*x as usize) && fits(&need, &tab.net[*x as usize]))
+                .unwrap_or(list.len());
+            // Sized up front: growing by doubling was a visible cost.
+            let mut v = Vec::with_capacity(list.len() - first);
+            v.extend(
+                list[first..]
+                    .iter()
+                    .copied()
+                    .filter(|x| bits.get(*x as usize)),
+            );
+            v
+        } else {
+            let mut v = Vec::with_capacity(list.len());
+            v.extend(
+                list.iter()
+                    .copied()
+                    .filter(|x| bits.get(*x as usize) && fits(&need, &tab.net[*x as usize])),
+            );
+            v
+        }
+    }
+
+    /// The planned node (of pool `p`, among the `recent` most recent) whose
+    /// upgrade costs least per pod, if cheaper than `new_score` per pod,
+    /// with that marginal cost per pod.
     fn best_growth(
         &self,
-        c: usize,
-        v: &Variant,
-        bits: &[Bits],
+        at: &Placing<'_>,
         p: usize,
         new_score: f64,
-        zmask: u64,
-        cmask: u8,
         recent: usize,
     ) -> Option<(f64, usize, u32)> {
+        let c = at.c;
         let req = self.reqs[c];
         let tab = &self.t.pools[p];
         let mut best: Option<(f64, usize, u32)> = None;
         // Most recent first; a class tied to its partners' nodes looks at those only.
         let first = self.new_nodes.len().saturating_sub(recent);
-        let anchors = self.host_anchors(c, v);
+        let anchors = self.host_anchors(c, &at.v);
         let candidates: Box<dyn Iterator<Item = usize>> = match &anchors {
             Some(pos) => Box::new(
                 pos.iter()
@@ -1356,7 +1470,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             let Some(&cur) = node.cands.first() else {
                 continue;
             };
-            let lim = self.topo_limit(c, v, Some(n), node.zone, node.ct, zmask, cmask);
+            let lim = self.topo_limit(at, Some(n), node.zone, node.ct);
             if lim == 0 {
                 continue;
             }
@@ -1369,7 +1483,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if (tab.rank[o as usize] - base) / f64::from(kk) > bar + 1e-12 {
                     break;
                 }
-                if !bits[p].get(o as usize) {
+                if !at.bits[p].get(o as usize) {
                     continue;
                 }
                 let k = copies_after(&self.act, &req, &tab.net[o as usize], &node.used).min(kk);

@@ -4,6 +4,24 @@ use std::fmt::Write;
 
 use super::Plan;
 
+/// Widest table cell, in characters; longer ones are cut to this with a
+/// trailing `…`. A pool (and so a node) name may be any length, even a
+/// megabyte, and a column that wide helps nobody: the table stays readable
+/// and `--output json` keeps every name whole.
+pub const MAX_CELL: usize = 64;
+
+/// Cuts `cell` to `MAX_CELL` characters, the last one `…`, if it is longer.
+fn clip(cell: &mut String) {
+    // Only the first `MAX_CELL + 1` characters are looked at, however long the cell.
+    let mut ends = cell.char_indices().map(|(b, _)| b);
+    if let Some(keep) = ends.nth(MAX_CELL - 1)
+        && ends.next().is_some()
+    {
+        cell.truncate(keep);
+        cell.push('…');
+    }
+}
+
 fn pct(used: i64, alloc: i64) -> String {
     if alloc <= 0 {
         return "-".into();
@@ -38,10 +56,15 @@ pub fn table(plan: &Plan) -> String {
             pct(n.requested.memory, n.allocatable.memory),
         ]);
     }
+    for r in &mut rows {
+        for c in r.iter_mut() {
+            clip(c);
+        }
+    }
     let mut widths = [0usize; 9];
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
+            widths[i] = widths[i].max(c.chars().count());
         }
     }
     let mut out = String::new();
@@ -49,12 +72,18 @@ pub fn table(plan: &Plan) -> String {
         out.push_str("No nodes to launch.\n");
     } else {
         for r in &rows {
-            let line: Vec<String> = r
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-                .collect();
-            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(c);
+                // Padded by hand: `format!`'s width is capped at 65,535 and
+                // panics past it; here no cell is wider than `MAX_CELL`.
+                let pad = widths[i].saturating_sub(c.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     if !plan.existing.is_empty() {
@@ -159,6 +188,43 @@ mod tests {
     #[test]
     fn table_lists_everything() {
         insta::assert_snapshot!(table(&plan()));
+    }
+
+    /// A pool name of a megabyte (64k characters made `format!` panic)
+    /// is clipped in the table, the columns stay aligned, and JSON keeps it whole.
+    #[test]
+    fn huge_names_are_clipped_not_fatal() {
+        for len in [65, 70_000, 1 << 20] {
+            let mut p = plan();
+            let name = "p".repeat(len);
+            p.nodes[0].pool = name.clone();
+            p.nodes[0].name = format!("{name}-1");
+            let t = table(&p);
+            let lines: Vec<&str> = t.lines().take(2).collect();
+            let header = lines[0];
+            let row = lines[1];
+            let clipped = format!("{}…", "p".repeat(MAX_CELL - 1));
+            assert!(row.starts_with(&format!("{clipped}  {clipped}  m5.large")), "{row}");
+            // The columns after the clipped ones start where their headers do.
+            let at = |l: &str, needle: &str| l.find(needle).map(|b| l[..b].chars().count());
+            assert_eq!(at(header, "TYPE"), Some(2 * (MAX_CELL + 2)));
+            assert_eq!(at(row, "m5.large"), at(header, "TYPE"));
+            assert!(t.len() < 4096, "{} bytes", t.len());
+            let back: Plan = serde_json::from_str(&json(&p)).expect("valid json");
+            assert_eq!(back.nodes[0].pool.len(), len);
+        }
+    }
+
+    /// Names up to the limit are shown whole; one character more is cut.
+    #[test]
+    fn clip_keeps_names_up_to_the_limit() {
+        let mut exact = "é".repeat(MAX_CELL);
+        clip(&mut exact);
+        assert_eq!(exact, "é".repeat(MAX_CELL));
+        let mut over = "é".repeat(MAX_CELL + 1);
+        clip(&mut over);
+        assert_eq!(over.chars().count(), MAX_CELL);
+        assert!(over.ends_with("é…"), "{over}");
     }
 
     #[test]

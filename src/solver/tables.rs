@@ -616,7 +616,7 @@ impl<'a> Tables<'a> {
                 .map(|z| z.name.as_str())
                 .unwrap_or("");
             if let Some(r) = u.reason(&t.name, zone, o.capacity_type) {
-                return Err(OfferingReject::Unavailable(r));
+                return Err(OfferingReject::Unavailable(r.to_string()));
             }
         }
         Self::priced(input, pool, od, o)?;

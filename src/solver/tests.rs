@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::validate::validate;
-use super::{Plan, SolveInput, solve, synth};
+use super::{Plan, SolveInput, solve};
+use crate::synth;
 use crate::catalog::Catalog;
 use crate::ir::{PolicySet, Quantity, Requirements, Resources, Taint, TaintEffect, labels};
 use crate::workload::{DaemonSetOverhead, ExistingNode, PodClass, Workload};
@@ -395,4 +396,66 @@ fn hostname_self_affinity_lands_on_one_node_big_enough() {
         assert_eq!(holders.len(), 1, "{strategy:?}: {plan:#?}");
         assert_eq!(holders[0].pods.len(), 7, "{strategy:?}");
     }
+}
+
+/// Availability is an input: an offering refused in the snapshot is not
+/// chosen, the plan says so when validated, and the same snapshot always
+/// gives the same plan (nothing in the solve reads the clock or the cache).
+#[test]
+fn refused_offerings_are_avoided() {
+    use crate::catalog::{Availability, UnavailableOfferings};
+    let cat = synth::karpenter_catalog(8);
+    let policy = one_pool();
+    let w = Workload {
+        classes: vec![class("web", 1, 1500, 1)],
+        ..Default::default()
+    };
+    let plan = |a: &Availability| {
+        let input = SolveInput {
+            policy: &policy,
+            catalog: &cat,
+            workload: &w,
+            scorer: None,
+            unavailable: Some(a),
+        };
+        let p = solve(&input);
+        let errs = validate(&p, &input);
+        assert!(errs.is_empty(), "{errs:?}");
+        p
+    };
+    let first = plan(&Availability::default());
+    assert_eq!(first.nodes.len(), 1, "{first:?}");
+    let n = &first.nodes[0];
+    // The launcher marks the cache; the caller snapshots it for the next solve.
+    let cache = UnavailableOfferings::default();
+    cache.mark(
+        &n.instance_type,
+        &n.zone,
+        n.capacity_type,
+        "InsufficientInstanceCapacity",
+    );
+    let snap = cache.snapshot();
+    let second = plan(&snap);
+    assert_eq!(second.nodes.len(), 1, "{second:?}");
+    let m = &second.nodes[0];
+    assert_ne!(
+        (&m.instance_type, &m.zone, m.capacity_type),
+        (&n.instance_type, &n.zone, n.capacity_type),
+        "the refused offering was chosen again"
+    );
+    assert!(m.price_per_hour >= n.price_per_hour, "it was the cheapest");
+    assert_eq!(plan(&snap), second, "same snapshot, same plan");
+    // The validator flags a plan that uses a refused offering.
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: Some(&snap),
+    };
+    let errs = validate(&first, &input);
+    assert!(
+        errs.iter().any(|e| e.contains("recently unavailable")),
+        "{errs:?}"
+    );
 }

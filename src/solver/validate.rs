@@ -666,7 +666,7 @@ mod tests {
     #[test]
     fn node_label_agrees_with_node_labels() {
         let cat = crate::catalog::embedded::embedded_static().expect("embedded catalog decodes");
-        let mut pool = super::super::synth::default_pool("p");
+        let mut pool = crate::synth::default_pool("p");
         pool.labels.insert("team".into(), "web".into());
         pool.labels
             .insert(labels::ARCH.into(), "overridden-by-pool".into());

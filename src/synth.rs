@@ -2,6 +2,12 @@
 //! (kubernetes-sigs/karpenter, pkg/controllers/provisioning/scheduling/
 //! scheduling_benchmark_test.go) rebuilt on our types, so the two can be
 //! compared side by side.
+//!
+//! Not product code: `nodewright bench`, benches/ and the tests use it. It
+//! lives at the top of the crate, beside the data layers it builds
+//! (catalog, ir, workload) and depending on nothing above them, so the
+//! solver's own tests and the CLI's bench command can both reach it
+//! without a module importing from a layer above it.
 
 use std::collections::BTreeMap;
 
