@@ -9,6 +9,7 @@
 //! Passes run when a batch of pod events closes (`batch`) and every
 //! `resync` regardless, which drives claim timeouts and empty-node removal.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -267,11 +268,11 @@ impl Controller {
         // 1. Claims: taken over, registered, timed out.
         let changes = steps::track_claims(&mut st.claims, &obs, ttl);
         self.report_claims(&changes);
-        let pods = obs.provisionable_pods();
         let mut sink = Sink {
             io,
             st,
-            pods: &pods,
+            obs: &obs,
+            pods: OnceCell::new(),
         };
         self.apply(&mut sink, None, changes.actions).await;
 
@@ -477,7 +478,13 @@ impl Controller {
             }
             Action::Event(ev) => {
                 // Events go only to the pods this pass plans for.
-                if let Some(p) = sink.pods.get(&ev.pod) {
+                let obs = sink.obs;
+                let pod = sink
+                    .pods
+                    .get_or_init(|| obs.provisionable_pods())
+                    .get(&ev.pod)
+                    .copied();
+                if let Some(p) = pod {
                     tell(io.recorder, p, &ev).await;
                 }
                 Some(Vec::new())
@@ -555,11 +562,13 @@ struct Io<'a> {
     unavailable: &'a UnavailableOfferings,
 }
 
-/// Where actions land: the clients, the state they update, and the pods Events may go to.
+/// Where actions land: the clients, the state they update, and the pods
+/// Events may go to (indexed on the first Event of the pass).
 struct Sink<'a, 'o> {
     io: &'a Io<'a>,
     st: &'a mut State,
-    pods: &'a HashMap<String, &'o Pod>,
+    obs: &'o Observed,
+    pods: OnceCell<HashMap<String, &'o Pod>>,
 }
 
 /// What recording a launch needs beyond the action.
