@@ -276,9 +276,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             });
         }
         let rooms: Vec<Rv> = p.nodes.iter().map(|n| n.room).collect();
+        // Only usable offerings' rooms: a pool's arrays are shared with other
+        // pools (`tables::compile_pools`), and its other entries mean nothing here.
+        let tables = &p.t.pools;
         p.act = super::tables::active_dims(
             &p.reqs,
-            p.t.pools.iter().flat_map(|t| &t.net).chain(&rooms),
+            tables
+                .iter()
+                .flat_map(|t| t.usable.iter().map(|o| &t.net[o]))
+                .chain(&rooms),
         );
         for c in &p.topo.classes {
             for u in &c.unsupported {
@@ -1721,7 +1727,7 @@ impl Packer<'_, '_> {
             let tab = &self.t.pools[p];
             let mut fits_pod = false;
             let mut under_limit = false;
-            for list in &tab.by_domain {
+            for list in tab.by_domain.iter() {
                 for &o in list {
                     let oi = o as usize;
                     if !bits.get(oi) || copies(&req, &tab.net[oi]) == 0 {
