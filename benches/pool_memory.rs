@@ -122,9 +122,7 @@ fn main() {
             });
             let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
             assert!(plan.unschedulable.is_empty(), "{shape} {n}: unplaced pods");
-            println!(
-                "{shape:>7} {n:>7} {bytes:>14} {per_pool:>12.0} {ms:>11.1} {plan_ms:>10.1}"
-            );
+            println!("{shape:>7} {n:>7} {bytes:>14} {per_pool:>12.0} {ms:>11.1} {plan_ms:>10.1}");
         }
     }
 }

@@ -19,10 +19,20 @@ struct Cli {
     #[arg(long, global = true, env = "NODEWRIGHT_LOG", default_value = "warn")]
     log: String,
     /// Wall-clock budget of one scoring-script call, in milliseconds (docs/scoring.md).
-    #[arg(long, global = true, env = "NODEWRIGHT_SCRIPT_CALL_BUDGET_MS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "NODEWRIGHT_SCRIPT_CALL_BUDGET_MS",
+        default_value_t = 10
+    )]
     script_call_budget: u64,
     /// Scoring-script time one plan may spend, in milliseconds; past it the plan is unscored.
-    #[arg(long, global = true, env = "NODEWRIGHT_SCRIPT_PLAN_BUDGET_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "NODEWRIGHT_SCRIPT_PLAN_BUDGET_MS",
+        default_value_t = 5000
+    )]
     script_plan_budget: u64,
     #[command(subcommand)]
     command: Command,

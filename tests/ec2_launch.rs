@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use nodewright::catalog::CapacityType;
+use nodewright::catalog::UnavailableOfferings;
 use nodewright::cloud::launcher::{
     Ec2Launcher, LaunchError, LaunchRequest, Launcher, TAG_CLAIM, TAG_CLUSTER, TAG_POOL,
 };
 use nodewright::cloud::resolve::{ResolveError, Resolver};
 use nodewright::cloud::retry::RetryPolicy;
-use nodewright::catalog::UnavailableOfferings;
 use nodewright::cloud::userdata::ClusterInfo;
 use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm};
 use nodewright::solver::{InstanceOption, PlannedNode};

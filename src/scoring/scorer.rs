@@ -326,13 +326,23 @@ impl RhaiScorer {
             }
             let o = obj.get_or_insert_with(|| Offering::new(self.type_info(v), v));
             if s.has_admit_offering
-                && let Some(d) = call(s, "admit_offering", Dynamic::from(o.clone()), self.budget.per_call)
+                && let Some(d) = call(
+                    s,
+                    "admit_offering",
+                    Dynamic::from(o.clone()),
+                    self.budget.per_call,
+                )
                 && let Some(reason) = as_veto(s, "admit_offering", d)
             {
                 return Verdict::Veto(reason);
             }
             if s.has_score_offering
-                && let Some(d) = call(s, "score_offering", Dynamic::from(o.clone()), self.budget.per_call)
+                && let Some(d) = call(
+                    s,
+                    "score_offering",
+                    Dynamic::from(o.clone()),
+                    self.budget.per_call,
+                )
             {
                 total += as_score(s, "score_offering", d);
             }

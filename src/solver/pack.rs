@@ -791,11 +791,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let node = &self.nodes[n];
-            let k = self.placeable(
-                at,
-                n,
-                copies_after(&self.act, &req, &node.room, &node.used),
-            );
+            let k = self.placeable(at, n, copies_after(&self.act, &req, &node.room, &node.used));
             if k > 0 {
                 self.commit(c, n, k, &at.v);
             }
@@ -1311,8 +1307,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 Some(b) => {
                     score < b.score - 1e-12
                         || (score <= b.score + 1e-12
-                            && (k > b.k
-                                || (k == b.k && self.openness[p] > self.openness[b.pool])))
+                            && (k > b.k || (k == b.k && self.openness[p] > self.openness[b.pool])))
                 }
             };
             if better {

@@ -1021,9 +1021,10 @@ fn requirement_block<'p>(
     pool: &'p Pool,
     o: &Offering,
 ) -> Option<(&'p String, &'p ValueSet)> {
-    pool.requirements.keys.iter().find(|(k, set)| {
-        is_catalog_key(k) && !set.allows_opt(pool_offering_label(cat, pool, o, k))
-    })
+    pool.requirements
+        .keys
+        .iter()
+        .find(|(k, set)| is_catalog_key(k) && !set.allows_opt(pool_offering_label(cat, pool, o, k)))
 }
 
 fn requirements_allow(cat: &Catalog, pool: &Pool, o: &Offering) -> bool {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::validate::validate;
 use super::{Plan, SolveInput, solve};
-use crate::synth;
 use crate::catalog::Catalog;
 use crate::ir::{PolicySet, Quantity, Requirements, Resources, Taint, TaintEffect, labels};
+use crate::synth;
 use crate::workload::{DaemonSetOverhead, ExistingNode, PodClass, Workload};
 
 fn class(id: &str, n: usize, cpu: i64, mem_gi: i64) -> PodClass {
@@ -552,7 +552,11 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
         ..input
     };
     let t2 = Tables::new(&no_rule_in);
-    assert!(t2.pools.iter().all(|p| Arc::ptr_eq(&p.price, &t2.pools[0].price)));
+    assert!(
+        t2.pools
+            .iter()
+            .all(|p| Arc::ptr_eq(&p.price, &t2.pools[0].price))
+    );
     for (i, pool) in policy.pools.iter().enumerate() {
         let alone = PolicySet {
             pools: vec![pool.clone()],
@@ -568,9 +572,24 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
         assert!(a.usable.count() > 0, "{}", pool.name);
         assert_eq!(&*a.by_domain, &*b.by_domain, "{}", pool.name);
         for o in a.usable.iter() {
-            assert_eq!(a.price[o].to_bits(), b.price[o].to_bits(), "{} {o}", pool.name);
-            assert_eq!(a.rank[o].to_bits(), b.rank[o].to_bits(), "{} {o}", pool.name);
-            assert_eq!((a.net[o], a.ds[o]), (b.net[o], b.ds[o]), "{} {o}", pool.name);
+            assert_eq!(
+                a.price[o].to_bits(),
+                b.price[o].to_bits(),
+                "{} {o}",
+                pool.name
+            );
+            assert_eq!(
+                a.rank[o].to_bits(),
+                b.rank[o].to_bits(),
+                "{} {o}",
+                pool.name
+            );
+            assert_eq!(
+                (a.net[o], a.ds[o]),
+                (b.net[o], b.ds[o]),
+                "{} {o}",
+                pool.name
+            );
         }
     }
     // The shared tables plan and validate as usual.
@@ -578,4 +597,3 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
     assert!(plan.unschedulable.is_empty(), "{plan:?}");
     assert!(validate(&plan, &input).is_empty());
 }
-
