@@ -18,6 +18,22 @@ struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `nodewright=debug`.
     #[arg(long, global = true, env = "NODEWRIGHT_LOG", default_value = "warn")]
     log: String,
+    /// Wall-clock budget of one scoring-script call, in milliseconds (docs/scoring.md).
+    #[arg(
+        long,
+        global = true,
+        env = "NODEWRIGHT_SCRIPT_CALL_BUDGET_MS",
+        default_value_t = 10
+    )]
+    script_call_budget: u64,
+    /// Scoring-script time one plan may spend, in milliseconds; past it the plan is unscored.
+    #[arg(
+        long,
+        global = true,
+        env = "NODEWRIGHT_SCRIPT_PLAN_BUDGET_MS",
+        default_value_t = 5000
+    )]
+    script_plan_budget: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +70,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    nodewright::scoring::set_default_time_budget(nodewright::scoring::TimeBudget {
+        per_call: std::time::Duration::from_millis(cli.script_call_budget),
+        per_plan: std::time::Duration::from_millis(cli.script_plan_budget),
+    });
     let result = match cli.command {
         Command::Plan(a) => cli::plan::run(a),
         Command::Explain(a) => cli::explain::run(a),

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use nodewright::catalog::CapacityType;
+use nodewright::catalog::{CapacityType, UnavailableOfferings};
 use nodewright::cloud::launcher::{Ec2Launcher, LaunchError, LaunchRequest, Launcher};
 use nodewright::cloud::resolve::{ResolveError, Resolver};
 use nodewright::cloud::retry::RetryPolicy;
-use nodewright::catalog::UnavailableOfferings;
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use nodewright::cloud::userdata::ClusterInfo;
 use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm};

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use nodewright::catalog::embedded::embedded;
 use nodewright::ir::PolicySet;
-use nodewright::scoring::{RhaiScorer, Scorer, build_scorer};
+use nodewright::scoring::{RhaiScorer, Scorer, TimeBudget, build_scorer};
 use nodewright::solver::validate::validate;
 use nodewright::solver::{Plan, SolveInput, solve};
 use nodewright::workload::{LoadOptions, Workload, load};
@@ -216,6 +217,107 @@ fn huge_string_stops_at_the_size_cap() {
 #[test]
 fn non_number_score_is_a_counted_failure() {
     runaway("not-a-number");
+}
+
+/// A score of 1.7e308 $/hour on every offering is clamped (and counted):
+/// the prices still decide, so the plan is the unscored one (an m5.large
+/// for the three small pods, not the m5.12xlarge an unclamped score chose).
+#[test]
+fn absurd_scores_are_clamped_and_prices_still_count() {
+    let p = policy("bad/huge-score.policy");
+    let (scored, unscored, scorer) = plan_both(&p, &pods_small());
+    assert_eq!(types(&unscored), vec!["m5.large".to_string()]);
+    assert_eq!(types(&scored), types(&unscored));
+    assert!(scorer.clamped() >= 1, "clamps not counted");
+    assert_eq!(scorer.failures(), 0, "a clamp is not a failure");
+}
+
+/// Three pods of 250m / 256Mi.
+fn pods_small() -> Workload {
+    let mut w = pods();
+    w.classes.truncate(1);
+    let c = &mut w.classes[0];
+    c.pod_names.truncate(3);
+    c.requests.cpu_milli = 250;
+    c.requests.memory = 256 << 20;
+    w
+}
+
+/// Plans `p` without its scripts.
+fn plan_unscored(p: &PolicySet) -> Plan {
+    let cat = embedded().unwrap_or_else(|e| panic!("{e:?}"));
+    let w = pods();
+    solve(&SolveInput {
+        policy: p,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    })
+}
+
+/// Plans `p` with its scripts under `budget`; the plan must be valid.
+fn plan_with_budget(p: &PolicySet, budget: TimeBudget) -> (Plan, RhaiScorer) {
+    let cat = embedded().unwrap_or_else(|e| panic!("{e:?}"));
+    let scorer = build_scorer(p)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .with_time_budget(budget);
+    let w = pods();
+    let input = SolveInput {
+        policy: p,
+        catalog: &cat,
+        workload: &w,
+        scorer: Some(&scorer),
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    assert_eq!(validate(&plan, &input), Vec::<String>::new());
+    (plan, scorer)
+}
+
+/// A script within its operation cap that sorts a large array thousands of
+/// times per call: the per-plan cap (50 ms here) stops scoring, the plan
+/// completes unscored, and the note says why. However fast the machine,
+/// hundreds of such calls take longer than 50 ms, so this does not depend
+/// on its speed (nor is the plan's time asserted).
+#[test]
+fn slow_scripts_stop_at_the_plan_budget_and_the_plan_is_unscored() {
+    let p = policy("bad/sort-loop.policy");
+    let unscored = plan_unscored(&p);
+    let budget = TimeBudget {
+        per_call: Duration::from_millis(50),
+        per_plan: Duration::from_millis(50),
+    };
+    let (plan, _) = plan_with_budget(&p, budget);
+    assert!(plan.unschedulable.is_empty());
+    assert_eq!(types(&plan), types(&unscored));
+    assert!((plan.total_price_per_hour - unscored.total_price_per_hour).abs() < 1e-9);
+    let note = plan
+        .notes
+        .iter()
+        .find(|n| n.starts_with("scoring stopped"))
+        .unwrap_or_else(|| panic!("no note: {:?}", plan.notes));
+    assert!(note.contains("past the cap of 50ms"), "{note}");
+    assert!(note.contains("this plan is unscored"), "{note}");
+}
+
+/// A call past its wall-clock budget stops and counts as a failure; with a
+/// budget of zero every call is past it, whatever the machine.
+#[test]
+fn slow_calls_stop_at_the_call_budget() {
+    let p = policy("bad/sort-loop.policy");
+    let budget = TimeBudget {
+        per_call: Duration::ZERO,
+        per_plan: Duration::from_secs(3600),
+    };
+    let (plan, scorer) = plan_with_budget(&p, budget);
+    assert!(plan.unschedulable.is_empty());
+    assert!(scorer.failures() >= 1, "failures not counted");
+    assert!(
+        !plan.notes.iter().any(|n| n.starts_with("scoring stopped")),
+        "{:?}",
+        plan.notes
+    );
 }
 
 fn check(policy: &str) -> (i32, String) {

@@ -1,9 +1,11 @@
 //! User scoring of candidates (rhai scripts, sandboxed) behind one trait the solver calls.
 //!
 //! The rule: a score is **$/hour added to the candidate's price** (negative
-//! makes a candidate more attractive); `admit` may veto with a reason.
+//! makes a candidate more attractive), within `±SCORE_LIMIT`; `admit` may
+//! veto with a reason.
 
 pub mod api;
+pub mod budget;
 pub mod sandbox;
 pub mod scorer;
 pub mod script;
@@ -11,8 +13,20 @@ pub mod script;
 use std::collections::BTreeMap;
 
 use crate::catalog::{CapacityType, InstanceType};
+pub use budget::PlanBudget;
+pub use sandbox::{TimeBudget, default_time_budget, set_default_time_budget};
 pub use scorer::{RhaiScorer, build_scorer, build_scorer_reusing};
 pub use script::{Script, ScriptError};
+
+/// The largest score magnitude, in $/hour: a script's score beyond it (an
+/// infinity included) counts as this, and the script is warned about once.
+///
+/// More than any EC2 instance costs an hour (the largest are a few hundred
+/// dollars), so a score can still outweigh any price difference; small
+/// enough that sums of prices and scores over thousands of nodes stay
+/// exact to a fraction of a cent. A score of 1.7e308 used to swamp every
+/// price: `price + score` lost the price entirely and sums overflowed.
+pub const SCORE_LIMIT: f64 = 1_000.0;
 
 /// What a scorer says about one candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,4 +94,10 @@ pub trait Scorer: Send + Sync {
     fn score_node(&self, offering: &OfferingView<'_>, load: &NodeLoad<'_>) -> Verdict;
     /// True when `score_node` can differ from `score_offering` (the script reads pod-dependent fields).
     fn is_load_dependent(&self) -> bool;
+    /// The scripting time one plan may spend in this scorer (see
+    /// `TimeBudget::per_plan`); None = no cap. The solver meters its calls
+    /// with `PlanBudget` and, past the cap, plans again unscored.
+    fn plan_time_budget(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -8,21 +8,27 @@
 //! - `score_node(c)` (or its alias `score(c)`) and `admit(c)` see what the node
 //!   would carry, so they run **per candidate, never memoised**;
 //! - `admit`/`admit_offering` return `true` to accept, `false` or a reason string to veto;
-//! - a call that fails (runtime error, or a sandbox cap hit) contributes nothing:
-//!   the candidate keeps its unscored cost and is admitted. Failures are counted per
-//!   script version and logged once; after `TRIP_AFTER` cap hits the version is skipped.
+//! - a call that fails (runtime error, or a sandbox cap hit, its wall-clock
+//!   budget included) contributes nothing: the candidate keeps its unscored cost
+//!   and is admitted. Failures are counted per script version and logged once;
+//!   after `TRIP_AFTER` cap hits the version is skipped;
+//! - a score is clamped to `±SCORE_LIMIT` $/hour (warned once per script version);
+//! - one plan spends at most `TimeBudget::per_plan` in scripts (`PlanBudget`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rhai::{CallFnOptions, Dynamic, EvalAltResult, Position, Scope};
 
 use super::api::{Candidate, Load, Offering, TypeInfo};
-use super::sandbox::{ENGINE, is_budget_error};
+use super::sandbox::{
+    ENGINE, TimeBudget, default_time_budget, is_budget_error, is_time_budget_error, with_deadline,
+};
 use super::script::{Script, ScriptError, content_hash};
-use super::{NodeLoad, OfferingView, Scorer, Verdict};
+use super::{NodeLoad, OfferingView, SCORE_LIMIT, Scorer, Verdict};
 use crate::ir::PolicySet;
 
 /// Memo entries kept before the memo is cleared (bounds memory when spot prices churn).
@@ -45,6 +51,7 @@ pub struct RhaiScorer {
     memo: RwLock<HashMap<String, Vec<MemoEntry>>>,
     memo_len: AtomicUsize,
     load_dependent: bool,
+    budget: TimeBudget,
 }
 
 impl std::fmt::Debug for RhaiScorer {
@@ -128,15 +135,27 @@ fn fail(script: &Script, entry: &str, msg: String) {
     script.record_failure(entry, &e, false);
 }
 
-/// Calls `entry` without re-running the script's top level; `None` on failure.
-fn call(script: &Script, entry: &str, arg: Dynamic) -> Option<Dynamic> {
+/// Calls `entry` without re-running the script's top level, stopping it
+/// after `budget`; `None` on failure.
+fn call(script: &Script, entry: &str, arg: Dynamic, budget: Duration) -> Option<Dynamic> {
     if script.tripped() {
         return None;
     }
     let mut scope = Scope::new();
     let opts = CallFnOptions::new().eval_ast(false).rewind_scope(false);
-    match ENGINE.call_fn_with_options::<Dynamic>(opts, &mut scope, &script.ast, entry, (arg,)) {
+    let r = with_deadline(budget, || {
+        ENGINE.call_fn_with_options::<Dynamic>(opts, &mut scope, &script.ast, entry, (arg,))
+    });
+    match r {
         Ok(d) => Some(d),
+        Err(e) if is_time_budget_error(&e) => {
+            let e = EvalAltResult::ErrorRuntime(
+                format!("ran past its wall-clock budget of {budget:?} per call").into(),
+                e.position(),
+            );
+            script.record_failure(entry, &e, true);
+            None
+        }
         Err(e) => {
             script.record_failure(entry, &e, is_budget_error(&e));
             None
@@ -144,7 +163,8 @@ fn call(script: &Script, entry: &str, arg: Dynamic) -> Option<Dynamic> {
     }
 }
 
-/// A score result as $/hour; non-numbers and non-finite numbers are failures.
+/// A score result as $/hour; non-numbers and NaN are failures; anything
+/// beyond `±SCORE_LIMIT` (infinities included) is clamped to it, with a warning.
 fn as_score(script: &Script, entry: &str, d: Dynamic) -> f64 {
     let v = if let Ok(f) = d.as_float() {
         f
@@ -158,12 +178,15 @@ fn as_score(script: &Script, entry: &str, d: Dynamic) -> f64 {
         );
         return 0.0;
     };
-    if v.is_finite() {
-        v
-    } else {
+    if v.is_nan() {
         fail(script, entry, format!("{entry} returned {v}"));
-        0.0
+        return 0.0;
     }
+    let c = v.clamp(-SCORE_LIMIT, SCORE_LIMIT);
+    if c != v {
+        script.record_clamp(entry, v, c);
+    }
+    c
 }
 
 /// An admit result: `None` to accept, `Some(reason)` to veto.
@@ -205,7 +228,24 @@ impl RhaiScorer {
             memo: RwLock::new(HashMap::new()),
             memo_len: AtomicUsize::new(0),
             load_dependent,
+            budget: default_time_budget(),
         }
+    }
+
+    /// The same scorer with wall-clock budget `budget` (see `TimeBudget`).
+    pub fn with_time_budget(mut self, budget: TimeBudget) -> RhaiScorer {
+        self.budget = budget;
+        self
+    }
+
+    /// The wall-clock budget its script calls and plans run under.
+    pub fn time_budget(&self) -> TimeBudget {
+        self.budget
+    }
+
+    /// Scores clamped to `±SCORE_LIMIT` so far, over all scripts of this version.
+    pub fn clamped(&self) -> u64 {
+        self.all_scripts().map(|s| s.clamped()).sum()
     }
 
     /// Every distinct script, policy-wide first.
@@ -286,13 +326,23 @@ impl RhaiScorer {
             }
             let o = obj.get_or_insert_with(|| Offering::new(self.type_info(v), v));
             if s.has_admit_offering
-                && let Some(d) = call(s, "admit_offering", Dynamic::from(o.clone()))
+                && let Some(d) = call(
+                    s,
+                    "admit_offering",
+                    Dynamic::from(o.clone()),
+                    self.budget.per_call,
+                )
                 && let Some(reason) = as_veto(s, "admit_offering", d)
             {
                 return Verdict::Veto(reason);
             }
             if s.has_score_offering
-                && let Some(d) = call(s, "score_offering", Dynamic::from(o.clone()))
+                && let Some(d) = call(
+                    s,
+                    "score_offering",
+                    Dynamic::from(o.clone()),
+                    self.budget.per_call,
+                )
             {
                 total += as_score(s, "score_offering", d);
             }
@@ -332,13 +382,13 @@ impl Scorer for RhaiScorer {
                 load: Arc::new(Load::new(load)),
             });
             if s.has_admit
-                && let Some(d) = call(s, "admit", Dynamic::from(c.clone()))
+                && let Some(d) = call(s, "admit", Dynamic::from(c.clone()), self.budget.per_call)
                 && let Some(reason) = as_veto(s, "admit", d)
             {
                 return Verdict::Veto(reason);
             }
             if let Some(entry) = s.node_fn
-                && let Some(d) = call(s, entry, Dynamic::from(c.clone()))
+                && let Some(d) = call(s, entry, Dynamic::from(c.clone()), self.budget.per_call)
             {
                 total += as_score(s, entry, d);
             }
@@ -348,5 +398,9 @@ impl Scorer for RhaiScorer {
 
     fn is_load_dependent(&self) -> bool {
         self.load_dependent
+    }
+
+    fn plan_time_budget(&self) -> Option<Duration> {
+        (!self.is_empty()).then_some(self.budget.per_plan)
     }
 }

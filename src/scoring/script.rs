@@ -37,9 +37,13 @@ pub struct Script {
     /// `score_node(c)`, or `score(c)` which means the same.
     pub node_fn: Option<&'static str>,
     pub has_admit: bool,
+    /// `line:col` of each entry point's `fn`, for messages about what it returned.
+    entry_positions: Vec<(&'static str, usize, usize)>,
     failures: AtomicU64,
     logged: AtomicBool,
     budget_failures: AtomicU64,
+    clamped: AtomicU64,
+    clamp_logged: AtomicBool,
 }
 
 impl std::fmt::Debug for Script {
@@ -71,6 +75,15 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
         off += l.len();
     }
     text.len()
+}
+
+/// Byte offset of `fn name(` in `text` (spaces allowed before the parenthesis),
+/// so `fn score(` is not found inside `fn score_offering(`.
+fn find_fn(text: &str, name: &str) -> Option<usize> {
+    let pat = format!("fn {name}");
+    text.match_indices(&pat)
+        .find(|(i, _)| text[i + pat.len()..].trim_start().starts_with('('))
+        .map(|(i, _)| i)
 }
 
 /// A script that cannot be read, as a diagnostic on the (empty) file.
@@ -174,6 +187,19 @@ impl Script {
             None
         };
         let has_admit = has("admit")?;
+        let entry_positions = ENTRY_POINTS
+            .iter()
+            .filter_map(|&n| {
+                let off = find_fn(text, n)?;
+                let line = text[..off].matches('\n').count() + 1;
+                let col = text[..off]
+                    .rsplit('\n')
+                    .next()
+                    .map_or(0, |l| l.chars().count())
+                    + 1;
+                Some((n, line, col))
+            })
+            .collect();
         if !has_score_offering && node_fn.is_none() {
             return Err(Box::new(
                 Diagnostic::error(
@@ -198,9 +224,12 @@ impl Script {
             has_admit_offering,
             node_fn,
             has_admit,
+            entry_positions,
             failures: AtomicU64::new(0),
             logged: AtomicBool::new(false),
             budget_failures: AtomicU64::new(0),
+            clamped: AtomicU64::new(0),
+            clamp_logged: AtomicBool::new(false),
         })
     }
 
@@ -236,6 +265,36 @@ impl Script {
     /// Failed calls of this version so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// `path:line:col` of entry point `entry`'s definition (just the path if not found).
+    pub fn entry_location(&self, entry: &str) -> String {
+        match self.entry_positions.iter().find(|(n, _, _)| *n == entry) {
+            Some((_, l, c)) => format!("{}:{l}:{c}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Counts a score outside `±SCORE_LIMIT` that was clamped; warns the
+    /// first time for this version, naming the entry point's location.
+    pub(crate) fn record_clamp(&self, entry: &str, returned: f64, clamped: f64) {
+        self.clamped.fetch_add(1, Ordering::Relaxed);
+        if !self.clamp_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                script = %self.path.display(),
+                version = &self.hash[..12],
+                "{}: {entry} returned {returned:e} $/hour; scores are clamped to ±{} $/hour, \
+                 so it counts as {clamped} (docs/scoring.md; further clamps of this version are \
+                 counted, not logged)",
+                self.entry_location(entry),
+                super::SCORE_LIMIT
+            );
+        }
+    }
+
+    /// Scores of this version clamped to `±SCORE_LIMIT` so far.
+    pub fn clamped(&self) -> u64 {
+        self.clamped.load(Ordering::Relaxed)
     }
 
     /// True once the script has exhausted its budget often enough that calling it again

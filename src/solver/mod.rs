@@ -8,7 +8,7 @@
 
 use crate::catalog::{Availability, Catalog};
 use crate::ir::PolicySet;
-use crate::scoring::Scorer;
+use crate::scoring::{PlanBudget, Scorer};
 use crate::workload::Workload;
 
 pub mod bound;
@@ -48,7 +48,41 @@ pub fn solve(input: &SolveInput<'_>) -> Plan {
 }
 
 /// `solve` with an explicit packing strategy (the FFD baseline is for benchmarks).
+///
+/// A scorer with a per-plan time cap (`Scorer::plan_time_budget`) is
+/// metered for this plan; when its scripts spend the cap, the plan is made
+/// again without the scorer (price alone) and a note says why.
 pub fn solve_with(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
+    let Some((scorer, cap)) = input
+        .scorer
+        .and_then(|s| s.plan_time_budget().map(|cap| (s, cap)))
+    else {
+        return pack_best(input, strategy);
+    };
+    let metered = PlanBudget::new(scorer, cap);
+    let plan = pack_best(
+        &SolveInput {
+            scorer: Some(&metered),
+            ..*input
+        },
+        strategy,
+    );
+    let Some(report) = metered.report() else {
+        return plan;
+    };
+    let mut plan = pack_best(
+        &SolveInput {
+            scorer: None,
+            ..*input
+        },
+        strategy,
+    );
+    plan.notes.push(report);
+    plan
+}
+
+/// Packs with `strategy`; on small inputs also memory-major, keeping the better plan.
+fn pack_best(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
     let mut t = tables::Tables::new(input);
     let plan = pack::Packer::new(&mut t, strategy).run();
     let pods: usize = input.workload.classes.iter().map(|c| c.count()).sum();

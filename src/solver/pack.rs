@@ -276,9 +276,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             });
         }
         let rooms: Vec<Rv> = p.nodes.iter().map(|n| n.room).collect();
+        // Only usable offerings' rooms: a pool's arrays are shared with other
+        // pools (`tables::compile_pools`), and its other entries mean nothing here.
+        let tables = &p.t.pools;
         p.act = super::tables::active_dims(
             &p.reqs,
-            p.t.pools.iter().flat_map(|t| &t.net).chain(&rooms),
+            tables
+                .iter()
+                .flat_map(|t| t.usable.iter().map(|o| &t.net[o]))
+                .chain(&rooms),
         );
         for c in &p.topo.classes {
             for u in &c.unsupported {
@@ -785,11 +791,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 continue;
             }
             let node = &self.nodes[n];
-            let k = self.placeable(
-                at,
-                n,
-                copies_after(&self.act, &req, &node.room, &node.used),
-            );
+            let k = self.placeable(at, n, copies_after(&self.act, &req, &node.room, &node.used));
             if k > 0 {
                 self.commit(c, n, k, &at.v);
             }
@@ -1305,8 +1307,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 Some(b) => {
                     score < b.score - 1e-12
                         || (score <= b.score + 1e-12
-                            && (k > b.k
-                                || (k == b.k && self.openness[p] > self.openness[b.pool])))
+                            && (k > b.k || (k == b.k && self.openness[p] > self.openness[b.pool])))
                 }
             };
             if better {
@@ -1721,7 +1722,7 @@ impl Packer<'_, '_> {
             let tab = &self.t.pools[p];
             let mut fits_pod = false;
             let mut under_limit = false;
-            for list in &tab.by_domain {
+            for list in tab.by_domain.iter() {
                 for &o in list {
                     let oi = o as usize;
                     if !bits.get(oi) || copies(&req, &tab.net[oi]) == 0 {

@@ -204,7 +204,10 @@ mod tests {
             let header = lines[0];
             let row = lines[1];
             let clipped = format!("{}…", "p".repeat(MAX_CELL - 1));
-            assert!(row.starts_with(&format!("{clipped}  {clipped}  m5.large")), "{row}");
+            assert!(
+                row.starts_with(&format!("{clipped}  {clipped}  m5.large")),
+                "{row}"
+            );
             // The columns after the clipped ones start where their headers do.
             let at = |l: &str, needle: &str| l.find(needle).map(|b| l[..b].chars().count());
             assert_eq!(at(header, "TYPE"), Some(2 * (MAX_CELL + 2)));

@@ -8,7 +8,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use crate::catalog::{Bits, CapacityType, Catalog, Offering};
 use crate::ir::KubeletConfig;
@@ -232,19 +234,25 @@ impl std::fmt::Display for OfferingReject {
 }
 
 /// A pool compiled against the catalog.
+///
+/// The per-offering arrays are shared (`Arc`) between pools whose values
+/// agree: a policy of a thousand pools over a catalog of ten thousand
+/// offerings would otherwise hold a thousand copies of the same megabytes.
+/// What a pool owns is its `usable` bitset and a few small fields; see
+/// `compile_pools` for what each array is shared by.
 pub struct PoolTab {
     /// Offerings usable in this pool.
     pub usable: Bits,
-    /// Effective price after cost rules (NaN when unusable).
-    pub price: Vec<f64>,
-    /// Price plus the offering score: what the solver ranks by.
-    pub rank: Vec<f64>,
+    /// Effective price after cost rules (meaningful where `usable`).
+    pub price: Arc<[f64]>,
+    /// Price plus the offering score: what the solver ranks by (meaningful where `usable`).
+    pub rank: Arc<[f64]>,
     /// Allocatable minus DaemonSet overhead, per offering.
-    pub net: Vec<Rv>,
+    pub net: Arc<[Rv]>,
     /// DaemonSet overhead per offering (for the plan's `requested`).
-    pub ds: Vec<Rv>,
+    pub ds: Arc<[Rv]>,
     /// Usable offerings per (zone, capacity type), sorted by rank then type index.
-    pub by_domain: Vec<Vec<u32>>,
+    pub by_domain: Arc<[Vec<u32>]>,
     /// Resource limits (i64::MAX where unlimited), against type capacity.
     pub limit: Rv,
     /// Custom (non well-known) label values the pool's nodes carry.
@@ -252,7 +260,7 @@ pub struct PoolTab {
     /// The pool's kubelet settings (node class overridden by pool).
     kubelet: KubeletConfig,
     /// Allocatable per type index under `kubelet` (kept for `offering_reject`).
-    alloc: Vec<Rv>,
+    alloc: Arc<[Rv]>,
 }
 
 /// Domain index of (zone, capacity type).
@@ -396,7 +404,6 @@ impl<'a> Tables<'a> {
     pub fn new(input: &'a SolveInput<'a>) -> Tables<'a> {
         let dims = Dims::new(input);
         let cat = input.catalog;
-        let n = cat.offerings.len();
         let type_cap: Vec<Rv> = cat.types.iter().map(|t| dims.rv(&t.capacity)).collect();
         // On-demand price per (type, zone), for spot-from-on-demand rules.
         let mut od: HashMap<(u32, u16), f64> = HashMap::new();
@@ -407,71 +414,7 @@ impl<'a> Tables<'a> {
                 od.insert((o.type_index, o.zone_index), p);
             }
         }
-        let nd = cat.zones.len() * 2;
-        let mut pools = Vec::new();
-        for pool in &input.policy.pools {
-            let kubelet = input
-                .policy
-                .node_classes
-                .get(&pool.node_class)
-                .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
-                .unwrap_or_else(|| pool.kubelet.clone());
-            let alloc: Vec<Rv> = cat
-                .types
-                .iter()
-                .map(|t| dims.rv(&allocatable(t, &kubelet)))
-                .collect();
-            let mut tab = PoolTab {
-                usable: Bits::new(n),
-                price: vec![f64::NAN; n],
-                rank: vec![f64::NAN; n],
-                net: vec![[0; D]; n],
-                ds: vec![[0; D]; n],
-                by_domain: vec![Vec::new(); nd],
-                limit: [i64::MAX; D],
-                custom: BTreeMap::new(),
-                kubelet: KubeletConfig::default(),
-                alloc: Vec::new(),
-            };
-            for (k, q) in &pool.limits {
-                let mut r = Resources::zero();
-                r.set(k, *q);
-                let v = dims.rv(&r);
-                for i in 0..D {
-                    if v[i] != 0 || dims.names.get(i).is_some_and(|nm| nm == k) {
-                        tab.limit[i] = v[i];
-                    }
-                }
-            }
-            for (k, set) in &pool.requirements.keys {
-                if !is_catalog_key(k) && !pool.labels.contains_key(k) {
-                    tab.custom.insert(k.clone(), set.clone());
-                }
-            }
-            for (i, o) in cat.offerings.iter().enumerate() {
-                if Self::reject_reason(input, &dims, pool, &kubelet, &od, &alloc, o).is_ok() {
-                    let (price, rank) =
-                        Self::priced(input, pool, &od, o).unwrap_or((f64::NAN, f64::NAN));
-                    let ds = Self::ds_overhead(input, &dims, pool, o);
-                    tab.usable.set(i);
-                    tab.price[i] = price;
-                    tab.rank[i] = rank;
-                    tab.ds[i] = ds;
-                    tab.net[i] = sub(&alloc[o.type_index as usize], &ds);
-                    tab.by_domain[dom(o.zone_index, o.capacity_type)].push(i as u32);
-                }
-            }
-            for list in &mut tab.by_domain {
-                list.sort_by(|a, b| {
-                    tab.rank[*a as usize]
-                        .total_cmp(&tab.rank[*b as usize])
-                        .then(a.cmp(b))
-                });
-            }
-            tab.kubelet = kubelet;
-            tab.alloc = alloc;
-            pools.push(tab);
-        }
+        let pools = compile_pools(input, &dims, &od);
         let mut t = Tables {
             input,
             dims,
@@ -513,12 +456,30 @@ impl<'a> Tables<'a> {
         t
     }
 
+    /// The offering's price after cost rules and its rank (price plus the
+    /// offering score), or why it has none.
     fn priced(
         input: &SolveInput<'_>,
         pool: &Pool,
         od: &HashMap<(u32, u16), f64>,
         o: &Offering,
     ) -> Result<(f64, f64), OfferingReject> {
+        let price = Self::base_price(input, pool, od, o)?;
+        let rank = if input.scorer.is_some() {
+            Self::scored(input, pool, o, price)?
+        } else {
+            price
+        };
+        Ok((price, rank))
+    }
+
+    /// The offering's price after cost rules (no scoring).
+    fn base_price(
+        input: &SolveInput<'_>,
+        pool: &Pool,
+        od: &HashMap<(u32, u16), f64>,
+        o: &Offering,
+    ) -> Result<f64, OfferingReject> {
         let cat = input.catalog;
         let Some(t) = cat.types.get(o.type_index as usize) else {
             return Err(OfferingReject::NotAvailable);
@@ -539,13 +500,26 @@ impl<'a> Tables<'a> {
             vcpus: f64::from(t.vcpus),
             memory_gib: t.memory_mib as f64 / 1024.0,
         };
-        let price = match effective_price(&input.policy.cost, &pin) {
-            PriceOutcome::Price(p) => p,
-            PriceOutcome::Unpriced => return Err(OfferingReject::Unpriced),
-            PriceOutcome::Excluded { reason, .. } => return Err(OfferingReject::Ceiling(reason)),
-        };
+        match effective_price(&input.policy.cost, &pin) {
+            PriceOutcome::Price(p) => Ok(p),
+            PriceOutcome::Unpriced => Err(OfferingReject::Unpriced),
+            PriceOutcome::Excluded { reason, .. } => Err(OfferingReject::Ceiling(reason)),
+        }
+    }
+
+    /// The rank of an offering priced `price`: the price plus the scorer's
+    /// offering score; a veto is an error.
+    fn scored(
+        input: &SolveInput<'_>,
+        pool: &Pool,
+        o: &Offering,
+        price: f64,
+    ) -> Result<f64, OfferingReject> {
         let mut rank = price;
-        if let Some(s) = input.scorer {
+        let cat = input.catalog;
+        if let Some(s) = input.scorer
+            && let Some(t) = cat.types.get(o.type_index as usize)
+        {
             let zone = cat
                 .zones
                 .get(o.zone_index as usize)
@@ -564,7 +538,7 @@ impl<'a> Tables<'a> {
                 Verdict::Veto(r) => return Err(OfferingReject::Veto(r)),
             }
         }
-        Ok((price, rank))
+        Ok(rank)
     }
 
     fn ds_overhead(input: &SolveInput<'_>, dims: &Dims, pool: &Pool, o: &Offering) -> Rv {
@@ -597,27 +571,14 @@ impl<'a> Tables<'a> {
         {
             return Err(OfferingReject::NotAvailable);
         }
-        for (k, set) in &pool.requirements.keys {
-            if !is_catalog_key(k) {
-                continue;
-            }
-            if !set.allows_opt(pool_offering_label(cat, pool, o, k)) {
-                return Err(OfferingReject::Requirement {
-                    key: k.clone(),
-                    want: set.to_string(),
-                });
-            }
+        if let Some((k, set)) = requirement_block(cat, pool, o) {
+            return Err(OfferingReject::Requirement {
+                key: k.clone(),
+                want: set.to_string(),
+            });
         }
-        if let Some(u) = input.unavailable {
-            let t = &cat.types[o.type_index as usize];
-            let zone = cat
-                .zones
-                .get(o.zone_index as usize)
-                .map(|z| z.name.as_str())
-                .unwrap_or("");
-            if let Some(r) = u.reason(&t.name, zone, o.capacity_type) {
-                return Err(OfferingReject::Unavailable(r.to_string()));
-            }
+        if let Some(r) = refused(input, o) {
+            return Err(OfferingReject::Unavailable(r.to_string()));
         }
         Self::priced(input, pool, od, o)?;
         let ds = Self::ds_overhead(input, dims, pool, o);
@@ -780,6 +741,307 @@ impl<'a> Tables<'a> {
     pub fn cond_text(c: &Cond) -> String {
         format!("{c:?}")
     }
+}
+
+/// The value a pool itself gives label `key` on its nodes, before the
+/// catalog is asked (`pool_offering_label`'s first two answers): where two
+/// pools agree on this for every key a computation reads, the computation
+/// gives both the same result.
+fn pool_value<'p>(pool: &'p Pool, key: &str) -> Option<&'p str> {
+    if key == labels::NODEPOOL {
+        return Some(&pool.name);
+    }
+    pool.labels.get(key).map(String::as_str)
+}
+
+/// The node label keys condition `c` reads.
+fn node_label_keys<'c>(c: &'c Cond, out: &mut BTreeSet<&'c str>) {
+    match c {
+        Cond::All(cs) | Cond::Any(cs) => cs.iter().for_each(|x| node_label_keys(x, out)),
+        Cond::Not(x) => node_label_keys(x, out),
+        Cond::Cmp {
+            subject: Subject::NodeLabel(k),
+            ..
+        } => {
+            out.insert(k);
+        }
+        Cond::Cmp { .. } | Cond::True | Cond::False => {}
+    }
+}
+
+/// One copy of each distinct array: the pools of a large policy mostly
+/// compile to equal ones. `eq` compares contents (bit for bit for floats,
+/// so NaN entries compare equal).
+struct Interner<T> {
+    by_hash: HashMap<u64, Vec<Arc<[T]>>>,
+}
+
+impl<T> Interner<T> {
+    fn new() -> Self {
+        Interner {
+            by_hash: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, hash: u64, v: Vec<T>, eq: impl Fn(&[T], &[T]) -> bool) -> Arc<[T]> {
+        let same = self.by_hash.entry(hash).or_default();
+        if let Some(a) = same.iter().find(|a| eq(a, &v)) {
+            return Arc::clone(a);
+        }
+        let a: Arc<[T]> = v.into();
+        same.push(Arc::clone(&a));
+        a
+    }
+}
+
+fn hash_of(f: impl FnOnce(&mut DefaultHasher)) -> u64 {
+    let mut h = DefaultHasher::new();
+    f(&mut h);
+    h.finish()
+}
+
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Effective prices of every offering under one pool's cost-rule view.
+struct Prices {
+    price: Arc<[f64]>,
+    /// Offerings the cost rules price (the rest are unpriced or excluded).
+    priced: Bits,
+}
+
+/// Allocatable minus DaemonSet overhead under one kubelet and one DaemonSet view.
+struct Room {
+    net: Arc<[Rv]>,
+    ds: Arc<[Rv]>,
+}
+
+/// Whether offering `o` points into the catalog's tables and is offered at all.
+fn listed(cat: &Catalog, o: &Offering) -> bool {
+    o.available
+        && (o.type_index as usize) < cat.types.len()
+        && (o.zone_index as usize) < cat.zones.len()
+}
+
+/// Compiles every pool against the catalog, sharing what pools agree on.
+///
+/// Each per-offering array is computed once per distinct input it depends on:
+/// - prices, per distinct value of the labels the cost rules read (most
+///   policies: one for all pools);
+/// - allocatable, per distinct kubelet configuration;
+/// - DaemonSet overhead and net room, per kubelet and per distinct answer
+///   to "which DaemonSets run here" (taints tolerated, labels selected);
+/// - the pool's requirement filter, per distinct requirements;
+/// - ranks (with a scoring script) and the per-domain lists, per distinct content.
+///
+/// Only the `usable` bitset (one bit per offering) is the pool's own, so a
+/// pool costs a few KB whatever the catalog's size. The result is exactly
+/// what compiling each pool on its own gives: every array entry a pool can
+/// read (its usable offerings) holds the value its own compilation would.
+fn compile_pools(
+    input: &SolveInput<'_>,
+    dims: &Dims,
+    od: &HashMap<(u32, u16), f64>,
+) -> Vec<PoolTab> {
+    let cat = input.catalog;
+    let n = cat.offerings.len();
+    let nd = cat.zones.len() * 2;
+    let mut price_keys = BTreeSet::new();
+    for r in &input.policy.cost {
+        node_label_keys(&r.when, &mut price_keys);
+    }
+    let mut ds_keys = BTreeSet::new();
+    for ds in &input.workload.daemonsets {
+        ds_keys.extend(ds.node_selector.keys.keys().map(String::as_str));
+        for t in &ds.required_affinity {
+            ds_keys.extend(t.keys.keys().map(String::as_str));
+        }
+    }
+    let mut allocs: Vec<(KubeletConfig, Arc<[Rv]>)> = Vec::new();
+    let mut prices: HashMap<Vec<Option<&str>>, Prices> = HashMap::new();
+    type RoomKey<'p> = (usize, Vec<bool>, Vec<Option<&'p str>>);
+    let mut rooms: HashMap<RoomKey<'_>, Room> = HashMap::new();
+    type ReqKey<'p> = Vec<(&'p str, &'p ValueSet, Option<&'p str>)>;
+    let mut req_bits: HashMap<ReqKey<'_>, Bits> = HashMap::new();
+    let mut ranks: Interner<f64> = Interner::new();
+    let mut lists: Interner<Vec<u32>> = Interner::new();
+    let mut pools = Vec::with_capacity(input.policy.pools.len());
+    for pool in &input.policy.pools {
+        let kubelet = input
+            .policy
+            .node_classes
+            .get(&pool.node_class)
+            .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
+            .unwrap_or_else(|| pool.kubelet.clone());
+        let ki = match allocs.iter().position(|(k, _)| *k == kubelet) {
+            Some(i) => i,
+            None => {
+                let alloc: Arc<[Rv]> = cat
+                    .types
+                    .iter()
+                    .map(|t| dims.rv(&allocatable(t, &kubelet)))
+                    .collect();
+                allocs.push((kubelet.clone(), alloc));
+                allocs.len() - 1
+            }
+        };
+        let alloc = Arc::clone(&allocs[ki].1);
+        let pk: Vec<Option<&str>> = price_keys.iter().map(|k| pool_value(pool, k)).collect();
+        let pr = prices.entry(pk).or_insert_with(|| {
+            let mut price = vec![f64::NAN; n];
+            let mut priced = Bits::new(n);
+            for (i, o) in cat.offerings.iter().enumerate() {
+                if listed(cat, o)
+                    && let Ok(p) = Tables::base_price(input, pool, od, o)
+                {
+                    price[i] = p;
+                    priced.set(i);
+                }
+            }
+            Prices {
+                price: price.into(),
+                priced,
+            }
+        });
+        let rk: RoomKey<'_> = (
+            ki,
+            input
+                .workload
+                .daemonsets
+                .iter()
+                .map(|ds| untolerated(&ds.tolerations, &pool.taints).is_none())
+                .collect(),
+            ds_keys.iter().map(|k| pool_value(pool, k)).collect(),
+        );
+        let room = rooms.entry(rk).or_insert_with(|| {
+            let mut ds = vec![[0; D]; n];
+            let mut net = vec![[0; D]; n];
+            for (i, o) in cat.offerings.iter().enumerate() {
+                if listed(cat, o) {
+                    ds[i] = Tables::ds_overhead(input, dims, pool, o);
+                    net[i] = sub(&alloc[o.type_index as usize], &ds[i]);
+                }
+            }
+            Room {
+                net: net.into(),
+                ds: ds.into(),
+            }
+        });
+        let qk: ReqKey<'_> = pool
+            .requirements
+            .keys
+            .iter()
+            .filter(|(k, _)| is_catalog_key(k))
+            .map(|(k, set)| (k.as_str(), set, pool_value(pool, k)))
+            .collect();
+        let allowed = req_bits.entry(qk).or_insert_with(|| {
+            let mut b = Bits::new(n);
+            for (i, o) in cat.offerings.iter().enumerate() {
+                if listed(cat, o) && requirements_allow(cat, pool, o) {
+                    b.set(i);
+                }
+            }
+            b
+        });
+        // What is left per pool, in offering order as the pool's own
+        // compilation asks it (the scorer sees the same calls).
+        let mut usable = Bits::new(n);
+        let mut rank = input.scorer.map(|_| vec![f64::NAN; n]);
+        let mut by_domain: Vec<Vec<u32>> = vec![Vec::new(); nd];
+        for i in allowed.iter() {
+            let o = &cat.offerings[i];
+            if refused(input, o).is_some() || !pr.priced.get(i) {
+                continue;
+            }
+            let price = pr.price[i];
+            if let Some(rank) = &mut rank {
+                match Tables::scored(input, pool, o, price) {
+                    Ok(r) => rank[i] = r,
+                    Err(_) => continue,
+                }
+            }
+            if room.net[i].iter().any(|x| *x < 0) {
+                continue;
+            }
+            usable.set(i);
+            by_domain[dom(o.zone_index, o.capacity_type)].push(i as u32);
+        }
+        let rank: Arc<[f64]> = match rank {
+            Some(r) => {
+                let h = hash_of(|h| r.iter().for_each(|x| x.to_bits().hash(h)));
+                ranks.intern(h, r, same_bits)
+            }
+            None => Arc::clone(&pr.price),
+        };
+        for list in &mut by_domain {
+            list.sort_by(|a, b| {
+                rank[*a as usize]
+                    .total_cmp(&rank[*b as usize])
+                    .then(a.cmp(b))
+            });
+        }
+        let h = hash_of(|h| by_domain.hash(h));
+        let by_domain = lists.intern(h, by_domain, |a, b| a == b);
+        let mut tab = PoolTab {
+            usable,
+            price: Arc::clone(&pr.price),
+            rank,
+            net: Arc::clone(&room.net),
+            ds: Arc::clone(&room.ds),
+            by_domain,
+            limit: [i64::MAX; D],
+            custom: BTreeMap::new(),
+            kubelet,
+            alloc,
+        };
+        for (k, q) in &pool.limits {
+            let mut r = Resources::zero();
+            r.set(k, *q);
+            let v = dims.rv(&r);
+            for i in 0..D {
+                if v[i] != 0 || dims.names.get(i).is_some_and(|nm| nm == k) {
+                    tab.limit[i] = v[i];
+                }
+            }
+        }
+        for (k, set) in &pool.requirements.keys {
+            if !is_catalog_key(k) && !pool.labels.contains_key(k) {
+                tab.custom.insert(k.clone(), set.clone());
+            }
+        }
+        pools.push(tab);
+    }
+    pools
+}
+
+/// The first catalog-key requirement of `pool` that offering `o` violates.
+fn requirement_block<'p>(
+    cat: &Catalog,
+    pool: &'p Pool,
+    o: &Offering,
+) -> Option<(&'p String, &'p ValueSet)> {
+    pool.requirements
+        .keys
+        .iter()
+        .find(|(k, set)| is_catalog_key(k) && !set.allows_opt(pool_offering_label(cat, pool, o, k)))
+}
+
+fn requirements_allow(cat: &Catalog, pool: &Pool, o: &Offering) -> bool {
+    requirement_block(cat, pool, o).is_none()
+}
+
+/// Why EC2 refused offering `o` recently, if it did (the solve's availability snapshot).
+fn refused<'i>(input: &SolveInput<'i>, o: &Offering) -> Option<&'i str> {
+    let u = input.unavailable?;
+    let cat = input.catalog;
+    let t = cat.types.get(o.type_index as usize)?;
+    let zone = cat
+        .zones
+        .get(o.zone_index as usize)
+        .map(|z| z.name.as_str())
+        .unwrap_or("");
+    u.reason(&t.name, zone, o.capacity_type)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::validate::validate;
 use super::{Plan, SolveInput, solve};
-use crate::synth;
 use crate::catalog::Catalog;
 use crate::ir::{PolicySet, Quantity, Requirements, Resources, Taint, TaintEffect, labels};
+use crate::synth;
 use crate::workload::{DaemonSetOverhead, ExistingNode, PodClass, Workload};
 
 fn class(id: &str, n: usize, cpu: i64, mem_gi: i64) -> PodClass {
@@ -458,4 +458,142 @@ fn refused_offerings_are_avoided() {
         errs.iter().any(|e| e.contains("recently unavailable")),
         "{errs:?}"
     );
+}
+
+/// Pools compiled together share their per-offering arrays where they
+/// agree, and every entry a pool can read is what compiling it alone gives:
+/// across kubelet settings, a DaemonSet that selects a pool label, a cost
+/// rule that names a pool, and requirements that differ.
+#[test]
+fn pools_share_tables_and_agree_with_compiling_alone() {
+    use std::sync::Arc;
+
+    use super::tables::Tables;
+    use crate::ir::cost::{CostAction, CostRule};
+    use crate::ir::{CmpOp, Cond, Subject};
+
+    let cat = crate::catalog::embedded().expect("the embedded catalog decodes");
+    let mut pools = Vec::new();
+    for i in 0..6 {
+        let mut p = synth::default_pool(&format!("p{i}"));
+        p.weight = 10;
+        let mut r = Requirements::new();
+        r.require_in(labels::ARCH, &["amd64"]);
+        if i >= 4 {
+            r.require_in(labels::INSTANCE_FAMILY, &["m5", "c5"]);
+        }
+        p.requirements = r;
+        if i == 3 {
+            p.labels.insert("team".into(), "a".into());
+        }
+        if i == 5 {
+            p.kubelet.max_pods = Some(20);
+        }
+        pools.push(p);
+    }
+    let mut policy = PolicySet {
+        pools,
+        ..Default::default()
+    };
+    policy.cost.push(CostRule {
+        when: Cond::cmp(
+            Subject::NodeLabel(labels::NODEPOOL.into()),
+            CmpOp::Eq,
+            &["p2"],
+        ),
+        action: CostAction::Scale(0.5),
+        origin: None,
+    });
+    let mut ds = Resources::zero();
+    ds.cpu_milli = 300;
+    ds.pods = 1;
+    let mut sel = Requirements::new();
+    sel.require_in("team", &["a"]);
+    let w = Workload {
+        classes: vec![class("web", 3, 500, 1)],
+        daemonsets: vec![DaemonSetOverhead {
+            namespace: "kube-system".into(),
+            name: "agent".into(),
+            requests: ds,
+            node_selector: sel,
+            required_affinity: vec![],
+            tolerations: vec![],
+        }],
+        nodes: vec![],
+    };
+    let input = SolveInput {
+        policy: &policy,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    };
+    let t = Tables::new(&input);
+    let [p0, p1, p2, p3, p4, p5] = [0, 1, 2, 3, 4, 5].map(|i| &t.pools[i]);
+    // The cost rule reads pool names, so each pool has its own prices; the
+    // room (kubelet and DaemonSets) is shared, and so are equal lists.
+    assert!(!Arc::ptr_eq(&p0.price, &p1.price));
+    assert!(Arc::ptr_eq(&p0.net, &p1.net) && Arc::ptr_eq(&p0.ds, &p1.ds));
+    assert!(Arc::ptr_eq(&p0.by_domain, &p1.by_domain));
+    assert!(Arc::ptr_eq(&p0.net, &p2.net));
+    let o = p2.usable.iter().next().expect("p2 has offerings");
+    assert_eq!(p2.price[o], p0.price[o] * 0.5);
+    // The DaemonSet runs on p3's nodes only: its own room.
+    assert!(!Arc::ptr_eq(&p0.net, &p3.net));
+    // Narrower requirements: the same room, fewer usable offerings.
+    assert!(Arc::ptr_eq(&p0.net, &p4.net) && p4.usable.count() < p0.usable.count());
+    // Another kubelet: its own room.
+    assert!(!Arc::ptr_eq(&p4.net, &p5.net));
+    // Without a rule that reads pool names, every pool shares one price array.
+    let mut no_rule = policy.clone();
+    no_rule.cost.clear();
+    let no_rule_in = SolveInput {
+        policy: &no_rule,
+        ..input
+    };
+    let t2 = Tables::new(&no_rule_in);
+    assert!(
+        t2.pools
+            .iter()
+            .all(|p| Arc::ptr_eq(&p.price, &t2.pools[0].price))
+    );
+    for (i, pool) in policy.pools.iter().enumerate() {
+        let alone = PolicySet {
+            pools: vec![pool.clone()],
+            ..policy.clone()
+        };
+        let alone_in = SolveInput {
+            policy: &alone,
+            ..input
+        };
+        let one = Tables::new(&alone_in);
+        let (a, b) = (&t.pools[i], &one.pools[0]);
+        assert_eq!(a.usable, b.usable, "{}", pool.name);
+        assert!(a.usable.count() > 0, "{}", pool.name);
+        assert_eq!(&*a.by_domain, &*b.by_domain, "{}", pool.name);
+        for o in a.usable.iter() {
+            assert_eq!(
+                a.price[o].to_bits(),
+                b.price[o].to_bits(),
+                "{} {o}",
+                pool.name
+            );
+            assert_eq!(
+                a.rank[o].to_bits(),
+                b.rank[o].to_bits(),
+                "{} {o}",
+                pool.name
+            );
+            assert_eq!(
+                (a.net[o], a.ds[o]),
+                (b.net[o], b.ds[o]),
+                "{} {o}",
+                pool.name
+            );
+        }
+    }
+    // The shared tables plan and validate as usual.
+    let plan = solve(&input);
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    assert!(validate(&plan, &input).is_empty());
 }

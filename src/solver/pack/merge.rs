@@ -271,21 +271,23 @@ impl Packer<'_, '_> {
                         continue;
                     }
                     let tab = &self.t.pools[p];
-                    let cands: Vec<u32> = tab.by_domain[dom(z, k)]
-                        .iter()
-                        .copied()
-                        .filter(|o| {
-                            let oi = *o as usize;
-                            bits.iter().all(|b| b.get(oi)) && fits(&need, &tab.net[oi])
-                        })
-                        .collect();
-                    let Some(&first) = cands.first() else {
+                    let ok = |o: &u32| {
+                        let oi = *o as usize;
+                        bits.iter().all(|b| b.get(oi)) && fits(&need, &tab.net[oi])
+                    };
+                    // The first fitting candidate decides whether this domain can
+                    // win; the whole list is built only when it can (building it
+                    // for every pool and domain was most of a plan's time).
+                    let list = &tab.by_domain[dom(z, k)];
+                    let Some(at) = list.iter().position(ok) else {
                         continue;
                     };
+                    let first = list[at];
                     let rank = tab.rank[first as usize];
                     if rank >= bound || best.as_ref().is_some_and(|x| rank >= x.0) {
                         continue;
                     }
+                    let cands: Vec<u32> = list[at..].iter().copied().filter(ok).collect();
                     if !fits(&self.type_cap_of(first), &headroom) || !self.min_values_ok(p, &cands)
                     {
                         continue;
