@@ -4,7 +4,10 @@
 
 // Index loops over fixed-size resource vectors and parallel per-pool arrays read
 // more plainly than zipped iterators here.
-#![allow(clippy::needless_range_loop)]
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over fixed-size resource vectors and parallel per-pool arrays read more plainly"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 

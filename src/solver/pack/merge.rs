@@ -173,7 +173,10 @@ impl Packer<'_, '_> {
 
     /// The zone and capacity type the merged node must keep, if its pods
     /// are counted per zone or capacity type; None when they disagree.
-    #[allow(clippy::type_complexity)]
+    #[allow(
+        clippy::type_complexity,
+        reason = "a pair of optional pins, read once by the caller; an alias would hide the shape"
+    )]
     fn pinned(
         &self,
         a: usize,
@@ -222,7 +225,10 @@ impl Packer<'_, '_> {
 
     /// The cheapest new node (replacing some of `a` and `b`) for pods that
     /// need `need` and were placed under `placed`, ranking below `bound`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the two nodes, the merged need and its pins: one call site, each argument used once"
+    )]
     fn best_target(
         &mut self,
         a: usize,
