@@ -27,6 +27,10 @@ pub struct ExplainArgs {
     /// Override a workload's replica count.
     #[arg(long, value_parser = inputs::parse_replicas)]
     pub replicas: Vec<(String, usize)>,
+    /// The most pods the workload may ask for (replicas, parallelism and
+    /// bare pods, over all objects); a count past it is an error at the object.
+    #[arg(long, value_name = "N", default_value_t = crate::workload::DEFAULT_MAX_PODS)]
+    pub max_pods: usize,
     /// The pod: `namespace/name` or `name`.
     pub pod: String,
 }
@@ -34,7 +38,8 @@ pub struct ExplainArgs {
 /// Runs `nodewright explain`.
 pub fn run(args: ExplainArgs) -> miette::Result<ExitCode> {
     let policy = inputs::load_policy(&args.policy)?;
-    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let workload =
+        inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
     let scorer = inputs::load_scorer(&policy)?;
     let input = SolveInput {

@@ -126,6 +126,7 @@ pub fn load_workload(
     paths: &[PathBuf],
     nodes: &[PathBuf],
     replicas: &[(String, usize)],
+    max_pods: usize,
 ) -> miette::Result<Workload> {
     let all: Vec<&PathBuf> = paths.iter().chain(nodes.iter()).collect();
     if all.iter().any(|p| !is_json(p)) {
@@ -136,10 +137,18 @@ pub fn load_workload(
                 j.display()
             ));
         }
-        let mut opts = crate::workload::LoadOptions::default();
+        let mut opts = crate::workload::LoadOptions {
+            max_pods,
+            ..Default::default()
+        };
         for (name, n) in replicas {
-            let n = u32::try_from(*n)
-                .map_err(|_| miette::miette!("--replicas {name}={n}: too many replicas"))?;
+            let n = u32::try_from(*n).map_err(|_| {
+                miette::miette!(
+                    help =
+                        "raise the limit with --max-pods N if the plan really needs that many pods",
+                    "--replicas {name}={n}: more than the limit of {max_pods} pods per plan"
+                )
+            })?;
             opts.replicas.insert(name.clone(), n);
         }
         let files: Vec<PathBuf> = all.into_iter().cloned().collect();
@@ -161,6 +170,12 @@ pub fn load_workload(
         w.nodes.extend(part.nodes);
     }
     for (name, n) in replicas {
+        if *n > max_pods {
+            return Err(miette::miette!(
+                help = "raise the limit with --max-pods N if the plan really needs that many pods",
+                "--replicas {name}={n}: more than the limit of {max_pods} pods per plan"
+            ));
+        }
         let Some(c) = w
             .classes
             .iter_mut()

@@ -33,6 +33,10 @@ pub struct PlanArgs {
     /// Override a workload's replica count.
     #[arg(long, value_parser = inputs::parse_replicas)]
     pub replicas: Vec<(String, usize)>,
+    /// The most pods the workload may ask for (replicas, parallelism and
+    /// bare pods, over all objects); a count past it is an error at the object.
+    #[arg(long, value_name = "N", default_value_t = crate::workload::DEFAULT_MAX_PODS)]
+    pub max_pods: usize,
     /// `table` for people, `json` for programs (stable schema, docs/solver.md).
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
@@ -54,7 +58,8 @@ pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
         return watch(args);
     }
     let policy = inputs::load_policy(&args.policy)?;
-    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let workload =
+        inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
     let scorer = inputs::load_scorer(&policy)?;
     let input = SolveInput {
@@ -87,7 +92,8 @@ fn print_plan(plan: &crate::solver::Plan, output: Output) {
 fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
     use crate::reload::{Outcome, ReloadOptions, Reloader, WatchOptions};
     use std::sync::{Arc, mpsc};
-    let workload = inputs::load_workload(&args.workload, &args.nodes, &args.replicas)?;
+    let workload =
+        inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;
     let catalog = inputs::load_catalog(&args.catalog)?;
     let opts = ReloadOptions {
         allow_empty: args.allow_empty_policy,

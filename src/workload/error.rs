@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
+
+use super::snippet::Snippet;
 
 /// What kind of input problem an [`InputError`] is, for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,17 @@ pub enum ErrorKind {
     Selector,
     /// A `--replicas` override that names nothing.
     Replicas,
+    /// Not UTF-8 text.
+    Encoding,
+    /// A bound on the work a plan may ask for (pods per plan, YAML alias
+    /// expansion, nesting depth) was hit.
+    Limit,
+    /// The same object (kind, namespace, name) given twice.
+    Duplicate,
+    /// A label key or value Kubernetes would reject.
+    Label,
+    /// A value Kubernetes would reject (`replicas: -5`).
+    Value,
 }
 
 /// A problem in one input file, at a known place.
@@ -38,8 +51,9 @@ pub struct InputError {
     pub message: String,
     #[help]
     pub help: Option<String>,
+    /// The lines around the error, clipped to a window of columns.
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: Snippet,
     #[label("here")]
     pub span: SourceSpan,
 }

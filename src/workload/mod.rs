@@ -6,19 +6,28 @@
 
 use std::collections::BTreeMap;
 
+mod build;
+mod ctx;
+mod depth;
 mod error;
+mod labels;
 mod load;
 mod names;
 mod nodes;
 mod pods;
+mod read;
+mod snippet;
 mod volumes;
 mod yaml;
 
 pub use error::{ErrorKind, InputError, Note, WorkloadError};
+pub use labels::{key_problem as label_key_problem, value_problem as label_value_problem};
 pub use load::{
-    ApiObjects, LoadOptions, Loaded, load, load_api, load_files, load_nodes, load_str, load_text,
+    ApiObjects, DEFAULT_MAX_PODS, LoadOptions, Loaded, load, load_api, load_bytes, load_files,
+    load_nodes, load_str, load_text,
 };
 pub use names::ALPHABET as NAME_ALPHABET;
+pub use snippet::Snippet;
 pub use volumes::ZONE_KEYS as VOLUME_ZONE_KEYS;
 
 use serde::{Deserialize, Serialize};

@@ -5,7 +5,7 @@
 //! pod template), encoded in Kubernetes' own name alphabet (no vowels, no
 //! look-alike digits), so names look exactly like the real ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -48,20 +48,47 @@ pub fn cron_id(namespace: &str, name: &str, schedule: &str) -> String {
     n.to_string()
 }
 
-/// Hands out unique 5-character suffixes for one name prefix.
+/// How many hashed tries a name gets before the generator enumerates.
+const TRIES: usize = 16;
+
+/// Hands out unique suffixes (5 characters, as Kubernetes') for name prefixes.
 ///
 /// Suffix `i` is a hash of (seed, i); on the rare collision (27^5 ≈ 14M
 /// values, so thousands of replicas do collide) it rehashes with a counter,
-/// which keeps the result deterministic.
-#[derive(Debug, Default)]
+/// which keeps the result deterministic. After [`TRIES`] collisions it walks
+/// the suffixes in order from the hashed one, and when every suffix of the
+/// width is taken for that prefix, it widens the suffix by one character.
+/// So it always terminates, whatever the count and whatever names were
+/// reserved: the walk over one width happens at most once per prefix.
+#[derive(Debug)]
 pub struct Suffixes {
     used: HashSet<String>,
+    /// Width of the suffixes handed out, normally 5.
+    width: usize,
+    /// Prefixes whose suffixes at some width are all taken: the width to use now.
+    widened: HashMap<String, usize>,
+}
+
+impl Default for Suffixes {
+    fn default() -> Self {
+        Self::with_width(5)
+    }
 }
 
 impl Suffixes {
     /// A fresh generator.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A generator of `width`-character suffixes (tests use a narrow one to
+    /// fill the space quickly).
+    pub fn with_width(width: usize) -> Self {
+        Suffixes {
+            used: HashSet::new(),
+            width: width.clamp(1, 12),
+            widened: HashMap::new(),
+        }
     }
 
     /// Marks a full name as taken (pods already in the input).
@@ -72,15 +99,42 @@ impl Suffixes {
     /// `prefix` + a suffix unique among names handed out or reserved.
     pub fn next(&mut self, prefix: &str, seed: &str, i: usize) -> String {
         let idx = i.to_string();
-        let mut attempt = 0usize;
+        let mut width = self.widened.get(prefix).copied().unwrap_or(self.width);
+        if width == self.width {
+            for attempt in 0..TRIES {
+                let a = attempt.to_string();
+                let name = format!("{prefix}{}", encode(&[seed, &idx, &a], width));
+                if self.used.insert(name.clone()) {
+                    return name;
+                }
+            }
+        }
         loop {
-            let a = attempt.to_string();
-            let name = format!("{prefix}{}", encode(&[seed, &idx, &a], 5));
-            if self.used.insert(name.clone()) {
+            if let Some(name) = self.walk(prefix, seed, &idx, width) {
                 return name;
             }
-            attempt += 1;
+            width += 1;
+            self.widened.insert(prefix.to_string(), width);
         }
+    }
+
+    /// The first free name in the suffixes of `width`, in order from the
+    /// hashed one; None when all are taken.
+    fn walk(&mut self, prefix: &str, seed: &str, idx: &str, width: usize) -> Option<String> {
+        let base = ALPHABET.len() as u128;
+        let space = base.checked_pow(width as u32).unwrap_or(u128::MAX);
+        let d = digest(&[seed, idx, "walk"]);
+        let start = u128::from_be_bytes(d[..16].try_into().unwrap_or([0; 16])) % space;
+        (0..space).find_map(|k| {
+            let mut n = (start + k) % space;
+            let mut name = String::with_capacity(prefix.len() + width);
+            name.push_str(prefix);
+            for _ in 0..width {
+                name.push(ALPHABET[(n % base) as usize] as char);
+                n /= base;
+            }
+            self.used.insert(name.clone()).then_some(name)
+        })
     }
 }
 
@@ -107,5 +161,30 @@ mod tests {
             prop_assert_eq!(names.len(), n);
             prop_assert!(names.iter().all(|x| x.len() == 9 && x[4..].bytes().all(|b| ALPHABET.contains(&b))));
         }
+    }
+
+    #[test]
+    fn a_full_suffix_space_widens_instead_of_looping() {
+        // One character: 27 suffixes, then two characters (729), then three.
+        let mut s = Suffixes::with_width(1);
+        s.reserve("web-b");
+        let names: Vec<String> = (0..1000).map(|i| s.next("web-", "seed", i)).collect();
+        let unique: HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), 1000);
+        assert!(!names.contains(&"web-b".to_string()));
+        let width = |n: &str| n.len() - "web-".len();
+        assert_eq!(names.iter().filter(|n| width(n) == 1).count(), 26);
+        assert_eq!(names.iter().filter(|n| width(n) == 2).count(), 729);
+        assert_eq!(
+            names.iter().filter(|n| width(n) == 3).count(),
+            1000 - 26 - 729
+        );
+        // Other prefixes keep the normal width.
+        assert_eq!(s.next("db-", "seed", 0).len(), "db-".len() + 1);
+        // And it is still deterministic.
+        let mut t = Suffixes::with_width(1);
+        t.reserve("web-b");
+        let again: Vec<String> = (0..1000).map(|i| t.next("web-", "seed", i)).collect();
+        assert_eq!(names, again);
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1 as core;
 
 use super::ExistingNode;
+use super::ctx::{At, Ctx};
 use super::error::{ErrorKind, WorkloadError};
-use super::load::{At, Ctx};
 use super::pods::resource_list;
 use super::yaml::Path;
 use crate::ir::{Taint, TaintEffect};

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
+use super::ctx::{At, Ctx};
 use super::error::{ErrorKind, WorkloadError};
-use super::load::{At, Ctx};
+use super::labels;
 use super::yaml::Path;
 use super::{
     LabelSelector, OwnerRef, PodAffinityTerm, PodClass, Toleration, TolerationOperator,
@@ -206,6 +207,7 @@ fn node_selector_term(
         })?;
         let values: Vec<String> = e.values.clone().unwrap_or_default();
         check_values(ctx, at, &ep, op, &values, true)?;
+        labels::check_key(ctx, at, &ep.key("key"), &e.key)?;
         reqs.add(&Requirement {
             key: e.key.clone(),
             op,
@@ -280,6 +282,7 @@ pub fn label_selector(
         match_labels: sel.match_labels.clone().unwrap_or_default(),
         match_expressions: Vec::new(),
     };
+    labels::check_map(ctx, at, &path.key("matchLabels"), &out.match_labels)?;
     for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
         let ep = path.key("matchExpressions").idx(i);
         let op = match Operator::parse(&e.operator) {
@@ -302,6 +305,8 @@ pub fn label_selector(
         };
         let values = e.values.clone().unwrap_or_default();
         check_values(ctx, at, &ep, op, &values, false)?;
+        labels::check_key(ctx, at, &ep.key("key"), &e.key)?;
+        labels::check_values(ctx, at, &ep.key("values"), &values)?;
         out.match_expressions.push((e.key.clone(), op, values));
     }
     Ok(out)
@@ -395,6 +400,9 @@ pub fn node_constraints(
     spec: &core::PodSpec,
 ) -> Result<NodeConstraints, WorkloadError> {
     let mut node_selector = Requirements::new();
+    if let Some(sel) = &spec.node_selector {
+        labels::check_map(ctx, at, &spec_path.key("nodeSelector"), sel)?;
+    }
     for (k, v) in spec.node_selector.iter().flatten() {
         node_selector.require_in(k, &[v.as_str()]);
     }
@@ -489,6 +497,7 @@ pub fn topology_spread(
                 None,
             ));
         }
+        labels::check_key(ctx, at, &p.key("topologyKey"), &c.topology_key)?;
         let hard = match c.when_unsatisfiable.as_str() {
             "DoNotSchedule" => true,
             "ScheduleAnyway" => false,
@@ -551,7 +560,10 @@ pub fn topology_spread(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one term's place, content and the pod's context; a struct would only rename them"
+)]
 fn affinity_term(
     ctx: &mut Ctx,
     at: &At,
@@ -562,6 +574,7 @@ fn affinity_term(
     labels: &BTreeMap<String, String>,
     env: &Env,
 ) -> Result<Option<PodAffinityTerm>, WorkloadError> {
+    labels::check_key(ctx, at, &path.key("topologyKey"), &t.topology_key)?;
     let Some(ls) = &t.label_selector else {
         ctx.note(
             at,
@@ -775,7 +788,10 @@ pub struct Grouper {
 
 impl Grouper {
     /// Adds one pod.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the grouping key's parts, computed once per template by the caller"
+    )]
     pub fn add(
         &mut self,
         namespace: &str,

@@ -40,12 +40,6 @@ impl Path {
         p.0.push(Seg::Index(i));
         p
     }
-    /// This path followed by `other`.
-    pub fn join(&self, other: &Path) -> Path {
-        let mut p = self.clone();
-        p.0.extend(other.0.iter().cloned());
-        p
-    }
     /// Parses a dotted path (`spec.template.spec`); no indices.
     pub fn dotted(s: &str) -> Path {
         Path(s.split('.').map(|k| Seg::Key(k.to_string())).collect())
@@ -165,7 +159,16 @@ fn key_matches(content: &str, key: &str) -> bool {
 
 /// The 0-based (line, column) within `text` where `path` is written, as far as
 /// it can be followed; `None` when not even its first step is found.
+#[cfg(test)]
 pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
+    locate_in(text, path, None)
+}
+
+/// [`locate`] within the text of one object: a whole document (`item_col`
+/// None), or an item of a List whose `- ` sits at column `item_col` and
+/// which `text` starts with. Looking within the object alone keeps a note
+/// about one of 100,000 items from rescanning the other 99,999.
+pub fn locate_in(text: &str, path: &Path, item_col: Option<usize>) -> Option<(usize, usize)> {
     let lines: Vec<Line> = text.lines().map(scan_line).collect();
     // Skip a leading document marker.
     let mut cur = 0usize;
@@ -173,7 +176,7 @@ pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
         cur += 1;
     }
     // Column that a child of the current node must exceed (None: top level).
-    let mut parent: Option<usize> = None;
+    let mut parent: Option<usize> = item_col;
     // Whether the search may include line `cur` itself (the first key of a list item).
     let mut inclusive = true;
     let mut found: Option<(usize, usize)> = None;
@@ -258,8 +261,18 @@ pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
 /// The 0-based lines where each item of the block sequence at `seq` starts,
 /// in one pass (a `kind: List` of thousands of items must not be located
 /// item by item).
+#[cfg(test)]
 pub fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
-    let Some((kl, kc)) = locate(text, seq) else {
+    item_lines_in(text, seq, None)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect()
+}
+
+/// [`item_lines`] within one object, as [`locate_in`] looks within one,
+/// with the column of each item's `- `.
+pub fn item_lines_in(text: &str, seq: &Path, item_col: Option<usize>) -> Vec<(usize, usize)> {
+    let Some((kl, kc)) = locate_in(text, seq, item_col) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -281,7 +294,7 @@ pub fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
             Some(c) if l.indent > c => continue,
             _ => {}
         }
-        out.push(i);
+        out.push((i, l.indent));
     }
     out
 }
