@@ -8,12 +8,12 @@
 //! first. Rules (placement, cost, capacity, scores) simply accumulate in file
 //! order, then source order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ast::{self, Expr, ExprKind, Span, Word};
-use super::diag::{Diagnostic, Diagnostics, did_you_mean, line_col};
+use super::diag::{Code, Diagnostic, Diagnostics, LineIndex, did_you_mean};
 use crate::ir::{self, labels};
 
 /// Compiles the files of one policy set. On success, returns the IR and the warnings.
@@ -32,8 +32,9 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
     let mut set = ir::PolicySet::default();
     let mut cost: Vec<(i32, ir::CostRule)> = Vec::new();
     let mut capacity: Vec<(i32, ir::CapacityRule)> = Vec::new();
-    for f in files {
+    for (fi, f) in files.iter().enumerate() {
         let mut fx = FileCx::new(&f.path, &f.source, &mut c);
+        fx.fi = fi;
         for item in &f.items {
             match item {
                 ast::Item::Pool(p) => {
@@ -76,34 +77,41 @@ pub fn compile(files: &[ast::File]) -> Result<(ir::PolicySet, Vec<Diagnostic>), 
     set.cost = cost.into_iter().map(|(_, r)| r).collect();
     set.capacity = capacity.into_iter().map(|(_, r)| r).collect();
     // Pools naming a node class that is not defined.
+    let known: Vec<String> = c.classes.keys().cloned().collect();
+    let mut suggestions: HashMap<String, Option<String>> = HashMap::new();
     for (pool, nc, explicit, file, source, span) in std::mem::take(&mut c.class_refs) {
         if set.node_classes.contains_key(&nc) || c.classes.contains_key(&nc) {
             continue;
         }
-        let known: Vec<&str> = c.classes.keys().map(|s| s.as_str()).collect();
         if explicit {
             let mut d = Diagnostic::error(
                 &file,
                 &source,
                 span,
-                "policy::unknown-node-class",
+                Code::UnknownNodeClass,
                 format!("pool `{pool}` uses node class `{nc}`, which is not defined"),
             )
             .with_primary("no such node class");
-            d = match did_you_mean(&nc, known.iter().copied()) {
+            let suggestion = suggestions
+                .entry(nc.clone())
+                .or_insert_with(|| {
+                    did_you_mean(&nc, known.iter().map(String::as_str)).map(str::to_string)
+                })
+                .clone();
+            d = match suggestion {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => {
                     d.with_help("define it with `node-class NAME { ... }` in any file of the set")
                 }
             };
-            c.diags.push(d);
+            c.push(d);
         } else if !known.is_empty() {
-            c.diags.push(
+            c.push(
                 Diagnostic::warning(
                     &file,
                     &source,
                     span,
-                    "policy::default-node-class",
+                    Code::DefaultNodeClass,
                     format!(
                         "pool `{pool}` has no `node-class` and no node class is called `default`"
                     ),
@@ -145,21 +153,31 @@ type ClassRef = (String, String, bool, PathBuf, Arc<str>, Span);
 #[derive(Default)]
 struct Compiler {
     diags: Vec<Diagnostic>,
+    /// Errors among `diags` (kept as a count: each pool asks whether it added any).
+    errors: usize,
     /// name → (file index, span) of the first definition.
     pools: BTreeMap<String, (usize, Span)>,
     classes: BTreeMap<String, (usize, Span)>,
-    /// Spans of pool/class definitions that are duplicates (skipped in pass 2).
-    dup_spans: Vec<(usize, usize)>,
+    /// (file index, name offset) of pool/class definitions that are
+    /// duplicates, skipped in pass 2; a set, so 20k duplicates stay linear.
+    dups: HashSet<(usize, usize)>,
+    /// Suggestions for misspelt reserved label keys, computed once per key.
+    label_suggestions: HashMap<String, Option<&'static str>>,
+    /// Line indexes of files named in cross-file duplicate errors, built once each.
+    indexes: HashMap<usize, LineIndex>,
     class_refs: Vec<ClassRef>,
 }
 
 impl Compiler {
+    fn push(&mut self, d: Diagnostic) {
+        if d.is_error() {
+            self.errors += 1;
+        }
+        self.diags.push(d);
+    }
+
     fn declare(&mut self, files: &[ast::File], fi: usize, name: &Word, pool: bool) {
-        let map = if pool {
-            &mut self.pools
-        } else {
-            &mut self.classes
-        };
+        let map = if pool { &self.pools } else { &self.classes };
         let what = if pool { "pool" } else { "node class" };
         let f = &files[fi];
         if let Some((first_fi, first_span)) = map.get(&name.text).copied() {
@@ -167,7 +185,7 @@ impl Compiler {
                 &f.path,
                 &f.source,
                 name.span,
-                "policy::duplicate-name",
+                Code::DuplicateName,
                 format!("{what} `{}` is defined twice", name.text),
             )
             .with_primary("second definition");
@@ -178,17 +196,24 @@ impl Compiler {
                 ));
             } else {
                 let first = &files[first_fi];
-                let (l, col) = line_col(&first.source, first_span.offset);
+                let (l, col) = self
+                    .indexes
+                    .entry(first_fi)
+                    .or_insert_with(|| LineIndex::new(&first.source))
+                    .line_col(&first.source, first_span.offset);
                 d = d.with_help(format!(
                     "first defined at {}:{l}:{col}; {what} names are unique across the whole policy set",
                     first.path.display()
                 ));
             }
-            self.diags.push(d);
-            self.dup_spans.push((fi, name.span.offset));
-            // Mark by file pointer identity: the second pass skips it.
-            let _ = f;
+            self.push(d);
+            self.dups.insert((fi, name.span.offset));
         } else {
+            let map = if pool {
+                &mut self.pools
+            } else {
+                &mut self.classes
+            };
             map.insert(name.text.clone(), (fi, name.span));
         }
     }
@@ -199,8 +224,13 @@ struct FileCx<'a> {
     source: &'a Arc<str>,
     /// Shared by every origin in the file.
     file_name: Arc<str>,
-    /// Byte offset of each line's start, for O(log n) line/column lookups.
-    line_starts: Vec<usize>,
+    /// Line starts, for O(log n) line/column lookups.
+    lines: LineIndex,
+    /// Index of the file in the set (duplicate definitions are keyed by it).
+    fi: usize,
+    /// Span of the item being compiled: where a finding goes when its own
+    /// node has no span (imported YAML the importer could not locate finer).
+    item_span: Span,
     c: &'a mut Compiler,
 }
 
@@ -229,39 +259,41 @@ impl<'a> FileCx<'a> {
             file,
             source,
             file_name: Arc::from(file.display().to_string()),
-            line_starts: std::iter::once(0)
-                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
-                .collect(),
+            lines: LineIndex::new(source),
+            fi: 0,
+            item_span: Span::DUMMY,
             c,
         }
     }
 
-    fn err(&mut self, span: Span, code: &'static str, msg: impl Into<String>) -> &mut Diagnostic {
+    /// `span`, or the item's span when `span` is the unknown (`Span::DUMMY`) one.
+    fn located(&self, span: Span) -> Span {
+        if span.same(&Span::DUMMY) {
+            self.item_span
+        } else {
+            span
+        }
+    }
+
+    fn err(&mut self, span: Span, code: Code, msg: impl Into<String>) -> &mut Diagnostic {
+        let span = self.located(span);
         self.c
-            .diags
             .push(Diagnostic::error(self.file, self.source, span, code, msg));
         let n = self.c.diags.len() - 1;
         &mut self.c.diags[n]
     }
 
-    fn push(&mut self, d: Diagnostic) {
-        self.c.diags.push(d);
+    fn push(&mut self, mut d: Diagnostic) {
+        d.span = self.located(d.span);
+        for l in &mut d.labels {
+            l.span = self.located(l.span);
+        }
+        self.c.push(d);
     }
 
     fn origin(&self, span: Span) -> ir::Origin {
-        let offset = span.offset.min(self.source.len());
-        let line_idx = self
-            .line_starts
-            .partition_point(|&s| s <= offset)
-            .saturating_sub(1);
-        let start = self.line_starts.get(line_idx).copied().unwrap_or(0);
-        let column = self
-            .source
-            .get(start..offset)
-            .map(|t| t.chars().count())
-            .unwrap_or(0)
-            + 1;
-        let line = line_idx + 1;
+        let span = self.located(span);
+        let (line, column) = self.lines.line_col(self.source, span.offset);
         ir::Origin {
             file: self.file_name.clone(),
             offset: span.offset,
@@ -272,13 +304,7 @@ impl<'a> FileCx<'a> {
     }
 
     fn is_dup(&self, span: Span) -> bool {
-        self.c.dup_spans.iter().any(|(_, off)| *off == span.offset)
-            && self
-                .c
-                .pools
-                .values()
-                .chain(self.c.classes.values())
-                .all(|(_, s)| !s.same(&span))
+        self.c.dups.contains(&(self.fi, span.offset))
     }
 
     // ------------------------------------------------------------ scalars
@@ -291,7 +317,7 @@ impl<'a> FileCx<'a> {
                     self.file,
                     self.source,
                     w.span,
-                    "policy::malformed-number",
+                    Code::MalformedNumber,
                     format!("{what} must be a whole number, not `{}`", w.text),
                 )
                 .with_help(help.to_string());
@@ -309,7 +335,7 @@ impl<'a> FileCx<'a> {
                     self.file,
                     self.source,
                     w.span,
-                    "policy::malformed-number",
+                    Code::MalformedNumber,
                     format!("{what} must be a number, not `{}`", w.text),
                 )
                 .with_help("write a decimal number such as 0.05");
@@ -327,7 +353,7 @@ impl<'a> FileCx<'a> {
                     self.file,
                     self.source,
                     w.span,
-                    "policy::negative-quantity",
+                    Code::NegativeQuantity,
                     format!("{what} `{}` is negative", w.text),
                 )
                 .with_help("quantities here must be zero or more");
@@ -340,7 +366,7 @@ impl<'a> FileCx<'a> {
                     self.file,
                     self.source,
                     w.span,
-                    "policy::malformed-quantity",
+                    Code::MalformedQuantity,
                     format!("{what}: {e}"),
                 )
                 .with_help(e.help());
@@ -363,7 +389,7 @@ impl<'a> FileCx<'a> {
                     self.file,
                     self.source,
                     w.span,
-                    "policy::malformed-duration",
+                    Code::MalformedDuration,
                     format!("{what}: {e}"),
                 )
                 .with_help(e.help());
@@ -380,7 +406,7 @@ impl<'a> FileCx<'a> {
             _ => {
                 self.err(
                     w.span,
-                    "policy::malformed-bool",
+                    Code::MalformedBool,
                     format!("expected `true` or `false`, not `{}`", w.text),
                 )
                 .help = Some("write true or false".into());
@@ -394,7 +420,7 @@ impl<'a> FileCx<'a> {
         let Some(num) = w.text.strip_suffix('%') else {
             self.err(
                 w.span,
-                "policy::malformed-percent",
+                Code::MalformedPercent,
                 format!("{what} must be a percentage like `10%`, not `{}`", w.text),
             )
             .help = Some("add a `%`".into());
@@ -405,7 +431,7 @@ impl<'a> FileCx<'a> {
             Ok(v) => {
                 self.err(
                     w.span,
-                    "policy::percent-out-of-range",
+                    Code::PercentOutOfRange,
                     format!("{what} of {v}% is above {max}%"),
                 )
                 .help = Some(format!("use a value between 0% and {max}%"));
@@ -414,7 +440,7 @@ impl<'a> FileCx<'a> {
             Err(_) => {
                 self.err(
                     w.span,
-                    "policy::malformed-percent",
+                    Code::MalformedPercent,
                     format!("malformed percentage `{}`", w.text),
                 )
                 .help = Some("write a number followed by `%`, such as 20%".into());
@@ -425,7 +451,7 @@ impl<'a> FileCx<'a> {
 
     fn label_key(&mut self, key: &Word) -> bool {
         if key.text.is_empty() {
-            self.err(key.span, "policy::empty-key", "empty label key")
+            self.err(key.span, Code::EmptyKey, "empty label key")
                 .help = Some("write a label key such as `team` or `example.com/team`".into());
             return false;
         }
@@ -434,11 +460,16 @@ impl<'a> FileCx<'a> {
                 self.file,
                 self.source,
                 key.span,
-                "policy::unknown-label",
+                Code::UnknownLabel,
                 format!("unknown well-known label `{}`", key.text),
             )
             .with_primary("not a label Kubernetes or Karpenter sets");
-            d = match did_you_mean(&key.text, labels::WELL_KNOWN.iter().copied()) {
+            let suggestion = *self
+                .c
+                .label_suggestions
+                .entry(key.text.clone())
+                .or_insert_with(|| did_you_mean(&key.text, labels::WELL_KNOWN.iter().copied()));
+            d = match suggestion {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(
                     "keys in the kubernetes.io, k8s.io and karpenter domains are reserved; use your own domain for custom labels",
@@ -454,7 +485,7 @@ impl<'a> FileCx<'a> {
                 self.file,
                 self.source,
                 key.span,
-                "policy::short-name-as-label",
+                Code::ShortNameAsLabel,
                 format!("`{}` is a short name, not a node label", key.text),
             )
             .with_primary("no node carries this label")
@@ -471,7 +502,7 @@ impl<'a> FileCx<'a> {
                 self.file,
                 self.source,
                 span,
-                "policy::duplicate-setting",
+                Code::DuplicateSetting,
                 format!("`{what}` is set twice"),
             )
             .with_label(first, "first set here")
@@ -488,7 +519,8 @@ impl<'a> FileCx<'a> {
         if self.is_dup(p.name.span) {
             return None;
         }
-        let errors_before = self.c.diags.iter().filter(|d| d.is_error()).count();
+        self.item_span = p.span;
+        let errors_before = self.c.errors;
         let mut weight: Option<(i32, Span)> = None;
         let mut node_class: Option<(String, Span)> = None;
         let mut terms: Vec<(ir::Requirement, Span)> = Vec::new();
@@ -532,7 +564,7 @@ impl<'a> FileCx<'a> {
                     {
                         self.err(
                             kv.span,
-                            "policy::duplicate-setting",
+                            Code::DuplicateSetting,
                             format!("limit on `{}` is set twice", kv.key.text),
                         )
                         .help = Some("keep one limit per resource".into());
@@ -568,7 +600,7 @@ impl<'a> FileCx<'a> {
                     if seen_disruption {
                         self.err(
                             d.span,
-                            "policy::duplicate-setting",
+                            Code::DuplicateSetting,
                             "`disruption` block given twice",
                         )
                         .help = Some("merge the two blocks".into());
@@ -598,7 +630,7 @@ impl<'a> FileCx<'a> {
                             self.file,
                             self.source,
                             *span,
-                            "policy::contradiction",
+                            Code::Contradiction,
                             format!(
                                 "requirements on `{}` contradict each other: no node can satisfy both",
                                 t.key
@@ -637,7 +669,7 @@ impl<'a> FileCx<'a> {
             self.source.clone(),
             span,
         ));
-        let errors_after = self.c.diags.iter().filter(|d| d.is_error()).count();
+        let errors_after = self.c.errors;
         (errors_after == errors_before).then_some(pool)
     }
 
@@ -650,7 +682,7 @@ impl<'a> FileCx<'a> {
                 if values.is_empty() {
                     self.err(
                         r.op_span,
-                        "policy::empty-values",
+                        Code::EmptyValues,
                         format!("`{}` needs at least one value", r.op.as_str()),
                     )
                     .help = Some("list the values: `in [a, b]`".into());
@@ -665,7 +697,7 @@ impl<'a> FileCx<'a> {
                         self.file,
                         self.source,
                         v.span,
-                        "policy::non-integer-bound",
+                        Code::NonIntegerBound,
                         format!("`{}` compares integers, but `{}` is not an integer", r.op.as_str(), v.text),
                     )
                     .with_primary("not an integer")
@@ -689,7 +721,7 @@ impl<'a> FileCx<'a> {
                             self.file,
                             self.source,
                             m.span,
-                            "policy::min-values-too-large",
+                            Code::MinValuesTooLarge,
                             format!(
                                 "`min {n}` asks for more values than the {} listed",
                                 values.len()
@@ -727,7 +759,7 @@ impl<'a> FileCx<'a> {
             };
             self.err(
                 t.effect.span,
-                "policy::unknown-taint-effect",
+                Code::UnknownTaintEffect,
                 format!("unknown taint effect `{}`", t.effect.text),
             )
             .help = Some(help);
@@ -801,7 +833,7 @@ impl<'a> FileCx<'a> {
         {
             self.err(
                 k.span,
-                "policy::image-gc",
+                Code::ImageGc,
                 format!("image-gc-low ({l}%) must be below image-gc-high ({h}%)"),
             )
             .help = Some("lower image-gc-low or raise image-gc-high".into());
@@ -818,7 +850,7 @@ impl<'a> FileCx<'a> {
                 Some(v) if v > 100 => {
                     self.err(
                         w.span,
-                        "policy::percent-out-of-range",
+                        Code::PercentOutOfRange,
                         format!("{what} of {v}% is above 100%"),
                     )
                     .help = Some("use a value between 0 and 100".into());
@@ -859,7 +891,7 @@ impl<'a> FileCx<'a> {
                                 };
                                 self.err(
                                     p.span,
-                                    "policy::unknown-consolidation-policy",
+                                    Code::UnknownConsolidationPolicy,
                                     format!("unknown consolidation policy `{other}`"),
                                 )
                                 .help = Some(help);
@@ -899,13 +931,13 @@ impl<'a> FileCx<'a> {
                     if let Some(s) = &b.schedule {
                         let fields = s.text.split_whitespace().count();
                         if fields != 5 && !s.text.starts_with('@') {
-                            self.err(s.span, "policy::malformed-schedule", format!("schedule `{}` is not a 5-field cron expression", s.text))
+                            self.err(s.span, Code::MalformedSchedule, format!("schedule `{}` is not a 5-field cron expression", s.text))
                                 .help = Some("write minute hour day-of-month month day-of-week, e.g. \"0 9 * * mon-fri\"".into());
                         }
                         if b.duration.is_none() {
                             self.err(
                                 s.span,
-                                "policy::schedule-without-duration",
+                                Code::ScheduleWithoutDuration,
                                 "a budget with a schedule needs a duration",
                             )
                             .help =
@@ -930,7 +962,7 @@ impl<'a> FileCx<'a> {
                                 };
                                 self.err(
                                     r.span,
-                                    "policy::unknown-reason",
+                                    Code::UnknownReason,
                                     format!("unknown disruption reason `{other}`"),
                                 )
                                 .help = Some(help);
@@ -965,7 +997,7 @@ impl<'a> FileCx<'a> {
                 self.file,
                 self.source,
                 s.path.span,
-                "policy::missing-script",
+                Code::MissingScript,
                 format!(
                     "script `{}` not found (looked at {})",
                     s.path.text,
@@ -989,6 +1021,7 @@ impl<'a> FileCx<'a> {
         if self.is_dup(n.name.span) {
             return None;
         }
+        self.item_span = n.span;
         let mut nc = ir::NodeClass {
             name: n.name.text.clone(),
             origin: Some(self.origin(n.span)),
@@ -1014,7 +1047,7 @@ impl<'a> FileCx<'a> {
                         };
                         self.err(
                             w.span,
-                            "policy::unknown-ami-family",
+                            Code::UnknownAmiFamily,
                             format!("unknown AMI family `{}`", w.text),
                         )
                         .help = Some(help);
@@ -1029,7 +1062,7 @@ impl<'a> FileCx<'a> {
                                 if !w.text.contains('@') {
                                     self.err(
                                         w.span,
-                                        "policy::malformed-alias",
+                                        Code::MalformedAlias,
                                         format!("AMI alias `{}` has no version", w.text),
                                     )
                                     .help = Some("write family@version, e.g. al2023@latest".into());
@@ -1058,7 +1091,7 @@ impl<'a> FileCx<'a> {
                             ast::SelectorField::Alias(w) | ast::SelectorField::Owner(w) => {
                                 self.err(
                                     w.span,
-                                    "policy::bad-selector",
+                                    Code::BadSelector,
                                     "`alias` and `owner` select AMIs only",
                                 )
                                 .help = Some(
@@ -1096,7 +1129,7 @@ impl<'a> FileCx<'a> {
                     if w.text != "RAID0" {
                         self.err(
                             w.span,
-                            "policy::unknown-instance-store-policy",
+                            Code::UnknownInstanceStorePolicy,
                             format!("unknown instance-store policy `{}`", w.text),
                         )
                         .help = Some("the only policy is RAID0".into());
@@ -1114,7 +1147,7 @@ impl<'a> FileCx<'a> {
                 self.file,
                 self.source,
                 *ps,
-                "policy::role-and-profile",
+                Code::RoleAndProfile,
                 format!(
                     "node class `{}` sets both a role and an instance profile",
                     n.name.text
@@ -1181,7 +1214,7 @@ impl<'a> FileCx<'a> {
                 } else {
                     cx.err(
                         v.span,
-                        "policy::bad-imds",
+                        Code::BadImds,
                         format!("`{}` is not valid for imds {}", v.text, s.name.text),
                     )
                     .help = Some(format!("use one of: {}", opts.join(", ")));
@@ -1221,7 +1254,7 @@ impl<'a> FileCx<'a> {
         };
         self.err(
             span,
-            "policy::unknown-setting",
+            Code::UnknownSetting,
             format!("unknown {block} setting `{name}`"),
         )
         .help = Some(help);
@@ -1252,7 +1285,7 @@ impl<'a> FileCx<'a> {
                     n == 1
                 };
                 if !ok {
-                    self.err(*op_span, "policy::wrong-arity", format!("`{}` takes {}", op.as_str(),
+                    self.err(*op_span, Code::WrongArity, format!("`{}` takes {}", op.as_str(),
                         if op.takes_none() { "no value" } else if op.takes_list() { "a list of values" } else { "exactly one value" }))
                         .help = Some("e.g. `zone in [us-east-1a]`, `namespace == \"batch\"`, `label(\"gpu\") exists`".into());
                     return None;
@@ -1265,7 +1298,7 @@ impl<'a> FileCx<'a> {
                 {
                     self.err(
                         v.span,
-                        "policy::non-numeric-bound",
+                        Code::NonNumericBound,
                         format!(
                             "`{}` compares numbers, but `{}` is not a number",
                             op.as_str(),
@@ -1316,7 +1349,7 @@ impl<'a> FileCx<'a> {
         };
         self.err(
             v.span,
-            "policy::unknown-pool",
+            Code::UnknownPool,
             format!("unknown pool `{}`", v.text),
         )
         .help = Some(help);
@@ -1335,7 +1368,7 @@ impl<'a> FileCx<'a> {
             };
             self.err(
                 s.span,
-                "policy::wrong-side",
+                Code::WrongSide,
                 format!(
                     "this clause is about the {want}, but `{got}.{}` reads the {got}",
                     s.name.text
@@ -1354,7 +1387,7 @@ impl<'a> FileCx<'a> {
                 None => {
                     cx.err(
                         s.span,
-                        "policy::label-needs-key",
+                        Code::LabelNeedsKey,
                         "`label` needs a key: `label(\"team\")`",
                     )
                     .help = Some("write label(\"KEY\")".into());
@@ -1365,7 +1398,7 @@ impl<'a> FileCx<'a> {
         if s.arg.is_some() && name != "label" {
             self.err(
                 s.span,
-                "policy::unexpected-argument",
+                Code::UnexpectedArgument,
                 format!("`{name}` takes no argument"),
             )
             .help = Some("only `label(\"KEY\")` takes an argument".into());
@@ -1390,7 +1423,7 @@ impl<'a> FileCx<'a> {
                     };
                     self.err(
                         s.name.span,
-                        "policy::unknown-attribute",
+                        Code::UnknownAttribute,
                         format!("unknown pod attribute `{other}`"),
                     )
                     .help = Some(help);
@@ -1426,7 +1459,7 @@ impl<'a> FileCx<'a> {
                 };
                 self.err(
                     s.name.span,
-                    "policy::unknown-attribute",
+                    Code::UnknownAttribute,
                     format!("unknown node attribute `{name}`"),
                 )
                 .help = Some(help);
@@ -1438,6 +1471,7 @@ impl<'a> FileCx<'a> {
     // ------------------------------------------------------------ rules
 
     fn placement(&mut self, r: &ast::PlacementRule) -> Option<ir::PlacementRule> {
+        self.item_span = r.span;
         let pods = r.pods.as_ref().map(|p| self.cond(p, Side::Pod));
         let nodes = self.cond(&r.nodes, Side::Node);
         let unless = r.unless.as_ref().map(|u| self.cond(u, Side::Pod));
@@ -1448,7 +1482,7 @@ impl<'a> FileCx<'a> {
                     Some(v) => {
                         self.err(
                             w.span,
-                            "policy::weight-out-of-range",
+                            Code::WeightOutOfRange,
                             format!("preference weight {v} is outside 1..=100"),
                         )
                         .help = Some("use a weight from 1 (weak) to 100 (strong)".into());
@@ -1460,7 +1494,7 @@ impl<'a> FileCx<'a> {
             Some(w) => {
                 self.err(
                     w.span,
-                    "policy::unexpected-weight",
+                    Code::UnexpectedWeight,
                     format!("`{}` rules take no weight", r.kind.as_str()),
                 )
                 .help = Some("only `prefer` rules are weighted".into());
@@ -1517,6 +1551,7 @@ impl<'a> FileCx<'a> {
     }
 
     fn cost(&mut self, r: &ast::CostRule) -> Option<(i32, ir::CostRule)> {
+        self.item_span = r.span;
         let when = match &r.when {
             Some(e) => self.cond(e, Side::Node),
             None => Some(ir::Cond::True),
@@ -1528,7 +1563,7 @@ impl<'a> FileCx<'a> {
                 if p < 0.0 {
                     self.err(
                         w.span,
-                        "policy::negative-price",
+                        Code::NegativePrice,
                         format!("price {p} is negative"),
                     )
                     .help = Some("prices are dollars per hour, zero or more".into());
@@ -1549,7 +1584,7 @@ impl<'a> FileCx<'a> {
                     if v < -100.0 {
                         self.err(
                             w.span,
-                            "policy::percent-out-of-range",
+                            Code::PercentOutOfRange,
                             format!("adjustment of {v}% would make prices negative"),
                         )
                         .help = Some("a percentage adjustment must be at least -100%".into());
@@ -1574,7 +1609,7 @@ impl<'a> FileCx<'a> {
                 if v <= 0.0 {
                     self.err(
                         ratio.span,
-                        "policy::bad-ratio",
+                        Code::BadRatio,
                         format!("spot ratio {v} must be above zero"),
                     )
                     .help = Some("spot usually costs 0.3 to 0.7 of on-demand".into());
@@ -1598,7 +1633,7 @@ impl<'a> FileCx<'a> {
                         };
                         self.err(
                             metric.span,
-                            "policy::unknown-metric",
+                            Code::UnknownMetric,
                             format!("unknown ceiling metric `{other}`"),
                         )
                         .help = Some(help);
@@ -1609,7 +1644,7 @@ impl<'a> FileCx<'a> {
                 if v < 0.0 {
                     self.err(
                         max.span,
-                        "policy::negative-price",
+                        Code::NegativePrice,
                         format!("ceiling {v} is negative"),
                     )
                     .help = Some("ceilings are dollars, zero or more".into());
@@ -1629,6 +1664,7 @@ impl<'a> FileCx<'a> {
     }
 
     fn capacity(&mut self, r: &ast::CapacityRule) -> Option<(i32, ir::CapacityRule)> {
+        self.item_span = r.span;
         let when = match &r.when {
             Some(e) => self.cond(e, Side::Node),
             None => Some(ir::Cond::True),
@@ -1674,6 +1710,6 @@ mod tests {
         let r = pool.requirement_terms[0].origin.as_ref().expect("origin");
         assert_eq!((r.line, r.column), (3, 3));
         assert_eq!(r.to_string(), "o.policy:3:3");
-        assert_eq!((r.line, r.column), line_col(text, r.offset));
+        assert_eq!((r.line, r.column), crate::policy::diag::line_col(text, r.offset));
     }
 }

@@ -3,6 +3,7 @@
 //! the canonical formatter (`fmt`). See docs/language.md.
 
 pub mod ast;
+pub mod code;
 pub mod compile;
 pub mod diag;
 pub mod fmt;
@@ -11,6 +12,7 @@ pub mod parse;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use code::Code;
 pub use diag::{Diagnostic, Diagnostics, Severity};
 
 use crate::ir;
@@ -100,7 +102,7 @@ fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostics {
             path,
             &Arc::from(""),
             ast::Span::DUMMY,
-            "policy::io",
+            Code::Io,
             format!("cannot read {}: {e}", path.display()),
         )
         .with_help("check the path and its permissions"),
@@ -147,32 +149,32 @@ mod tests {
             d.0.into_iter().next().expect("one")
         };
         let d = err("instance-cpu > four");
-        assert_eq!((d.code, d.span.offset, d.span.len), ("policy::non-integer-bound", 15, 4));
+        assert_eq!((d.code.as_str(), d.span.offset, d.span.len), ("policy::non-integer-bound", 15, 4));
         let d = err("instance-family = m5");
-        assert_eq!((d.code, d.span.offset), ("policy::unknown-operator", 16));
+        assert_eq!((d.code.as_str(), d.span.offset), ("policy::unknown-operator", 16));
         assert!(d.help.as_deref().is_some_and(|h| h.contains("in [value]")), "{d:?}");
         let d = err("instance-family not [m5]");
-        assert_eq!(d.code, "policy::unknown-operator");
+        assert_eq!(d.code.as_str(), "policy::unknown-operator");
         let d = err("karpenter.k8s.aws/instance-family in [m5");
-        assert_eq!((d.code, d.span.offset), ("policy::syntax", 37));
+        assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 37));
         assert_eq!(d.message, "list not closed: expected `,` or `]` after `m5`");
         assert!(d.help.as_deref().is_some_and(|h| h.contains("with `]`")));
         let d = err("instance-family in");
-        assert_eq!((d.code, d.span.offset), ("policy::empty-values", 16));
+        assert_eq!((d.code.as_str(), d.span.offset), ("policy::empty-values", 16));
         assert_eq!(d.message, "`in` needs at least one value");
         let d = err("instance-family in [m5] x");
-        assert_eq!((d.code, d.span.offset), ("policy::syntax", 24));
+        assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 24));
         assert!(d.message.contains("end of the requirement"), "{}", d.message);
         assert!(d.help.as_deref().is_some_and(|h| h.contains("KEY in [a, b]")));
-        assert_eq!(err("").code, "policy::syntax");
+        assert_eq!(err("").code.as_str(), "policy::syntax");
         let d = err("arch exists now");
-        assert_eq!((d.code, d.span.offset), ("policy::syntax", 12));
+        assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 12));
         let d = err("karpenter.k8s.aws/instance-famly in [m5]");
-        assert_eq!(d.code, "policy::unknown-label");
+        assert_eq!(d.code.as_str(), "policy::unknown-label");
         assert_eq!(
             d.help.as_deref(),
             Some("did you mean `karpenter.k8s.aws/instance-family`?")
         );
-        assert_eq!(err("zone in []").code, "policy::empty-values");
+        assert_eq!(err("zone in []").code.as_str(), "policy::empty-values");
     }
 }

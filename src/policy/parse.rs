@@ -12,7 +12,7 @@ use pest::Parser as _;
 use pest::iterators::Pair;
 
 use super::ast::*;
-use super::diag::{Diagnostic, Diagnostics, did_you_mean};
+use super::diag::{Code, Diagnostic, Diagnostics, did_you_mean};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/policy.pest"]
@@ -26,7 +26,7 @@ pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
             file,
             &source,
             Span::new(at, 1),
-            "policy::too-deep",
+            Code::TooDeep,
             format!("condition nested more than {MAX_DEPTH} levels deep"),
         )
         .with_primary("too deep")
@@ -68,7 +68,7 @@ pub fn parse_requirement(name: &Path, text: &str) -> Result<Requirement, Diagnos
                 name,
                 &source,
                 Span::new(0, 0),
-                "policy::syntax",
+                Code::Syntax,
                 "empty requirement",
             )
             .with_help(REQUIREMENT_HELP),
@@ -290,7 +290,7 @@ impl Cx<'_> {
                     self.file,
                     self.source,
                     span(p),
-                    "policy::empty-values",
+                    Code::EmptyValues,
                     format!("`{text}` needs at least one value"),
                 )
                 .with_primary("no value after this")
@@ -304,7 +304,7 @@ impl Cx<'_> {
                     self.file,
                     self.source,
                     span(p),
-                    "policy::unknown-operator",
+                    Code::UnknownOperator,
                     format!("unknown operator `{text}`"),
                 )
                 .with_primary("not an operator")
@@ -338,7 +338,7 @@ impl Cx<'_> {
                 self.file,
                 self.source,
                 span(p),
-                "policy::unknown-operator",
+                Code::UnknownOperator,
                 format!("unknown operator `{text}`"),
             )
             .with_primary("not an operator")
@@ -1050,13 +1050,13 @@ fn syntax_error(
             file,
             source,
             Span::new(open, 1),
-            "policy::syntax",
+            Code::Syntax,
             format!("list not closed: expected `,` or `]` after {found_desc}"),
         )
         .with_primary("this `[` is not closed")
         .with_help("close the list on the same line with `]`, e.g. `[a, b]`");
     }
-    let mut d = Diagnostic::error(file, source, Span::new(pos, len), "policy::syntax", message)
+    let mut d = Diagnostic::error(file, source, Span::new(pos, len), Code::Syntax, message)
         .with_primary("here");
     let kw_expected: Vec<&str> = expected
         .iter()
@@ -1317,6 +1317,6 @@ mod tests {
         assert!(crate::policy::compile(&[f]).is_ok());
         let deeper = format!("place pods on ({deep})");
         let err = parse(Path::new("d.policy"), &deeper).expect_err("too deep");
-        assert_eq!(err.0[0].code, "policy::too-deep");
+        assert_eq!(err.0[0].code.as_str(), "policy::too-deep");
     }
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::sandbox::ENGINE;
 use crate::policy::ast::Span;
-use crate::policy::diag::Diagnostic;
+use crate::policy::diag::{Code, Diagnostic};
 
 /// The entry points a script may define; at least one scoring function is required.
 pub const ENTRY_POINTS: &[&str] = &[
@@ -93,7 +93,7 @@ pub fn io_error(path: &Path, e: &std::io::Error) -> ScriptError {
             path,
             &Arc::from(""),
             Span { offset: 0, len: 0 },
-            "script::io",
+            Code::ScriptIo,
             format!("cannot read script: {e}"),
         )
         .with_help(
@@ -137,7 +137,7 @@ impl Script {
                 path,
                 &source,
                 Span { offset: off, len },
-                "script::syntax",
+                Code::ScriptSyntax,
                 format!("script does not compile: {message}"),
             )
             .with_primary(message.clone());
@@ -167,7 +167,7 @@ impl Script {
                         offset: off,
                         len: (3 + n.len()).min(text.len().saturating_sub(off)),
                     },
-                    "script::arity",
+                    Code::ScriptArity,
                     format!(
                         "fn {n} takes {} parameter(s); it must take exactly one",
                         found[0]
@@ -206,7 +206,7 @@ impl Script {
                     path,
                     &source,
                     Span { offset: 0, len: 0 },
-                    "script::no-score",
+                    Code::ScriptNoScore,
                     "script defines no `score` function",
                 )
                 .with_primary("no `score`, `score_offering` or `score_node` in this file")
