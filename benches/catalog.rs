@@ -3,6 +3,11 @@
 //! Targets: load < 5 ms, filter < 20 µs.
 //!
 //! Run: `cargo bench --bench catalog`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::hint::black_box;
 

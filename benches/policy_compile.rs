@@ -3,6 +3,11 @@
 //! shows. About 60 ms for 10,000 lines is fine: nobody writes that much policy.
 //!
 //! Run: `cargo bench --bench policy_compile`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::fmt::Write as _;
 use std::hint::black_box;

@@ -11,6 +11,11 @@
 //! figure does not depend on the allocator), not timed by criterion.
 //!
 //! Run: `cargo bench --bench pool_memory`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::alloc::System;
 use std::path::PathBuf;

@@ -1,6 +1,11 @@
 //! Hot-reload latency: from a policy file's rename-save to the new version
 //! being active, through the real notify watcher and its debounce, p50 and
 //! p99 over 200 rewrites. `cargo bench --bench reload`; figures in BENCHMARKS.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

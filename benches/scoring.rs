@@ -4,6 +4,11 @@
 //! none.
 //!
 //! `cargo bench --bench scoring`; figures in BENCHMARKS.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -6,6 +6,11 @@
 //! `cargo bench --bench solver` prints both cost tables, then criterion timings.
 //! `NODEWRIGHT_BENCH_TABLES=0` skips the tables (their FFD runs take minutes)
 //! when only the timings are wanted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;

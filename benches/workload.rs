@@ -6,6 +6,11 @@
 //! and the controller's snapshot of a cluster as the API returns it (pods
 //! with owners, uids and status; 100 nodes with 20 bound pods each), read
 //! by `workload::load_api`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark harness: a failed set-up aborts the run"
+)]
 
 use std::hint::black_box;
 

@@ -1,5 +1,10 @@
 //! The embedded catalog: the indexed filter agrees with a naive scan, and the
 //! `catalog list` / `catalog show` commands work end to end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::process::Command;
 
@@ -168,9 +173,7 @@ fn bad_input_is_named_not_panicked() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("--require:1:38: error")
-            && e.contains("list not closed")
-            && e.contains("help:"),
+        e.contains("--require:1:38: error") && e.contains("list not closed") && e.contains("help:"),
         "{e}"
     );
 

@@ -7,6 +7,11 @@
 //!
 //! Needs moto and the control-plane binaries: `bash scripts/test.sh` installs both.
 #![cfg(feature = "controller")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "support/kube.rs"]
 mod kube_support;

@@ -2,6 +2,11 @@
 //!
 //! Needs the `aws` feature: `cargo test --features aws --test ec2_launch`.
 #![cfg(feature = "aws")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "support/moto.rs"]
 mod support;

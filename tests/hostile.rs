@@ -17,6 +17,11 @@
 //! bound), it does not panic (exit 101, "panicked at"), and it never prints the stand-in
 //! secret of `tests/hostile/secret-token`. Exit code, stdout and stderr (clipped) are
 //! snapshot-tested, so every located error and hint stays as reviewed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -64,11 +69,15 @@ fn run(args: &[String]) -> Run {
         if start.elapsed() > WATCHDOG {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`nodewright {}` still running after {WATCHDOG:?}: a hang", args.join(" "));
+            panic!(
+                "`nodewright {}` still running after {WATCHDOG:?}: a hang",
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     Run {
         code: status.code(),
         stdout: read(&out_path),
@@ -115,8 +124,16 @@ fn check_case(label: &str, args: &[String], tmp: Option<&Path>) -> String {
     let r = run(args);
     let all = format!("{}\n{}", r.stdout, r.stderr);
     assert_ne!(r.code, Some(101), "{label}: panicked:\n{}", clip(&r.stderr));
-    assert!(r.code.is_some(), "{label}: killed by a signal:\n{}", clip(&r.stderr));
-    assert!(!all.contains("panicked at"), "{label}: panicked:\n{}", clip(&all));
+    assert!(
+        r.code.is_some(),
+        "{label}: killed by a signal:\n{}",
+        clip(&r.stderr)
+    );
+    assert!(
+        !all.contains("panicked at"),
+        "{label}: panicked:\n{}",
+        clip(&all)
+    );
     assert!(
         !all.contains(SECRET_MARKER),
         "{label}: printed the content of a file that is not a policy or script"
@@ -129,7 +146,11 @@ fn check_case(label: &str, args: &[String], tmp: Option<&Path>) -> String {
             Some(t) => s.replace(&t.to_string_lossy().to_string(), "<tmp>"),
             None => s.to_string(),
         };
-        if repo.is_empty() { s } else { s.replace(&repo, "<repo>") }
+        if repo.is_empty() {
+            s
+        } else {
+            s.replace(&repo, "<repo>")
+        }
     };
     format!(
         "command: nodewright {}\nexit: {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -205,16 +226,29 @@ fn error_past_column_70000_in_a_policy() {
         "pool p {{\n  label team = \"{}\" oops\n}}\n",
         "a".repeat(70_000)
     );
-    generated("long-line-policy", &[("p.policy", policy.into_bytes())], &["check", "{dir}/p.policy"]);
+    generated(
+        "long-line-policy",
+        &[("p.policy", policy.into_bytes())],
+        &["check", "{dir}/p.policy"],
+    );
 }
 
 #[test]
 fn error_past_column_70000_in_a_workload() {
-    let yaml = format!("{WEB}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: x, labels: {{a: \"{}\"}}}}\nspec: [oops\n", "b".repeat(70_000));
+    let yaml = format!(
+        "{WEB}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: x, labels: {{a: \"{}\"}}}}\nspec: [oops\n",
+        "b".repeat(70_000)
+    );
     generated(
         "long-line-workload",
         &[("p.policy", M5_POOL.into()), ("w.yaml", yaml.into_bytes())],
-        &["plan", "--policy", "{dir}/p.policy", "--workload", "{dir}/w.yaml"],
+        &[
+            "plan",
+            "--policy",
+            "{dir}/p.policy",
+            "--workload",
+            "{dir}/w.yaml",
+        ],
     );
 }
 
@@ -224,7 +258,13 @@ fn pool_name_of_100k_characters_in_the_plan_table() {
     generated(
         "long-pool-name",
         &[("p.policy", policy.into_bytes()), ("w.yaml", WEB.into())],
-        &["plan", "--policy", "{dir}/p.policy", "--workload", "{dir}/w.yaml"],
+        &[
+            "plan",
+            "--policy",
+            "{dir}/p.policy",
+            "--workload",
+            "{dir}/w.yaml",
+        ],
     );
 }
 
@@ -239,7 +279,13 @@ fn hundred_thousand_ignored_objects() {
     generated(
         "100k-configmaps",
         &[("p.policy", M5_POOL.into()), ("w.yaml", yaml.into_bytes())],
-        &["plan", "--policy", "{dir}/p.policy", "--workload", "{dir}/w.yaml"],
+        &[
+            "plan",
+            "--policy",
+            "{dir}/p.policy",
+            "--workload",
+            "{dir}/w.yaml",
+        ],
     );
 }
 
@@ -247,15 +293,25 @@ fn hundred_thousand_ignored_objects() {
 fn twenty_thousand_policy_errors() {
     let mut policy = String::new();
     for i in 0..20_000 {
-        policy.push_str(&format!("pool p{i} {{ require kubernetes.io/arch in [amd64] bogus }}\n"));
+        policy.push_str(&format!(
+            "pool p{i} {{ require kubernetes.io/arch in [amd64] bogus }}\n"
+        ));
     }
-    generated("20k-errors", &[("p.policy", policy.into_bytes())], &["check", "{dir}/p.policy"]);
+    generated(
+        "20k-errors",
+        &[("p.policy", policy.into_bytes())],
+        &["check", "{dir}/p.policy"],
+    );
 }
 
 #[test]
 fn twenty_thousand_duplicate_pools() {
     let policy = "pool dup { require kubernetes.io/arch in [amd64] }\n".repeat(20_000);
-    generated("20k-duplicate-pools", &[("p.policy", policy.into_bytes())], &["check", "{dir}/p.policy"]);
+    generated(
+        "20k-duplicate-pools",
+        &[("p.policy", policy.into_bytes())],
+        &["check", "{dir}/p.policy"],
+    );
 }
 
 #[test]
@@ -270,7 +326,13 @@ fn thousand_pools_plan() {
     generated(
         "1000-pools",
         &[("p.policy", policy.into_bytes()), ("w.yaml", WEB.into())],
-        &["plan", "--policy", "{dir}/p.policy", "--workload", "{dir}/w.yaml"],
+        &[
+            "plan",
+            "--policy",
+            "{dir}/p.policy",
+            "--workload",
+            "{dir}/w.yaml",
+        ],
     );
 }
 
@@ -280,11 +342,20 @@ fn script_path_escaping_the_policy_folder() {
     let secret = std::fs::canonicalize("tests/hostile/secret-token")
         .unwrap_or_else(|e| panic!("tests/hostile/secret-token: {e}"));
     let secret = secret.to_string_lossy();
-    let absolute = format!("{}score with \"{secret}\"\n", M5_POOL.trim_end().trim_end_matches('}'));
+    let absolute = format!(
+        "{}score with \"{secret}\"\n",
+        M5_POOL.trim_end().trim_end_matches('}')
+    );
     let absolute = format!("{absolute}}}\n");
     generated(
         "script-absolute-path",
         &[("p.policy", absolute.into_bytes()), ("w.yaml", WEB.into())],
-        &["plan", "--policy", "{dir}/p.policy", "--workload", "{dir}/w.yaml"],
+        &[
+            "plan",
+            "--policy",
+            "{dir}/p.policy",
+            "--workload",
+            "{dir}/w.yaml",
+        ],
     );
 }

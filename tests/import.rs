@@ -1,6 +1,11 @@
 //! `nodewright import`: every Karpenter example and the hand-written fixtures in
 //! `tests/import/` import, print, re-parse and compile to the same IR; the
 //! printed policy is snapshotted; error cases snapshot their file:line:col.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::PathBuf;
 

@@ -5,6 +5,11 @@
 //! of the same rank are siblings and must not use each other. Any `crate::<module>` path in
 //! code (comments and strings aside) counts, test modules included, so a test cannot quietly
 //! pull a higher layer into a lower one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 
@@ -166,7 +171,12 @@ fn no_module_uses_a_module_above_it() {
         let mut parts = rel.components();
         let first = parts
             .next()
-            .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
             .unwrap_or_default();
         if first == "lib" || first == "main" {
             continue; // the crate root and the binary sit above every layer
@@ -175,7 +185,8 @@ fn no_module_uses_a_module_above_it() {
             unranked.push(first);
             continue;
         };
-        let src = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let src =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for (line, used) in crate_paths(&code_only(&src)) {
             if used == first || used.is_empty() {
                 continue;
@@ -206,6 +217,10 @@ fn the_checker_sees_upward_imports() {
     let found = crate_paths(&code_only(src));
     assert_eq!(
         found,
-        [(1, "cloud".to_string()), (5, "ir".to_string()), (6, "solver".to_string())]
+        [
+            (1, "cloud".to_string()),
+            (5, "ir".to_string()),
+            (6, "solver".to_string())
+        ]
     );
 }

@@ -3,6 +3,11 @@
 //! embedded catalog. Each plan must pass the independent validator and make
 //! sense for its workload (arm64 on arm64, GPUs on GPU types, spreads over
 //! zones, spot on spot); a compact summary of each plan is snapshotted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;

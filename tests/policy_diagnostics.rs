@@ -1,6 +1,11 @@
 //! Policy language tests: every malformed case under tests/policy/diagnostics
 //! renders a snapshot-tested diagnostic; good policies compile to a
 //! snapshot-tested IR; `check` and `fmt` behave as documented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,6 +5,11 @@
 //! The watcher survives anything a change can do to the compiler (the
 //! long-line case), and a change that leaves no pools is refused unless an
 //! empty policy is allowed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 use std::sync::Arc;

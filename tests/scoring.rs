@@ -3,6 +3,11 @@
 //! unscored), runaway scripts stop at their budget and fall back to the
 //! unscored cost, and `nodewright check` reports script errors with
 //! file:line:col and a hint.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

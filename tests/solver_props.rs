@@ -1,6 +1,11 @@
 //! Properties of the solver on random small instances, checked by the
 //! independent validator and against the exhaustive reference solver; plus
 //! the Karpenter benchmark input checked for validity and cost vs. FFD.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeMap;
 

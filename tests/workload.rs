@@ -1,5 +1,10 @@
 //! Kubernetes YAML → workload IR: fixtures under tests/workload/, the
 //! Karpenter example workloads, and error cases, all as insta snapshots.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

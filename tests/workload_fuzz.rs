@@ -4,6 +4,11 @@
 //! byte and chunk by chunk, go through `workload::load_bytes`: the loader
 //! must return (a workload or an error), never panic, and every error it
 //! returns must render.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::PathBuf;
 
@@ -124,7 +129,7 @@ fn check(bytes: &[u8]) {
         let mut out = String::new();
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
             .render_report(&mut out, &err)
-            .expect("the error renders");
+            .unwrap_or_else(|e| panic!("the error does not render: {e}"));
         if let Some(input) = err.input() {
             assert!(input.line >= 1 && input.col >= 1, "{err}");
             assert!(

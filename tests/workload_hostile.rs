@@ -1,6 +1,11 @@
 //! Hostile and huge workload input: every class is a located error with a
 //! hint (file:line:col, message and help asserted), or is read in time
 //! proportional to its size. The CLI-level corpus is tests/hostile/workload/.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use nodewright::workload::{self, ErrorKind, LoadOptions};
 

@@ -26,9 +26,9 @@ use super::notice::Notices;
 use super::snapshot::{
     ClusterObjects, EPHEMERAL_TAINTS, is_provisionable, is_workload_pod, pod_key,
 };
+use crate::catalog::Availability;
 use crate::catalog::{CapacityType, Catalog};
 use crate::cloud::tags::OwnedInstance;
-use crate::catalog::Availability;
 use crate::ir::{PolicySet, Pool, Resources, labels};
 use crate::scoring::Scorer;
 use crate::solver::{Plan, PlannedNode, SolveInput, solve};

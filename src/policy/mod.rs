@@ -129,14 +129,21 @@ mod tests {
             .expect("parses");
         assert_eq!((r.op, r.values.len()), (Operator::In, 2));
         let r = parse_requirement("--require", "instance-family not in [t3]").expect("parses");
-        assert_eq!((r.key.as_str(), r.op), (labels::INSTANCE_FAMILY, Operator::NotIn));
+        assert_eq!(
+            (r.key.as_str(), r.op),
+            (labels::INSTANCE_FAMILY, Operator::NotIn)
+        );
         let op = |t: &str| parse_requirement("--require", t).expect("parses").op;
         assert_eq!(op("instance-gpu-name exists"), Operator::Exists);
-        assert_eq!(op("instance-gpu-name does-not-exist"), Operator::DoesNotExist);
+        assert_eq!(
+            op("instance-gpu-name does-not-exist"),
+            Operator::DoesNotExist
+        );
         assert_eq!(op("instance-cpu < 64"), Operator::Lt);
         let r = parse_requirement("--require", "instance-cpu>4").expect("parses");
         assert_eq!((r.op, r.values), (Operator::Gt, vec!["4".to_string()]));
-        let r = parse_requirement("--require", "instance-family in [m5, c5] min 2").expect("parses");
+        let r =
+            parse_requirement("--require", "instance-family in [m5, c5] min 2").expect("parses");
         assert_eq!(r.min_values, Some(2));
     }
 
@@ -149,10 +156,19 @@ mod tests {
             d.0.into_iter().next().expect("one")
         };
         let d = err("instance-cpu > four");
-        assert_eq!((d.code.as_str(), d.span.offset, d.span.len), ("policy::non-integer-bound", 15, 4));
+        assert_eq!(
+            (d.code.as_str(), d.span.offset, d.span.len),
+            ("policy::non-integer-bound", 15, 4)
+        );
         let d = err("instance-family = m5");
-        assert_eq!((d.code.as_str(), d.span.offset), ("policy::unknown-operator", 16));
-        assert!(d.help.as_deref().is_some_and(|h| h.contains("in [value]")), "{d:?}");
+        assert_eq!(
+            (d.code.as_str(), d.span.offset),
+            ("policy::unknown-operator", 16)
+        );
+        assert!(
+            d.help.as_deref().is_some_and(|h| h.contains("in [value]")),
+            "{d:?}"
+        );
         let d = err("instance-family not [m5]");
         assert_eq!(d.code.as_str(), "policy::unknown-operator");
         let d = err("karpenter.k8s.aws/instance-family in [m5");
@@ -160,12 +176,23 @@ mod tests {
         assert_eq!(d.message, "list not closed: expected `,` or `]` after `m5`");
         assert!(d.help.as_deref().is_some_and(|h| h.contains("with `]`")));
         let d = err("instance-family in");
-        assert_eq!((d.code.as_str(), d.span.offset), ("policy::empty-values", 16));
+        assert_eq!(
+            (d.code.as_str(), d.span.offset),
+            ("policy::empty-values", 16)
+        );
         assert_eq!(d.message, "`in` needs at least one value");
         let d = err("instance-family in [m5] x");
         assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 24));
-        assert!(d.message.contains("end of the requirement"), "{}", d.message);
-        assert!(d.help.as_deref().is_some_and(|h| h.contains("KEY in [a, b]")));
+        assert!(
+            d.message.contains("end of the requirement"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.help
+                .as_deref()
+                .is_some_and(|h| h.contains("KEY in [a, b]"))
+        );
         assert_eq!(err("").code.as_str(), "policy::syntax");
         let d = err("arch exists now");
         assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 12));

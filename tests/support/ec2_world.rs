@@ -1,7 +1,10 @@
 //! A small EC2 world in moto for launch tests: a VPC, tagged subnets in two
 //! zones, a tagged security group and tagged AL2023-named AMIs for both
 //! architectures.
-#![allow(dead_code, reason = "each test binary includes this module and uses part of it")]
+#![allow(
+    dead_code,
+    reason = "each test binary includes this module and uses part of it"
+)]
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 

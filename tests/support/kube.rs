@@ -17,7 +17,10 @@
 //! The processes are killed when the [`KubeApi`] is dropped, and, since a shared
 //! one lives in a static and is never dropped, also by a watchdog (`sh`) that
 //! kills them and removes the folder as soon as this test process exits.
-#![allow(dead_code, reason = "each test binary includes this module and uses part of it")]
+#![allow(
+    dead_code,
+    reason = "each test binary includes this module and uses part of it"
+)]
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

@@ -8,7 +8,10 @@
 //!
 //! Python: `$NODEWRIGHT_PYTHON`, else `$HOME/.cache/nodewright/venv/bin/python`.
 //! If it cannot import moto the test panics with instructions: never skipped.
-#![allow(dead_code, reason = "each test binary includes this module and uses part of it")]
+#![allow(
+    dead_code,
+    reason = "each test binary includes this module and uses part of it"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
