@@ -7,6 +7,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    unreachable_pub,
     reason = "benchmark harness: a failed set-up aborts the run"
 )]
 

@@ -5,6 +5,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    unreachable_pub,
     reason = "test code: a failed unwrap is a failed test"
 )]
 

@@ -11,7 +11,7 @@ use crate::synth;
 
 /// Arguments of `nodewright bench`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(super) struct BenchArgs {
     /// Pod counts to run.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000,20000")]
     pub pods: Vec<usize>,
@@ -31,7 +31,7 @@ pub struct BenchArgs {
 }
 
 /// Runs `nodewright bench`.
-pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: BenchArgs) -> miette::Result<ExitCode> {
     let catalog = synth::karpenter_catalog(args.types);
     let policy = PolicySet {
         pools: vec![synth::default_pool("default")],

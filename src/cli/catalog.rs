@@ -16,7 +16,7 @@ use crate::ir::{KubeletConfig, Requirement, Requirements, Resources, labels};
 
 /// Subcommands of `nodewright catalog`.
 #[derive(Debug, clap::Subcommand)]
-pub enum CatalogCommand {
+pub(super) enum CatalogCommand {
     /// List instance types × capacity types with price and allocatable, filtered by requirements.
     List(ListArgs),
     /// Show one instance type: labels, capacity, allocatable, max pods and offerings.
@@ -28,7 +28,7 @@ pub enum CatalogCommand {
 
 /// Arguments of `catalog list`.
 #[derive(Debug, clap::Args)]
-pub struct ListArgs {
+pub(super) struct ListArgs {
     /// A requirement in policy syntax, e.g. `karpenter.k8s.aws/instance-family in [m5, c5]`,
     /// `instance-cpu > 4`, `instance-gpu-name exists`. Repeat to AND several.
     #[arg(long = "require", value_name = "EXPR")]
@@ -49,7 +49,7 @@ pub struct ListArgs {
 
 /// Sort keys of `catalog list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SortKey {
+pub(super) enum SortKey {
     Name,
     Price,
     Vcpu,
@@ -58,21 +58,21 @@ pub enum SortKey {
 
 /// Output formats of `catalog list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+pub(super) enum OutputFormat {
     Table,
     Json,
 }
 
 /// Arguments of `catalog show`.
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     /// Instance type name, e.g. `m5.large`.
     pub instance_type: String,
 }
 
 /// Arguments of the hidden `catalog generate`.
 #[derive(Debug, clap::Args)]
-pub struct GenerateArgs {
+pub(super) struct GenerateArgs {
     /// The JSON written by scripts/gen-catalog.py.
     #[arg(long, default_value = "data/catalog/us-east-1.json")]
     pub input: PathBuf,
@@ -85,7 +85,7 @@ pub struct GenerateArgs {
 }
 
 /// Runs `nodewright catalog ...`.
-pub fn run(cmd: CatalogCommand) -> miette::Result<ExitCode> {
+pub(super) fn run(cmd: CatalogCommand) -> miette::Result<ExitCode> {
     match cmd {
         CatalogCommand::List(a) => list(a),
         CatalogCommand::Show(a) => show(a),

@@ -7,7 +7,7 @@ use crate::policy;
 
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     /// Human-readable: file:line:col, the source line underlined, a hint.
     Text,
     /// A JSON array of {file, line, column, severity, code, message, help}.
@@ -16,7 +16,7 @@ pub enum Format {
 
 /// Arguments of `nodewright check`.
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {
+pub(super) struct CheckArgs {
     /// Policy files or directories (a directory means every `*.policy` in it, sorted).
     /// All given paths form one policy set.
     #[arg(required = true)]
@@ -27,7 +27,7 @@ pub struct CheckArgs {
 }
 
 /// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
-pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     let (diags, failed) = match policy::load(&args.paths) {
         Ok((set, mut warnings)) => {
             // Scripts compile too: a syntax error or a missing `score` is an

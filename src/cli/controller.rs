@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 /// `nodewright controller`.
 #[derive(Debug, clap::Args)]
-pub struct ControllerArgs {
+pub(super) struct ControllerArgs {
     /// Policy files or folders (mount the policy ConfigMap here); watched and hot-reloaded.
     #[arg(long, required = true)]
     pub policy: Vec<PathBuf>,
@@ -58,7 +58,7 @@ pub struct ControllerArgs {
 
 /// Runs the controller until SIGINT/SIGTERM.
 #[cfg(feature = "controller")]
-pub fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     use miette::IntoDiagnostic;
 
     use crate::controller::run::{Controller, Options};
@@ -146,7 +146,7 @@ async fn shutdown_signal() {
 
 /// Without the `controller` feature there is nothing to run.
 #[cfg(not(feature = "controller"))]
-pub fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
     Err(miette::miette!(
         help = "rebuild with `--features controller` (on by default)",
         "this nodewright was built without the controller"

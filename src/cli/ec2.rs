@@ -15,14 +15,14 @@ use crate::ir::NodeClass;
 
 /// Subcommands of `nodewright ec2`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Ec2Command {
+pub(super) enum Ec2Command {
     /// Print what a node class's subnet, security-group and AMI selectors resolve to.
     Resolve(ResolveArgs),
 }
 
 /// `nodewright ec2 resolve`.
 #[derive(Debug, clap::Args)]
-pub struct ResolveArgs {
+pub(super) struct ResolveArgs {
     /// Policy files, directories or Karpenter YAML defining the node class.
     #[arg(long)]
     pub policy: Vec<PathBuf>,
@@ -46,7 +46,7 @@ pub struct ResolveArgs {
 }
 
 /// Runs `nodewright ec2 ...`.
-pub fn run(cmd: Ec2Command) -> miette::Result<ExitCode> {
+pub(super) fn run(cmd: Ec2Command) -> miette::Result<ExitCode> {
     match cmd {
         Ec2Command::Resolve(a) => resolve(a),
     }

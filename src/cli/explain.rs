@@ -11,7 +11,7 @@ use super::inputs;
 
 /// Arguments of `nodewright explain`.
 #[derive(Debug, clap::Args)]
-pub struct ExplainArgs {
+pub(super) struct ExplainArgs {
     /// Policy files or folders.
     #[arg(long, required = true, num_args = 1..)]
     pub policy: Vec<PathBuf>,
@@ -36,7 +36,7 @@ pub struct ExplainArgs {
 }
 
 /// Runs `nodewright explain`.
-pub fn run(args: ExplainArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: ExplainArgs) -> miette::Result<ExitCode> {
     let policy = inputs::load_policy(&args.policy)?;
     let workload =
         inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;

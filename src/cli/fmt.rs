@@ -7,7 +7,7 @@ use crate::policy;
 
 /// Arguments of `nodewright fmt`.
 #[derive(Debug, clap::Args)]
-pub struct FmtArgs {
+pub(super) struct FmtArgs {
     /// Policy files or directories (a directory means every `*.policy` in it).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -17,7 +17,7 @@ pub struct FmtArgs {
 }
 
 /// Runs `nodewright fmt`. Files with syntax errors are left alone (exit 2).
-pub fn run(args: FmtArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: FmtArgs) -> miette::Result<ExitCode> {
     let files = match policy::parse_files(&args.paths) {
         Ok(f) => f,
         Err(d) => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Arguments of `nodewright import`.
 #[derive(Debug, clap::Args)]
-pub struct ImportArgs {
+pub(super) struct ImportArgs {
     /// Karpenter YAML files (multi-document): karpenter.sh/v1 NodePool, karpenter.k8s.aws/v1
     /// EC2NodeClass, karpenter.sh/v1alpha1 NodeOverlay, karpenter.sh/v1alpha5 Provisioner,
     /// karpenter.k8s.aws/v1alpha1 AWSNodeTemplate. They are imported together, so a pool
@@ -19,7 +19,7 @@ pub struct ImportArgs {
 
 /// Runs `nodewright import`: prints warnings to stderr, the policy to stdout or `-o`.
 /// Exit 0 on success, 2 when any input cannot be imported.
-pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: ImportArgs) -> miette::Result<ExitCode> {
     let imported = match crate::import::import_files(&args.files) {
         Ok(i) => i,
         Err(e) => {

@@ -21,7 +21,7 @@ use crate::workload::Workload;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{path}:{line}:{column}: {message}")]
 #[diagnostic(help("the file must hold the {what} as JSON (see docs/solver.md)"))]
-pub struct JsonInputError {
+pub(super) struct JsonInputError {
     pub path: String,
     pub line: usize,
     pub column: usize,
@@ -68,7 +68,7 @@ fn is_json(p: &Path) -> bool {
 }
 
 /// Loads the policy set from `paths`.
-pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
+pub(super) fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
     match paths {
         [one] if is_json(one) => {
             let mut p: PolicySet = load_json(one, "compiled policy set (PolicySet)")?;
@@ -100,7 +100,9 @@ pub fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
 ///
 /// Every script error is printed (file:line:col, the line underlined, a hint)
 /// before failing, as `nodewright check` prints them.
-pub fn load_scorer(policy: &PolicySet) -> miette::Result<Option<crate::scoring::RhaiScorer>> {
+pub(super) fn load_scorer(
+    policy: &PolicySet,
+) -> miette::Result<Option<crate::scoring::RhaiScorer>> {
     if crate::policy::scripts(policy).is_empty() {
         return Ok(None);
     }
@@ -122,7 +124,7 @@ pub fn load_scorer(policy: &PolicySet) -> miette::Result<Option<crate::scoring::
 ///
 /// Kubernetes YAML goes through `crate::workload::load` (notes are printed as
 /// warnings on stderr); a `.json` file is taken as a serialised `Workload` IR.
-pub fn load_workload(
+pub(super) fn load_workload(
     paths: &[PathBuf],
     nodes: &[PathBuf],
     replicas: &[(String, usize)],
@@ -196,7 +198,7 @@ pub fn load_workload(
 }
 
 /// Loads the catalog: `embedded` or a JSON file.
-pub fn load_catalog(spec: &str) -> miette::Result<Catalog> {
+pub(super) fn load_catalog(spec: &str) -> miette::Result<Catalog> {
     if spec == "embedded" {
         return Ok(crate::catalog::embedded::embedded()?);
     }
@@ -204,7 +206,7 @@ pub fn load_catalog(spec: &str) -> miette::Result<Catalog> {
 }
 
 /// Parses `NAME=N`.
-pub fn parse_replicas(s: &str) -> Result<(String, usize), String> {
+pub(super) fn parse_replicas(s: &str) -> Result<(String, usize), String> {
     let (n, c) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: expected NAME=N"))?;

@@ -10,14 +10,14 @@ use super::inputs;
 
 /// How to print the plan.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Output {
+pub(super) enum Output {
     Table,
     Json,
 }
 
 /// Arguments of `nodewright plan`.
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {
+pub(super) struct PlanArgs {
     /// Policy files or folders.
     #[arg(long, required = true, num_args = 1..)]
     pub policy: Vec<PathBuf>,
@@ -53,7 +53,7 @@ pub struct PlanArgs {
 }
 
 /// Runs `nodewright plan`. Exit code 1 when some pod is unschedulable.
-pub fn run(args: PlanArgs) -> miette::Result<ExitCode> {
+pub(super) fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     if args.watch {
         return watch(args);
     }

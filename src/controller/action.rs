@@ -15,7 +15,7 @@ use crate::solver::PlannedNode;
 
 /// One change to the world.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(super) enum Action {
     /// Launch a planned node. Its `name` is already the unique claim name
     /// (the instance's `nodewright.io/claim` tag); `pool` and `node_class`
     /// name entries of the policy version the pass planned with.
@@ -35,7 +35,7 @@ pub enum Action {
 
 /// Why an instance is terminated (counted and logged differently).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TerminateReason {
+pub(super) enum TerminateReason {
     /// Launched, but its Node never registered within the registration timeout.
     RegistrationTimeout,
     /// Its Node was empty long enough and has been deleted.
@@ -44,7 +44,7 @@ pub enum TerminateReason {
 
 /// An Event about one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodEvent {
+pub(super) struct PodEvent {
     /// "namespace/name".
     pub pod: String,
     pub kind: EventKind,
@@ -54,7 +54,7 @@ pub struct PodEvent {
 
 /// The Events nodewright publishes on pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(super) enum EventKind {
     /// A node was launched for the pod.
     Nominated,
     /// The pod fits nowhere; the note says why.
@@ -63,12 +63,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// True for a Warning Event, false for a Normal one.
-    pub fn is_warning(self) -> bool {
+    pub(super) fn is_warning(self) -> bool {
         matches!(self, EventKind::FailedProvisioning)
     }
 
     /// The Event's `reason` (CamelCase, as Kubernetes spells reasons).
-    pub fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> &'static str {
         match self {
             EventKind::Nominated => "Nominated",
             EventKind::FailedProvisioning => "FailedProvisioning",
@@ -76,7 +76,7 @@ impl EventKind {
     }
 
     /// The Event's `action`: what nodewright was doing.
-    pub fn action(self) -> &'static str {
+    pub(super) fn action(self) -> &'static str {
         match self {
             EventKind::Nominated => "Launch",
             EventKind::FailedProvisioning => "Provision",
@@ -86,7 +86,7 @@ impl EventKind {
 
 /// Actions carried out in order; the first that fails skips the rest.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sequence(pub Vec<Action>);
+pub(super) struct Sequence(pub Vec<Action>);
 
 impl From<Action> for Sequence {
     fn from(a: Action) -> Sequence {
@@ -95,8 +95,9 @@ impl From<Action> for Sequence {
 }
 
 impl Sequence {
-    /// The actions, in order.
-    pub fn actions(&self) -> &[Action] {
+    /// The actions, in order (what the step tests assert on).
+    #[cfg(test)]
+    pub(super) fn actions(&self) -> &[Action] {
         &self.0
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Opens a batch on the first event and says when it is due.
 #[derive(Debug, Clone)]
-pub struct Batcher {
+pub(super) struct Batcher {
     idle: Duration,
     max: Duration,
     first: Option<Instant>,
@@ -18,7 +18,7 @@ pub struct Batcher {
 
 impl Batcher {
     /// A batcher that waits `idle` after the last event, at most `max` after the first.
-    pub fn new(idle: Duration, max: Duration) -> Batcher {
+    pub(super) fn new(idle: Duration, max: Duration) -> Batcher {
         Batcher {
             idle,
             max,
@@ -28,19 +28,19 @@ impl Batcher {
     }
 
     /// Records a pod event at `now`.
-    pub fn event(&mut self, now: Instant) {
+    pub(super) fn event(&mut self, now: Instant) {
         self.first.get_or_insert(now);
         self.last = Some(now);
     }
 
     /// When the open batch is due; None when no batch is open.
-    pub fn due(&self) -> Option<Instant> {
+    pub(super) fn due(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
         Some((last + self.idle).min(first + self.max))
     }
 
     /// True (and the batch is closed) when a batch is open and due at `now`.
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(super) fn take(&mut self, now: Instant) -> bool {
         match self.due() {
             Some(d) if d <= now => {
                 self.first = None;

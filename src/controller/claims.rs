@@ -20,7 +20,7 @@ use crate::workload::{BoundPod, ExistingNode, Workload};
 
 /// One launched node that has not registered yet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Claim {
+pub(super) struct Claim {
     /// Unique claim name (also the instance's `nodewright.io/claim` tag).
     pub name: String,
     pub pool: String,
@@ -41,43 +41,33 @@ pub struct Claim {
 
 /// The claims in flight, by name.
 #[derive(Debug, Clone, Default)]
-pub struct Claims {
+pub(super) struct Claims {
     map: BTreeMap<String, Claim>,
 }
 
 impl Claims {
     /// Tracks a launched claim.
-    pub fn insert(&mut self, c: Claim) {
+    pub(super) fn insert(&mut self, c: Claim) {
         self.map.insert(c.name.clone(), c);
     }
 
     /// Whether a claim of this name is in flight.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(super) fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
 
     /// How many claims are in flight.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// True when nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// The claims, by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Claim> {
-        self.map.values()
-    }
-
     /// Ends the claims whose instance is now a Node (by provider ID's instance id).
-    pub fn registered(&mut self, node_instances: &HashSet<String>) -> Vec<Claim> {
+    pub(super) fn registered(&mut self, node_instances: &HashSet<String>) -> Vec<Claim> {
         self.take_where(|c| node_instances.contains(&c.instance_id))
     }
 
     /// Ends the claims that did not register within `ttl`: their instances must be terminated.
-    pub fn expired(&mut self, now: Instant, ttl: Duration) -> Vec<Claim> {
+    pub(super) fn expired(&mut self, now: Instant, ttl: Duration) -> Vec<Claim> {
         self.take_where(|c| now.saturating_duration_since(c.launched_at) >= ttl)
     }
 
@@ -97,7 +87,7 @@ impl Claims {
     /// Adds every claim to `w` as an existing node, moving its still-pending
     /// pods from the pending classes onto it.
     /// Claims taken over without a plan (no room, no pods) are left out.
-    pub fn fold_into(&self, w: &mut Workload) {
+    pub(super) fn fold_into(&self, w: &mut Workload) {
         for c in self.map.values() {
             if c.allocatable == Resources::zero() && c.pods.is_empty() {
                 continue;
@@ -147,7 +137,7 @@ impl Claims {
 /// Five random base-36 characters: a claim is named `<pool>-<suffix>`
 /// (`steps::launches` draws again while the name is taken), since the
 /// solver's `<pool>-<n>` names repeat between solves.
-pub fn random_suffix() -> String {
+pub(super) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
@@ -157,7 +147,7 @@ pub fn random_suffix() -> String {
 }
 
 /// The EC2 instance id in a Node's `spec.providerID` (`aws:///us-east-1a/i-0abc`).
-pub fn instance_id_of(provider_id: &str) -> Option<&str> {
+pub(super) fn instance_id_of(provider_id: &str) -> Option<&str> {
     let id = provider_id.strip_prefix("aws://")?.rsplit('/').next()?;
     id.starts_with("i-").then_some(id)
 }

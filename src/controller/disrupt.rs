@@ -18,11 +18,11 @@ use std::time::Instant;
 use crate::ir::{BudgetNodes, DisruptionReason, Duration as IrDuration, PolicySet, Pool};
 
 /// Annotation (on a node or a pod) that forbids voluntary disruption.
-pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
+pub(super) const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 
 /// What the disruption pass needs to know about one node nodewright launched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeView {
+pub(super) struct NodeView {
     pub name: String,
     pub pool: String,
     /// Non-terminal pods bound to it that are neither DaemonSet nor mirror pods.
@@ -37,13 +37,17 @@ pub struct NodeView {
 
 /// Tracks how long each node has been empty, across passes.
 #[derive(Debug, Clone, Default)]
-pub struct EmptySince {
+pub(super) struct EmptySince {
     since: HashMap<String, Instant>,
 }
 
 /// How many nodes of a pool of `total` nodes may be disrupted at once for `reason`
 /// (None: no budget applies, so no limit).
-pub fn allowed_disruptions(pool: &Pool, total: usize, reason: DisruptionReason) -> Option<usize> {
+pub(super) fn allowed_disruptions(
+    pool: &Pool,
+    total: usize,
+    reason: DisruptionReason,
+) -> Option<usize> {
     pool.disruption
         .budgets
         .iter()
@@ -59,7 +63,7 @@ pub fn allowed_disruptions(pool: &Pool, total: usize, reason: DisruptionReason) 
 impl EmptySince {
     /// The nodes to remove now. `targeted` names the nodes the current plan
     /// places pending pods on.
-    pub fn empty_to_remove(
+    pub(super) fn empty_to_remove(
         &mut self,
         nodes: &[NodeView],
         policy: &PolicySet,

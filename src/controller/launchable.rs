@@ -13,7 +13,7 @@ use crate::ir::{PolicySet, labels};
 
 /// The zones and architectures one node class can launch into.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reach {
+pub(super) struct Reach {
     pub zones: Vec<String>,
     /// `amd64`, `arm64`.
     pub arches: Vec<String>,
@@ -21,7 +21,7 @@ pub struct Reach {
 
 /// `policy` with every pool narrowed to its node class's reach. Pools
 /// whose node class could not be resolved are dropped, one warning each.
-pub fn narrow(
+pub(super) fn narrow(
     policy: &PolicySet,
     reach: &BTreeMap<String, Result<Reach, String>>,
 ) -> (PolicySet, Vec<String>) {

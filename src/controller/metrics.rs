@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 /// Counters and gauges of the pass; clones share their values.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(super) struct Metrics {
     /// Provisionable pods in the last pass.
     pub pending_pods: Gauge,
     /// Pods the last plan could place nowhere.
@@ -36,7 +36,7 @@ pub struct Metrics {
 impl Metrics {
     /// New metrics, registered in `r` (the controller registers them under
     /// `nodewright_controller_`).
-    pub fn new(r: &mut Registry) -> Metrics {
+    pub(super) fn new(r: &mut Registry) -> Metrics {
         let m = Metrics {
             pending_pods: Gauge::default(),
             unschedulable_pods: Gauge::default(),

@@ -10,7 +10,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Remembers what each pod was last told.
 #[derive(Debug, Clone, Default)]
-pub struct Notices {
+pub(super) struct Notices {
     told: HashMap<String, u64>,
 }
 
@@ -18,7 +18,7 @@ impl Notices {
     /// Of `current` (pod key, message), the ones to publish now: new or
     /// changed messages, at most `limit`. Pods absent from `current` are
     /// forgotten, so a pod that waits again later is told again.
-    pub fn due<'a>(
+    pub(super) fn due<'a>(
         &mut self,
         current: &'a [(String, String)],
         limit: usize,

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 
 /// What the server answers from.
-pub struct Endpoints {
+pub(super) struct Endpoints {
     pub registry: Arc<std::sync::Mutex<Registry>>,
     /// Set once the controller has completed a pass (readiness).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
@@ -70,7 +70,7 @@ fn respond(e: &Endpoints, path: &str) -> Response<Full<Bytes>> {
 }
 
 /// Binds `addr` and serves until the task is dropped. Returns the bound address.
-pub async fn serve(
+pub(super) async fn serve(
     addr: SocketAddr,
     endpoints: Endpoints,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {

@@ -35,12 +35,12 @@ use crate::solver::{Plan, PlannedNode, SolveInput, solve};
 use crate::workload::Workload;
 
 /// At most this many pods get an Event per pass for each kind of Event.
-pub const EVENTS_PER_PASS: usize = 100;
+pub(super) const EVENTS_PER_PASS: usize = 100;
 
 /// What one pass read, at one instant: the cluster's objects and the
 /// instances EC2 says we own.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub(super) struct Observed {
     pub objs: ClusterObjects,
     pub owned: Vec<OwnedInstance>,
     pub now: Instant,
@@ -48,7 +48,7 @@ pub struct Observed {
 
 impl Observed {
     /// Instance ids of the Nodes (from their provider IDs).
-    pub fn node_instances(&self) -> HashSet<String> {
+    pub(super) fn node_instances(&self) -> HashSet<String> {
         self.objs
             .nodes
             .iter()
@@ -59,7 +59,7 @@ impl Observed {
     }
 
     /// The pods this pass plans for, by "namespace/name": the only pods that get Events.
-    pub fn provisionable_pods(&self) -> HashMap<String, &Pod> {
+    pub(super) fn provisionable_pods(&self) -> HashMap<String, &Pod> {
         self.objs
             .pods
             .iter()
@@ -71,7 +71,7 @@ impl Observed {
 
 /// What [`track_claims`] changed.
 #[derive(Debug, Clone, Default)]
-pub struct ClaimChanges {
+pub(super) struct ClaimChanges {
     /// Our instances with a claim tag but no Node and no claim in memory
     /// (launched before a restart, left by a failed termination, or whose
     /// Node someone deleted): now tracked, so the timeout ends them if no
@@ -86,7 +86,7 @@ pub struct ClaimChanges {
 }
 
 /// Step 1: claims taken over, registered, timed out.
-pub fn track_claims(claims: &mut Claims, obs: &Observed, ttl: Duration) -> ClaimChanges {
+pub(super) fn track_claims(claims: &mut Claims, obs: &Observed, ttl: Duration) -> ClaimChanges {
     let node_instances = obs.node_instances();
     let mut out = ClaimChanges::default();
     for o in &obs.owned {
@@ -119,7 +119,7 @@ pub fn track_claims(claims: &mut Claims, obs: &Observed, ttl: Duration) -> Claim
 /// An instance with no Node and no claim in memory, tracked only for its
 /// timeout from `seen`: its pods are unknown, so it carries none and offers
 /// no room.
-pub fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
+pub(super) fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
     Claim {
         name: claim.to_string(),
         pool: o.pool.clone().unwrap_or_default(),
@@ -138,7 +138,7 @@ pub fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
 
 /// Step 2: the node classes the pools use, each once, to resolve to their
 /// reach (zones, architectures) before narrowing the pools to it.
-pub fn node_classes(policy: &PolicySet) -> Vec<&str> {
+pub(super) fn node_classes(policy: &PolicySet) -> Vec<&str> {
     let mut seen = BTreeSet::new();
     policy
         .pools
@@ -151,7 +151,7 @@ pub fn node_classes(policy: &PolicySet) -> Vec<&str> {
 /// Step 3: what to launch for the workload, with the claims in flight
 /// standing in for their nodes. `workload` is the snapshot's (the claims
 /// are folded into it here); nothing pending plans nothing.
-pub fn plan(
+pub(super) fn plan(
     policy: &PolicySet,
     catalog: &Catalog,
     mut workload: Workload,
@@ -174,13 +174,13 @@ pub fn plan(
 }
 
 /// Pods the workload still has to place.
-pub fn pending(w: &Workload) -> usize {
+pub(super) fn pending(w: &Workload) -> usize {
     w.classes.iter().map(|c| c.count()).sum()
 }
 
 /// Step 4: FailedProvisioning Events for the pods the plan could not place,
 /// each told once per reason, at most [`EVENTS_PER_PASS`].
-pub fn unschedulable_events(plan: &Plan, notices: &mut Notices) -> Vec<Sequence> {
+pub(super) fn unschedulable_events(plan: &Plan, notices: &mut Notices) -> Vec<Sequence> {
     let waiting: Vec<(String, String)> = plan
         .unschedulable
         .iter()
@@ -201,7 +201,7 @@ pub fn unschedulable_events(plan: &Plan, notices: &mut Notices) -> Vec<Sequence>
 }
 
 /// An Event's note from a pod's reasons (the API caps notes at 1 kB).
-pub fn event_note(reasons: &[String]) -> String {
+pub(super) fn event_note(reasons: &[String]) -> String {
     let mut s = format!("nodewright cannot place this pod: {}", reasons.join("; "));
     if s.len() > 1000 {
         let mut cut = 997;
@@ -216,7 +216,7 @@ pub fn event_note(reasons: &[String]) -> String {
 
 /// What [`launches`] decided.
 #[derive(Debug, Clone, Default)]
-pub struct Launches {
+pub(super) struct Launches {
     /// One [`Action::Launch`] per launchable planned node.
     pub actions: Vec<Sequence>,
     /// Planned nodes that cannot be launched, and why (each one a launch failure).
@@ -228,7 +228,7 @@ pub struct Launches {
 /// launch of this pass has (the solver's `<pool>-<n>` names repeat between
 /// solves). `policy` is the version planned with: a node whose pool or node
 /// class it lacks is refused.
-pub fn launches(
+pub(super) fn launches(
     plan: &Plan,
     policy: &PolicySet,
     obs: &Observed,
@@ -264,7 +264,7 @@ pub fn launches(
 /// Where EC2 put a launched node (the part of the launcher's answer the
 /// controller keeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
+pub(super) struct Placed {
     pub instance_id: String,
     pub instance_type: String,
     pub zone: String,
@@ -273,7 +273,7 @@ pub struct Placed {
 
 /// Each pending pod's requests, by "namespace/name" (to work out a launched
 /// node's DaemonSet overhead).
-pub fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
+pub(super) fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
     w.classes
         .iter()
         .flat_map(|c| (0..c.count()).map(move |i| (c.pod_key(i), &c.requests)))
@@ -281,7 +281,7 @@ pub fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
 }
 
 /// The claim that stands in for a launched node until it registers.
-pub fn claim_for(
+pub(super) fn claim_for(
     node: &PlannedNode,
     placed: &Placed,
     requests: &HashMap<String, &Resources>,
@@ -321,7 +321,7 @@ pub fn claim_for(
 }
 
 /// Nominated Events for the pods a launched node is for (at most [`EVENTS_PER_PASS`]).
-pub fn nominated(node: &PlannedNode, placed: &Placed) -> Vec<Action> {
+pub(super) fn nominated(node: &PlannedNode, placed: &Placed) -> Vec<Action> {
     let note = format!(
         "nodewright launched {} ({} in {}, {}) for this pod",
         node.name,
@@ -344,7 +344,7 @@ pub fn nominated(node: &PlannedNode, placed: &Placed) -> Vec<Action> {
 
 /// Ready, and carrying neither an ephemeral start-up taint nor one of its
 /// pool's start-up taints.
-pub fn initialized(n: &Node, pool: Option<&Pool>) -> bool {
+pub(super) fn initialized(n: &Node, pool: Option<&Pool>) -> bool {
     let ready = n
         .status
         .as_ref()
@@ -365,7 +365,10 @@ pub fn initialized(n: &Node, pool: Option<&Pool>) -> bool {
 
 /// The Nodes of instances we own, as `disrupt` sees them, and each one's
 /// claim (when its instance carries one).
-pub fn node_views(obs: &Observed, policy: &PolicySet) -> (Vec<NodeView>, HashMap<String, String>) {
+pub(super) fn node_views(
+    obs: &Observed,
+    policy: &PolicySet,
+) -> (Vec<NodeView>, HashMap<String, String>) {
     let by_instance: HashMap<&str, &OwnedInstance> = obs
         .owned
         .iter()
@@ -425,7 +428,7 @@ pub fn node_views(obs: &Observed, policy: &PolicySet) -> (Vec<NodeView>, HashMap
 
 /// What [`removals`] decided.
 #[derive(Debug, Clone, Default)]
-pub struct Removals {
+pub(super) struct Removals {
     /// Per node: cordon, delete the Node, terminate its claim's instances.
     pub actions: Vec<Sequence>,
     /// Nodes the plan puts pending pods on. While there are any, which nodes
@@ -436,7 +439,7 @@ pub struct Removals {
 
 /// Step 6: the empty nodes we launched that `disrupt` says to remove now.
 /// The empty-since clocks are kept even when removal waits.
-pub fn removals(
+pub(super) fn removals(
     obs: &Observed,
     policy: &PolicySet,
     plan: &Plan,

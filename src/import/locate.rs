@@ -10,7 +10,7 @@
 /// Returns the byte range (relative to `text`) of the value when it is a
 /// scalar on the key's line, else of the key, or `None` when not even the first
 /// step was found.
-pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     let lines: Vec<(usize, &str)> = {
         let mut off = 0;
         text.split_inclusive('\n')

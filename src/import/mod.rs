@@ -13,9 +13,9 @@
     reason = "import errors carry their source snippet and are built once per failed import"
 )]
 
-pub mod convert;
-pub mod locate;
-pub mod yaml;
+mod convert;
+mod locate;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl Source {
     }
 
     /// A located error.
-    pub fn error(
+    pub(crate) fn error(
         &self,
         offset: usize,
         len: usize,
@@ -131,7 +131,7 @@ impl Source {
     }
 
     /// A located warning.
-    pub fn warning(
+    pub(crate) fn warning(
         &self,
         offset: usize,
         len: usize,
@@ -188,7 +188,7 @@ impl Doc {
     }
 
     /// Converts a serde_yaml_ng error into a located import error.
-    pub fn yaml_error(&self, e: &serde_yaml_ng::Error) -> ImportError {
+    pub(crate) fn yaml_error(&self, e: &serde_yaml_ng::Error) -> ImportError {
         let (offset, len) = match e.location() {
             Some(loc) => {
                 let off = self.offset_of(loc.line(), loc.column());
@@ -213,7 +213,7 @@ impl Doc {
     }
 
     /// An error at `path` inside this document (see [`locate::locate`]), or at its start.
-    pub fn error_at(
+    pub(crate) fn error_at(
         &self,
         path: &[&str],
         message: impl Into<String>,
@@ -225,7 +225,7 @@ impl Doc {
     }
 
     /// A warning at `path` inside this document.
-    pub fn warning_at(
+    pub(crate) fn warning_at(
         &self,
         path: &[&str],
         message: impl Into<String>,
@@ -237,7 +237,7 @@ impl Doc {
     }
 
     /// Source byte range of the node at `path`, or of the document's first content line.
-    pub fn span_of(&self, path: &[&str]) -> (usize, usize) {
+    pub(crate) fn span_of(&self, path: &[&str]) -> (usize, usize) {
         match locate::locate(&self.text, path) {
             Some((rel, len)) => (self.offset + rel, len.max(1)),
             None => {

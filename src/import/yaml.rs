@@ -12,6 +12,13 @@
 //! `managedFields`, ...) are accepted and ignored: they are observations, not
 //! spec, and `kubectl get -o yaml` output must import.
 
+// The schema models name every field Karpenter defines, so serde accepts the known ones (and
+// `Unsupported` ones fail with a hint); server-written and rejected fields are never read.
+#![allow(
+    dead_code,
+    reason = "fields that exist for serde to accept or reject, never read"
+)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -32,7 +39,7 @@ fn err_with_hint<E: de::Error>(msg: impl fmt::Display, hint: impl fmt::Display) 
 // Unsupported fields
 
 /// Why a Karpenter field cannot be imported; one zero-sized type per field.
-pub trait Reason {
+pub(crate) trait Reason {
     /// The field as Karpenter spells it.
     const FIELD: &'static str;
     /// What to do instead.
@@ -41,7 +48,7 @@ pub trait Reason {
 
 /// A field Karpenter accepts but nodewright cannot represent. Deserializing it
 /// always fails, so the user learns at which line their setting would be lost.
-pub struct Unsupported<R: Reason>(PhantomData<R>);
+pub(crate) struct Unsupported<R: Reason>(PhantomData<R>);
 
 impl<R: Reason> fmt::Debug for Unsupported<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,7 +107,7 @@ impl<'de, R: Reason> Deserialize<'de> for Unsupported<R> {
 macro_rules! reasons {
     ($($name:ident => $field:literal, $hint:literal;)*) => {$(
         #[doc = concat!("Why `", $field, "` is rejected.")]
-        pub struct $name;
+        pub(crate) struct $name;
         impl Reason for $name {
             const FIELD: &'static str = $field;
             const HINT: &'static str = $hint;
@@ -169,7 +176,7 @@ fn scalar_text<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<St
 /// A Kubernetes quantity; malformed or negative text fails where it is written.
 /// The text is kept so the policy says it the way the user did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Qty {
+pub(crate) struct Qty {
     /// The parsed value.
     pub quantity: Quantity,
     /// As written.
@@ -195,7 +202,7 @@ impl<'de> Deserialize<'de> for Qty {
 
 /// A Go duration or `Never`, with its text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Dur {
+pub(crate) struct Dur {
     /// The parsed value.
     pub duration: Duration,
     /// As written.
@@ -217,7 +224,7 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// A requirement operator, including the `Gte`/`Lte` that newer Karpenter accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// One of the six Kubernetes operators.
     K8s(Operator),
     /// `>= n`, imported as `> n-1`.
@@ -244,7 +251,7 @@ impl<'de> Deserialize<'de> for Op {
 
 /// A taint effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Effect(pub TaintEffect);
+pub(crate) struct Effect(pub TaintEffect);
 
 impl<'de> Deserialize<'de> for Effect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -260,7 +267,7 @@ impl<'de> Deserialize<'de> for Effect {
 
 /// Karpenter v1 consolidation policies nodewright can represent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsolidationPolicyY {
+pub(crate) enum ConsolidationPolicyY {
     /// `WhenEmpty`.
     WhenEmpty,
     /// `WhenEmptyOrUnderutilized`.
@@ -287,7 +294,7 @@ impl<'de> Deserialize<'de> for ConsolidationPolicyY {
 
 /// A disruption reason a budget applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReasonY(pub crate::ir::DisruptionReason);
+pub(crate) struct ReasonY(pub crate::ir::DisruptionReason);
 
 impl<'de> Deserialize<'de> for ReasonY {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -307,7 +314,7 @@ impl<'de> Deserialize<'de> for ReasonY {
 
 /// A budget's `nodes`: a percentage (`10%`) or a count (`5`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetNodesY(pub crate::ir::BudgetNodes);
+pub(crate) struct BudgetNodesY(pub crate::ir::BudgetNodes);
 
 impl<'de> Deserialize<'de> for BudgetNodesY {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -333,10 +340,10 @@ impl<'de> Deserialize<'de> for BudgetNodesY {
 
 /// An AMI family Karpenter knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmiFamily(pub String);
+pub(crate) struct AmiFamily(pub String);
 
 /// The AMI families of Karpenter v1 (and the older `Ubuntu` of v1alpha1).
-pub const AMI_FAMILIES: &[&str] = &[
+pub(super) const AMI_FAMILIES: &[&str] = &[
     "AL2",
     "AL2023",
     "Bottlerocket",
@@ -366,7 +373,7 @@ macro_rules! string_enum {
     ($name:ident, $what:literal, [$($v:literal),*]) => {
         #[doc = concat!("A checked `", $what, "` value.")]
         #[derive(Debug, Clone, PartialEq, Eq)]
-        pub struct $name(pub String);
+        pub(crate) struct $name(pub(crate) String);
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
@@ -399,7 +406,7 @@ string_enum!(InstanceStorePolicy, "instanceStorePolicy", ["RAID0"]);
 /// `apiVersion` and `kind`, read first to choose the model for the rest.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Header {
+pub(super) struct Header {
     /// `karpenter.sh/v1`, ...
     pub api_version: Option<String>,
     /// `NodePool`, ...
@@ -409,7 +416,7 @@ pub struct Header {
 /// Object metadata. Only the name matters; server-written fields are ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ObjectMeta {
+pub(crate) struct ObjectMeta {
     /// The object's name: the pool or node-class name.
     pub name: String,
     /// Labels on the Karpenter object itself (not on nodes); reported as a warning.
@@ -447,7 +454,7 @@ pub struct ObjectMeta {
 /// A node selector requirement with Karpenter's `minValues`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RequirementY {
+pub(crate) struct RequirementY {
     /// Label key.
     pub key: String,
     /// Operator.
@@ -462,7 +469,7 @@ pub struct RequirementY {
 /// A NodeOverlay requirement (no minValues).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct OverlayRequirementY {
+pub(crate) struct OverlayRequirementY {
     /// Label key.
     pub key: String,
     /// Operator.
@@ -475,7 +482,7 @@ pub struct OverlayRequirementY {
 /// A taint.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TaintY {
+pub(crate) struct TaintY {
     /// Taint key.
     pub key: String,
     /// Optional value.
@@ -489,7 +496,7 @@ pub struct TaintY {
 /// The fields every top-level document has besides its spec.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Object<S> {
+pub(crate) struct Object<S> {
     /// Checked by the header pass.
     pub api_version: IgnoredAny,
     /// Checked by the header pass.
@@ -505,7 +512,7 @@ pub struct Object<S> {
 /// karpenter.sh/v1 NodePool spec.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodePoolSpec {
+pub(crate) struct NodePoolSpec {
     /// What each node claim looks like.
     pub template: NodeClaimTemplate,
     /// Consolidation, expiry budgets.
@@ -522,7 +529,7 @@ pub struct NodePoolSpec {
 /// `spec.template`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeClaimTemplate {
+pub(crate) struct NodeClaimTemplate {
     /// Node labels and (rejected) annotations.
     pub metadata: Option<TemplateMeta>,
     /// Requirements, taints, node class, lifetimes.
@@ -532,7 +539,7 @@ pub struct NodeClaimTemplate {
 /// `spec.template.metadata`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TemplateMeta {
+pub(crate) struct TemplateMeta {
     /// Labels put on every node.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -543,7 +550,7 @@ pub struct TemplateMeta {
 /// `spec.template.spec`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeClaimSpec {
+pub(crate) struct NodeClaimSpec {
     /// Requirements on node labels.
     #[serde(default)]
     pub requirements: Vec<RequirementY>,
@@ -564,7 +571,7 @@ pub struct NodeClaimSpec {
 /// `nodeClassRef`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeClassRef {
+pub(crate) struct NodeClassRef {
     /// `karpenter.k8s.aws`.
     pub group: String,
     /// `EC2NodeClass`.
@@ -576,7 +583,7 @@ pub struct NodeClassRef {
 /// `spec.disruption`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DisruptionY {
+pub(crate) struct DisruptionY {
     /// Which nodes consolidation may act on.
     pub consolidation_policy: Option<ConsolidationPolicyY>,
     /// Delay before consolidating.
@@ -588,7 +595,7 @@ pub struct DisruptionY {
 /// One disruption budget.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BudgetY {
+pub(crate) struct BudgetY {
     /// Count or percentage.
     pub nodes: BudgetNodesY,
     /// Cron schedule.
@@ -603,7 +610,7 @@ pub struct BudgetY {
 /// Kubelet settings (v1 `EC2NodeClass.spec.kubelet`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KubeletY {
+pub(crate) struct KubeletY {
     /// Cluster DNS addresses.
     #[serde(rename = "clusterDNS", default)]
     pub cluster_dns: Vec<String>,
@@ -642,7 +649,7 @@ pub struct KubeletY {
 /// v1alpha5 `kubeletConfiguration`: the v1 fields plus the retired containerRuntime.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KubeletV1alpha5 {
+pub(crate) struct KubeletV1alpha5 {
     /// Cluster DNS addresses.
     #[serde(rename = "clusterDNS", default)]
     pub cluster_dns: Vec<String>,
@@ -682,7 +689,7 @@ pub struct KubeletV1alpha5 {
 
 /// `containerRuntime`: only `containerd` is accepted (and then dropped: it is the only runtime).
 #[derive(Debug)]
-pub struct ContainerRuntimeY;
+pub(crate) struct ContainerRuntimeY;
 
 impl<'de> Deserialize<'de> for ContainerRuntimeY {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -720,7 +727,7 @@ impl From<KubeletV1alpha5> for KubeletY {
 /// karpenter.k8s.aws/v1 EC2NodeClass spec.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Ec2NodeClassSpec {
+pub(crate) struct Ec2NodeClassSpec {
     /// AMI family (implied by an alias when absent).
     pub ami_family: Option<AmiFamily>,
     /// AMI selector terms (OR).
@@ -774,7 +781,7 @@ pub struct Ec2NodeClassSpec {
 /// One AMI selector term.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AmiSelectorTermY {
+pub(crate) struct AmiSelectorTermY {
     /// `al2023@latest`.
     pub alias: Option<String>,
     /// `ami-...`.
@@ -793,7 +800,7 @@ pub struct AmiSelectorTermY {
 /// A security-group selector term.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SelectorTermY {
+pub(crate) struct SelectorTermY {
     /// Resource id.
     pub id: Option<String>,
     /// Resource name.
@@ -806,7 +813,7 @@ pub struct SelectorTermY {
 /// A subnet selector term (no `name` in Karpenter v1).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SubnetSelectorTermY {
+pub(crate) struct SubnetSelectorTermY {
     /// Subnet id.
     pub id: Option<String>,
     /// Tags (all must match).
@@ -817,7 +824,7 @@ pub struct SubnetSelectorTermY {
 /// A block device mapping.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BlockDeviceMappingY {
+pub(crate) struct BlockDeviceMappingY {
     /// `/dev/xvda`.
     pub device_name: Option<String>,
     /// EBS settings.
@@ -830,7 +837,7 @@ pub struct BlockDeviceMappingY {
 /// EBS volume settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EbsY {
+pub(crate) struct EbsY {
     /// Delete with the instance.
     pub delete_on_termination: Option<bool>,
     /// Encrypted.
@@ -856,7 +863,7 @@ pub struct EbsY {
 /// IMDS options.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MetadataOptionsY {
+pub(crate) struct MetadataOptionsY {
     /// `enabled` / `disabled`.
     pub http_endpoint: Option<EnabledDisabled>,
     /// `enabled` / `disabled`.
@@ -871,7 +878,7 @@ pub struct MetadataOptionsY {
 /// karpenter.sh/v1alpha1 NodeOverlay spec.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeOverlaySpec {
+pub(crate) struct NodeOverlaySpec {
     /// Which instance types (and pools) it applies to.
     #[serde(default)]
     pub requirements: Vec<OverlayRequirementY>,
@@ -888,7 +895,7 @@ pub struct NodeOverlaySpec {
 
 /// A NodeOverlay `price`: a non-negative decimal.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PriceY(pub f64);
+pub(crate) struct PriceY(pub f64);
 
 impl<'de> Deserialize<'de> for PriceY {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -907,7 +914,7 @@ impl<'de> Deserialize<'de> for PriceY {
 
 /// A NodeOverlay `priceAdjustment`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PriceAdjustmentY {
+pub(crate) enum PriceAdjustmentY {
     /// Add this many $/hour (may be negative).
     Add(f64),
     /// Change by this percentage (`-15` for -15%).
@@ -944,7 +951,7 @@ impl<'de> Deserialize<'de> for PriceAdjustmentY {
 /// karpenter.sh/v1alpha5 Provisioner spec.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProvisionerSpec {
+pub(crate) struct ProvisionerSpec {
     /// Rejected: node annotations.
     pub annotations: Option<Unsupported<TemplateAnnotations>>,
     /// Node labels.
@@ -980,7 +987,7 @@ pub struct ProvisionerSpec {
 /// `providerRef`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProviderRef {
+pub(crate) struct ProviderRef {
     /// `karpenter.k8s.aws/v1alpha1`.
     pub api_version: Option<String>,
     /// `AWSNodeTemplate`.
@@ -992,7 +999,7 @@ pub struct ProviderRef {
 /// `limits`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProvisionerLimits {
+pub(crate) struct ProvisionerLimits {
     /// Resource limits.
     #[serde(default)]
     pub resources: BTreeMap<String, Qty>,
@@ -1001,7 +1008,7 @@ pub struct ProvisionerLimits {
 /// `consolidation`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ConsolidationY {
+pub(crate) struct ConsolidationY {
     /// Whether underutilized nodes are consolidated.
     pub enabled: Option<bool>,
 }
@@ -1009,7 +1016,7 @@ pub struct ConsolidationY {
 /// karpenter.k8s.aws/v1alpha1 AWSNodeTemplate spec (also the inline `provider`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AwsNodeTemplateSpec {
+pub(crate) struct AwsNodeTemplateSpec {
     /// Set when the spec is written inline as a Provisioner's `provider`.
     pub api_version: Option<IgnoredAny>,
     /// Set when the spec is written inline as a Provisioner's `provider`.

@@ -16,7 +16,7 @@ use crate::ir::labels;
 
 /// Per-instance-type facts, computed once per type and shared between calls.
 #[derive(Debug, Clone)]
-pub struct TypeInfo {
+pub(super) struct TypeInfo {
     pub name: ImmutableString,
     pub family: ImmutableString,
     pub category: ImmutableString,
@@ -33,7 +33,7 @@ pub struct TypeInfo {
 impl TypeInfo {
     /// Extracts the script-visible facts of `t`, falling back to the name
     /// (`m6i.large` → family `m6i`, size `large`) where labels are missing.
-    pub fn new(t: &InstanceType) -> TypeInfo {
+    pub(super) fn new(t: &InstanceType) -> TypeInfo {
         let (fam_from_name, size_from_name) = t.name.split_once('.').unwrap_or((&t.name, ""));
         let label = |k: &str| t.labels.get(k);
         let family = label(labels::INSTANCE_FAMILY).unwrap_or(fam_from_name);
@@ -79,7 +79,7 @@ impl TypeInfo {
 
 /// The `Offering` script type: an instance type in a zone at a capacity type, in a pool.
 #[derive(Debug, Clone)]
-pub struct Offering {
+pub(super) struct Offering {
     pub ty: Arc<TypeInfo>,
     pub zone: ImmutableString,
     pub capacity_type: CapacityType,
@@ -89,7 +89,7 @@ pub struct Offering {
 
 impl Offering {
     /// Wraps a solver view, reusing the cached facts of its type.
-    pub fn new(ty: Arc<TypeInfo>, v: &OfferingView<'_>) -> Offering {
+    pub(super) fn new(ty: Arc<TypeInfo>, v: &OfferingView<'_>) -> Offering {
         Offering {
             ty,
             zone: v.zone.into(),
@@ -102,7 +102,7 @@ impl Offering {
 
 /// What the candidate node would carry, copied out of the solver's borrowed view.
 #[derive(Debug, Clone, Default)]
-pub struct Load {
+pub(super) struct Load {
     pub pods: i64,
     pub cpu_requested_milli: i64,
     pub memory_requested: i64,
@@ -114,7 +114,7 @@ pub struct Load {
 
 impl Load {
     /// Copies a borrowed `NodeLoad` (scripts need `'static` values).
-    pub fn new(l: &NodeLoad<'_>) -> Load {
+    pub(super) fn new(l: &NodeLoad<'_>) -> Load {
         Load {
             pods: i64::from(l.pods),
             cpu_requested_milli: l.cpu_requested_milli,
@@ -129,7 +129,7 @@ impl Load {
 
 /// The `Candidate` script type: an offering plus what the node would carry.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(super) struct Candidate {
     pub offering: Offering,
     pub load: Arc<Load>,
 }
@@ -180,7 +180,7 @@ fn register_offering_getters<T: HasOffering>(e: &mut Engine) {
 }
 
 /// Registers `Offering` and `Candidate` and their getters on `e`.
-pub fn register(e: &mut Engine) {
+pub(super) fn register(e: &mut Engine) {
     e.register_type_with_name::<Offering>("Offering");
     e.register_type_with_name::<Candidate>("Candidate");
     register_offering_getters::<Offering>(e);

@@ -4,11 +4,11 @@
 //! makes a candidate more attractive), within `±SCORE_LIMIT`; `admit` may
 //! veto with a reason.
 
-pub mod api;
-pub mod budget;
-pub mod sandbox;
-pub mod scorer;
-pub mod script;
+mod api;
+mod budget;
+mod sandbox;
+mod scorer;
+mod script;
 
 use std::collections::BTreeMap;
 

@@ -21,7 +21,7 @@ use super::api;
 /// two orders of magnitude of headroom, while an endless loop stops after
 /// well under a millisecond of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(super) struct Limits {
     /// Operations per call (rhai counts each statement, expression and iteration).
     pub max_operations: u64,
     /// Nested function calls (bounds recursion).
@@ -57,7 +57,7 @@ impl Default for Limits {
 ///
 /// `Engine::new` (not `new_raw`) so scripts get the ordinary arithmetic,
 /// string and array helpers; everything that reaches outside is then removed.
-pub fn engine(limits: Limits) -> Engine {
+pub(super) fn engine(limits: Limits) -> Engine {
     let mut e = Engine::new();
     // No `import`: the dummy resolver finds nothing, and the keyword is removed
     // so the script fails to compile with a clear message instead.
@@ -100,12 +100,12 @@ pub fn engine(limits: Limits) -> Engine {
 }
 
 /// The engine shared by every compiled script (rhai's `sync` feature makes it `Send + Sync`).
-pub static ENGINE: LazyLock<Engine> = LazyLock::new(|| engine(Limits::default()));
+pub(super) static ENGINE: LazyLock<Engine> = LazyLock::new(|| engine(Limits::default()));
 
 /// True when the error means the script hit a resource cap (as opposed to an ordinary
 /// runtime error such as a type mismatch). Such failures cost the full budget each
 /// time, so the scorer stops calling a script after a few of them.
-pub fn is_budget_error(e: &EvalAltResult) -> bool {
+pub(super) fn is_budget_error(e: &EvalAltResult) -> bool {
     use EvalAltResult as E;
     match e {
         E::ErrorTooManyOperations(_)
@@ -134,7 +134,7 @@ thread_local! {
 ///
 /// Calls run on the calling thread, so the deadline is thread-local; the
 /// previous one is restored afterwards, so calls may nest.
-pub fn with_deadline<R>(budget: Duration, f: impl FnOnce() -> R) -> R {
+pub(super) fn with_deadline<R>(budget: Duration, f: impl FnOnce() -> R) -> R {
     let until = Instant::now().checked_add(budget);
     let before = DEADLINE.with(|d| d.replace(until));
     let r = f();
@@ -143,7 +143,7 @@ pub fn with_deadline<R>(budget: Duration, f: impl FnOnce() -> R) -> R {
 }
 
 /// True when `e` is a call stopped at its wall-clock deadline.
-pub fn is_time_budget_error(e: &EvalAltResult) -> bool {
+pub(super) fn is_time_budget_error(e: &EvalAltResult) -> bool {
     match e {
         EvalAltResult::ErrorTerminated(token, _) => {
             token.clone().into_string().ok().as_deref() == Some(TIME_BUDGET_TOKEN)

@@ -13,7 +13,7 @@ use crate::policy::ast::Span;
 use crate::policy::diag::{Code, Diagnostic};
 
 /// The entry points a script may define; at least one scoring function is required.
-pub const ENTRY_POINTS: &[&str] = &[
+pub(super) const ENTRY_POINTS: &[&str] = &[
     "score_offering",
     "score_node",
     "score",
@@ -56,7 +56,7 @@ impl std::fmt::Debug for Script {
 }
 
 /// Hex SHA-256 of `text`.
-pub fn content_hash(text: &[u8]) -> String {
+pub(super) fn content_hash(text: &[u8]) -> String {
     hex::encode(Sha256::digest(text))
 }
 
@@ -87,7 +87,7 @@ fn find_fn(text: &str, name: &str) -> Option<usize> {
 }
 
 /// A script that cannot be read, as a diagnostic on the (empty) file.
-pub fn io_error(path: &Path, e: &std::io::Error) -> ScriptError {
+pub(super) fn io_error(path: &Path, e: &std::io::Error) -> ScriptError {
     Box::new(
         Diagnostic::error(
             path,
@@ -307,7 +307,7 @@ impl Script {
 /// `path:line:col` of a runtime failure, as editors and terminals link it;
 /// just the path when rhai gives no position (a budget hit outside any
 /// statement, say).
-pub fn failure_location(path: &Path, err: &rhai::EvalAltResult) -> String {
+pub(super) fn failure_location(path: &Path, err: &rhai::EvalAltResult) -> String {
     let pos = err.position();
     match (pos.line(), pos.position()) {
         (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
@@ -317,7 +317,7 @@ pub fn failure_location(path: &Path, err: &rhai::EvalAltResult) -> String {
 }
 
 /// Budget-exhausting failures after which a script version is no longer called.
-pub const TRIP_AFTER: u64 = 8;
+pub(super) const TRIP_AFTER: u64 = 8;
 
 #[cfg(test)]
 mod location_tests {

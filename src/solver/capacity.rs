@@ -16,7 +16,7 @@ use crate::ir::{KubeletConfig, Resources};
 /// A type without ENI data (a synthetic catalog, such as Karpenter's
 /// benchmark types) states its max pods in `capacity.pods`; that figure
 /// stands in for the ENI formula, still capped by `pods_per_core`.
-pub fn allocatable(t: &InstanceType, kubelet: &KubeletConfig) -> Resources {
+pub(super) fn allocatable(t: &InstanceType, kubelet: &KubeletConfig) -> Resources {
     let opts = AllocatableOptions::default();
     if t.max_enis == 0 && t.capacity.pods > 0 && kubelet.max_pods.is_none() {
         let mut k = kubelet.clone();

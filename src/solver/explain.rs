@@ -13,7 +13,7 @@ use super::{Plan, SolveInput};
 
 /// The explanation of one pod.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     /// "namespace/name".
     pub pod: String,
     /// Where the plan put it ("node general-1 (m5.large, us-east-1a, on-demand)"), if anywhere.
@@ -24,7 +24,7 @@ pub struct Explanation {
 
 /// Explains pod `pod` ("namespace/name", or a bare name) against the plan.
 /// None when no pending pod has that name.
-pub fn explain_pod(input: &SolveInput<'_>, plan: &Plan, pod: &str) -> Option<Explanation> {
+pub(crate) fn explain_pod(input: &SolveInput<'_>, plan: &Plan, pod: &str) -> Option<Explanation> {
     let classes = &input.workload.classes;
     let (c, key) = classes.iter().enumerate().find_map(|(ci, cl)| {
         (0..cl.count()).find_map(|i| {
@@ -60,13 +60,13 @@ pub fn explain_pod(input: &SolveInput<'_>, plan: &Plan, pod: &str) -> Option<Exp
 }
 
 /// For class `c`, one line per pool saying which offerings it rules out and why.
-pub fn class_reasons(input: &SolveInput<'_>, c: usize) -> Vec<String> {
+pub(crate) fn class_reasons(input: &SolveInput<'_>, c: usize) -> Vec<String> {
     let mut t = Tables::new(input);
     reasons_with(&mut t, c)
 }
 
 /// Like `class_reasons`, reusing compiled tables.
-pub fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
+pub(crate) fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
     let input = t.input;
     let cat = input.catalog;
     let class = &input.workload.classes[c];

@@ -12,14 +12,14 @@ use crate::scoring::{PlanBudget, Scorer};
 use crate::workload::Workload;
 
 pub mod bound;
-pub mod capacity;
-pub mod explain;
+mod capacity;
+pub(crate) mod explain;
 pub mod pack;
 pub mod plan;
 pub mod reference;
 pub mod render;
 pub mod tables;
-pub mod topology;
+mod topology;
 pub mod validate;
 
 pub use plan::{ExistingPlacement, InstanceOption, Plan, PlannedNode, Unschedulable};

@@ -83,11 +83,11 @@ mod capacity_label {
     use crate::catalog::CapacityType;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(ct: &CapacityType, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(ct: &CapacityType, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(ct.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CapacityType, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CapacityType, D::Error> {
         let v = String::deserialize(d)?;
         CapacityType::parse(&v).ok_or_else(|| {
             serde::de::Error::custom(format!("capacity type `{v}`: expected on-demand or spot"))

@@ -8,7 +8,7 @@ use super::Plan;
 /// trailing `…`. A pool (and so a node) name may be any length, even a
 /// megabyte, and a column that wide helps nobody: the table stays readable
 /// and `--output json` keeps every name whole.
-pub const MAX_CELL: usize = 64;
+pub(crate) const MAX_CELL: usize = 64;
 
 /// Cuts `cell` to `MAX_CELL` characters, the last one `…`, if it is longer.
 fn clip(cell: &mut String) {

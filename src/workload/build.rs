@@ -33,7 +33,7 @@ use super::yaml::Path;
 use super::{BoundPod, DaemonSetOverhead, ExistingNode, OwnerRef, Workload};
 
 /// The namespace of an object, `default` when unset.
-pub fn ns_of(m: &ObjectMeta) -> String {
+pub(super) fn ns_of(m: &ObjectMeta) -> String {
     m.namespace
         .clone()
         .filter(|n| !n.is_empty())
@@ -41,7 +41,7 @@ pub fn ns_of(m: &ObjectMeta) -> String {
 }
 
 /// The name of an object, empty when unset.
-pub fn name_of(m: &ObjectMeta) -> String {
+pub(super) fn name_of(m: &ObjectMeta) -> String {
     m.name.clone().unwrap_or_default()
 }
 
@@ -217,7 +217,7 @@ struct Builder<'a> {
 }
 
 /// Objects → workload: the second half of loading.
-pub fn build(
+pub(super) fn build(
     ctx: &mut Ctx,
     objs: Vec<(At, Obj)>,
     opts: &LoadOptions,

@@ -17,7 +17,7 @@ use super::snippet;
 use super::yaml::{self, Path};
 
 /// One input file: its name, text and where each line starts.
-pub struct Source {
+pub(super) struct Source {
     pub name: String,
     pub text: Arc<String>,
     /// Byte offset of the start of every line (the first is 0).
@@ -26,7 +26,7 @@ pub struct Source {
 
 impl Source {
     /// Indexes `text`'s lines once, so that every position after is O(1).
-    pub fn new(name: String, text: String) -> Source {
+    pub(super) fn new(name: String, text: String) -> Source {
         let mut line_starts = vec![0];
         line_starts.extend(
             text.bytes()
@@ -50,7 +50,7 @@ impl Source {
     }
 
     /// 1-based (line, column) of byte `offset`; columns count characters.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(super) fn line_col(&self, offset: usize) -> (usize, usize) {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
@@ -61,7 +61,7 @@ impl Source {
     }
 
     /// Byte offset of 1-based (`line`, `col`); columns count characters.
-    pub fn offset_of(&self, line: usize, col: usize) -> usize {
+    pub(super) fn offset_of(&self, line: usize, col: usize) -> usize {
         let start = self.line_start(line.saturating_sub(1));
         let end = self.line_start(line).min(self.text.len());
         let body = self.text[start..end].trim_end_matches('\n');
@@ -74,7 +74,7 @@ impl Source {
 }
 
 /// A document of a file: where its text starts and how long it is.
-pub struct DocRef {
+pub(super) struct DocRef {
     pub file: usize,
     /// 0-based line of the file where the document starts.
     pub line0: usize,
@@ -85,7 +85,7 @@ pub struct DocRef {
 /// An item of a `kind: List`: its lines within its document and the column
 /// of its `- ` marker, so that fields are looked up within the item alone.
 #[derive(Debug, Clone)]
-pub struct Item {
+pub(super) struct Item {
     /// 0-based lines relative to the document.
     pub lines: Range<usize>,
     /// 0-based column of the item's dash.
@@ -95,7 +95,7 @@ pub struct Item {
 /// Where an object came from: its document, the item of a List it is (if
 /// so), and its first line.
 #[derive(Debug, Clone)]
-pub struct At {
+pub(super) struct At {
     pub doc: usize,
     pub item: Option<Item>,
     /// 1-based line of the object's start in its file.
@@ -103,7 +103,7 @@ pub struct At {
 }
 
 /// Sources, and the notes gathered while reading them.
-pub struct Ctx {
+pub(super) struct Ctx {
     pub files: Vec<Source>,
     pub docs: Vec<DocRef>,
     pub notes: Vec<Note>,
@@ -111,7 +111,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context over `files` (name, text) with no documents yet.
-    pub fn new(files: Vec<(String, String)>) -> Ctx {
+    pub(super) fn new(files: Vec<(String, String)>) -> Ctx {
         Ctx {
             files: files.into_iter().map(|(n, t)| Source::new(n, t)).collect(),
             docs: Vec::new(),
@@ -120,14 +120,14 @@ impl Ctx {
     }
 
     /// The whole text of document `doc`.
-    pub fn doc_text(&self, doc: usize) -> &str {
+    pub(super) fn doc_text(&self, doc: usize) -> &str {
         let d = &self.docs[doc];
         &self.files[d.file].text[d.offset..d.offset + d.len]
     }
 
     /// The text of the object at `at` (its List item, or its document), and
     /// the 0-based line of the file where that text starts.
-    pub fn object_text(&self, at: &At) -> (&str, usize) {
+    pub(super) fn object_text(&self, at: &At) -> (&str, usize) {
         let d = &self.docs[at.doc];
         let text = self.doc_text(at.doc);
         let Some(item) = &at.item else {
@@ -144,7 +144,7 @@ impl Ctx {
 
     /// 1-based (line, column) of `path` within the object at `at`: as deep
     /// along the path as it is written, else the object's first line.
-    pub fn pos(&self, at: &At, path: &Path) -> (usize, usize) {
+    pub(super) fn pos(&self, at: &At, path: &Path) -> (usize, usize) {
         let root_col = at.item.as_ref().map_or(1, |i| i.col + 1);
         if path.0.is_empty() {
             return (at.line, root_col);
@@ -159,13 +159,13 @@ impl Ctx {
 
     /// "file:line:col" of `path` in the object at `at`, for messages that
     /// point at a second place.
-    pub fn place(&self, at: &At, path: &Path) -> String {
+    pub(super) fn place(&self, at: &At, path: &Path) -> String {
         let (line, col) = self.pos(at, path);
         format!("{}:{line}:{col}", self.files[self.docs[at.doc].file].name)
     }
 
     /// An error at 1-based (`line`, `col`) of file `file`.
-    pub fn error_at_line(
+    pub(super) fn error_at_line(
         &self,
         file: usize,
         line: usize,
@@ -180,7 +180,7 @@ impl Ctx {
     }
 
     /// An error at `path` within the object at `at`.
-    pub fn error(
+    pub(super) fn error(
         &self,
         at: &At,
         path: &Path,
@@ -193,7 +193,7 @@ impl Ctx {
     }
 
     /// Records a note about `path` within the object at `at`.
-    pub fn note(&mut self, at: &At, path: &Path, message: String) {
+    pub(super) fn note(&mut self, at: &At, path: &Path, message: String) {
         let (line, _) = self.pos(at, path);
         let file = self.files[self.docs[at.doc].file].name.clone();
         self.notes.push(Note {
@@ -207,7 +207,7 @@ impl Ctx {
 /// An [`InputError`] at byte `offset` of `src`, which is 1-based `line_col`;
 /// its snippet is clipped around the error, so that neither a long line nor
 /// a large file is copied into the report.
-pub fn input_error(
+pub(super) fn input_error(
     src: &Source,
     offset: usize,
     (line, col): (usize, usize),

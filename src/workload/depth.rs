@@ -16,11 +16,11 @@
 //! costs only time.
 
 /// The deepest nesting serde_yaml_ng reads (its recursion limit).
-pub const MAX_DEPTH: usize = 128;
+pub(super) const MAX_DEPTH: usize = 128;
 
 /// Byte offset of the first `[` or `{` in `text` that opens a flow
 /// collection nested more than `limit` deep, if any.
-pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
+pub(super) fn too_deep(text: &str, limit: usize) -> Option<usize> {
     let s = Scan {
         b: text.as_bytes(),
         limit,

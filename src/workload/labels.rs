@@ -118,7 +118,7 @@ fn invalid(
 }
 
 /// Errors unless `key` is a valid label key; `path` is where it is written.
-pub fn check_key(ctx: &Ctx, at: &At, path: &Path, key: &str) -> Result<(), WorkloadError> {
+pub(super) fn check_key(ctx: &Ctx, at: &At, path: &Path, key: &str) -> Result<(), WorkloadError> {
     match key_problem(key) {
         None => Ok(()),
         Some(why) => Err(invalid(ctx, at, (path, path), "key", key, why)),
@@ -127,7 +127,7 @@ pub fn check_key(ctx: &Ctx, at: &At, path: &Path, key: &str) -> Result<(), Workl
 
 /// Errors unless every value in `values` is a valid label value; `path` is
 /// the list.
-pub fn check_values(
+pub(super) fn check_values(
     ctx: &Ctx,
     at: &At,
     path: &Path,
@@ -149,7 +149,7 @@ pub fn check_values(
 }
 
 /// Errors unless every key and value of the map at `path` is valid.
-pub fn check_map(
+pub(super) fn check_map(
     ctx: &Ctx,
     at: &At,
     path: &Path,

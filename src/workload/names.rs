@@ -22,7 +22,7 @@ fn digest(parts: &[&str]) -> [u8; 32] {
 }
 
 /// `len` characters of the Kubernetes alphabet drawn from a hash of `parts`.
-pub fn encode(parts: &[&str], len: usize) -> String {
+pub(super) fn encode(parts: &[&str], len: usize) -> String {
     let d = digest(parts);
     // Read the digest as a big number, base 27, so every character is uniform enough.
     let mut out = String::with_capacity(len);
@@ -35,14 +35,14 @@ pub fn encode(parts: &[&str], len: usize) -> String {
 }
 
 /// The 10-character pod-template-hash of a Deployment's template (its canonical JSON).
-pub fn template_hash(template_json: &str) -> String {
+pub(super) fn template_hash(template_json: &str) -> String {
     encode(&["pod-template-hash", template_json], 10)
 }
 
 /// The id a CronJob puts in its Jobs' names. Kubernetes uses the scheduled time
 /// in minutes since the epoch; a plan has no clock, so this is an 8-digit
 /// number derived from the CronJob's name and schedule: stable, and it looks the part.
-pub fn cron_id(namespace: &str, name: &str, schedule: &str) -> String {
+pub(super) fn cron_id(namespace: &str, name: &str, schedule: &str) -> String {
     let d = digest(&["cronjob", namespace, name, schedule]);
     let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 90_000_000 + 10_000_000;
     n.to_string()
@@ -61,7 +61,7 @@ const TRIES: usize = 16;
 /// So it always terminates, whatever the count and whatever names were
 /// reserved: the walk over one width happens at most once per prefix.
 #[derive(Debug)]
-pub struct Suffixes {
+pub(super) struct Suffixes {
     used: HashSet<String>,
     /// Width of the suffixes handed out, normally 5.
     width: usize,
@@ -77,13 +77,13 @@ impl Default for Suffixes {
 
 impl Suffixes {
     /// A fresh generator.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
     /// A generator of `width`-character suffixes (tests use a narrow one to
     /// fill the space quickly).
-    pub fn with_width(width: usize) -> Self {
+    pub(super) fn with_width(width: usize) -> Self {
         Suffixes {
             used: HashSet::new(),
             width: width.clamp(1, 12),
@@ -92,12 +92,12 @@ impl Suffixes {
     }
 
     /// Marks a full name as taken (pods already in the input).
-    pub fn reserve(&mut self, name: &str) {
+    pub(super) fn reserve(&mut self, name: &str) {
         self.used.insert(name.to_string());
     }
 
     /// `prefix` + a suffix unique among names handed out or reserved.
-    pub fn next(&mut self, prefix: &str, seed: &str, i: usize) -> String {
+    pub(super) fn next(&mut self, prefix: &str, seed: &str, i: usize) -> String {
         let idx = i.to_string();
         let mut width = self.widened.get(prefix).copied().unwrap_or(self.width);
         if width == self.width {

@@ -16,7 +16,7 @@ use super::yaml::Path;
 use crate::ir::{Taint, TaintEffect};
 
 /// A Node object as an `ExistingNode` with nothing bound yet.
-pub fn node(ctx: &Ctx, at: &At, n: &core::Node) -> Result<ExistingNode, WorkloadError> {
+pub(super) fn node(ctx: &Ctx, at: &At, n: &core::Node) -> Result<ExistingNode, WorkloadError> {
     let name = n.metadata.name.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = n.metadata.labels.clone().unwrap_or_default();
     // The kubelet always sets it; hand-written Nodes often omit it.

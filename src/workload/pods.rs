@@ -23,7 +23,7 @@ use crate::ir::{Operator, Quantity, Requirement, Requirements, Resources, TaintE
 
 /// What the loader knows about the cluster besides pods, used while reading specs.
 #[derive(Debug, Default)]
-pub struct Env {
+pub(super) struct Env {
     /// PriorityClass name → value.
     pub priority_classes: BTreeMap<String, i32>,
     /// The PriorityClass with `globalDefault: true`, if any.
@@ -34,7 +34,7 @@ pub struct Env {
 
 /// Every scheduling-relevant property of a pod except its name and volumes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
+pub(super) struct Shape {
     pub requests: Resources,
     pub node_selector: Requirements,
     pub required_affinity: Vec<Requirements>,
@@ -72,7 +72,7 @@ fn quantity(
 }
 
 /// A resource list (`requests`, `allocatable`, ...) as a resource vector.
-pub fn resource_list(
+pub(super) fn resource_list(
     ctx: &Ctx,
     at: &At,
     path: &Path,
@@ -111,7 +111,7 @@ fn container_requests(
 /// Effective requests of a pod, as kube-scheduler computes them:
 /// max(app containers + sidecars, each init container + sidecars started
 /// before it), pod-level requests where given, plus overhead; `pods` = 1.
-pub fn pod_requests(
+pub(super) fn pod_requests(
     ctx: &Ctx,
     at: &At,
     spec_path: &Path,
@@ -272,7 +272,7 @@ fn check_values(
 }
 
 /// A Kubernetes LabelSelector as ours; `None` stays `None` (it selects nothing).
-pub fn label_selector(
+pub(super) fn label_selector(
     ctx: &Ctx,
     at: &At,
     path: &Path,
@@ -375,7 +375,7 @@ fn toleration(
 }
 
 /// Tolerations of a pod spec.
-pub fn tolerations(
+pub(super) fn tolerations(
     ctx: &Ctx,
     at: &At,
     spec_path: &Path,
@@ -390,10 +390,10 @@ pub fn tolerations(
 }
 
 /// nodeSelector, required node affinity terms (OR) and weighted preferred terms.
-pub type NodeConstraints = (Requirements, Vec<Requirements>, Vec<(i32, Requirements)>);
+pub(super) type NodeConstraints = (Requirements, Vec<Requirements>, Vec<(i32, Requirements)>);
 
 /// nodeSelector and required and preferred node affinity of a pod spec.
-pub fn node_constraints(
+pub(super) fn node_constraints(
     ctx: &mut Ctx,
     at: &At,
     spec_path: &Path,
@@ -469,7 +469,7 @@ fn fold_label_keys(
 }
 
 /// Topology spread constraints, with matchLabelKeys folded into the selector.
-pub fn topology_spread(
+pub(super) fn topology_spread(
     ctx: &mut Ctx,
     at: &At,
     spec_path: &Path,
@@ -624,7 +624,7 @@ fn affinity_term(
 }
 
 /// Pod affinity and anti-affinity terms, required and preferred.
-pub fn pod_affinity(
+pub(super) fn pod_affinity(
     ctx: &mut Ctx,
     at: &At,
     spec_path: &Path,
@@ -696,7 +696,7 @@ pub fn pod_affinity(
 }
 
 /// Every constraint of a pod spec, read once per template.
-pub fn shape(
+pub(super) fn shape(
     ctx: &mut Ctx,
     at: &At,
     spec_path: &Path,
@@ -751,10 +751,10 @@ pub fn shape(
 }
 
 /// Zones a pod's volumes allow, with the reason, or None when unconstrained.
-pub type VolumeZones = Option<(Vec<String>, String)>;
+pub(super) type VolumeZones = Option<(Vec<String>, String)>;
 
 /// The grouping key of everything but volume zones; computed once per template.
-pub fn shape_key(
+pub(super) fn shape_key(
     namespace: &str,
     labels: &BTreeMap<String, String>,
     owner: Option<&OwnerRef>,
@@ -779,7 +779,7 @@ pub fn shape_key(
 /// Collects pods into classes: identical namespace, labels, owner, constraints
 /// and volume zones share one class, in order of first appearance.
 #[derive(Debug, Default)]
-pub struct Grouper {
+pub(super) struct Grouper {
     index: HashMap<String, usize>,
     classes: Vec<PodClass>,
     reasons: Vec<Vec<String>>,
@@ -792,7 +792,7 @@ impl Grouper {
         clippy::too_many_arguments,
         reason = "the grouping key's parts, computed once per template by the caller"
     )]
-    pub fn add(
+    pub(super) fn add(
         &mut self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
@@ -849,7 +849,7 @@ impl Grouper {
     }
 
     /// The classes, with volume reasons summarised.
-    pub fn finish(mut self) -> Vec<PodClass> {
+    pub(super) fn finish(mut self) -> Vec<PodClass> {
         for (c, r) in self.classes.iter_mut().zip(self.reasons) {
             c.volume_reason = match r.len() {
                 0 => None,

@@ -23,7 +23,7 @@ use super::error::{ErrorKind, WorkloadError};
 use super::yaml::{self, DocText, Path};
 
 /// A parsed object of a kind nodewright uses.
-pub enum Obj {
+pub(super) enum Obj {
     Pod(Box<core::Pod>),
     Deployment(Box<Deployment>),
     ReplicaSet(Box<ReplicaSet>),
@@ -128,11 +128,11 @@ const IGNORED: &[(&str, &str)] = &[
     ),
 ];
 
-pub const USED_KINDS: &str = "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, PersistentVolumeClaim, PersistentVolume, StorageClass, PriorityClass, Node, Namespace, List";
+pub(super) const USED_KINDS: &str = "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, PersistentVolumeClaim, PersistentVolume, StorageClass, PriorityClass, Node, Namespace, List";
 
 impl Obj {
     /// The object's kind, as written in `kind:`.
-    pub fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Obj::Pod(_) => "Pod",
             Obj::Deployment(_) => "Deployment",
@@ -151,7 +151,7 @@ impl Obj {
     }
 
     /// The object's metadata.
-    pub fn meta(&self) -> &ObjectMeta {
+    pub(super) fn meta(&self) -> &ObjectMeta {
         match self {
             Obj::Pod(o) => &o.metadata,
             Obj::Deployment(o) => &o.metadata,
@@ -244,7 +244,7 @@ fn without_position(e: &serde_yaml_ng::Error) -> String {
 }
 
 /// Reads one object (or every item of a List) into `out`.
-pub fn read_object(
+pub(super) fn read_object(
     ctx: &mut Ctx,
     at: At,
     value: &Value,
@@ -386,7 +386,7 @@ fn ignore_or_reject(
 }
 
 /// Reads every document of file `file` into `out`.
-pub fn parse_file(
+pub(super) fn parse_file(
     ctx: &mut Ctx,
     file: usize,
     out: &mut Vec<(At, Obj)>,

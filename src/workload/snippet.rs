@@ -9,7 +9,7 @@
 use miette::{MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 /// Characters kept on each side of the error's column.
-pub const WINDOW: usize = 80;
+pub(super) const WINDOW: usize = 80;
 
 /// Marks a line cut short on either side.
 const ELLIPSIS: char = '…';
@@ -45,7 +45,7 @@ impl Snippet {
 /// character `at` of `line` (clamped to the window).
 ///
 /// A small function of its own so that a shared clipping helper can replace it.
-pub fn clip_line(line: &str, from: usize, at: usize) -> (String, usize) {
+pub(super) fn clip_line(line: &str, from: usize, at: usize) -> (String, usize) {
     let mut out = String::new();
     if from > 0 && !line.is_empty() {
         out.push(ELLIPSIS);
@@ -76,7 +76,7 @@ pub fn clip_line(line: &str, from: usize, at: usize) -> (String, usize) {
 
 /// The snippet of `text` (named `name`) around byte `offset`, which is
 /// 1-based (`line`, `col`).
-pub fn around(name: &str, text: &str, offset: usize, line: usize, col: usize) -> Snippet {
+pub(super) fn around(name: &str, text: &str, offset: usize, line: usize, col: usize) -> Snippet {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

@@ -35,7 +35,7 @@ struct Class {
 
 /// The PVCs, PVs and StorageClasses of the input.
 #[derive(Debug, Default)]
-pub struct Storage {
+pub(super) struct Storage {
     pvcs: BTreeMap<(String, String), core::PersistentVolumeClaimSpec>,
     pvs: BTreeMap<String, Pv>,
     classes: BTreeMap<String, Class>,
@@ -44,7 +44,7 @@ pub struct Storage {
 
 /// The outcome of resolving one claim.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ClaimZones {
+pub(super) enum ClaimZones {
     /// No zonal restriction.
     Any,
     /// Restricted to these zones, because of the reason given.
@@ -74,7 +74,7 @@ fn zones_of_node_selector(sel: &core::NodeSelector) -> Option<BTreeSet<String>> 
 
 impl Storage {
     /// Records a PVC.
-    pub fn add_pvc(&mut self, pvc: &core::PersistentVolumeClaim) {
+    pub(super) fn add_pvc(&mut self, pvc: &core::PersistentVolumeClaim) {
         let ns = pvc
             .metadata
             .namespace
@@ -86,7 +86,7 @@ impl Storage {
     }
 
     /// Records a PV.
-    pub fn add_pv(&mut self, pv: &core::PersistentVolume) {
+    pub(super) fn add_pv(&mut self, pv: &core::PersistentVolume) {
         let name = pv.metadata.name.clone().unwrap_or_default();
         let spec = pv.spec.clone().unwrap_or_default();
         let mut zones = spec
@@ -112,7 +112,7 @@ impl Storage {
     }
 
     /// Records a StorageClass.
-    pub fn add_class(&mut self, sc: &StorageClass) {
+    pub(super) fn add_class(&mut self, sc: &StorageClass) {
         let name = sc.metadata.name.clone().unwrap_or_default();
         let is_default = sc
             .metadata
@@ -167,7 +167,7 @@ impl Storage {
     /// Zones allowed by claim `ns/claim`; `template` is the spec to assume when
     /// the PVC is not in the input but would be created (StatefulSet
     /// volumeClaimTemplates, generic ephemeral volumes).
-    pub fn claim_zones(
+    pub(super) fn claim_zones(
         &self,
         ns: &str,
         claim: &str,
@@ -232,7 +232,7 @@ impl Storage {
 }
 
 /// Intersects the zones of several claims; None when none restricts.
-pub fn combine(parts: &[(BTreeSet<String>, String)]) -> Option<(Vec<String>, String)> {
+pub(super) fn combine(parts: &[(BTreeSet<String>, String)]) -> Option<(Vec<String>, String)> {
     let mut it = parts.iter();
     let (first, why) = it.next()?;
     let mut zones = first.clone();

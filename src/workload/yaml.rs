@@ -14,34 +14,34 @@ use serde_yaml_ng::Value;
 
 /// One step in a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
+pub(super) enum Seg {
     Key(String),
     Index(usize),
 }
 
 /// A field path, displayed the way kubectl explain spells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Path(pub Vec<Seg>);
+pub(super) struct Path(pub Vec<Seg>);
 
 impl Path {
     /// The empty path (the object itself).
-    pub fn root() -> Path {
+    pub(super) fn root() -> Path {
         Path(Vec::new())
     }
     /// This path extended by a key.
-    pub fn key(&self, k: &str) -> Path {
+    pub(super) fn key(&self, k: &str) -> Path {
         let mut p = self.clone();
         p.0.push(Seg::Key(k.to_string()));
         p
     }
     /// This path extended by a list index.
-    pub fn idx(&self, i: usize) -> Path {
+    pub(super) fn idx(&self, i: usize) -> Path {
         let mut p = self.clone();
         p.0.push(Seg::Index(i));
         p
     }
     /// Parses a dotted path (`spec.template.spec`); no indices.
-    pub fn dotted(s: &str) -> Path {
+    pub(super) fn dotted(s: &str) -> Path {
         Path(s.split('.').map(|k| Seg::Key(k.to_string())).collect())
     }
 }
@@ -67,7 +67,7 @@ impl fmt::Display for Path {
 
 /// A document of a multi-document file: its text and where it starts.
 #[derive(Debug, Clone)]
-pub struct DocText<'a> {
+pub(super) struct DocText<'a> {
     /// 0-based line of the file where `text` begins.
     pub line0: usize,
     /// Byte offset in the file where `text` begins.
@@ -79,7 +79,7 @@ pub struct DocText<'a> {
 ///
 /// A marker at column 0 always starts a document in YAML (even inside a block
 /// scalar), so splitting on lines is exact.
-pub fn split_documents(text: &str) -> Vec<DocText<'_>> {
+pub(super) fn split_documents(text: &str) -> Vec<DocText<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize;
     let mut start_line = 0usize;
@@ -160,7 +160,7 @@ fn key_matches(content: &str, key: &str) -> bool {
 /// The 0-based (line, column) within `text` where `path` is written, as far as
 /// it can be followed; `None` when not even its first step is found.
 #[cfg(test)]
-pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
     locate_in(text, path, None)
 }
 
@@ -168,7 +168,11 @@ pub fn locate(text: &str, path: &Path) -> Option<(usize, usize)> {
 /// None), or an item of a List whose `- ` sits at column `item_col` and
 /// which `text` starts with. Looking within the object alone keeps a note
 /// about one of 100,000 items from rescanning the other 99,999.
-pub fn locate_in(text: &str, path: &Path, item_col: Option<usize>) -> Option<(usize, usize)> {
+pub(super) fn locate_in(
+    text: &str,
+    path: &Path,
+    item_col: Option<usize>,
+) -> Option<(usize, usize)> {
     let lines: Vec<Line> = text.lines().map(scan_line).collect();
     // Skip a leading document marker.
     let mut cur = 0usize;
@@ -262,7 +266,7 @@ pub fn locate_in(text: &str, path: &Path, item_col: Option<usize>) -> Option<(us
 /// in one pass (a `kind: List` of thousands of items must not be located
 /// item by item).
 #[cfg(test)]
-pub fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
+pub(crate) fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
     item_lines_in(text, seq, None)
         .into_iter()
         .map(|(l, _)| l)
@@ -271,7 +275,11 @@ pub fn item_lines(text: &str, seq: &Path) -> Vec<usize> {
 
 /// [`item_lines`] within one object, as [`locate_in`] looks within one,
 /// with the column of each item's `- `.
-pub fn item_lines_in(text: &str, seq: &Path, item_col: Option<usize>) -> Vec<(usize, usize)> {
+pub(super) fn item_lines_in(
+    text: &str,
+    seq: &Path,
+    item_col: Option<usize>,
+) -> Vec<(usize, usize)> {
     let Some((kl, kc)) = locate_in(text, seq, item_col) else {
         return Vec::new();
     };
@@ -302,7 +310,7 @@ pub fn item_lines_in(text: &str, seq: &Path, item_col: Option<usize>) -> Vec<(us
 /// Paths of fields present in `input` but absent from `known` (the same
 /// object after a round trip through its typed struct): the fields serde
 /// dropped because the struct has no such field, usually typos.
-pub fn dropped_fields(input: &Value, known: &Value, path: &Path, out: &mut Vec<Path>) {
+pub(super) fn dropped_fields(input: &Value, known: &Value, path: &Path, out: &mut Vec<Path>) {
     match (input, known) {
         (Value::Mapping(a), Value::Mapping(b)) => {
             for (k, v) in a {

@@ -15,7 +15,7 @@ use super::*;
 
 /// Plans with more new nodes than this skip the pass: it tries every pair,
 /// and at that size the packing's own slack filling has done most of it.
-pub const MERGE_MAX_NODES: usize = 48;
+pub(super) const MERGE_MAX_NODES: usize = 48;
 
 /// Saved state to undo a rejected merge.
 struct Undo {
