@@ -26,13 +26,14 @@ export PATH="$FUZZ_BIN:$PATH"
 
 # Its own target folder outside the clone: the nightly, sanitizer-instrumented build shares
 # nothing with the main one.
-export CARGO_TARGET_DIR="$CACHE/fuzz-target"
+FUZZ_TARGET_DIR="$CACHE/fuzz-target"
+unset CARGO_TARGET_DIR
 cd fuzz
 targets="$(cargo +nightly fuzz list)"
 [ -n "$targets" ] || { echo "ERROR: cargo fuzz list found no target" >&2; exit 1; }
 for t in $targets; do
   echo "== cargo fuzz run $t (${SECONDS_EACH} s)"
   mkdir -p "corpus/$t"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=30
+  cargo +nightly fuzz run --target-dir "$FUZZ_TARGET_DIR" "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=30
 done
 echo "== fuzz: every target ran ${SECONDS_EACH} s without a crash"
