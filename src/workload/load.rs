@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Workload;
 use super::build::{build, name_of, ns_of};
@@ -139,78 +138,9 @@ pub struct ApiObjects {
 /// names, one line per object (`Pod shop/web-0`): an error names the
 /// object it is about.
 pub fn load_api(source: &str, objs: ApiObjects) -> Result<Loaded, WorkloadError> {
-    fn name(m: &ObjectMeta) -> String {
-        match &m.namespace {
-            Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or("")),
-            None => m.name.clone().unwrap_or_default(),
-        }
-    }
-    let mut listing = String::new();
-    let mut docs = Vec::new();
-    let mut out = Vec::new();
-    let mut push = |line: String, obj: Obj| {
-        docs.push(DocRef {
-            file: 0,
-            line0: docs.len(),
-            offset: listing.len(),
-            len: line.len(),
-        });
-        listing.push_str(&line);
-        listing.push('\n');
-        let at = At {
-            doc: docs.len() - 1,
-            item: None,
-            line: docs.len(),
-        };
-        out.push((at, obj));
-    };
-    for o in objs.namespaces {
-        push(
-            format!("Namespace {}", name(&o.metadata)),
-            Obj::Namespace(Box::new(o)),
-        );
-    }
-    for o in objs.priority_classes {
-        push(
-            format!("PriorityClass {}", name(&o.metadata)),
-            Obj::PriorityClass(Box::new(o)),
-        );
-    }
-    for o in objs.storage_classes {
-        push(
-            format!("StorageClass {}", name(&o.metadata)),
-            Obj::StorageClass(Box::new(o)),
-        );
-    }
-    for o in objs.pvs {
-        push(
-            format!("PersistentVolume {}", name(&o.metadata)),
-            Obj::Pv(Box::new(o)),
-        );
-    }
-    for o in objs.pvcs {
-        push(
-            format!("PersistentVolumeClaim {}", name(&o.metadata)),
-            Obj::Pvc(Box::new(o)),
-        );
-    }
-    for o in objs.nodes {
-        push(
-            format!("Node {}", name(&o.metadata)),
-            Obj::Node(Box::new(o)),
-        );
-    }
-    for o in objs.daemonsets {
-        push(
-            format!("DaemonSet {}", name(&o.metadata)),
-            Obj::DaemonSet(Box::new(o)),
-        );
-    }
-    for o in objs.pods {
-        push(format!("Pod {}", name(&o.metadata)), Obj::Pod(Box::new(o)));
-    }
-    let mut ctx = Ctx::new(vec![(source.to_string(), listing)]);
-    ctx.docs = docs;
+    let mut ctx = Ctx::new(Vec::new());
+    let (listing, out) = api_listing(&mut ctx, objs);
+    ctx.files.push(Source::new(source.to_string(), listing));
     // Each API object is one pod at most, already admitted by the API
     // server: no ceiling beyond what the cluster holds.
     let opts = LoadOptions {
@@ -221,6 +151,47 @@ pub fn load_api(source: &str, objs: ApiObjects) -> Result<Loaded, WorkloadError>
         workload,
         notes: std::mem::take(&mut ctx.notes),
     })
+}
+
+/// The objects in the order the builder needs them, each with a line
+/// (`Pod shop/web-0`) of the listing diagnostics point into.
+fn api_listing(ctx: &mut Ctx, objs: ApiObjects) -> (String, Vec<(At, Obj)>) {
+    fn b<T>(f: fn(Box<T>) -> Obj) -> impl Fn(T) -> Obj {
+        move |o| f(Box::new(o))
+    }
+    let all = (objs.namespaces.into_iter().map(b(Obj::Namespace)))
+        .chain(objs.priority_classes.into_iter().map(b(Obj::PriorityClass)))
+        .chain(objs.storage_classes.into_iter().map(b(Obj::StorageClass)))
+        .chain(objs.pvs.into_iter().map(b(Obj::Pv)))
+        .chain(objs.pvcs.into_iter().map(b(Obj::Pvc)))
+        .chain(objs.nodes.into_iter().map(b(Obj::Node)))
+        .chain(objs.daemonsets.into_iter().map(b(Obj::DaemonSet)))
+        .chain(objs.pods.into_iter().map(b(Obj::Pod)));
+    let mut listing = String::new();
+    let mut out = Vec::new();
+    for obj in all {
+        let m = obj.meta();
+        let name = match &m.namespace {
+            Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or("")),
+            None => m.name.clone().unwrap_or_default(),
+        };
+        let line = format!("{} {name}", obj.kind());
+        ctx.docs.push(DocRef {
+            file: 0,
+            line0: out.len(),
+            offset: listing.len(),
+            len: line.len(),
+        });
+        listing.push_str(&line);
+        listing.push('\n');
+        let at = At {
+            doc: out.len(),
+            item: None,
+            line: out.len() + 1,
+        };
+        out.push((at, obj));
+    }
+    (listing, out)
 }
 
 /// Loads workload files (Pods, controllers, volumes, DaemonSets, and Nodes

@@ -484,80 +484,118 @@ pub(super) fn topology_spread(
         .enumerate()
     {
         let p = spec_path.key("topologySpreadConstraints").idx(i);
-        if c.max_skew < 1 {
-            return Err(ctx.error(
-                at,
-                &p.key("maxSkew"),
-                ErrorKind::Schema,
-                format!(
-                    "{}: maxSkew must be at least 1, not {}",
-                    p.key("maxSkew"),
-                    c.max_skew
-                ),
-                None,
-            ));
+        if let Some(t) = spread_constraint(ctx, at, &p, c, labels)? {
+            out.push(t);
         }
-        labels::check_key(ctx, at, &p.key("topologyKey"), &c.topology_key)?;
-        let hard = match c.when_unsatisfiable.as_str() {
-            "DoNotSchedule" => true,
-            "ScheduleAnyway" => false,
-            other => {
-                return Err(ctx.error(
-                    at,
-                    &p.key("whenUnsatisfiable"),
-                    ErrorKind::Schema,
-                    format!("{}: unknown value `{other}`", p.key("whenUnsatisfiable")),
-                    Some("use DoNotSchedule or ScheduleAnyway".into()),
-                ));
-            }
-        };
-        let policy = |field: &str, v: Option<&String>, default: bool| match v.map(|s| s.as_str()) {
-            None => Ok(default),
-            Some("Honor") => Ok(true),
-            Some("Ignore") => Ok(false),
-            Some(other) => Err(ctx.error(
-                at,
-                &p.key(field),
-                ErrorKind::Schema,
-                format!("{}: unknown policy `{other}`", p.key(field)),
-                Some("use Honor or Ignore".into()),
-            )),
-        };
-        let honor_node_affinity =
-            policy("nodeAffinityPolicy", c.node_affinity_policy.as_ref(), true)?;
-        let honor_node_taints = policy("nodeTaintsPolicy", c.node_taints_policy.as_ref(), false)?;
-        let Some(ls) = &c.label_selector else {
-            ctx.note(
-                at,
-                &p,
-                format!("{p}: no labelSelector, so it counts no pods and constrains nothing (as in kube-scheduler); ignored"),
-            );
-            continue;
-        };
-        let mut selector = label_selector(ctx, at, &p.key("labelSelector"), ls)?;
-        fold_label_keys(&mut selector, labels, c.match_label_keys.as_ref(), None);
-        if let Some(m) = c.min_domains
-            && m < 1
-        {
-            return Err(ctx.error(
-                at,
-                &p.key("minDomains"),
-                ErrorKind::Schema,
-                format!("{}: minDomains must be at least 1", p.key("minDomains")),
-                None,
-            ));
-        }
-        out.push(TopologySpread {
-            max_skew: c.max_skew as u32,
-            topology_key: c.topology_key.clone(),
-            hard,
-            min_domains: c.min_domains.map(|m| m as u32),
-            selector,
-            honor_node_affinity,
-            honor_node_taints,
-        });
     }
     Ok(out)
+}
+
+/// One topology spread constraint at `p`; None when it has no labelSelector (noted).
+fn spread_constraint(
+    ctx: &mut Ctx,
+    at: &At,
+    p: &Path,
+    c: &core::TopologySpreadConstraint,
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<TopologySpread>, WorkloadError> {
+    if c.max_skew < 1 {
+        return Err(ctx.error(
+            at,
+            &p.key("maxSkew"),
+            ErrorKind::Schema,
+            format!(
+                "{}: maxSkew must be at least 1, not {}",
+                p.key("maxSkew"),
+                c.max_skew
+            ),
+            None,
+        ));
+    }
+    labels::check_key(ctx, at, &p.key("topologyKey"), &c.topology_key)?;
+    let hard = match c.when_unsatisfiable.as_str() {
+        "DoNotSchedule" => true,
+        "ScheduleAnyway" => false,
+        other => {
+            return Err(ctx.error(
+                at,
+                &p.key("whenUnsatisfiable"),
+                ErrorKind::Schema,
+                format!("{}: unknown value `{other}`", p.key("whenUnsatisfiable")),
+                Some("use DoNotSchedule or ScheduleAnyway".into()),
+            ));
+        }
+    };
+    let honor_node_affinity = policy(
+        ctx,
+        at,
+        p,
+        "nodeAffinityPolicy",
+        c.node_affinity_policy.as_ref(),
+        true,
+    )?;
+    let honor_node_taints = policy(
+        ctx,
+        at,
+        p,
+        "nodeTaintsPolicy",
+        c.node_taints_policy.as_ref(),
+        false,
+    )?;
+    let Some(ls) = &c.label_selector else {
+        ctx.note(
+            at,
+            p,
+            format!("{p}: no labelSelector, so it counts no pods and constrains nothing (as in kube-scheduler); ignored"),
+        );
+        return Ok(None);
+    };
+    let mut selector = label_selector(ctx, at, &p.key("labelSelector"), ls)?;
+    fold_label_keys(&mut selector, labels, c.match_label_keys.as_ref(), None);
+    if let Some(m) = c.min_domains
+        && m < 1
+    {
+        return Err(ctx.error(
+            at,
+            &p.key("minDomains"),
+            ErrorKind::Schema,
+            format!("{}: minDomains must be at least 1", p.key("minDomains")),
+            None,
+        ));
+    }
+    Ok(Some(TopologySpread {
+        max_skew: c.max_skew as u32,
+        topology_key: c.topology_key.clone(),
+        hard,
+        min_domains: c.min_domains.map(|m| m as u32),
+        selector,
+        honor_node_affinity,
+        honor_node_taints,
+    }))
+}
+
+/// A spread constraint's `nodeAffinityPolicy` / `nodeTaintsPolicy`: Honor
+/// (true), Ignore (false), or `default` when unset.
+fn policy(
+    ctx: &Ctx,
+    at: &At,
+    p: &Path,
+    field: &str,
+    v: Option<&String>,
+    default: bool,
+) -> Result<bool, WorkloadError> {
+    match v.map(|s| s.as_str()) {
+        None => Ok(default),
+        Some("Honor") => Ok(true),
+        Some("Ignore") => Ok(false),
+        Some(other) => Err(ctx.error(
+            at,
+            &p.key(field),
+            ErrorKind::Schema,
+            format!("{}: unknown policy `{other}`", p.key(field)),
+            Some("use Honor or Ignore".into()),
+        )),
+    }
 }
 
 #[allow(

@@ -179,87 +179,91 @@ pub(super) fn locate_in(
     while cur < lines.len() && (lines[cur].blank || lines[cur].content.starts_with("---")) {
         cur += 1;
     }
-    // Column that a child of the current node must exceed (None: top level).
-    let mut parent: Option<usize> = item_col;
-    // Whether the search may include line `cur` itself (the first key of a list item).
-    let mut inclusive = true;
-    let mut found: Option<(usize, usize)> = None;
+    let mut at = Cursor {
+        cur,
+        parent: item_col,
+        inclusive: true,
+    };
+    let mut found = None;
     for seg in &path.0 {
-        let from = if inclusive { cur } else { cur + 1 };
-        let mut hit = None;
-        match seg {
-            Seg::Key(k) => {
-                for (i, l) in lines.iter().enumerate().skip(from) {
-                    if l.blank {
-                        continue;
-                    }
-                    let col = if i == cur && inclusive {
-                        l.content_col
-                    } else {
-                        l.indent
-                    };
-                    if let Some(p) = parent
-                        && col <= p
-                        && !(i == cur && inclusive)
-                    {
-                        break;
-                    }
-                    let (c, content) = if l.dash && !(i == cur && inclusive) {
-                        // A sibling list item at our level ends the block.
-                        if parent.is_some_and(|p| l.indent <= p) {
-                            break;
-                        }
-                        (l.content_col, l.content)
-                    } else {
-                        (l.content_col, l.content)
-                    };
-                    if parent.is_none_or(|p| c > p) && key_matches(content, k) {
-                        hit = Some((i, c));
-                        break;
-                    }
-                }
-                let (i, c) = hit?;
-                found = Some((i, c));
-                cur = i;
-                parent = Some(c);
-                inclusive = false;
-            }
-            Seg::Index(n) => {
-                let mut item_col: Option<usize> = None;
-                let mut count = 0usize;
-                for (i, l) in lines.iter().enumerate().skip(from) {
-                    if l.blank {
-                        continue;
-                    }
-                    if let Some(p) = parent
-                        && (l.indent < p || (l.indent == p && !l.dash))
-                    {
-                        break;
-                    }
-                    if !l.dash {
-                        continue;
-                    }
-                    match item_col {
-                        None => item_col = Some(l.indent),
-                        Some(c) if l.indent < c => break,
-                        Some(c) if l.indent > c => continue,
-                        _ => {}
-                    }
-                    if count == *n {
-                        hit = Some((i, l.indent));
-                        break;
-                    }
-                    count += 1;
-                }
-                let (i, c) = hit?;
-                found = Some((i, c));
-                cur = i;
-                parent = Some(c);
-                inclusive = true;
-            }
-        }
+        let (i, c) = match seg {
+            Seg::Key(k) => find_key(&lines, &at, k)?,
+            Seg::Index(n) => find_item(&lines, &at, *n)?,
+        };
+        found = Some((i, c));
+        at = Cursor {
+            cur: i,
+            parent: Some(c),
+            // A list item's first key sits on the item's own line.
+            inclusive: matches!(seg, Seg::Index(_)),
+        };
     }
     found
+}
+
+/// Where a [`locate_in`] search stands.
+struct Cursor {
+    /// The line of the node found last.
+    cur: usize,
+    /// Column that a child of that node must exceed (None: top level).
+    parent: Option<usize>,
+    /// Whether the search may include line `cur` itself (the first key of a list item).
+    inclusive: bool,
+}
+
+/// (line, column) of key `k` among the children of the node at `at`.
+fn find_key(lines: &[Line], at: &Cursor, k: &str) -> Option<(usize, usize)> {
+    let from = if at.inclusive { at.cur } else { at.cur + 1 };
+    for (i, l) in lines.iter().enumerate().skip(from) {
+        if l.blank {
+            continue;
+        }
+        let first = i == at.cur && at.inclusive;
+        let col = if first { l.content_col } else { l.indent };
+        if !first && at.parent.is_some_and(|p| col <= p) {
+            return None;
+        }
+        // A sibling list item at our level ends the block.
+        if l.dash && !first && at.parent.is_some_and(|p| l.indent <= p) {
+            return None;
+        }
+        let c = l.content_col;
+        if at.parent.is_none_or(|p| c > p) && key_matches(l.content, k) {
+            return Some((i, c));
+        }
+    }
+    None
+}
+
+/// (line, column of its `-`) of item `n` of the sequence under the node at `at`.
+fn find_item(lines: &[Line], at: &Cursor, n: usize) -> Option<(usize, usize)> {
+    let from = if at.inclusive { at.cur } else { at.cur + 1 };
+    let mut item_col: Option<usize> = None;
+    let mut count = 0usize;
+    for (i, l) in lines.iter().enumerate().skip(from) {
+        if l.blank {
+            continue;
+        }
+        if let Some(p) = at.parent
+            && (l.indent < p || (l.indent == p && !l.dash))
+        {
+            return None;
+        }
+        if !l.dash {
+            continue;
+        }
+        match item_col {
+            None => item_col = Some(l.indent),
+            Some(c) if l.indent < c => return None,
+            Some(c) if l.indent > c => continue,
+            _ => {}
+        }
+        if count == n {
+            return Some((i, l.indent));
+        }
+        count += 1;
+    }
+    None
 }
 
 /// The 0-based lines where each item of the block sequence at `seq` starts,
