@@ -6,6 +6,12 @@
 //! and the controller's snapshot of a cluster as the API returns it (pods
 //! with owners, uids and status; 100 nodes with 20 bound pods each), read
 //! by `workload::load_api`.
+//!
+//! Hostile and huge input (the time to read and reject must grow
+//! linearly): `kubectl get all -o yaml`-style Lists of 50,000 and 100,000
+//! ConfigMaps (skipped, each with a note), the same 100,000 items whose last
+//! one is invalid (read everything, then reject with a located error), and
+//! 50 MB of ConfigMaps as separate documents.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,6 +40,35 @@ fn bare_pods(n: usize) -> String {
             100 + i % 1400,
             128 + i % 4000
         ));
+    }
+    s
+}
+
+/// `kubectl get all -o yaml`: a List of `n` ConfigMaps (skipped with a note
+/// each), and, when `bad_last`, a last item with a label key Kubernetes rejects.
+fn configmap_list(n: usize, bad_last: bool) -> String {
+    let mut s = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: cm-{i}\n    namespace: shop\n  data:\n    key: value-{i}\n"
+        ));
+    }
+    if bad_last {
+        s.push_str("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: bad\n    labels: {\"bad key!\": x}\n  spec:\n    containers: [{name: c, image: x}]\n");
+    }
+    s
+}
+
+/// About `mb` megabytes of ConfigMaps, one document each, 2 KB of data apiece.
+fn configmap_docs(mb: usize) -> String {
+    let data = "x".repeat(2000);
+    let mut s = String::with_capacity(mb << 20);
+    let mut i = 0;
+    while s.len() < mb << 20 {
+        s.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  blob: {data}\n"
+        ));
+        i += 1;
     }
     s
 }
@@ -112,6 +147,29 @@ fn bench(c: &mut Criterion) {
     g.bench_function("controller_snapshot_5k_pending_2k_bound", |b| {
         b.iter(|| {
             black_box(nodewright::controller::snapshot::load(black_box(&objs)).expect("loads"))
+        })
+    });
+    for n in [50_000, 100_000] {
+        let list = configmap_list(n, false);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("skipped_configmaps_list_{}k", n / 1000), |b| {
+            b.iter(|| {
+                let loaded = load_text("all.yaml", &list, &LoadOptions::default()).expect("loads");
+                black_box(loaded.notes.len())
+            })
+        });
+    }
+    let bad = configmap_list(100_000, true);
+    g.throughput(Throughput::Elements(100_001));
+    g.bench_function("rejected_list_100k", |b| {
+        b.iter(|| black_box(load_text("all.yaml", &bad, &LoadOptions::default()).is_err()))
+    });
+    let big = configmap_docs(50);
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("configmaps_50mb", |b| {
+        b.iter(|| {
+            let loaded = load_text("big.yaml", &big, &LoadOptions::default()).expect("loads");
+            black_box(loaded.notes.len())
         })
     });
     g.finish();
