@@ -138,7 +138,7 @@ impl Ctx {
         let end = src
             .line_start(d.line0 + item.lines.end)
             .min(d.offset + d.len);
-        let start = start.clamp(d.offset, end);
+        let start = start.max(d.offset).min(end);
         (&src.text[start..end], d.line0 + item.lines.start)
     }
 
