@@ -199,22 +199,10 @@ pub fn diverse_workload(count: usize, seed: u64) -> Workload {
         req.pods = 1;
         let id = format!("class-{}", classes.len());
         let class = classes.entry(key).or_insert_with(|| PodClass {
-            id,
-            namespace: "default".into(),
-            pod_names: vec![],
             labels: labels_.clone(),
-            owner: None,
-            priority_class: None,
-            priority: 0,
-            requests: req,
-            node_selector: Requirements::new(),
-            required_affinity: vec![],
-            preferred_affinity: vec![],
-            tolerations: vec![],
             topology_spread: spread,
             pod_affinity: aff,
-            volume_zones: None,
-            volume_reason: None,
+            ..PodClass::plain(id, "default", vec![], req)
         });
         class.pod_names.push(format!("pod-{i}"));
     }
@@ -235,22 +223,13 @@ pub fn realistic_workload() -> Workload {
         req.memory = mem_mi << 20;
         req.pods = 1;
         PodClass {
-            id: id.into(),
-            namespace: "default".into(),
-            pod_names: (0..n).map(|i| format!("{id}-{i}")).collect(),
             labels: sel("app", id).match_labels,
-            owner: None,
-            priority_class: None,
-            priority: 0,
-            requests: req,
-            node_selector: Requirements::new(),
-            required_affinity: vec![],
-            preferred_affinity: vec![],
-            tolerations: vec![],
-            topology_spread: vec![],
-            pod_affinity: vec![],
-            volume_zones: None,
-            volume_reason: None,
+            ..PodClass::plain(
+                id,
+                "default",
+                (0..n).map(|i| format!("{id}-{i}")).collect(),
+                req,
+            )
         }
     };
     let web = mk("web", 60, 1000, 2048);

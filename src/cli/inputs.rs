@@ -216,6 +216,53 @@ pub(super) fn parse_replicas(s: &str) -> Result<(String, usize), String> {
     Ok((n.to_string(), c))
 }
 
+/// The inputs `plan` and `explain` share, as flags.
+#[derive(Debug, clap::Args)]
+pub(super) struct PlanInputs {
+    /// Policy files or folders.
+    #[arg(long, required = true, num_args = 1..)]
+    pub policy: Vec<PathBuf>,
+    /// Kubernetes YAML with the pending work.
+    #[arg(long, required = true, num_args = 1..)]
+    pub workload: Vec<PathBuf>,
+    /// Existing Node objects with their bound pods.
+    #[arg(long, num_args = 1..)]
+    pub nodes: Vec<PathBuf>,
+    /// `embedded` or a catalog file.
+    #[arg(long, default_value = "embedded")]
+    pub catalog: String,
+    /// Override a workload's replica count.
+    #[arg(long, value_parser = parse_replicas)]
+    pub replicas: Vec<(String, usize)>,
+    /// The most pods the workload may ask for (replicas, parallelism and
+    /// bare pods, over all objects); a count past it is an error at the object.
+    #[arg(long, value_name = "N", default_value_t = crate::workload::DEFAULT_MAX_PODS)]
+    pub max_pods: usize,
+}
+
+/// The compiled policy, the workload and the catalog that a plan reads.
+pub(super) struct Loaded {
+    pub policy: PolicySet,
+    pub workload: Workload,
+    pub catalog: Catalog,
+}
+
+impl PlanInputs {
+    /// Reads and checks everything, reporting the first bad input with its location.
+    pub(super) fn load(&self) -> miette::Result<Loaded> {
+        Ok(Loaded {
+            policy: load_policy(&self.policy)?,
+            workload: self.load_workload()?,
+            catalog: load_catalog(&self.catalog)?,
+        })
+    }
+
+    /// The workload alone (with the existing nodes and the replica overrides).
+    pub(super) fn load_workload(&self) -> miette::Result<Workload> {
+        load_workload(&self.workload, &self.nodes, &self.replicas, self.max_pods)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

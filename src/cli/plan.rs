@@ -1,7 +1,6 @@
 //! `nodewright plan`: which nodes to launch for a workload, what they cost,
 //! where each pod goes, and why any pod cannot go anywhere.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::solver::{SolveInput, render, solve};
@@ -18,25 +17,9 @@ pub(super) enum Output {
 /// Arguments of `nodewright plan`.
 #[derive(Debug, clap::Args)]
 pub(super) struct PlanArgs {
-    /// Policy files or folders.
-    #[arg(long, required = true, num_args = 1..)]
-    pub policy: Vec<PathBuf>,
-    /// Kubernetes YAML with the pending work.
-    #[arg(long, required = true, num_args = 1..)]
-    pub workload: Vec<PathBuf>,
-    /// Existing Node objects with their bound pods.
-    #[arg(long, num_args = 1..)]
-    pub nodes: Vec<PathBuf>,
-    /// `embedded` or a catalog file.
-    #[arg(long, default_value = "embedded")]
-    pub catalog: String,
-    /// Override a workload's replica count.
-    #[arg(long, value_parser = inputs::parse_replicas)]
-    pub replicas: Vec<(String, usize)>,
-    /// The most pods the workload may ask for (replicas, parallelism and
-    /// bare pods, over all objects); a count past it is an error at the object.
-    #[arg(long, value_name = "N", default_value_t = crate::workload::DEFAULT_MAX_PODS)]
-    pub max_pods: usize,
+    /// What to plan: policy, workload, existing nodes and catalog.
+    #[command(flatten)]
+    pub inputs: inputs::PlanInputs,
     /// `table` for people, `json` for programs (stable schema, docs/solver.md).
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
@@ -57,10 +40,11 @@ pub(super) fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     if args.watch {
         return watch(args);
     }
-    let policy = inputs::load_policy(&args.policy)?;
-    let workload =
-        inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;
-    let catalog = inputs::load_catalog(&args.catalog)?;
+    let inputs::Loaded {
+        policy,
+        workload,
+        catalog,
+    } = args.inputs.load()?;
     let scorer = inputs::load_scorer(&policy)?;
     let input = SolveInput {
         policy: &policy,
@@ -92,13 +76,12 @@ fn print_plan(plan: &crate::solver::Plan, output: Output) {
 fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
     use crate::reload::{Outcome, ReloadOptions, Reloader, WatchOptions};
     use std::sync::{Arc, mpsc};
-    let workload =
-        inputs::load_workload(&args.workload, &args.nodes, &args.replicas, args.max_pods)?;
-    let catalog = inputs::load_catalog(&args.catalog)?;
+    let workload = args.inputs.load_workload()?;
+    let catalog = inputs::load_catalog(&args.inputs.catalog)?;
     let opts = ReloadOptions {
         allow_empty: args.allow_empty_policy,
     };
-    let reloader = Arc::new(Reloader::with_options(args.policy.clone(), opts).map_err(|d| {
+    let reloader = Arc::new(Reloader::with_options(args.inputs.policy.clone(), opts).map_err(|d| {
         eprint!("{d}");
         miette::miette!(
             help = "the first version must compile and have a pool; `nodewright check` shows the same diagnostics",

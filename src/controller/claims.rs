@@ -169,22 +169,13 @@ mod tests {
 
     fn class(ns: &str, names: &[&str]) -> PodClass {
         PodClass {
-            id: format!("{ns}/c"),
-            namespace: ns.into(),
-            pod_names: names.iter().map(|s| s.to_string()).collect(),
             labels: [("app".to_string(), "web".to_string())].into(),
-            owner: None,
-            priority_class: None,
-            priority: 0,
-            requests: res(500, 1, 1),
-            node_selector: Default::default(),
-            required_affinity: vec![],
-            preferred_affinity: vec![],
-            tolerations: vec![],
-            topology_spread: vec![],
-            pod_affinity: vec![],
-            volume_zones: None,
-            volume_reason: None,
+            ..PodClass::plain(
+                format!("{ns}/c"),
+                ns,
+                names.iter().map(|s| s.to_string()).collect(),
+                res(500, 1, 1),
+            )
         }
     }
 

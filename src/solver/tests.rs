@@ -18,22 +18,13 @@ fn class(id: &str, n: usize, cpu: i64, mem_gi: i64) -> PodClass {
     let mut lbl = BTreeMap::new();
     lbl.insert("app".to_string(), id.to_string());
     PodClass {
-        id: id.into(),
-        namespace: "default".into(),
-        pod_names: (0..n).map(|i| format!("{id}-{i}")).collect(),
         labels: lbl,
-        owner: None,
-        priority_class: None,
-        priority: 0,
-        requests: req,
-        node_selector: Requirements::new(),
-        required_affinity: vec![],
-        preferred_affinity: vec![],
-        tolerations: vec![],
-        topology_spread: vec![],
-        pod_affinity: vec![],
-        volume_zones: None,
-        volume_reason: None,
+        ..PodClass::plain(
+            id,
+            "default",
+            (0..n).map(|i| format!("{id}-{i}")).collect(),
+            req,
+        )
     }
 }
 

@@ -77,6 +77,35 @@ pub struct PodClass {
 }
 
 impl PodClass {
+    /// A class of `pod_names` in `namespace` asking for `requests`, with no labels and no
+    /// scheduling constraints: what synthetic workloads and tests start from (set the
+    /// constraints they need with struct update syntax).
+    pub fn plain(
+        id: impl Into<String>,
+        namespace: impl Into<String>,
+        pod_names: Vec<String>,
+        requests: Resources,
+    ) -> PodClass {
+        PodClass {
+            id: id.into(),
+            namespace: namespace.into(),
+            pod_names,
+            labels: BTreeMap::new(),
+            owner: None,
+            priority_class: None,
+            priority: 0,
+            requests,
+            node_selector: Requirements::new(),
+            required_affinity: vec![],
+            preferred_affinity: vec![],
+            tolerations: vec![],
+            topology_spread: vec![],
+            pod_affinity: vec![],
+            volume_zones: None,
+            volume_reason: None,
+        }
+    }
+
     /// How many pods the class holds.
     pub fn count(&self) -> usize {
         self.pod_names.len()

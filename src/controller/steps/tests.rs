@@ -194,24 +194,12 @@ fn node_classes_are_resolved_once_each() {
 }
 
 fn class(names: &[&str]) -> PodClass {
-    PodClass {
-        id: "shop/c".into(),
-        namespace: "shop".into(),
-        pod_names: names.iter().map(|s| s.to_string()).collect(),
-        labels: Default::default(),
-        owner: None,
-        priority_class: None,
-        priority: 0,
-        requests: res(500, 1),
-        node_selector: Default::default(),
-        required_affinity: vec![],
-        preferred_affinity: vec![],
-        tolerations: vec![],
-        topology_spread: vec![],
-        pod_affinity: vec![],
-        volume_zones: None,
-        volume_reason: None,
-    }
+    PodClass::plain(
+        "shop/c",
+        "shop",
+        names.iter().map(|s| s.to_string()).collect(),
+        res(500, 1),
+    )
 }
 
 #[test]
