@@ -8,6 +8,7 @@ pub mod compile;
 pub mod diag;
 pub mod fmt;
 pub mod parse;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,11 +82,12 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ast::File>, Diagnostics> {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     for path in expand_paths(paths)? {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match parse::parse(&path, &text) {
+        match std::fs::read(&path).map(text::decode) {
+            Ok(Ok(text)) => match parse::parse(&path, &text) {
                 Ok(f) => files.push(f),
                 Err(d) => diags.extend(d.0),
             },
+            Ok(Err(bad)) => diags.push(not_utf8_diag(&path, bad)),
             Err(e) => diags.extend(io_diag(&path, &e).0),
         }
     }
@@ -94,6 +96,21 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ast::File>, Diagnostics> {
     } else {
         Err(Diagnostics(diags))
     }
+}
+
+/// A policy file that is not UTF-8, at its first bad byte.
+fn not_utf8_diag(path: &Path, bad: text::NotUtf8) -> Diagnostic {
+    let len = '\u{FFFD}'.len_utf8();
+    let message = bad.message();
+    Diagnostic::error(
+        path,
+        &Arc::from(bad.lossy),
+        ast::Span::new(bad.offset, len),
+        Code::InvalidUtf8,
+        message,
+    )
+    .with_primary("not UTF-8")
+    .with_help(text::NotUtf8::HELP)
 }
 
 fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostics {
