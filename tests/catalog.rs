@@ -168,9 +168,7 @@ fn bad_input_is_named_not_panicked() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("--require:1:38: error")
-            && e.contains("list not closed")
-            && e.contains("help:"),
+        e.contains("--require:1:38: error") && e.contains("list not closed") && e.contains("help:"),
         "{e}"
     );
 

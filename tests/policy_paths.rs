@@ -56,7 +56,10 @@ fn assert_refused(policy: &str, code: &str, message: &str) {
     assert_eq!(status, 1, "{out}");
     assert!(!out.contains(MARKER), "check leaked the token:\n{out}");
     assert!(out.contains(code) && out.contains(message), "{out}");
-    assert!(out.contains(":5:12: error"), "not at the path string:\n{out}");
+    assert!(
+        out.contains(":5:12: error"),
+        "not at the path string:\n{out}"
+    );
     assert!(out.contains("help:"), "{out}");
     let (status, out) = nodewright(&[
         "plan",

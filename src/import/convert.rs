@@ -200,7 +200,10 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
     // One file per source, in first-appearance order, for the compiler.
     let mut files: Vec<ast::File> = Vec::new();
     for (src, item) in items {
-        match files.iter_mut().find(|f| f.source.as_ptr() == src.text.as_ptr()) {
+        match files
+            .iter_mut()
+            .find(|f| f.source.as_ptr() == src.text.as_ptr())
+        {
             Some(f) => f.items.push(item),
             None => {
                 let mut f = ast::File::new(PathBuf::from(&*src.name));
@@ -435,8 +438,15 @@ impl Ctx {
         }
         self.limits(doc, &["spec", "limits"], &spec.limits, &mut body);
         if let Some(m) = &spec.template.metadata {
+            let path = ["spec", "template", "metadata", "labels"];
+            let spans = doc.keys(&path);
+            let fallback = if m.labels.is_empty() {
+                Span::DUMMY
+            } else {
+                doc.span(&path)
+            };
             for (k, v) in &m.labels {
-                let span = doc.span(&["spec", "template", "metadata", "labels", k]);
+                let span = spans.get(k).copied().unwrap_or(fallback);
                 body.push(ast::PoolStmt::Label(kv_at(k.clone(), v.clone(), span)));
             }
         }
@@ -795,9 +805,12 @@ impl Ctx {
         let items = doc.items(&["spec", "requirements"]);
         for (i, r) in s.requirements.iter().enumerate() {
             let idx = format!("#{i}");
-            if let Some(r) =
-                self.requirement(doc, &["spec", "requirements", &idx], items.get(i).copied(), r)
-            {
+            if let Some(r) = self.requirement(
+                doc,
+                &["spec", "requirements", &idx],
+                items.get(i).copied(),
+                r,
+            ) {
                 body.push(ast::PoolStmt::Require(r));
             }
         }
@@ -850,8 +863,14 @@ impl Ctx {
                 &mut body,
             );
         }
+        let spans = doc.keys(&["spec", "labels"]);
+        let fallback = if s.labels.is_empty() {
+            Span::DUMMY
+        } else {
+            doc.span(&["spec", "labels"])
+        };
         for (k, v) in &s.labels {
-            let span = doc.span(&["spec", "labels", k]);
+            let span = spans.get(k).copied().unwrap_or(fallback);
             body.push(ast::PoolStmt::Label(kv_at(k.clone(), v.clone(), span)));
         }
         body.extend(

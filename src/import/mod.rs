@@ -309,10 +309,9 @@ impl Doc {
         for line in self.text.split_inclusive('\n') {
             let code = line.split(" #").next().unwrap_or(line);
             if !code.trim_start().starts_with('#')
-                && let Some(i) = code
-                    .match_indices('*')
-                    .map(|(i, _)| i)
-                    .find(|&i| code[i + 1..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-'))
+                && let Some(i) = code.match_indices('*').map(|(i, _)| i).find(|&i| {
+                    code[i + 1..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+                })
             {
                 return (self.offset + off + i, self.token_len(off + i));
             }
@@ -332,12 +331,14 @@ impl Doc {
 
     /// Converts a serde_yaml_ng error into a located import error.
     pub fn yaml_error(&self, e: &serde_yaml_ng::Error) -> ImportError {
-        let (offset, len) = match e.location() {
-            Some(loc) => {
+        let (offset, len) = match (e.location(), reader_position(&e.to_string())) {
+            // A reader error's mark is the document start; its message has the byte.
+            (_, Some(pos)) if pos <= self.text.len() => (self.offset + pos, 1),
+            (Some(loc), _) => {
                 let off = self.offset_of(loc.line(), loc.column());
                 (off, self.token_len(off - self.offset))
             }
-            None => self.unlocated(&e.to_string()),
+            (None, _) => self.unlocated(&e.to_string()),
         };
         let text = e.to_string();
         if text.contains("repetition limit exceeded") {
@@ -348,8 +349,11 @@ impl Doc {
                 Some("each `*alias` repeats its anchored node, and aliases inside anchored nodes multiply; write the values out instead of nesting aliases".into()),
             );
         }
-        // serde_yaml_ng appends " at line L column C"; we print our own location.
-        let text = match text.rfind(" at line ") {
+        // serde_yaml_ng appends " at line L column C" (or " at position N"); we print our own location.
+        let text = match text
+            .rfind(" at line ")
+            .or_else(|| text.rfind(" at position "))
+        {
             Some(i) => text[..i].to_string(),
             None => text,
         };
@@ -401,6 +405,14 @@ impl Doc {
             .collect()
     }
 
+    /// The span of each direct key of the mapping at `path` (see [`locate::keys`]).
+    pub fn keys(&self, path: &[&str]) -> std::collections::HashMap<String, Span> {
+        locate::keys(&self.text, path)
+            .into_iter()
+            .map(|(k, (o, l))| (k, Span::new(self.offset + o, l)))
+            .collect()
+    }
+
     /// The span of `path` inside the sequence item at source range `item`
     /// (from [`Doc::items`]), or of the item's `-` when not found.
     pub fn span_within(&self, item: (usize, usize), path: &[&str]) -> Span {
@@ -412,7 +424,10 @@ impl Doc {
         {
             Some((o, l)) => Span::new(item.0 + o, l.max(1)),
             None => {
-                let lead = self.text.get(rel.0..rel.1).map_or(0, |t| t.len() - t.trim_start().len());
+                let lead = self
+                    .text
+                    .get(rel.0..rel.1)
+                    .map_or(0, |t| t.len() - t.trim_start().len());
                 Span::new(item.0 + lead, 1)
             }
         }
@@ -428,6 +443,17 @@ impl Doc {
             }
         }
     }
+}
+
+/// The byte position libyaml's reader errors (a control character, bad
+/// encoding) name in their message ("... at position 106"): their mark is
+/// the document start, the position is the offending byte.
+fn reader_position(message: &str) -> Option<usize> {
+    let (_, rest) = message.rsplit_once(" at position ")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Hints for serde's own messages (unknown field, missing field, wrong type).
@@ -579,7 +605,10 @@ pub(crate) fn join_errors(mut errs: Vec<ImportError>) -> Option<ImportError> {
 
 /// Imports the Karpenter YAML `text` (multi-document), naming it `file` in diagnostics.
 pub fn import_str(file: &str, text: &str) -> Result<Imported, ImportError> {
-    import_sources(vec![Source::new(file, crate::policy::text::strip_bom(text))])
+    import_sources(vec![Source::new(
+        file,
+        crate::policy::text::strip_bom(text),
+    )])
 }
 
 /// Imports several YAML files into one policy (node class references may cross files).
@@ -808,14 +837,24 @@ mod tests {
     fn contradicting_requirements_are_reported_at_their_yaml_lines() {
         let e = import_str("np.yaml", CONTRADICTION).expect_err("contradiction");
         assert_eq!(e.code, Code::Contradiction);
-        assert_eq!((e.file.as_str(), e.line, e.column), ("np.yaml", 14, 16), "{e}");
+        assert_eq!(
+            (e.file.as_str(), e.line, e.column),
+            ("np.yaml", 14, 16),
+            "{e}"
+        );
         assert!(e.message.contains("contradict"), "{e}");
         assert_eq!(e.labels.len(), 1);
         assert_eq!(e.labels[0].1, "contradicts this one");
         assert!(e.src.text().contains("- key: kubernetes.io/arch"));
         let rendered = format!("{:?}", miette::Report::new(e));
-        assert!(rendered.contains("9 │         - key: kubernetes.io/arch"), "{rendered}");
-        assert!(rendered.contains("14 │         - key: kubernetes.io/arch"), "{rendered}");
+        assert!(
+            rendered.contains("9 │         - key: kubernetes.io/arch"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("14 │         - key: kubernetes.io/arch"),
+            "{rendered}"
+        );
         assert!(rendered.contains("remove or widen"), "{rendered}");
         // `plan --policy np.yaml` reads the same files: the YAML location, not a `.policy`.
         let dir = tempfile::tempdir().expect("tempdir");
@@ -830,14 +869,16 @@ mod tests {
 
     #[test]
     fn unknown_label_in_yaml_is_located() {
-        let y = CONTRADICTION.replace("values: [arm64]", "values: [amd64]").replace(
-            "karpenter.sh/capacity-type",
-            "karpenter.sh/capacity-typo",
-        );
+        let y = CONTRADICTION
+            .replace("values: [arm64]", "values: [amd64]")
+            .replace("karpenter.sh/capacity-type", "karpenter.sh/capacity-typo");
         let e = import_str("np.yaml", &y).expect_err("typo");
         assert_eq!(e.code, Code::UnknownLabel);
         assert_eq!((e.line, e.column), (12, 16), "{e}");
-        assert_eq!(e.help.as_deref(), Some("did you mean `karpenter.sh/capacity-type`?"));
+        assert_eq!(
+            e.help.as_deref(),
+            Some("did you mean `karpenter.sh/capacity-type`?")
+        );
     }
 
     #[test]
@@ -846,7 +887,10 @@ mod tests {
             let e = import_str("e.yaml", text).expect_err("empty");
             assert_eq!((e.line, e.column), (1, 1));
             assert!(e.message.contains("holds no Karpenter object"), "{e}");
-            assert!(e.help.as_deref().is_some_and(|h| h.contains("kubectl get")), "{e}");
+            assert!(
+                e.help.as_deref().is_some_and(|h| h.contains("kubectl get")),
+                "{e}"
+            );
             let rendered = format!("{:?}", miette::Report::new(e));
             assert_eq!(text.is_empty(), !rendered.contains("╭"), "{rendered}");
         }
@@ -862,8 +906,11 @@ mod tests {
         let e = import_files(&[&p]).expect_err("contradiction");
         assert_eq!((e.line, e.column), (14, 16), "BOM shifts nothing: {e}");
         let bad = dir.path().join("bad.yaml");
-        std::fs::write(&bad, b"apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\xff\n")
-            .expect("write");
+        std::fs::write(
+            &bad,
+            b"apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\xff\n",
+        )
+        .expect("write");
         let e = import_files(&[&bad]).expect_err("not utf-8");
         assert_eq!((e.line, e.column), (4, 10), "{e}");
         assert!(e.message.contains("0xFF"), "{e}");
@@ -873,9 +920,17 @@ mod tests {
     /// serde_yaml_ng's repetition limit carries no position: it is reported at the first alias.
     #[test]
     fn alias_bomb_is_located_at_its_first_alias() {
-        let mut y = String::from("apiVersion: karpenter.sh/v1\nkind: NodePool\nx:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-        for (k, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
-            y.push_str(&format!("  {k}: &{k} [{}]\n", vec![format!("*{prev}"); 9].join(", ")));
+        let mut y = String::from(
+            "apiVersion: karpenter.sh/v1\nkind: NodePool\nx:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+        );
+        for (k, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            y.push_str(&format!(
+                "  {k}: &{k} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            ));
         }
         let err = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&y).expect_err("bomb");
         assert!(err.location().is_none(), "{err}");
@@ -885,6 +940,18 @@ mod tests {
         assert_eq!((e.line, e.column), (5, 10), "{e}");
         assert!(e.message.contains("alias"), "{e}");
         assert!(e.help.is_some());
+    }
+
+    /// libyaml's reader errors carry a byte position, not a line: still located.
+    #[test]
+    fn control_characters_are_located() {
+        let e = import_str(
+            "n.yaml",
+            "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\0b\n",
+        )
+        .expect_err("nul");
+        assert_eq!((e.line, e.column), (4, 10), "{e}");
+        assert_eq!(e.message, "control characters are not allowed");
     }
 
     #[test]

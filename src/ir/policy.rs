@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::cond::Cond;
 use super::cost::{CapacityRule, CostRule};
 use super::duration::Duration;
+use super::origin::Origin;
 use super::quantity::Quantity;
 use super::requirements::{Requirement, Requirements};
-use super::origin::Origin;
 
 /// A whole compiled policy: what the solver, scorer and launcher consume.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -184,8 +184,9 @@ mod tests {
     /// docs/language.md lists every code with its meaning, exactly.
     #[test]
     fn the_language_page_lists_every_code() {
-        let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/language.md"))
-            .expect("docs/language.md");
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/language.md"))
+                .expect("docs/language.md");
         let table = markdown_table();
         assert!(
             page.contains(&table),

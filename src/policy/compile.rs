@@ -451,8 +451,8 @@ impl<'a> FileCx<'a> {
 
     fn label_key(&mut self, key: &Word) -> bool {
         if key.text.is_empty() {
-            self.err(key.span, Code::EmptyKey, "empty label key")
-                .help = Some("write a label key such as `team` or `example.com/team`".into());
+            self.err(key.span, Code::EmptyKey, "empty label key").help =
+                Some("write a label key such as `team` or `example.com/team`".into());
             return false;
         }
         if labels::is_unknown_reserved(&key.text) {
@@ -1024,7 +1024,9 @@ impl<'a> FileCx<'a> {
                 format!("`{}` is not a `.rhai` script", s.path.text),
             )
             .with_primary("not a .rhai file")
-            .with_help("scoring scripts are rhai files named `*.rhai`; nothing else is read as a script");
+            .with_help(
+                "scoring scripts are rhai files named `*.rhai`; nothing else is read as a script",
+            );
             self.push(d);
             return None;
         }
@@ -1791,6 +1793,9 @@ mod tests {
         let r = pool.requirement_terms[0].origin.as_ref().expect("origin");
         assert_eq!((r.line, r.column), (3, 3));
         assert_eq!(r.to_string(), "o.policy:3:3");
-        assert_eq!((r.line, r.column), crate::policy::diag::line_col(text, r.offset));
+        assert_eq!(
+            (r.line, r.column),
+            crate::policy::diag::line_col(text, r.offset)
+        );
     }
 }

@@ -381,7 +381,11 @@ impl Snippet {
                 let line = index.line_of(start);
                 let r = index.line_range(text, line);
                 let col = char_count(text, r.start, start.min(r.end));
-                let len = char_count(text, start.min(r.end), clamp(s.offset() + s.len()).min(r.end));
+                let len = char_count(
+                    text,
+                    start.min(r.end),
+                    clamp(s.offset() + s.len()).min(r.end),
+                );
                 (line, col, len)
             })
             .collect();
@@ -669,7 +673,8 @@ impl Diagnostics {
         }
         let errors = rest.iter().filter(|d| d.is_error()).count();
         let warnings = rest.len() - errors;
-        let plural = |n: usize, what: &str| format!("{n} more {what}{}", if n == 1 { "" } else { "s" });
+        let plural =
+            |n: usize, what: &str| format!("{n} more {what}{}", if n == 1 { "" } else { "s" });
         let what = match (errors, warnings) {
             (0, w) => plural(w, "warning"),
             (e, 0) => plural(e, "error"),
@@ -700,9 +705,7 @@ struct Indexes(HashMap<usize, LineIndex>);
 impl Indexes {
     fn get(&mut self, d: &Diagnostic) -> &LineIndex {
         let key = Arc::as_ptr(&d.text) as *const u8 as usize;
-        self.0
-            .entry(key)
-            .or_insert_with(|| LineIndex::new(&d.text))
+        self.0.entry(key).or_insert_with(|| LineIndex::new(&d.text))
     }
 }
 
@@ -771,7 +774,10 @@ mod tests {
         assert!(rendered.contains("unknown operator `inn`"), "{rendered}");
         assert!(rendered.len() < 2_000, "{} bytes", rendered.len());
         // miette's own header names the true line and column too.
-        assert!(rendered.contains(&format!("[long.policy:2:{col}]")), "{rendered}");
+        assert!(
+            rendered.contains(&format!("[long.policy:2:{col}]")),
+            "{rendered}"
+        );
         let lines: Vec<&str> = rendered.lines().collect();
         let src = lines
             .iter()
@@ -782,10 +788,10 @@ mod tests {
         let caret = lines[src + 1];
         // The underline sits under `inn` in the clipped line (same display column).
         let inn_col = shown
-                .char_indices()
-                .find(|(b, _)| shown[*b..].starts_with("inn "))
-                .map(|(b, _)| shown[..b].chars().count())
-                .unwrap_or_else(|| panic!("`inn` not shown: {shown}"));
+            .char_indices()
+            .find(|(b, _)| shown[*b..].starts_with("inn "))
+            .map(|(b, _)| shown[..b].chars().count())
+            .unwrap_or_else(|| panic!("`inn` not shown: {shown}"));
         let under: Vec<char> = caret.chars().collect();
         assert!(
             under.get(inn_col).is_some_and(|c| *c == '─' || *c == '┬'),
@@ -818,12 +824,7 @@ mod tests {
         text.push('\n');
         let target = text.find("TARGET").expect("target");
         let index = LineIndex::new(&text);
-        let (s, spans) = Snippet::build(
-            "f",
-            &text,
-            &index,
-            &[(target, 6).into(), (0, 5).into()],
-        );
+        let (s, spans) = Snippet::build("f", &text, &index, &[(target, 6).into(), (0, 5).into()]);
         assert_eq!(s.segments.len(), 2);
         let shown = s.text();
         assert!(shown.contains("…yyy") && shown.contains("zzz…"), "{shown}");
@@ -841,7 +842,11 @@ mod tests {
         let text = "ab\nçé x\n\nlast";
         let index = LineIndex::new(text);
         for off in 0..=text.len() {
-            assert_eq!(index.line_col(text, off), line_col(text, off), "offset {off}");
+            assert_eq!(
+                index.line_col(text, off),
+                line_col(text, off),
+                "offset {off}"
+            );
         }
     }
 
@@ -850,15 +855,31 @@ mod tests {
     fn render_caps_and_counts_the_rest() {
         let text: Arc<str> = Arc::from("x\n");
         let mk = |i: usize, warn: bool| {
-            let f = if warn { Diagnostic::warning } else { Diagnostic::error };
-            f(Path::new("f"), &text, Span::new(0, 1), Code::Syntax, format!("n{i}"))
+            let f = if warn {
+                Diagnostic::warning
+            } else {
+                Diagnostic::error
+            };
+            f(
+                Path::new("f"),
+                &text,
+                Span::new(0, 1),
+                Code::Syntax,
+                format!("n{i}"),
+            )
         };
         let mut all: Vec<Diagnostic> = (0..MAX_RENDERED + 7).map(|i| mk(i, false)).collect();
         all.extend((0..3).map(|i| mk(i, true)));
         let d = Diagnostics(all);
         let out = d.render(100);
         assert_eq!(out.matches("f:1:1: error").count(), MAX_RENDERED);
-        assert!(out.contains("… and 7 more errors and 3 more warnings"), "{out}");
-        assert_eq!(d.to_json().as_array().map(Vec::len), Some(MAX_RENDERED + 10));
+        assert!(
+            out.contains("… and 7 more errors and 3 more warnings"),
+            "{out}"
+        );
+        assert_eq!(
+            d.to_json().as_array().map(Vec::len),
+            Some(MAX_RENDERED + 10)
+        );
     }
 }

@@ -140,20 +140,90 @@ mod tests {
     use super::*;
     use crate::ir::{Operator, labels};
 
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+
+    /// A byte-order mark is accepted and does not shift columns on line 1.
+    #[test]
+    fn bom_is_accepted_with_exact_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = write(
+            dir.path(),
+            "ok.policy",
+            b"\xEF\xBB\xBFpool a {\n  weight 1\n}\n",
+        );
+        let files = parse_files(std::slice::from_ref(&ok)).expect("parses");
+        assert_eq!(format(&files[0]), "pool a {\n  weight 1\n}\n");
+        let bad = write(
+            dir.path(),
+            "bad.policy",
+            b"\xEF\xBB\xBFpool a { weight x }\n",
+        );
+        let d = load(&[bad]).expect_err("weight x");
+        assert_eq!(d.0[0].line_col(), (1, 17), "{}", d.render(100));
+        assert!(d.render(100).contains(":1:17: error"));
+    }
+
+    /// Bytes that are not UTF-8 are an error at the first of them, with a hint.
+    #[test]
+    fn invalid_utf8_is_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(dir.path(), "x.policy", b"pool a {\n  weight \xff\xfe1\n}\n");
+        let d = parse_files(&[p]).expect_err("not utf-8");
+        assert_eq!(d.0.len(), 1);
+        let e = &d.0[0];
+        assert_eq!(e.code, Code::InvalidUtf8);
+        assert_eq!(e.line_col(), (2, 10));
+        assert_eq!(
+            e.message,
+            "not UTF-8 text: byte 0xFF here is not valid UTF-8"
+        );
+        let r = d.render(100);
+        assert!(
+            r.contains("x.policy:2:10: error") && r.contains("help: save the file as UTF-8"),
+            "{r}"
+        );
+        assert!(r.contains("weight \u{FFFD}"), "{r}");
+    }
+
+    #[test]
+    fn nul_bytes_are_escaped_in_syntax_errors() {
+        let d = parse("n.policy", "pool a {\n  \0\n}\n").expect_err("nul");
+        let e = &d.0[0];
+        assert_eq!((e.code, e.line_col()), (Code::Syntax, (2, 3)));
+        assert!(e.message.contains("`\\0`"), "{}", e.message);
+        assert!(
+            e.help
+                .as_deref()
+                .is_some_and(|h| h.contains("control character")),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn parse_requirement_reads_every_operator() {
         let r = parse_requirement("--require", "karpenter.k8s.aws/instance-family in [m5, c5]")
             .expect("parses");
         assert_eq!((r.op, r.values.len()), (Operator::In, 2));
         let r = parse_requirement("--require", "instance-family not in [t3]").expect("parses");
-        assert_eq!((r.key.as_str(), r.op), (labels::INSTANCE_FAMILY, Operator::NotIn));
+        assert_eq!(
+            (r.key.as_str(), r.op),
+            (labels::INSTANCE_FAMILY, Operator::NotIn)
+        );
         let op = |t: &str| parse_requirement("--require", t).expect("parses").op;
         assert_eq!(op("instance-gpu-name exists"), Operator::Exists);
-        assert_eq!(op("instance-gpu-name does-not-exist"), Operator::DoesNotExist);
+        assert_eq!(
+            op("instance-gpu-name does-not-exist"),
+            Operator::DoesNotExist
+        );
         assert_eq!(op("instance-cpu < 64"), Operator::Lt);
         let r = parse_requirement("--require", "instance-cpu>4").expect("parses");
         assert_eq!((r.op, r.values), (Operator::Gt, vec!["4".to_string()]));
-        let r = parse_requirement("--require", "instance-family in [m5, c5] min 2").expect("parses");
+        let r =
+            parse_requirement("--require", "instance-family in [m5, c5] min 2").expect("parses");
         assert_eq!(r.min_values, Some(2));
     }
 
@@ -166,10 +236,19 @@ mod tests {
             d.0.into_iter().next().expect("one")
         };
         let d = err("instance-cpu > four");
-        assert_eq!((d.code.as_str(), d.span.offset, d.span.len), ("policy::non-integer-bound", 15, 4));
+        assert_eq!(
+            (d.code.as_str(), d.span.offset, d.span.len),
+            ("policy::non-integer-bound", 15, 4)
+        );
         let d = err("instance-family = m5");
-        assert_eq!((d.code.as_str(), d.span.offset), ("policy::unknown-operator", 16));
-        assert!(d.help.as_deref().is_some_and(|h| h.contains("in [value]")), "{d:?}");
+        assert_eq!(
+            (d.code.as_str(), d.span.offset),
+            ("policy::unknown-operator", 16)
+        );
+        assert!(
+            d.help.as_deref().is_some_and(|h| h.contains("in [value]")),
+            "{d:?}"
+        );
         let d = err("instance-family not [m5]");
         assert_eq!(d.code.as_str(), "policy::unknown-operator");
         let d = err("karpenter.k8s.aws/instance-family in [m5");
@@ -177,12 +256,23 @@ mod tests {
         assert_eq!(d.message, "list not closed: expected `,` or `]` after `m5`");
         assert!(d.help.as_deref().is_some_and(|h| h.contains("with `]`")));
         let d = err("instance-family in");
-        assert_eq!((d.code.as_str(), d.span.offset), ("policy::empty-values", 16));
+        assert_eq!(
+            (d.code.as_str(), d.span.offset),
+            ("policy::empty-values", 16)
+        );
         assert_eq!(d.message, "`in` needs at least one value");
         let d = err("instance-family in [m5] x");
         assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 24));
-        assert!(d.message.contains("end of the requirement"), "{}", d.message);
-        assert!(d.help.as_deref().is_some_and(|h| h.contains("KEY in [a, b]")));
+        assert!(
+            d.message.contains("end of the requirement"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.help
+                .as_deref()
+                .is_some_and(|h| h.contains("KEY in [a, b]"))
+        );
         assert_eq!(err("").code.as_str(), "policy::syntax");
         let d = err("arch exists now");
         assert_eq!((d.code.as_str(), d.span.offset), ("policy::syntax", 12));

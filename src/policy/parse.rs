@@ -98,7 +98,14 @@ fn parse_with_pest(file: &Path, source: Arc<str>, text: &str) -> Result<File, Di
     };
     let pairs = match PolicyParser::parse(Rule::file, text) {
         Ok(p) => p,
-        Err(e) => return Err(Diagnostics(vec![syntax_error(file, &source, e, Input::File)])),
+        Err(e) => {
+            return Err(Diagnostics(vec![syntax_error(
+                file,
+                &source,
+                e,
+                Input::File,
+            )]));
+        }
     };
     let mut items = Vec::new();
     for file_pair in pairs {
@@ -311,7 +318,9 @@ impl Cx<'_> {
                     format!("unknown operator `{text}`"),
                 )
                 .with_primary("not an operator")
-                .with_help("a requirement lists the values it allows: use `in [value]` rather than `=`"),
+                .with_help(
+                    "a requirement lists the values it allows: use `in [value]` rather than `=`",
+                ),
             );
             return;
         }

@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn bom_is_dropped_and_bad_bytes_are_located() {
-        assert_eq!(decode(b"\xEF\xBB\xBFpool a {}".to_vec()).ok().as_deref(), Some("pool a {}"));
+        assert_eq!(
+            decode(b"\xEF\xBB\xBFpool a {}".to_vec()).ok().as_deref(),
+            Some("pool a {}")
+        );
         let e = decode(b"\xEF\xBB\xBFab\ncd\xFFe".to_vec()).expect_err("not utf-8");
         assert_eq!((e.offset, e.byte), (5, 0xFF));
         assert_eq!(e.lossy, "ab\ncd\u{FFFD}e");
