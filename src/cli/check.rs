@@ -8,9 +8,10 @@ use crate::policy;
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Format {
-    /// Human-readable: file:line:col, the source line underlined, a hint.
+    /// Human-readable: file:line:col, the source line underlined, a hint; the
+    /// first `policy::diag::MAX_RENDERED` findings, then how many more there are.
     Text,
-    /// A JSON array of {file, line, column, severity, code, message, help}.
+    /// A JSON array of {file, line, column, severity, code, message, help}: every finding.
     Json,
 }
 

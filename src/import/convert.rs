@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::yaml::*;
-use super::{Doc, ImportError, ImportWarning, Imported, Parsed, join_errors};
+use super::{Doc, ImportError, ImportWarning, Imported, Parsed, Source, join_errors};
 use crate::ir::{Operator, Quantity};
 use crate::policy::ast::{self, KeyValue, Span, Word};
 
@@ -47,6 +47,23 @@ fn kv(k: impl Into<String>, v: impl Into<String>) -> KeyValue {
     KeyValue::new(k, v)
 }
 
+/// A word spanning the YAML it came from.
+fn at_span(s: impl Into<String>, span: Span) -> Word {
+    Word {
+        text: s.into(),
+        span,
+    }
+}
+
+/// A key/value pair spanning the YAML key it came from.
+fn kv_at(k: impl Into<String>, v: impl Into<String>, span: Span) -> KeyValue {
+    KeyValue {
+        key: at_span(k, span),
+        value: at_span(v, span),
+        span,
+    }
+}
+
 /// The policy spelling of a duration (`Never` becomes `never`).
 fn dur_word(d: &Dur) -> Word {
     if d.text == "Never" {
@@ -63,7 +80,7 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
         warnings: Vec::new(),
         descriptions: Vec::new(),
     };
-    let mut items = Vec::new();
+    let mut items: Vec<(Source, ast::Item)> = Vec::new();
     let mut pools: BTreeMap<String, String> = BTreeMap::new(); // name -> "kind at file"
     let mut classes: BTreeSet<String> = BTreeSet::new();
     let mut class_refs: Vec<(Doc, Vec<&'static str>, String)> = Vec::new();
@@ -82,7 +99,7 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                     o.spec.template.spec.node_class_ref.name.clone(),
                 ));
                 if let Some(p) = cx.node_pool(&doc, o) {
-                    items.push(ast::Item::Pool(p));
+                    items.push((doc.source.clone(), ast::Item::Pool(p)));
                 }
             }
             Parsed::Ec2NodeClass(o) => {
@@ -91,7 +108,7 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                     continue;
                 }
                 if let Some(c) = cx.ec2_node_class(&doc, o) {
-                    items.push(ast::Item::NodeClass(c));
+                    items.push((doc.source.clone(), ast::Item::NodeClass(c)));
                 }
             }
             Parsed::NodeOverlay(o) => {
@@ -143,14 +160,14 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                     }
                 };
                 if let Some(p) = cx.provisioner(&doc, o, &class_name) {
-                    items.push(ast::Item::Pool(p));
+                    items.push((doc.source.clone(), ast::Item::Pool(p)));
                 }
                 if let Some(spec) = inline
                     && claim_class(&mut cx, &doc, &mut classes, &class_name)
                     && let Some(c) =
                         cx.aws_node_template(&doc, &["spec", "provider"], &class_name, spec)
                 {
-                    items.push(ast::Item::NodeClass(c));
+                    items.push((doc.source.clone(), ast::Item::NodeClass(c)));
                 }
             }
             Parsed::AwsNodeTemplate(o) => {
@@ -160,7 +177,7 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
                 }
                 let name = o.metadata.name.clone();
                 if let Some(c) = cx.aws_node_template(&doc, &["spec"], &name, o.spec) {
-                    items.push(ast::Item::NodeClass(c));
+                    items.push((doc.source.clone(), ast::Item::NodeClass(c)));
                 }
             }
         }
@@ -182,8 +199,25 @@ pub(crate) fn convert(path: PathBuf, docs: Vec<(Doc, Parsed)>) -> Result<Importe
         return Err(e);
     }
     let mut file = ast::File::new(path);
-    file.items = items;
+    file.items = items.iter().map(|(_, i)| i.clone()).collect();
+    // One file per source, in first-appearance order, for the compiler.
+    let mut files: Vec<ast::File> = Vec::new();
+    for (src, item) in items {
+        match files
+            .iter_mut()
+            .find(|f| f.source.as_ptr() == src.text.as_ptr())
+        {
+            Some(f) => f.items.push(item),
+            None => {
+                let mut f = ast::File::new(PathBuf::from(&*src.name));
+                f.source = src.text.clone();
+                f.items.push(item);
+                files.push(f);
+            }
+        }
+    }
     Ok(Imported {
+        files,
         file,
         warnings: cx.warnings,
         descriptions: cx.descriptions,
@@ -254,12 +288,22 @@ impl Ctx {
         &mut self,
         doc: &Doc,
         path: &[&str],
+        item: Option<(usize, usize)>,
         r: &RequirementY,
     ) -> Option<ast::Requirement> {
         let at = |field: &'static str| {
             let mut p = path.to_vec();
             p.push(field);
             p
+        };
+        // Where each field is, for the policy checker's findings (see `super::check`).
+        let span_of = |sub: &[&str]| match item {
+            Some(it) => doc.span_within(it, sub),
+            None => {
+                let mut p = path.to_vec();
+                p.extend_from_slice(sub);
+                doc.span(&p)
+            }
         };
         let (op, values) = match r.operator {
             Op::K8s(op) => (op, r.values.clone()),
@@ -338,13 +382,20 @@ impl Ctx {
                 return None;
             }
         }
+        let key_span = span_of(&["key"]);
         Some(ast::Requirement {
-            key: w(r.key.clone()),
+            key: at_span(r.key.clone(), key_span),
             op: ast::ReqOp::from_ir(op),
-            op_span: Span::DUMMY,
-            values: values.into_iter().map(w).collect(),
-            min_values: r.min_values.map(|m| w(m.to_string())),
-            span: Span::DUMMY,
+            op_span: span_of(&["operator"]),
+            values: values
+                .into_iter()
+                .enumerate()
+                .map(|(j, v)| at_span(v, span_of(&["values", &format!("#{j}")])))
+                .collect(),
+            min_values: r
+                .min_values
+                .map(|m| at_span(m.to_string(), span_of(&["minValues"]))),
+            span: key_span,
         })
     }
 
@@ -379,18 +430,27 @@ impl Ctx {
             body.push(ast::PoolStmt::Weight(w(wt.to_string())));
         }
         let reqs: Vec<&str> = vec!["spec", "template", "spec", "requirements"];
+        let items = doc.items(&reqs);
         for (i, r) in ts.requirements.iter().enumerate() {
             let idx = format!("#{i}");
             let mut p = reqs.clone();
             p.push(&idx);
-            if let Some(r) = self.requirement(doc, &p, r) {
+            if let Some(r) = self.requirement(doc, &p, items.get(i).copied(), r) {
                 body.push(ast::PoolStmt::Require(r));
             }
         }
         self.limits(doc, &["spec", "limits"], &spec.limits, &mut body);
         if let Some(m) = &spec.template.metadata {
+            let path = ["spec", "template", "metadata", "labels"];
+            let spans = doc.keys(&path);
+            let fallback = if m.labels.is_empty() {
+                Span::DUMMY
+            } else {
+                doc.span(&path)
+            };
             for (k, v) in &m.labels {
-                body.push(ast::PoolStmt::Label(kv(k.clone(), v.clone())));
+                let span = spans.get(k).copied().unwrap_or(fallback);
+                body.push(ast::PoolStmt::Label(kv_at(k.clone(), v.clone(), span)));
             }
         }
         body.extend(
@@ -413,7 +473,10 @@ impl Ctx {
                 "nodewright launches EC2 instances: use `group: karpenter.k8s.aws`, `kind: EC2NodeClass`",
             ));
         }
-        body.push(ast::PoolStmt::NodeClass(w(r.name.clone())));
+        body.push(ast::PoolStmt::NodeClass(at_span(
+            r.name.clone(),
+            doc.span(&["spec", "template", "spec", "nodeClassRef", "name"]),
+        )));
 
         let mut d = Vec::new();
         if let Some(dis) = &spec.disruption
@@ -483,10 +546,11 @@ impl Ctx {
         if !d.is_empty() {
             body.push(ast::PoolStmt::Disruption(disruption(d)));
         }
+        let span = doc.span(&["metadata", "name"]);
         (self.errors.len() == n_err).then(|| ast::Pool {
-            name: w(o.metadata.name),
+            name: at_span(o.metadata.name, span),
             body,
-            span: Span::DUMMY,
+            span,
         })
     }
 
@@ -647,7 +711,8 @@ impl Ctx {
         {
             body.push(N::Kubelet(k));
         }
-        (self.errors.len() == n_err).then(|| node_class(o.metadata.name, body))
+        let span = doc.span(&["metadata", "name"]);
+        (self.errors.len() == n_err).then(|| node_class(o.metadata.name, span, body))
     }
 
     fn term(
@@ -740,9 +805,15 @@ impl Ctx {
         if let Some(wt) = s.weight {
             body.push(ast::PoolStmt::Weight(w(wt.to_string())));
         }
+        let items = doc.items(&["spec", "requirements"]);
         for (i, r) in s.requirements.iter().enumerate() {
             let idx = format!("#{i}");
-            if let Some(r) = self.requirement(doc, &["spec", "requirements", &idx], r) {
+            if let Some(r) = self.requirement(
+                doc,
+                &["spec", "requirements", &idx],
+                items.get(i).copied(),
+                r,
+            ) {
                 body.push(ast::PoolStmt::Require(r));
             }
         }
@@ -795,8 +866,15 @@ impl Ctx {
                 &mut body,
             );
         }
+        let spans = doc.keys(&["spec", "labels"]);
+        let fallback = if s.labels.is_empty() {
+            Span::DUMMY
+        } else {
+            doc.span(&["spec", "labels"])
+        };
         for (k, v) in &s.labels {
-            body.push(ast::PoolStmt::Label(kv(k.clone(), v.clone())));
+            let span = spans.get(k).copied().unwrap_or(fallback);
+            body.push(ast::PoolStmt::Label(kv_at(k.clone(), v.clone(), span)));
         }
         body.extend(
             s.taints
@@ -808,7 +886,10 @@ impl Ctx {
                 .iter()
                 .map(|t| ast::PoolStmt::StartupTaint(Self::taint(t))),
         );
-        body.push(ast::PoolStmt::NodeClass(w(class)));
+        body.push(ast::PoolStmt::NodeClass(at_span(
+            class,
+            doc.span(&["spec", "providerRef", "name"]),
+        )));
         if let Some(k) = s.kubelet_configuration {
             let k: KubeletY = k.into();
             if let Some(k) = self.kubelet(doc, &["spec", "kubeletConfiguration"], &k) {
@@ -847,10 +928,11 @@ impl Ctx {
             },
         ));
         body.push(ast::PoolStmt::Disruption(disruption(d)));
+        let span = doc.span(&["metadata", "name"]);
         (self.errors.len() == n_err).then(|| ast::Pool {
-            name: w(o.metadata.name),
+            name: at_span(o.metadata.name, span),
             body,
-            span: Span::DUMMY,
+            span,
         })
     }
 
@@ -999,15 +1081,21 @@ impl Ctx {
         if let Some(b) = s.detailed_monitoring {
             body.push(N::DetailedMonitoring(w(b.to_string())));
         }
-        (self.errors.len() == n_err).then(|| node_class(name.to_string(), body))
+        let span = doc.span(&["metadata", "name"]);
+        (self.errors.len() == n_err).then(|| node_class(name.to_string(), span, body))
     }
 
     /// NodeOverlays → cost and capacity rules. Karpenter applies, per instance
     /// type, only the highest-precedence overlay (weight, then name) that sets
     /// the price, and per extended resource only the highest that sets it; each
     /// rule therefore excludes the offerings a higher overlay already claims.
-    fn overlays(&mut self, overlays: Vec<(Doc, Object<NodeOverlaySpec>)>) -> Vec<ast::Item> {
+    fn overlays(
+        &mut self,
+        overlays: Vec<(Doc, Object<NodeOverlaySpec>)>,
+    ) -> Vec<(Source, ast::Item)> {
         struct Ov {
+            source: Source,
+            span: Span,
             name: String,
             weight: i32,
             cond: Option<ast::Expr>,
@@ -1075,6 +1163,8 @@ impl Ctx {
                 continue;
             }
             ovs.push(Ov {
+                source: doc.source.clone(),
+                span: doc.span(&["metadata", "name"]),
                 name: o.metadata.name,
                 weight: s.weight.unwrap_or(0),
                 cond: and(conds),
@@ -1094,12 +1184,12 @@ impl Ctx {
                     excluding(&o.cond, &shadow.iter().map(|h| &h.cond).collect::<Vec<_>>())
                 {
                     out.push((
-                        o.weight,
+                        o.source.clone(),
                         ast::Item::Cost(ast::CostRule {
                             action: action.clone(),
                             when,
                             weight: weight.clone(),
-                            span: Span::DUMMY,
+                            span: o.span,
                         }),
                     ));
                 }
@@ -1119,12 +1209,12 @@ impl Ctx {
                 let conds: Vec<&Option<ast::Expr>> = shadow.iter().map(|&j| &ovs[j].cond).collect();
                 if let Some(when) = excluding(&o.cond, &conds) {
                     out.push((
-                        o.weight,
+                        o.source.clone(),
                         ast::Item::Capacity(ast::CapacityRule {
                             add,
                             when,
                             weight: weight.clone(),
-                            span: Span::DUMMY,
+                            span: o.span,
                         }),
                     ));
                 }
@@ -1132,7 +1222,7 @@ impl Ctx {
         }
         // Print lowest precedence first, the order the rules are applied in.
         out.reverse();
-        out.into_iter().map(|(_, i)| i).collect()
+        out
     }
 
     fn overlay_cond(
@@ -1245,9 +1335,9 @@ fn disruption(kinds: Vec<ast::DisruptionKind>) -> ast::Disruption {
     }
 }
 
-fn node_class(name: String, body: Vec<ast::NodeClassKind>) -> ast::NodeClass {
+fn node_class(name: String, span: Span, body: Vec<ast::NodeClassKind>) -> ast::NodeClass {
     ast::NodeClass {
-        name: w(name),
+        name: at_span(name, span),
         body: body
             .into_iter()
             .map(|kind| ast::NodeClassStmt {
@@ -1255,7 +1345,7 @@ fn node_class(name: String, body: Vec<ast::NodeClassKind>) -> ast::NodeClass {
                 span: Span::DUMMY,
             })
             .collect(),
-        span: Span::DUMMY,
+        span,
     }
 }
 

@@ -80,6 +80,95 @@ pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     found
 }
 
+/// The byte ranges (relative to `text`) of the items of the block sequence
+/// at `path`, each from the start of its `-` line to the start of the next
+/// item (so [`locate`] works on the slice); empty when the
+/// sequence is not found or is not in block style. One pass over the lines,
+/// so a NodePool with thousands of requirements is located in linear time.
+pub(super) fn items(text: &str, path: &[&str]) -> Vec<(usize, usize)> {
+    let lines = lines_of(text);
+    let Some(range) = node_lines(&lines, path) else {
+        return Vec::new();
+    };
+    let Some(first) = range.clone().find(|&i| content(lines[i].1)) else {
+        return Vec::new();
+    };
+    let dash = indent(lines[first].1);
+    if !is_dash(&lines[first].1[dash..]) {
+        return Vec::new();
+    }
+    let starts: Vec<usize> = range
+        .clone()
+        .filter(|&i| {
+            let l = lines[i].1;
+            content(l) && indent(l) == dash && is_dash(&l[dash..])
+        })
+        .collect();
+    let end_of_range = lines.get(range.end).map_or(text.len(), |&(off, _)| off);
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let start = lines[i].0;
+            let end = starts.get(k + 1).map_or(end_of_range, |&j| lines[j].0);
+            (start, end.max(start))
+        })
+        .collect()
+}
+
+/// The direct keys of the block mapping at `path`, each with the byte range
+/// (relative to `text`) of the key itself, in one pass (a NodePool with
+/// thousands of labels is located in linear time). Empty when not found.
+pub(super) fn keys(text: &str, path: &[&str]) -> Vec<(String, (usize, usize))> {
+    let lines = lines_of(text);
+    let Some(range) = node_lines(&lines, path) else {
+        return Vec::new();
+    };
+    let Some(first) = range.clone().find(|&i| content(lines[i].1)) else {
+        return Vec::new();
+    };
+    let col = key_col(lines[first].1);
+    range
+        .filter_map(|i| {
+            let (off, l) = lines[i];
+            if !content(l) || key_col(l) != col || indent(l) != col {
+                return None;
+            }
+            let k = key_of(&l[col..])?;
+            let at = l[col..].find(k).map_or(col, |p| col + p);
+            Some((k.to_string(), (off + at, k.len().max(1))))
+        })
+        .collect()
+}
+
+/// The lines of `text` as (byte offset, line without its break).
+fn lines_of(text: &str) -> Vec<(usize, &str)> {
+    let mut off = 0;
+    text.split_inclusive('\n')
+        .map(|l| {
+            let r = (off, l.trim_end_matches(['\n', '\r']));
+            off += l.len();
+            r
+        })
+        .collect()
+}
+
+/// The line range of the children of the mapping key at `path` (block style only).
+fn node_lines(lines: &[(usize, &str)], path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let mut range = 0..lines.len();
+    for seg in path {
+        let first = range.clone().find(|&i| content(lines[i].1))?;
+        let col = key_col(lines[first].1);
+        let i = range.clone().find(|&i| {
+            let l = lines[i].1;
+            content(l) && key_col(l) == col && key_of(&l[col..]) == Some(seg)
+        })?;
+        let end = next_at_or_below(lines, i + 1, range.end, col, false);
+        range = (i + 1)..end;
+    }
+    Some(range)
+}
+
 fn content(l: &str) -> bool {
     let t = l.trim();
     !t.is_empty() && !t.starts_with('#')
@@ -166,6 +255,30 @@ mod tests {
             "[\"x\"]"
         );
         assert_eq!(at(&["spec", "template"]), "template");
+    }
+
+    #[test]
+    fn items_of_a_block_sequence() {
+        let items = super::items(Y, &["spec", "template", "spec", "requirements"]);
+        assert_eq!(items.len(), 2);
+        let second = &Y[items[1].0..items[1].1];
+        assert!(second.trim_start().starts_with("- key: b"), "{second:?}");
+        assert!(second.ends_with("values: [\"x\"]\n"), "{second:?}");
+        let (o, l) = locate(second, &["operator"]).expect("operator");
+        assert_eq!(&second[o..o + l], "Gt");
+        assert!(super::items(Y, &["spec", "nope"]).is_empty());
+        assert!(super::items(Y, &["kind"]).is_empty());
+    }
+
+    #[test]
+    fn keys_of_a_block_mapping() {
+        let y = "metadata:\n  labels:\n    team: a\n    \"x.io/y\": b\n  name: n\n";
+        let keys = super::keys(y, &["metadata", "labels"]);
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["team", "x.io/y"]);
+        let (o, l) = keys[1].1;
+        assert_eq!(&y[o..o + l], "x.io/y");
+        assert!(super::keys(y, &["spec"]).is_empty());
     }
 
     #[test]

@@ -20,10 +20,12 @@ mod yaml;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{NamedSource, SourceSpan};
+use miette::{LabeledSpan, SourceSpan};
 use serde::Deserialize;
 
-use crate::policy::ast;
+use crate::policy::ast::{self, Span};
+use crate::policy::diag::{LineIndex, Snippet};
+use crate::policy::{Code, Diagnostic};
 use yaml::{
     AwsNodeTemplateSpec, Ec2NodeClassSpec, HINT_SEP, Header, NodeOverlaySpec, NodePoolSpec, Object,
     ProvisionerSpec,
@@ -32,8 +34,12 @@ use yaml::{
 /// The result of an import: the policy AST plus what the user should know.
 #[derive(Debug, Clone)]
 pub struct Imported {
-    /// The policy, ready for `policy::format` or the compiler.
+    /// The policy as one file, for `policy::format` (its nodes carry no spans of its own).
     pub file: ast::File,
+    /// The same items, one file per YAML source, named after it and holding
+    /// its text, each node spanning the YAML field it came from: what the
+    /// compiler reads, so its findings point at YAML lines.
+    pub files: Vec<ast::File>,
     /// Things imported approximately or not at all (annotations, object labels).
     pub warnings: Vec<ImportWarning>,
     /// `kubernetes.io/description` annotations, as `(kind name, text)`, for a comment header.
@@ -41,10 +47,12 @@ pub struct Imported {
 }
 
 /// A fatal import problem at a YAML location.
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}:{column}: {message}")]
-#[diagnostic(code(nodewright::import))]
 pub struct ImportError {
+    /// Which kind of problem: [`Code::Import`] for the importer's own checks,
+    /// a `policy::` code when the policy checker rejects what the YAML says.
+    pub code: Code,
     /// What is wrong.
     pub message: String,
     /// The YAML file (as given).
@@ -53,25 +61,24 @@ pub struct ImportError {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
-    /// The YAML text, for the snippet.
-    #[source_code]
-    pub src: NamedSource<Arc<str>>,
+    /// The lines around the problem (long lines clipped), for the snippet.
+    pub src: Snippet,
     /// Where, in `src`.
-    #[label("here")]
     pub span: SourceSpan,
+    /// Other places in `src`, each with what it has to do with the problem.
+    pub labels: Vec<(SourceSpan, String)>,
     /// How to fix it.
-    #[help]
     pub help: Option<String>,
     /// Further errors (other documents or files).
-    #[related]
     pub others: Vec<ImportError>,
 }
 
 /// A non-fatal import note at a YAML location.
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}:{column}: {message}")]
-#[diagnostic(code(nodewright::import), severity(Warning))]
 pub struct ImportWarning {
+    /// [`Code::Import`], or the policy checker's code for its warnings.
+    pub code: Code,
     /// What was not imported, or imported approximately.
     pub message: String,
     /// The YAML file (as given).
@@ -80,15 +87,79 @@ pub struct ImportWarning {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
-    /// The YAML text, for the snippet.
-    #[source_code]
-    pub src: NamedSource<Arc<str>>,
+    /// The lines around the note (long lines clipped), for the snippet.
+    pub src: Snippet,
     /// Where, in `src`.
-    #[label("here")]
     pub span: SourceSpan,
     /// What to do about it.
-    #[help]
     pub help: Option<String>,
+}
+
+/// The parts of a located import finding that miette renders.
+fn labels_of<'a>(
+    span: SourceSpan,
+    labels: &'a [(SourceSpan, String)],
+) -> Box<dyn Iterator<Item = LabeledSpan> + 'a> {
+    let primary = LabeledSpan::new_primary_with_span(Some("here".to_string()), span);
+    Box::new(
+        std::iter::once(primary).chain(
+            labels
+                .iter()
+                .map(|(s, m)| LabeledSpan::new_with_span(Some(m.clone()), *s)),
+        ),
+    )
+}
+
+impl miette::Diagnostic for ImportError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(self.code.as_str()))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        (!self.src.is_empty()).then_some(&self.src as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        (!self.src.is_empty()).then(|| labels_of(self.span, &self.labels))
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        Some(Box::new(
+            self.others
+                .iter()
+                .take(crate::policy::diag::MAX_RENDERED)
+                .map(|e| e as &dyn miette::Diagnostic),
+        ))
+    }
+}
+
+impl miette::Diagnostic for ImportWarning {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(self.code.as_str()))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Warning)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        (!self.src.is_empty()).then_some(&self.src as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        (!self.src.is_empty()).then(|| labels_of(self.span, &[]))
+    }
+}
+
+impl ImportError {
+    /// Every error: this one, then the others it carries.
+    pub fn count(&self) -> usize {
+        1 + self.others.len()
+    }
 }
 
 /// One YAML source file.
@@ -96,17 +167,28 @@ pub struct ImportWarning {
 pub(crate) struct Source {
     pub name: Arc<str>,
     pub text: Arc<str>,
+    /// Line starts of `text`, built once: every finding in the file is located with it.
+    pub lines: Arc<LineIndex>,
 }
 
 impl Source {
+    /// A source named `name` with the text `text`.
+    pub(crate) fn new(name: &str, text: &str) -> Source {
+        Source {
+            name: Arc::from(name),
+            text: Arc::from(text),
+            lines: Arc::new(LineIndex::new(text)),
+        }
+    }
+
     /// 1-based line and column of a byte offset.
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
+        self.lines.line_col(&self.text, offset)
+    }
+
+    /// The clipped snippet showing `spans` (primary first), and the spans re-based into it.
+    fn snippet(&self, spans: &[SourceSpan]) -> (Snippet, Vec<SourceSpan>) {
+        Snippet::build(&self.name, &self.text, &self.lines, spans)
     }
 
     /// A located error.
@@ -118,13 +200,16 @@ impl Source {
         help: Option<String>,
     ) -> ImportError {
         let (line, column) = self.line_col(offset);
+        let (src, spans) = self.snippet(&[SourceSpan::new(offset.into(), len)]);
         ImportError {
+            code: Code::Import,
             message,
             file: self.name.to_string(),
             line,
             column,
-            src: NamedSource::new(&self.name, self.text.clone()),
-            span: SourceSpan::new(offset.into(), len),
+            src,
+            span: spans.first().copied().unwrap_or_else(|| (0, 0).into()),
+            labels: Vec::new(),
             help,
             others: Vec::new(),
         }
@@ -139,14 +224,48 @@ impl Source {
         help: Option<String>,
     ) -> ImportWarning {
         let (line, column) = self.line_col(offset);
+        let (src, spans) = self.snippet(&[SourceSpan::new(offset.into(), len)]);
         ImportWarning {
+            code: Code::Import,
             message,
             file: self.name.to_string(),
             line,
             column,
-            src: NamedSource::new(&self.name, self.text.clone()),
-            span: SourceSpan::new(offset.into(), len),
+            src,
+            span: spans.first().copied().unwrap_or_else(|| (0, 0).into()),
             help,
+        }
+    }
+
+    /// A policy checker finding on what this source's YAML produced, at its YAML lines.
+    fn checked(&self, d: &Diagnostic) -> ImportError {
+        let len = self.text.len();
+        let clamp = |s: Span| {
+            let a = s.offset.min(len);
+            SourceSpan::new(a.into(), s.end().min(len) - a)
+        };
+        let all: Vec<SourceSpan> = std::iter::once(d.span)
+            .chain(d.labels.iter().map(|l| l.span))
+            .map(clamp)
+            .collect();
+        let (line, column) = self.line_col(d.span.offset);
+        let (src, spans) = self.snippet(&all);
+        ImportError {
+            code: d.code,
+            message: d.message.clone(),
+            file: self.name.to_string(),
+            line,
+            column,
+            src,
+            span: spans.first().copied().unwrap_or_else(|| (0, 0).into()),
+            labels: spans
+                .iter()
+                .skip(1)
+                .zip(&d.labels)
+                .map(|(s, l)| (*s, l.message.clone()))
+                .collect(),
+            help: d.help.clone(),
+            others: Vec::new(),
         }
     }
 }
@@ -178,6 +297,32 @@ impl Doc {
         self.offset + self.text.len()
     }
 
+    /// Where to report a serde_yaml_ng error that carries no position: the
+    /// first alias (`*name`) for the repetition limit, which only aliases
+    /// reach; otherwise the document's first token.
+    fn unlocated(&self, message: &str) -> (usize, usize) {
+        let first_token = || {
+            let rel = self.text.find(|c: char| !c.is_whitespace()).unwrap_or(0);
+            (self.offset + rel, self.token_len(rel))
+        };
+        if !message.contains("repetition limit") {
+            return first_token();
+        }
+        let mut off = 0;
+        for line in self.text.split_inclusive('\n') {
+            let code = line.split(" #").next().unwrap_or(line);
+            if !code.trim_start().starts_with('#')
+                && let Some(i) = code.match_indices('*').map(|(i, _)| i).find(|&i| {
+                    code[i + 1..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+                })
+            {
+                return (self.offset + off + i, self.token_len(off + i));
+            }
+            off += line.len();
+        }
+        first_token()
+    }
+
     /// The length of the token at doc-relative byte `rel` (to the end of the word), at least 1.
     fn token_len(&self, rel: usize) -> usize {
         let rest = self.text.get(rel..).unwrap_or("");
@@ -189,16 +334,29 @@ impl Doc {
 
     /// Converts a serde_yaml_ng error into a located import error.
     pub(crate) fn yaml_error(&self, e: &serde_yaml_ng::Error) -> ImportError {
-        let (offset, len) = match e.location() {
-            Some(loc) => {
+        let (offset, len) = match (e.location(), reader_position(&e.to_string())) {
+            // A reader error's mark is the document start; its message has the byte.
+            (_, Some(pos)) if pos <= self.text.len() => (self.offset + pos, 1),
+            (Some(loc), _) => {
                 let off = self.offset_of(loc.line(), loc.column());
                 (off, self.token_len(off - self.offset))
             }
-            None => (self.offset, 0),
+            (None, _) => self.unlocated(&e.to_string()),
         };
         let text = e.to_string();
-        // serde_yaml_ng appends " at line L column C"; we print our own location.
-        let text = match text.rfind(" at line ") {
+        if text.contains("repetition limit exceeded") {
+            return self.source.error(
+                offset,
+                len,
+                "YAML aliases expand past the repetition limit (an alias bomb?)".into(),
+                Some("each `*alias` repeats its anchored node, and aliases inside anchored nodes multiply; write the values out instead of nesting aliases".into()),
+            );
+        }
+        // serde_yaml_ng appends " at line L column C" (or " at position N"); we print our own location.
+        let text = match text
+            .rfind(" at line ")
+            .or_else(|| text.rfind(" at position "))
+        {
             Some(i) => text[..i].to_string(),
             None => text,
         };
@@ -236,6 +394,48 @@ impl Doc {
             .warning(off, len, message.into(), Some(help.into()))
     }
 
+    /// The span (in the source) of the node at `path`; see [`Doc::span_of`].
+    pub(crate) fn span(&self, path: &[&str]) -> Span {
+        let (o, l) = self.span_of(path);
+        Span::new(o, l)
+    }
+
+    /// Source byte ranges of the items of the block sequence at `path` (see [`locate::items`]).
+    pub(crate) fn items(&self, path: &[&str]) -> Vec<(usize, usize)> {
+        locate::items(&self.text, path)
+            .into_iter()
+            .map(|(a, b)| (self.offset + a, self.offset + b))
+            .collect()
+    }
+
+    /// The span of each direct key of the mapping at `path` (see [`locate::keys`]).
+    pub(crate) fn keys(&self, path: &[&str]) -> std::collections::HashMap<String, Span> {
+        locate::keys(&self.text, path)
+            .into_iter()
+            .map(|(k, (o, l))| (k, Span::new(self.offset + o, l)))
+            .collect()
+    }
+
+    /// The span of `path` inside the sequence item at source range `item`
+    /// (from [`Doc::items`]), or of the item's `-` when not found.
+    pub(crate) fn span_within(&self, item: (usize, usize), path: &[&str]) -> Span {
+        let rel = (item.0 - self.offset, item.1 - self.offset);
+        match self
+            .text
+            .get(rel.0..rel.1)
+            .and_then(|t| locate::locate(t, path))
+        {
+            Some((o, l)) => Span::new(item.0 + o, l.max(1)),
+            None => {
+                let lead = self
+                    .text
+                    .get(rel.0..rel.1)
+                    .map_or(0, |t| t.len() - t.trim_start().len());
+                Span::new(item.0 + lead, 1)
+            }
+        }
+    }
+
     /// Source byte range of the node at `path`, or of the document's first content line.
     pub(crate) fn span_of(&self, path: &[&str]) -> (usize, usize) {
         match locate::locate(&self.text, path) {
@@ -246,6 +446,17 @@ impl Doc {
             }
         }
     }
+}
+
+/// The byte position libyaml's reader errors (a control character, bad
+/// encoding) name in their message ("... at position 106"): their mark is
+/// the document start, the position is the offending byte.
+fn reader_position(message: &str) -> Option<usize> {
+    let (_, rest) = message.rsplit_once(" at position ")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Hints for serde's own messages (unknown field, missing field, wrong type).
@@ -397,36 +608,40 @@ pub(crate) fn join_errors(mut errs: Vec<ImportError>) -> Option<ImportError> {
 
 /// Imports the Karpenter YAML `text` (multi-document), naming it `file` in diagnostics.
 pub fn import_str(file: &str, text: &str) -> Result<Imported, ImportError> {
-    import_sources(vec![Source {
-        name: Arc::from(file),
-        text: Arc::from(text),
-    }])
+    import_sources(vec![Source::new(
+        file,
+        crate::policy::text::strip_bom(text),
+    )])
 }
 
 /// Imports several YAML files into one policy (node class references may cross files).
 pub fn import_files<P: AsRef<Path>>(paths: &[P]) -> Result<Imported, ImportError> {
     let mut sources = Vec::new();
+    let mut errors = Vec::new();
     for p in paths {
         let p = p.as_ref();
         let name = p.display().to_string();
-        match std::fs::read_to_string(p) {
-            Ok(text) => sources.push(Source {
-                name: Arc::from(name.as_str()),
-                text: Arc::from(text),
-            }),
-            Err(e) => {
-                let src = Source {
-                    name: Arc::from(name.as_str()),
-                    text: Arc::from(""),
-                };
-                return Err(src.error(
-                    0,
-                    0,
-                    format!("cannot read {name}: {e}"),
-                    Some("check the path and its permissions".into()),
+        match std::fs::read(p).map(crate::policy::text::decode) {
+            Ok(Ok(text)) => sources.push(Source::new(&name, &text)),
+            Ok(Err(bad)) => {
+                let message = bad.message();
+                errors.push(Source::new(&name, &bad.lossy).error(
+                    bad.offset,
+                    '\u{FFFD}'.len_utf8(),
+                    message,
+                    Some(crate::policy::text::NotUtf8::HELP.into()),
                 ));
             }
+            Err(e) => errors.push(Source::new(&name, "").error(
+                0,
+                0,
+                format!("cannot read {name}: {e}"),
+                Some("check the path and its permissions".into()),
+            )),
         }
+    }
+    if let Some(e) = join_errors(errors) {
+        return Err(e);
     }
     import_sources(sources)
 }
@@ -435,7 +650,24 @@ fn import_sources(sources: Vec<Source>) -> Result<Imported, ImportError> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for s in &sources {
-        for doc in split_documents(s) {
+        let docs = split_documents(s);
+        if docs.is_empty() {
+            errors.push(s.error(
+                0,
+                0,
+                format!(
+                    "{} holds no Karpenter object: it is {}",
+                    s.name,
+                    if s.text.trim().is_empty() { "empty" } else { "only comments" }
+                ),
+                Some(format!(
+                    "give the YAML of the objects to import ({}); `kubectl get nodepools,ec2nodeclasses -o yaml` prints a cluster's",
+                    supported_list()
+                )),
+            ));
+            continue;
+        }
+        for doc in docs {
             match parse_doc(&doc) {
                 Ok(p) => parsed.push((doc, p)),
                 Err(e) => errors.push(e),
@@ -449,7 +681,51 @@ fn import_sources(sources: Vec<Source>) -> Result<Imported, ImportError> {
         [one] => PathBuf::from(&*one.name).with_extension("policy"),
         _ => PathBuf::from("imported.policy"),
     };
-    convert::convert(path, parsed)
+    let mut imported = convert::convert(path, parsed)?;
+    check(&sources, &mut imported)?;
+    Ok(imported)
+}
+
+/// Runs the policy checker on what the YAML produced, as `check` would on
+/// the printed policy, and reports what it finds at the YAML lines (each
+/// imported node carries the span of the YAML field it came from). A node
+/// class defined elsewhere is not an error here: the importer has already
+/// warned, and another file of the policy set may define it.
+fn check(sources: &[Source], imported: &mut Imported) -> Result<(), ImportError> {
+    let found = match crate::policy::compile(&imported.files) {
+        Ok((_, warnings)) => warnings,
+        Err(d) => d.0,
+    };
+    let source_of = |d: &Diagnostic| {
+        let name = d.file.display().to_string();
+        sources.iter().find(|s| *s.name == *name)
+    };
+    let mut errors = Vec::new();
+    for d in &found {
+        if d.code == Code::UnknownNodeClass {
+            continue;
+        }
+        let Some(src) = source_of(d) else { continue };
+        let e = src.checked(d);
+        if d.is_error() {
+            errors.push(e);
+        } else {
+            imported.warnings.push(ImportWarning {
+                code: e.code,
+                message: e.message,
+                file: e.file,
+                line: e.line,
+                column: e.column,
+                src: e.src,
+                span: e.span,
+                help: e.help,
+            });
+        }
+    }
+    match join_errors(errors) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Whether `path` names Karpenter YAML (by extension) rather than policy text.
@@ -482,7 +758,7 @@ pub fn load_policy_set(
         paths.iter().cloned().partition(|p| is_yaml(p));
     let mut files = crate::policy::parse_files(&policy)?;
     if !yaml.is_empty() {
-        files.push(import_files(&yaml)?.file);
+        files.extend(import_files(&yaml)?.files);
     }
     Ok(crate::policy::compile(&files)?)
 }
@@ -555,6 +831,130 @@ mod tests {
             e.help.as_deref().unwrap_or("").contains("static-capacity"),
             "{e}"
         );
+    }
+
+    const CONTRADICTION: &str = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      requirements:\n        - key: kubernetes.io/arch\n          operator: In\n          values: [amd64]\n        - key: karpenter.sh/capacity-type\n          operator: Exists\n        - key: kubernetes.io/arch\n          operator: In\n          values: [arm64]\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: d}\n";
+
+    /// The checker runs on what the YAML produced and points at the YAML lines.
+    #[test]
+    fn contradicting_requirements_are_reported_at_their_yaml_lines() {
+        let e = import_str("np.yaml", CONTRADICTION).expect_err("contradiction");
+        assert_eq!(e.code, Code::Contradiction);
+        assert_eq!(
+            (e.file.as_str(), e.line, e.column),
+            ("np.yaml", 14, 16),
+            "{e}"
+        );
+        assert!(e.message.contains("contradict"), "{e}");
+        assert_eq!(e.labels.len(), 1);
+        assert_eq!(e.labels[0].1, "contradicts this one");
+        assert!(e.src.text().contains("- key: kubernetes.io/arch"));
+        let rendered = format!("{:?}", miette::Report::new(e));
+        assert!(
+            rendered.contains("9 │         - key: kubernetes.io/arch"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("14 │         - key: kubernetes.io/arch"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("remove or widen"), "{rendered}");
+        // `plan --policy np.yaml` reads the same files: the YAML location, not a `.policy`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("np.yaml");
+        std::fs::write(&p, CONTRADICTION).expect("write");
+        let err = load_policy_set(&[p]).expect_err("contradiction");
+        let LoadError::Import(e) = err else {
+            panic!("not an import error: {err:?}")
+        };
+        assert!(e.file.ends_with("np.yaml") && e.line == 14, "{e}");
+    }
+
+    #[test]
+    fn unknown_label_in_yaml_is_located() {
+        let y = CONTRADICTION
+            .replace("values: [arm64]", "values: [amd64]")
+            .replace("karpenter.sh/capacity-type", "karpenter.sh/capacity-typo");
+        let e = import_str("np.yaml", &y).expect_err("typo");
+        assert_eq!(e.code, Code::UnknownLabel);
+        assert_eq!((e.line, e.column), (12, 16), "{e}");
+        assert_eq!(
+            e.help.as_deref(),
+            Some("did you mean `karpenter.sh/capacity-type`?")
+        );
+    }
+
+    #[test]
+    fn empty_input_is_an_error_with_a_hint() {
+        for text in ["", "\n# only a comment\n---\n"] {
+            let e = import_str("e.yaml", text).expect_err("empty");
+            assert_eq!((e.line, e.column), (1, 1));
+            assert!(e.message.contains("holds no Karpenter object"), "{e}");
+            assert!(
+                e.help.as_deref().is_some_and(|h| h.contains("kubectl get")),
+                "{e}"
+            );
+            let rendered = format!("{:?}", miette::Report::new(e));
+            assert_eq!(text.is_empty(), !rendered.contains("╭"), "{rendered}");
+        }
+    }
+
+    #[test]
+    fn bom_is_accepted_and_bad_utf8_is_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("bom.yaml");
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice(CONTRADICTION.as_bytes());
+        std::fs::write(&p, &bytes).expect("write");
+        let e = import_files(&[&p]).expect_err("contradiction");
+        assert_eq!((e.line, e.column), (14, 16), "BOM shifts nothing: {e}");
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(
+            &bad,
+            b"apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\xff\n",
+        )
+        .expect("write");
+        let e = import_files(&[&bad]).expect_err("not utf-8");
+        assert_eq!((e.line, e.column), (4, 10), "{e}");
+        assert!(e.message.contains("0xFF"), "{e}");
+        assert!(e.help.as_deref().is_some_and(|h| h.contains("UTF-8")));
+    }
+
+    /// serde_yaml_ng's repetition limit carries no position: it is reported at the first alias.
+    #[test]
+    fn alias_bomb_is_located_at_its_first_alias() {
+        let mut y = String::from(
+            "apiVersion: karpenter.sh/v1\nkind: NodePool\nx:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+        );
+        for (k, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            y.push_str(&format!(
+                "  {k}: &{k} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            ));
+        }
+        let err = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&y).expect_err("bomb");
+        assert!(err.location().is_none(), "{err}");
+        let src = Source::new("bomb.yaml", &y);
+        let doc = split_documents(&src).into_iter().next().expect("doc");
+        let e = doc.yaml_error(&err);
+        assert_eq!((e.line, e.column), (5, 10), "{e}");
+        assert!(e.message.contains("alias"), "{e}");
+        assert!(e.help.is_some());
+    }
+
+    /// libyaml's reader errors carry a byte position, not a line: still located.
+    #[test]
+    fn control_characters_are_located() {
+        let e = import_str(
+            "n.yaml",
+            "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata:\n  name: a\0b\n",
+        )
+        .expect_err("nul");
+        assert_eq!((e.line, e.column), (4, 10), "{e}");
+        assert_eq!(e.message, "control characters are not allowed");
     }
 
     #[test]

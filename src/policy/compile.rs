@@ -989,9 +989,48 @@ impl<'a> FileCx<'a> {
         out
     }
 
+    /// A `score with` path: relative to the folder of the policy file, never
+    /// leaving it (not absolute, no `..` above it, no link pointing out of
+    /// it), naming a `.rhai` file. Nothing else is ever read as a script, so
+    /// a policy cannot make `check`, `plan` or the controller print another
+    /// file (a service-account token, say) in a script error.
     fn script(&mut self, s: &ast::ScoreHook) -> Option<ir::ScriptRef> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        let path = dir.join(&s.path.text);
+        let dir = match self.file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let rel = Path::new(&s.path.text);
+        if let Some(why) = escapes(rel) {
+            let d = Diagnostic::error(
+                self.file,
+                self.source,
+                s.path.span,
+                Code::ScriptPath,
+                format!("script path `{}` {why}", s.path.text),
+            )
+            .with_primary("outside the policy folder")
+            .with_help(
+                "script paths are relative to the folder of the policy file and stay inside it; put the script there",
+            );
+            self.push(d);
+            return None;
+        }
+        if rel.extension().is_none_or(|x| x != "rhai") {
+            let d = Diagnostic::error(
+                self.file,
+                self.source,
+                s.path.span,
+                Code::NotAScript,
+                format!("`{}` is not a `.rhai` script", s.path.text),
+            )
+            .with_primary("not a .rhai file")
+            .with_help(
+                "scoring scripts are rhai files named `*.rhai`; nothing else is read as a script",
+            );
+            self.push(d);
+            return None;
+        }
+        let path = dir.join(rel);
         if !path.is_file() {
             let d = Diagnostic::error(
                 self.file,
@@ -1006,6 +1045,29 @@ impl<'a> FileCx<'a> {
             )
             .with_primary("no such file")
             .with_help("script paths are resolved relative to the folder of the policy file");
+            self.push(d);
+            return None;
+        }
+        // Links: the file itself must be inside the folder too.
+        let inside = match (dir.canonicalize(), path.canonicalize()) {
+            (Ok(d), Ok(p)) => p.starts_with(d),
+            _ => false,
+        };
+        if !inside {
+            let d = Diagnostic::error(
+                self.file,
+                self.source,
+                s.path.span,
+                Code::ScriptPath,
+                format!(
+                    "script `{}` leads outside the policy folder (through a link)",
+                    s.path.text
+                ),
+            )
+            .with_primary("outside the policy folder")
+            .with_help(
+                "script paths are relative to the folder of the policy file and stay inside it; copy the script there instead of linking to it",
+            );
             self.push(d);
             return None;
         }
@@ -1692,6 +1754,27 @@ impl<'a> FileCx<'a> {
             },
         ))
     }
+}
+
+/// Why a script path written in a policy leaves the policy file's folder, if it does.
+fn escapes(rel: &Path) -> Option<&'static str> {
+    use std::path::Component;
+    if rel.as_os_str().is_empty() {
+        return Some("is empty");
+    }
+    let mut depth = 0usize;
+    for c in rel.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => return Some("is absolute"),
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return Some("climbs out of the policy folder with `..`"),
+            },
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

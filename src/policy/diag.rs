@@ -504,6 +504,11 @@ impl Snippet {
         seg.base + lm.start + within
     }
 
+    /// Whether there is nothing to show (the file is empty or unreadable).
+    pub fn is_empty(&self) -> bool {
+        self.segments.iter().all(|s| s.text.trim().is_empty())
+    }
+
     /// The snippet's text, segments separated by blank lines (for tests and logs).
     pub fn text(&self) -> String {
         self.segments

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod diag;
 pub mod fmt;
 pub mod parse;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,11 +82,12 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ast::File>, Diagnostics> {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     for path in expand_paths(paths)? {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match parse::parse(&path, &text) {
+        match std::fs::read(&path).map(text::decode) {
+            Ok(Ok(text)) => match parse::parse(&path, &text) {
                 Ok(f) => files.push(f),
                 Err(d) => diags.extend(d.0),
             },
+            Ok(Err(bad)) => diags.push(not_utf8_diag(&path, bad)),
             Err(e) => diags.extend(io_diag(&path, &e).0),
         }
     }
@@ -94,6 +96,21 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ast::File>, Diagnostics> {
     } else {
         Err(Diagnostics(diags))
     }
+}
+
+/// A policy file that is not UTF-8, at its first bad byte.
+fn not_utf8_diag(path: &Path, bad: text::NotUtf8) -> Diagnostic {
+    let len = '\u{FFFD}'.len_utf8();
+    let message = bad.message();
+    Diagnostic::error(
+        path,
+        &Arc::from(bad.lossy),
+        ast::Span::new(bad.offset, len),
+        Code::InvalidUtf8,
+        message,
+    )
+    .with_primary("not UTF-8")
+    .with_help(text::NotUtf8::HELP)
 }
 
 fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostics {
@@ -122,6 +139,69 @@ pub fn scripts(set: &ir::PolicySet) -> Vec<&ir::ScriptRef> {
 mod tests {
     use super::*;
     use crate::ir::{Operator, labels};
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+
+    /// A byte-order mark is accepted and does not shift columns on line 1.
+    #[test]
+    fn bom_is_accepted_with_exact_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = write(
+            dir.path(),
+            "ok.policy",
+            b"\xEF\xBB\xBFpool a {\n  weight 1\n}\n",
+        );
+        let files = parse_files(std::slice::from_ref(&ok)).expect("parses");
+        assert_eq!(format(&files[0]), "pool a {\n  weight 1\n}\n");
+        let bad = write(
+            dir.path(),
+            "bad.policy",
+            b"\xEF\xBB\xBFpool a { weight x }\n",
+        );
+        let d = load(&[bad]).expect_err("weight x");
+        assert_eq!(d.0[0].line_col(), (1, 17), "{}", d.render(100));
+        assert!(d.render(100).contains(":1:17: error"));
+    }
+
+    /// Bytes that are not UTF-8 are an error at the first of them, with a hint.
+    #[test]
+    fn invalid_utf8_is_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(dir.path(), "x.policy", b"pool a {\n  weight \xff\xfe1\n}\n");
+        let d = parse_files(&[p]).expect_err("not utf-8");
+        assert_eq!(d.0.len(), 1);
+        let e = &d.0[0];
+        assert_eq!(e.code, Code::InvalidUtf8);
+        assert_eq!(e.line_col(), (2, 10));
+        assert_eq!(
+            e.message,
+            "not UTF-8 text: byte 0xFF here is not valid UTF-8"
+        );
+        let r = d.render(100);
+        assert!(
+            r.contains("x.policy:2:10: error") && r.contains("help: save the file as UTF-8"),
+            "{r}"
+        );
+        assert!(r.contains("weight \u{FFFD}"), "{r}");
+    }
+
+    #[test]
+    fn nul_bytes_are_escaped_in_syntax_errors() {
+        let d = parse("n.policy", "pool a {\n  \0\n}\n").expect_err("nul");
+        let e = &d.0[0];
+        assert_eq!((e.code, e.line_col()), (Code::Syntax, (2, 3)));
+        assert!(e.message.contains("`\\0`"), "{}", e.message);
+        assert!(
+            e.help
+                .as_deref()
+                .is_some_and(|h| h.contains("control character")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn parse_requirement_reads_every_operator() {

@@ -20,6 +20,9 @@ struct PolicyParser;
 
 /// Parses one file. `file` is the name used in diagnostics and to resolve scripts.
 pub fn parse(file: &Path, text: &str) -> Result<File, Diagnostics> {
+    // A byte-order mark is invisible in editors: drop it rather than call it
+    // an unexpected character (columns on line 1 stay as the editor shows them).
+    let text = super::text::strip_bom(text);
     let source: Arc<str> = Arc::from(text);
     if let Some(at) = too_deep(text) {
         let d = Diagnostic::error(
@@ -1033,6 +1036,7 @@ fn syntax_error(
     expected.retain(|x| seen.insert(*x));
     let found_desc = if found.is_empty() {
         match rest.chars().next() {
+            Some(c) if c.is_control() => format!("`{}`", c.escape_debug()),
             Some(c) => format!("`{c}`"),
             None if input == Input::Requirement => "end of the requirement".to_string(),
             None => "end of file".to_string(),
@@ -1084,6 +1088,11 @@ fn syntax_error(
         d = d.with_help("check for an unclosed string");
     } else if found.is_empty() && rest.starts_with('"') {
         d = d.with_help("strings are written in double quotes and may not span lines unescaped");
+    } else if let Some(c) = rest.chars().next().filter(|c| c.is_control()) {
+        d = d.with_help(format!(
+            "the text holds the control character `{}`; policy files are plain text (is this a binary file?)",
+            c.escape_debug()
+        ));
     } else if input == Input::Requirement {
         d = d.with_help(REQUIREMENT_HELP);
     } else if rest.is_empty() {

@@ -96,9 +96,12 @@ pub(super) fn io_error(path: &Path, e: &std::io::Error) -> ScriptError {
             Code::ScriptIo,
             format!("cannot read script: {e}"),
         )
-        .with_help(
-            "script paths are resolved against the folder of the policy file that names them",
-        ),
+        // Never the file's content: only its name and why it cannot be used.
+        .with_help(if e.kind() == std::io::ErrorKind::InvalidData {
+            "scripts are rhai source in UTF-8; this file is not UTF-8 text"
+        } else {
+            "script paths are resolved against the folder of the policy file that names them"
+        }),
     )
 }
 
