@@ -157,8 +157,8 @@ fn check_case(label: &str, args: &[String], tmp: Option<&Path>) -> String {
         "command: nodewright {}\nexit: {}\n--- stdout\n{}\n--- stderr\n{}",
         scrub(&args.join(" ")),
         r.code.unwrap_or(-1),
-        scrub(&clip(&r.stdout)),
-        scrub(&clip(&r.stderr)),
+        clip(&scrub(&r.stdout)),
+        clip(&scrub(&r.stderr)),
     )
 }
 

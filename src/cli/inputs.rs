@@ -155,9 +155,7 @@ pub(super) fn load_workload(
         }
         let files: Vec<PathBuf> = all.into_iter().cloned().collect();
         let loaded = crate::workload::load(&files, &opts)?;
-        for note in &loaded.notes {
-            eprintln!("warning: {note}");
-        }
+        print_notes(&loaded.notes);
         return Ok(loaded.workload);
     }
     let mut w = Workload::default();
@@ -214,6 +212,20 @@ pub(super) fn parse_replicas(s: &str) -> Result<(String, usize), String> {
         .parse()
         .map_err(|_| format!("`{s}`: N must be a non-negative integer"))?;
     Ok((n.to_string(), c))
+}
+
+/// Prints the loader's notes (objects it skipped, fields it ignored), at most
+/// [`crate::policy::diag::MAX_RENDERED`] of them, then how many more there were: a
+/// `kubectl get all -o yaml` dump can hold 100,000 skipped objects, and a terminal
+/// full of the same warning hides the one that matters.
+fn print_notes(notes: &[impl std::fmt::Display]) {
+    let cap = crate::policy::diag::MAX_RENDERED;
+    for note in notes.iter().take(cap) {
+        eprintln!("warning: {note}");
+    }
+    if notes.len() > cap {
+        eprintln!("warning: … and {} more notes like these", notes.len() - cap);
+    }
 }
 
 /// The inputs `plan` and `explain` share, as flags.
