@@ -207,7 +207,19 @@ fn hostile_imports() {
 fn generated(name: &str, files: &[(&str, Vec<u8>)], args: &[&str]) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     for (file, content) in files {
-        std::fs::write(dir.path().join(file), content).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let path = dir.path().join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        // `{dir}` in a file stands for the folder too, so a case can name an absolute path
+        // whose length does not depend on where the repository is checked out.
+        let content = match std::str::from_utf8(content) {
+            Ok(text) => text
+                .replace("{dir}", &dir.path().to_string_lossy())
+                .into_bytes(),
+            Err(_) => content.clone(),
+        };
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let d = dir.path().to_string_lossy().to_string();
     let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &d)).collect();
@@ -338,22 +350,25 @@ fn thousand_pools_plan() {
 
 #[test]
 fn script_path_escaping_the_policy_folder() {
-    // A stand-in for the service-account token: the error must name the path, never print it.
-    let secret = std::fs::canonicalize("tests/hostile/secret-token")
+    // A stand-in for the service-account token, outside the policy folder and named by its
+    // absolute path: the error must name the path, never print the file.
+    let secret = std::fs::read("tests/hostile/secret-token")
         .unwrap_or_else(|e| panic!("tests/hostile/secret-token: {e}"));
-    let secret = secret.to_string_lossy();
-    let absolute = format!(
-        "{}score with \"{secret}\"\n",
+    let policy = format!(
+        "{}  score with \"{{dir}}/secret-token\"\n}}\n",
         M5_POOL.trim_end().trim_end_matches('}')
     );
-    let absolute = format!("{absolute}}}\n");
     generated(
         "script-absolute-path",
-        &[("p.policy", absolute.into_bytes()), ("w.yaml", WEB.into())],
+        &[
+            ("secret-token", secret),
+            ("policies/p.policy", policy.into_bytes()),
+            ("w.yaml", WEB.into()),
+        ],
         &[
             "plan",
             "--policy",
-            "{dir}/p.policy",
+            "{dir}/policies/p.policy",
             "--workload",
             "{dir}/w.yaml",
         ],
