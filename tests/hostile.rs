@@ -230,6 +230,15 @@ fn generated(name: &str, files: &[(&str, Vec<u8>)], args: &[&str]) {
 /// A pool the workload fits on, for the generated plan cases.
 const M5_POOL: &str = "pool m5 {\n  require karpenter.sh/capacity-type in [on-demand]\n  require karpenter.k8s.aws/instance-family in [m5]\n}\n";
 
+/// The command of the generated plan cases: `p.policy` and `w.yaml` in the case's folder.
+const PLAN: &[&str] = &[
+    "plan",
+    "--policy",
+    "{dir}/p.policy",
+    "--workload",
+    "{dir}/w.yaml",
+];
+
 /// One small Deployment, for the generated plan cases.
 const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: web\n        image: web\n        resources: {requests: {cpu: 500m, memory: 1Gi}}\n";
 
@@ -255,13 +264,7 @@ fn error_past_column_70000_in_a_workload() {
     generated(
         "long-line-workload",
         &[("p.policy", M5_POOL.into()), ("w.yaml", yaml.into_bytes())],
-        &[
-            "plan",
-            "--policy",
-            "{dir}/p.policy",
-            "--workload",
-            "{dir}/w.yaml",
-        ],
+        PLAN,
     );
 }
 
@@ -271,13 +274,7 @@ fn pool_name_of_100k_characters_in_the_plan_table() {
     generated(
         "long-pool-name",
         &[("p.policy", policy.into_bytes()), ("w.yaml", WEB.into())],
-        &[
-            "plan",
-            "--policy",
-            "{dir}/p.policy",
-            "--workload",
-            "{dir}/w.yaml",
-        ],
+        PLAN,
     );
 }
 
@@ -292,13 +289,7 @@ fn hundred_thousand_ignored_objects() {
     generated(
         "100k-configmaps",
         &[("p.policy", M5_POOL.into()), ("w.yaml", yaml.into_bytes())],
-        &[
-            "plan",
-            "--policy",
-            "{dir}/p.policy",
-            "--workload",
-            "{dir}/w.yaml",
-        ],
+        PLAN,
     );
 }
 
@@ -338,13 +329,7 @@ fn thousand_pools_plan() {
     generated(
         "1000-pools",
         &[("p.policy", policy.into_bytes()), ("w.yaml", WEB.into())],
-        &[
-            "plan",
-            "--policy",
-            "{dir}/p.policy",
-            "--workload",
-            "{dir}/w.yaml",
-        ],
+        PLAN,
     );
 }
 
