@@ -7,8 +7,8 @@ Inputs
       moto/ec2/resources/instance_type_offerings/availability-zone/us-east-1.json.gz
     plus moto's zone-name -> zone-id table for us-east-1, so that the embedded
     catalog names zones exactly as moto's DescribeAvailabilityZones does.
-  * ../shared/data/ec2-on-demand-prices-us-east-1.csv (on-demand $/hour)
-  * ../shared/data/ec2-eni-limits.csv (ENIs, IPv4 per ENI, trunking, branch ENIs)
+  * data/aws/ec2-on-demand-prices-us-east-1.csv (on-demand $/hour)
+  * data/aws/ec2-eni-limits.csv (ENIs, IPv4 per ENI, trunking, branch ENIs)
 
 Output
   * data/catalog/us-east-1.json: the raw specs in nodewright's `RawCatalog`
@@ -138,14 +138,14 @@ def spec(t):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "data", "aws"), help="folder of the price and ENI tables (data/aws)")
     ap.add_argument("--out", default=os.path.join(ROOT, "data", "catalog", f"{REGION}.json"))
     ap.add_argument("--no-cargo", action="store_true", help="write the JSON only")
     args = ap.parse_args()
 
     moto_version, types, offerings, zones = load_moto()
-    prices_path = os.path.join(args.shared, "ec2-on-demand-prices-us-east-1.csv")
-    eni_path = os.path.join(args.shared, "ec2-eni-limits.csv")
+    prices_path = os.path.join(args.data, "ec2-on-demand-prices-us-east-1.csv")
+    eni_path = os.path.join(args.data, "ec2-eni-limits.csv")
     prices = {}
     for r in read_csv(prices_path, ["instance_type", "on_demand_usd_per_hour"]):
         try:

@@ -18,7 +18,7 @@ fn inputs() -> Vec<PathBuf> {
     for dir in [
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/karpenter/examples/nodepools"
+            "/tests/data/karpenter/examples/nodepools"
         ),
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/import"),
     ] {

@@ -22,7 +22,7 @@ use nodewright::workload::{self, LoadOptions, Workload};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn karpenter(path: &str) -> PathBuf {
-    PathBuf::from(format!("{ROOT}/../shared/data/karpenter/examples/{path}"))
+    PathBuf::from(format!("{ROOT}/tests/data/karpenter/examples/{path}"))
 }
 
 fn ours(path: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use nodewright::workload::{self, LoadOptions, WorkloadError};
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workload");
 const KARPENTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/karpenter/examples/workloads"
+    "/tests/data/karpenter/examples/workloads"
 );
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {

@@ -209,7 +209,7 @@ mod tests {
     //! Allocatable and max pods of real types from the embedded catalog,
     //! against values worked out by hand from the EKS formula:
     //! - max pods = ENIs × (IPv4 per ENI − 1) + 2 (ENI figures from
-    //!   ../shared/data/ec2-eni-limits.csv);
+    //!   data/aws/ec2-eni-limits.csv);
     //! - memory = capacity − ⌈7.5% × capacity⌉ − (11 MiB × max pods + 255 MiB) − 100 MiB;
     //! - cpu = capacity − (6% of core 1 + 1% of core 2 + 0.5% of cores 3–4 + 0.25% of the rest);
     //! - ephemeral = 20 GiB root − 1 GiB kube-reserved − 10% (2 GiB) eviction.

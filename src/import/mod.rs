@@ -785,7 +785,7 @@ mod tests {
 
     const EXAMPLES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/karpenter/examples/nodepools"
+        "/tests/data/karpenter/examples/nodepools"
     );
 
     /// Every Karpenter example imports, its text passes the checker, and YAML → AST → IR
