@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::solver::explain::explain_pod;
+use crate::solver::explain::{explain_pod, explain_workload};
 use crate::solver::{SolveInput, solve};
 
 use super::inputs;
@@ -14,7 +14,9 @@ pub(super) struct ExplainArgs {
     /// What to plan: policy, workload, existing nodes and catalog.
     #[command(flatten)]
     pub inputs: inputs::PlanInputs,
-    /// The pod: `namespace/name` or `name`.
+    /// The pod (`namespace/name` or `name`, as `plan` lists it), or a workload
+    /// whose pods are explained together (`[namespace/][Kind/]name`, e.g.
+    /// `shop/web` or `Deployment/web`). It may come before or after the flags.
     pub pod: String,
 }
 
@@ -34,20 +36,38 @@ pub(super) fn run(args: ExplainArgs) -> miette::Result<ExitCode> {
         unavailable: None,
     };
     let plan = solve(&input);
-    let Some(e) = explain_pod(&input, &plan, &args.pod) else {
+    if let Some(e) = explain_pod(&input, &plan, &args.pod) {
+        println!("{}", e.pod);
+        match &e.placed {
+            Some(p) => println!("  placed on {p}"),
+            None => println!("  unschedulable"),
+        }
+        for r in &e.reasons {
+            println!("  - {r}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let groups = explain_workload(&input, &plan, &args.pod);
+    if groups.is_empty() {
         return Err(miette::miette!(
-            help = "pods are named as `plan` lists them, e.g. default/web-0",
-            "no pending pod called {}",
+            help = "name a pod as `plan` lists it (e.g. shop/web-7d4f9-abcde), or a workload \
+                    as [namespace/][Kind/]name (e.g. shop/web, Deployment/web)",
+            "no pending pod or workload called {}",
             args.pod
         ));
-    };
-    println!("{}", e.pod);
-    match &e.placed {
-        Some(p) => println!("  placed on {p}"),
-        None => println!("  unschedulable"),
     }
-    for r in &e.reasons {
-        println!("  - {r}");
+    for g in &groups {
+        println!("{} ({} pending pods)", g.workload, g.pods);
+        for (at, n) in &g.placed {
+            if at == "unschedulable" {
+                println!("  {n} unschedulable");
+            } else {
+                println!("  {n} placed on {at}");
+            }
+        }
+        for r in &g.reasons {
+            println!("  - {r}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

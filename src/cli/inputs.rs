@@ -75,24 +75,43 @@ pub(super) fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
             p.sort_pools();
             Ok(p)
         }
-        _ => match crate::import::load_policy_set(paths) {
-            Ok((mut set, warnings)) => {
-                for w in &warnings {
-                    eprint!("{}", w.render(100));
-                }
-                set.sort_pools();
-                Ok(set)
+        _ => {
+            note_yaml_folders(paths);
+            from_files(paths)
+        }
+    }
+}
+
+/// `import::load_policy_set`, with its warnings and errors printed as `check` prints them.
+fn from_files(paths: &[PathBuf]) -> miette::Result<PolicySet> {
+    match crate::import::load_policy_set(paths) {
+        Ok((mut set, warnings)) => {
+            for w in &warnings {
+                eprint!("{}", w.render(100));
             }
-            Err(crate::import::LoadError::Policy(d)) => {
-                eprint!("{}", d.render(100));
-                Err(miette::miette!(
-                    help = "fix the policy (`nodewright check` shows the same diagnostics)",
-                    "the policy has {} error(s)",
-                    d.error_count()
-                ))
-            }
-            Err(e) => Err(e.into()),
-        },
+            set.sort_pools();
+            Ok(set)
+        }
+        Err(crate::import::LoadError::Policy(d)) => {
+            eprint!("{}", d.render(100));
+            Err(miette::miette!(
+                help = "fix the policy (`nodewright check` shows the same diagnostics)",
+                "the policy has {} error(s)",
+                d.error_count()
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Says which policy folders are read as Karpenter YAML (they hold no `.policy` files).
+fn note_yaml_folders(paths: &[PathBuf]) {
+    for (dir, files) in crate::import::yaml_only_folders(paths) {
+        eprintln!(
+            "note: {} holds no .policy files; reading its {} Karpenter YAML file(s) instead",
+            dir.display(),
+            files.len()
+        );
     }
 }
 
@@ -231,14 +250,16 @@ fn print_notes(notes: &[impl std::fmt::Display]) {
 /// The inputs `plan` and `explain` share, as flags.
 #[derive(Debug, clap::Args)]
 pub(super) struct PlanInputs {
-    /// Policy files or folders.
-    #[arg(long, required = true, num_args = 1..)]
+    // One value per flag, repeated for more (`--policy a --policy b`), as kubectl does:
+    // a flag that took several values would swallow `explain`'s positional pod.
+    /// Policy files or folders (repeat the flag for more).
+    #[arg(long, required = true)]
     pub policy: Vec<PathBuf>,
-    /// Kubernetes YAML with the pending work.
-    #[arg(long, required = true, num_args = 1..)]
+    /// Kubernetes YAML with the pending work (repeat the flag for more).
+    #[arg(long, required = true)]
     pub workload: Vec<PathBuf>,
-    /// Existing Node objects with their bound pods.
-    #[arg(long, num_args = 1..)]
+    /// Existing Node objects with their bound pods (repeat the flag for more).
+    #[arg(long)]
     pub nodes: Vec<PathBuf>,
     /// `embedded` or a catalog file.
     #[arg(long, default_value = "embedded")]

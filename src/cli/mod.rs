@@ -43,8 +43,18 @@ struct Cli {
         default_value_t = 5000
     )]
     script_plan_budget: u64,
+    /// Log format: `text` for people, `json` for log pipelines (one object per line).
+    #[arg(long, global = true, env = "NODEWRIGHT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,17 +79,22 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run in the cluster: watch pending pods, launch nodes, remove empty ones, hot-reload policies.
     Controller(controller::ControllerArgs),
+    /// Print a shell completion script (e.g. `nodewright completions bash > /etc/bash_completion.d/nodewright`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of nodewright, or of one subcommand (`nodewright man plan`).
+    Man {
+        /// A subcommand; the top-level page when omitted.
+        command: Option<String>,
+    },
 }
 
 /// Parses the command line, sets up logging and runs the subcommand: the whole binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.log, cli.log_format);
     crate::scoring::set_default_time_budget(crate::scoring::TimeBudget {
         per_call: std::time::Duration::from_millis(cli.script_call_budget),
         per_plan: std::time::Duration::from_millis(cli.script_plan_budget),
@@ -94,6 +109,12 @@ pub fn main() -> ExitCode {
         Command::Ec2(c) => ec2::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Controller(a) => controller::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "nodewright", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { command } => man(command.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -102,4 +123,54 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs go to stderr; colour only when a person is likely to read them there:
+/// a terminal, and `NO_COLOR` (no-color.org) unset or empty.
+fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// Writes the man page of the CLI, or of `sub`, to stdout.
+fn man(sub: Option<&str>) -> miette::Result<ExitCode> {
+    let root = <Cli as clap::CommandFactory>::command();
+    let cmd = match sub {
+        None => root,
+        Some(name) => {
+            let names: Vec<String> = root
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            match root.find_subcommand(name) {
+                Some(c) => c.clone().name(format!("nodewright-{name}")),
+                None => {
+                    return Err(miette::miette!(
+                        help = format!("subcommands: {}", names.join(", ")),
+                        "no subcommand called {name}"
+                    ));
+                }
+            }
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .map_err(|e| miette::miette!("rendering the man page: {e}"))?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| miette::miette!("writing the man page: {e}"))?;
+    Ok(ExitCode::SUCCESS)
 }

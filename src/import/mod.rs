@@ -746,16 +746,101 @@ pub enum LoadError {
     /// Policy files (or the imported AST) did not parse or compile.
     #[error(transparent)]
     Policy(#[from] crate::policy::Diagnostics),
+    /// A policy folder holds nothing to read: without this, the set would be
+    /// empty and the user would only hear that no pools are defined.
+    #[error("{dir} holds no .policy files and no Karpenter YAML (.yaml, .yml){found}")]
+    #[diagnostic(
+        code(nodewright::import::empty_folder),
+        help("point --policy at the folder of your .policy files, or at Karpenter NodePool YAML")
+    )]
+    EmptyFolder {
+        /// The folder, as given.
+        dir: String,
+        /// "; it has: a.txt, b.json" when it holds other files.
+        found: String,
+    },
+}
+
+/// What a policy folder holds: its `*.policy` files and its `*.yaml`/`*.yml`
+/// files (each sorted), and the names of anything else, to say what was found.
+fn folder_contents(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<String>) {
+    let (mut policy, mut yaml, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let f = e.path();
+        if !f.is_file() {
+            continue;
+        }
+        if f.extension().is_some_and(|x| x == "policy") {
+            policy.push(f);
+        } else if is_yaml(&f) {
+            yaml.push(f);
+        } else {
+            other.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    policy.sort();
+    yaml.sort();
+    other.sort();
+    (policy, yaml, other)
+}
+
+/// Folders among `paths` that hold no `.policy` files but do hold Karpenter
+/// YAML, with those files: `load_policy_set` imports them, and the CLI says so.
+pub fn yaml_only_folders(paths: &[PathBuf]) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let (policy, yaml, _) = folder_contents(p);
+            (policy.is_empty() && !yaml.is_empty()).then(|| (p.clone(), yaml))
+        })
+        .collect()
 }
 
 /// Compiles a mix of `.policy` files, policy directories and Karpenter `.yaml`
 /// files into one policy set, so `plan --policy` runs against Karpenter YAML as is.
 /// The YAML files are imported together (references may cross files).
+/// A folder stands for its `.policy` files; a folder with none stands for its
+/// YAML files (a folder of exported NodePools), and one with neither is an error.
 pub fn load_policy_set(
     paths: &[PathBuf],
 ) -> Result<(crate::ir::PolicySet, Vec<crate::policy::Diagnostic>), LoadError> {
-    let (yaml, policy): (Vec<PathBuf>, Vec<PathBuf>) =
-        paths.iter().cloned().partition(|p| is_yaml(p));
+    let (mut yaml, mut policy) = (Vec::new(), Vec::new());
+    for p in paths {
+        if p.is_dir() {
+            let (pol, yml, other) = folder_contents(p);
+            if !pol.is_empty() {
+                policy.push(p.clone());
+            } else if !yml.is_empty() {
+                yaml.extend(yml);
+            } else {
+                const SHOWN: usize = 5;
+                let found = if other.is_empty() {
+                    String::new()
+                } else {
+                    let more = other.len().saturating_sub(SHOWN);
+                    let mut list = other
+                        .iter()
+                        .take(SHOWN)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if more > 0 {
+                        list.push_str(&format!(" and {more} more"));
+                    }
+                    format!("; it has: {list}")
+                };
+                return Err(LoadError::EmptyFolder {
+                    dir: p.display().to_string(),
+                    found,
+                });
+            }
+        } else if is_yaml(p) {
+            yaml.push(p.clone());
+        } else {
+            policy.push(p.clone());
+        }
+    }
     let mut files = crate::policy::parse_files(&policy)?;
     if !yaml.is_empty() {
         files.extend(import_files(&yaml)?.files);
@@ -782,6 +867,27 @@ pub fn render(imported: &Imported, sources: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_of_yaml_is_imported_and_an_empty_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Path::new(EXAMPLES).join("general-purpose.yaml");
+        std::fs::copy(&src, dir.path().join("general-purpose.yaml")).expect("copy");
+        let paths = vec![dir.path().to_path_buf()];
+        assert_eq!(yaml_only_folders(&paths).len(), 1);
+        let (set, _) = load_policy_set(&paths).expect("imports the folder's YAML");
+        assert!(!set.pools.is_empty());
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        std::fs::write(empty.path().join("notes.txt"), "x").expect("write");
+        let err = load_policy_set(&[empty.path().to_path_buf()]).expect_err("nothing to read");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("holds no .policy files and no Karpenter YAML"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("; it has: notes.txt"), "{msg}");
+    }
 
     const EXAMPLES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -59,6 +59,91 @@ pub(crate) fn explain_pod(input: &SolveInput<'_>, plan: &Plan, pod: &str) -> Opt
     })
 }
 
+/// The explanation of a workload's pods, taken together: replicas of one
+/// Deployment usually share one answer, and 300 copies of it help nobody.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct GroupExplanation {
+    /// "Kind namespace/name" of the owning workload.
+    pub workload: String,
+    /// How many pending pods it has in this shape.
+    pub pods: usize,
+    /// Where the plan put them: "new node general-1 (m5.large, …)" → pod count,
+    /// plus "unschedulable" for those that fit nowhere.
+    pub placed: BTreeMap<String, usize>,
+    /// One line per pool, as for a single pod.
+    pub reasons: Vec<String>,
+}
+
+/// Explains the pending pods of a workload (Deployment, StatefulSet, Job,
+/// CronJob, ...) named `name`: `[namespace/]name`, optionally with the kind
+/// (`Deployment/web`, `shop/Deployment/web`; the kind matches any case).
+/// One explanation per distinct pod shape; empty when nothing matches.
+pub(crate) fn explain_workload(
+    input: &SolveInput<'_>,
+    plan: &Plan,
+    name: &str,
+) -> Vec<GroupExplanation> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let (ns, kind, wname) = match parts.as_slice() {
+        [n] => (None, None, *n),
+        [a, b] => {
+            // `Kind/name` when `a` is capitalised like a kind, else `namespace/name`.
+            if a.chars().next().is_some_and(char::is_uppercase) {
+                (None, Some(*a), *b)
+            } else {
+                (Some(*a), None, *b)
+            }
+        }
+        [n, k, w] => (Some(*n), Some(*k), *w),
+        _ => return Vec::new(),
+    };
+    let mut where_is: BTreeMap<&str, String> = BTreeMap::new();
+    for n in &plan.nodes {
+        let at = format!(
+            "new node {} ({}, {}, {})",
+            n.name,
+            n.instance_type,
+            n.zone,
+            n.capacity_type.as_str()
+        );
+        for p in &n.pods {
+            where_is.insert(p.as_str(), at.clone());
+        }
+    }
+    for e in &plan.existing {
+        for p in &e.pods {
+            where_is.insert(p.as_str(), format!("existing node {}", e.node));
+        }
+    }
+    let mut t = Tables::new(input);
+    let mut out = Vec::new();
+    for (c, class) in input.workload.classes.iter().enumerate() {
+        let Some(owner) = &class.owner else { continue };
+        if owner.name != wname
+            || ns.is_some_and(|n| n != class.namespace)
+            || kind.is_some_and(|k| !k.eq_ignore_ascii_case(&owner.kind))
+        {
+            continue;
+        }
+        let mut placed = BTreeMap::new();
+        for i in 0..class.count() {
+            let key = class.pod_key(i);
+            let at = where_is
+                .get(key.as_str())
+                .cloned()
+                .unwrap_or_else(|| "unschedulable".to_string());
+            *placed.entry(at).or_insert(0) += 1;
+        }
+        out.push(GroupExplanation {
+            workload: format!("{} {}/{}", owner.kind, class.namespace, owner.name),
+            pods: class.count(),
+            placed,
+            reasons: reasons_with(&mut t, c),
+        });
+    }
+    out
+}
+
 /// For class `c`, one line per pool saying which offerings it rules out and why.
 pub(crate) fn class_reasons(input: &SolveInput<'_>, c: usize) -> Vec<String> {
     let mut t = Tables::new(input);

@@ -1662,7 +1662,8 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
             let _ = class;
         }
-        plan.total_price_per_hour = plan.nodes.iter().map(|n| n.price_per_hour).sum();
+        // Folded from +0.0: an empty f64 `sum()` is -0.0, which prints as `$-0.0000`.
+        plan.total_price_per_hour = plan.nodes.iter().fold(0.0, |t, n| t + n.price_per_hour);
         if cat.offerings.iter().any(|o| o.price_estimated)
             && plan
                 .nodes

@@ -19,6 +19,7 @@ pub struct Plan {
     /// Pods that fit nowhere, with a reason per rejected pool or instance type.
     pub unschedulable: Vec<Unschedulable>,
     /// Sum of `nodes[].price_per_hour`.
+    #[serde(serialize_with = "price::serialize")]
     pub total_price_per_hour: f64,
     /// Notes for the user ("spot prices are estimates", relaxed preferences, ...).
     pub notes: Vec<String>,
@@ -38,6 +39,7 @@ pub struct PlannedNode {
     /// The chosen (cheapest acceptable) type.
     pub instance_type: String,
     /// $/hour after cost rules (the chosen type).
+    #[serde(serialize_with = "price::serialize")]
     pub price_per_hour: f64,
     /// Ranked acceptable alternatives (chosen type first) the launcher may fall back to.
     pub instance_type_options: Vec<InstanceOption>,
@@ -59,6 +61,7 @@ pub struct InstanceOption {
     /// Shared with every other option of the same type in the plan: a large
     /// plan lists tens of thousands of options over a few hundred types.
     pub instance_type: std::sync::Arc<str>,
+    #[serde(serialize_with = "price::serialize")]
     pub price_per_hour: f64,
 }
 
@@ -92,5 +95,34 @@ mod capacity_label {
         CapacityType::parse(&v).ok_or_else(|| {
             serde::de::Error::custom(format!("capacity type `{v}`: expected on-demand or spot"))
         })
+    }
+}
+
+/// Prices in JSON: sums and cost rules leave float noise (`0.024480000000000002`) that
+/// no price table has; a millionth of a dollar per hour is finer than any EC2 price.
+mod price {
+    /// Rounds to 6 decimal places and writes `0` for `-0`.
+    pub(super) fn serialize<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(round(*v))
+    }
+
+    /// The value JSON shows.
+    pub(super) fn round(v: f64) -> f64 {
+        if !v.is_finite() {
+            return v;
+        }
+        // `+ 0.0` turns -0.0 (an empty f64 sum) into 0.0.
+        (v * 1e6).round() / 1e6 + 0.0
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn noise_and_negative_zero_are_gone() {
+            assert_eq!(super::round(0.024480000000000002).to_string(), "0.02448");
+            assert_eq!(super::round(-0.0).to_string(), "0");
+            assert_eq!(super::round(1.23456789).to_string(), "1.234568");
+            assert_eq!(super::round(0.0000004).to_string(), "0");
+        }
     }
 }
