@@ -1,8 +1,11 @@
 //! The canonical formatter: AST → policy text.
 //!
 //! One statement per line, two-space indents, a blank line between top-level
-//! items, comments not kept (the AST has none). `parse(format(f)) == f` up to
-//! spans for every AST the parser can produce (property-tested).
+//! items. Comments are not in the AST; they are read again from the source
+//! and re-emitted where they were: a comment on a line of its own before the
+//! node that follows it, a trailing comment at the end of its statement's
+//! line. `parse(format(f)) == f` up to spans for every AST the parser can
+//! produce (property-tested).
 
 use std::fmt::Write as _;
 
@@ -19,6 +22,8 @@ pub fn format(file: &File) -> String {
     for (i, item) in file.items.iter().enumerate() {
         let block = matches!(item, Item::Pool(_) | Item::NodeClass(_));
         let start = item.span().offset;
+        // A comment trailing the previous item's last line stays on it, above any blank line.
+        pr.flush_trailing(start);
         if i > 0
             && (block || prev_block || blank_before(&file.source, start))
             && !pr.out.ends_with("\n\n")
@@ -26,7 +31,7 @@ pub fn format(file: &File) -> String {
             pr.out.push('\n');
         }
         prev_block = block;
-        pr.flush(0, item.span().offset);
+        pr.flush(0, start);
         item_to(&mut pr, item);
     }
     pr.flush(0, usize::MAX);
@@ -36,9 +41,19 @@ pub fn format(file: &File) -> String {
 /// Output plus the source's comments, re-emitted before the first node that follows each.
 struct Printer {
     out: String,
-    /// (offset, text, followed by a blank line)
-    comments: Vec<(usize, String, bool)>,
+    comments: Vec<Comment>,
     next: usize,
+}
+
+/// One `#` comment of the source.
+struct Comment {
+    offset: usize,
+    /// From `#`, trailing space trimmed.
+    text: String,
+    /// A blank line follows it.
+    blank_after: bool,
+    /// Code comes before it on its line (`weight 3  # why`).
+    trailing: bool,
 }
 
 /// Whether the source has a blank line above `offset`'s line and the comments right above it.
@@ -66,22 +81,56 @@ fn blank_before(source: &str, offset: usize) -> bool {
 impl Printer {
     /// Emits, at `depth`, every comment that starts before byte `before`.
     fn flush(&mut self, depth: usize, before: usize) {
-        while let Some((off, text, blank)) = self.comments.get(self.next) {
-            if *off >= before {
+        while let Some(c) = self.comments.get(self.next) {
+            if c.offset >= before {
                 break;
             }
-            let (text, blank) = (text.clone(), *blank);
             self.next += 1;
-            line_raw(&mut self.out, depth, &text);
-            if blank {
+            let (text, blank, trailing) = (c.text.clone(), c.blank_after, c.trailing);
+            if !(trailing && self.append_to_last_line(&text)) {
+                line_raw(&mut self.out, depth, &text);
+            }
+            if blank && !self.out.ends_with("\n\n") {
                 self.out.push('\n');
             }
         }
     }
+
+    /// Emits the trailing comments that start before `before`, at the end of
+    /// the line last written; stops at the first comment on a line of its own.
+    fn flush_trailing(&mut self, before: usize) {
+        while let Some(c) = self.comments.get(self.next) {
+            if c.offset >= before || !c.trailing {
+                break;
+            }
+            let text = c.text.clone();
+            if !self.append_to_last_line(&text) {
+                break;
+            }
+            self.next += 1;
+        }
+    }
+
+    /// Puts `text` at the end of the last output line, two spaces after its
+    /// code; false when there is no such line (nothing written, or a blank line).
+    fn append_to_last_line(&mut self, text: &str) -> bool {
+        let Some(body) = self.out.strip_suffix('\n') else {
+            return false;
+        };
+        let last = body.rsplit('\n').next().unwrap_or(body);
+        if last.trim().is_empty() {
+            return false;
+        }
+        self.out.truncate(body.len());
+        self.out.push_str("  ");
+        self.out.push_str(text);
+        self.out.push('\n');
+        true
+    }
 }
 
-/// Every `#` comment in `source` (outside strings), with its byte offset, trailing space trimmed.
-fn comments(source: &str) -> Vec<(usize, String, bool)> {
+/// Every `#` comment in `source` (outside strings).
+fn comments(source: &str) -> Vec<Comment> {
     let mut out = Vec::new();
     let mut in_str = false;
     let mut escaped = false;
@@ -109,7 +158,13 @@ fn comments(source: &str) -> Vec<(usize, String, bool)> {
                     .find(|c: char| !c.is_whitespace())
                     .unwrap_or(after.len());
                 let blank = next_token > 0 && after[..next_token].matches('\n').count() >= 2;
-                out.push((i, source[i..end].trim_end().to_string(), blank));
+                let line_start = source[..i].rfind('\n').map_or(0, |n| n + 1);
+                out.push(Comment {
+                    offset: i,
+                    text: source[i..end].trim_end().to_string(),
+                    blank_after: blank,
+                    trailing: !source[line_start..i].trim().is_empty(),
+                });
                 for (j, _) in iter.by_ref() {
                     if j + 1 >= end {
                         break;
@@ -565,6 +620,21 @@ pub fn expr(e: &Expr) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn comments_stay_where_they_were() {
+        let src = "# header\n\npool general {   # the default pool\n  weight 3    # tried first\n  # on its own line\n  require karpenter.sh/capacity-type in [spot]  # cheap\n}  # end of pool\n\n# before the class\nnode-class default {\n  role \"NodeRole\"\n}\n";
+        let f = crate::policy::parse("c.policy", src).expect("parses");
+        let out = format(&f);
+        assert_eq!(
+            out,
+            "# header\n\npool general {  # the default pool\n  weight 3  # tried first\n  # on its own line\n  require karpenter.sh/capacity-type in [spot]  # cheap\n}  # end of pool\n\n# before the class\nnode-class default {\n  role \"NodeRole\"\n}\n"
+        );
+        // Formatting the output changes nothing, and the AST is the same.
+        let again = crate::policy::parse("c.policy", &out).expect("reparses");
+        assert_eq!(format(&again), out);
+        assert_eq!(again.items, f.items);
+    }
 
     fn w(s: impl Into<String>) -> Word {
         Word::new(s)
