@@ -346,3 +346,43 @@ fn a_policy_folder_of_karpenter_yaml_is_read_and_an_empty_one_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn import_takes_a_folder_and_names_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Karpenter's examples each define the same EC2NodeClass, so one per folder.
+    let files = ["general-purpose.yaml"];
+    std::fs::write(dir.path().join("README.md"), "not YAML: not read").unwrap();
+    for f in files {
+        std::fs::copy(
+            format!("{ROOT}/tests/data/karpenter/examples/nodepools/{f}"),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let folder = run(&["import", d]);
+    assert_eq!(folder.code, 0, "{}", folder.stderr);
+    let paths: Vec<String> = files.iter().map(|f| format!("{d}/{f}")).collect();
+    let mut args = vec!["import"];
+    args.extend(paths.iter().map(String::as_str));
+    let listed = run(&args);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    // The folder stands for its YAML files: the same policy, header and all.
+    assert_eq!(folder.stdout, listed.stdout);
+    assert!(
+        folder.stdout.contains("pool general-purpose"),
+        "{}",
+        folder.stdout
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let e = empty.path().to_str().unwrap();
+    let o = run(&["import", e]);
+    assert_eq!(o.code, 2);
+    let err = flat(&o.stderr);
+    assert!(
+        err.contains(&format!("{e} holds no .yaml or .yml files")),
+        "{err}"
+    );
+}
