@@ -631,11 +631,13 @@ impl Ctx {
         let n_err = self.errors.len();
         let mut body = Vec::new();
         if let Some(f) = &s.ami_family {
-            body.push(N::AmiFamily(w(f.0.clone())));
+            let at = doc.span(&["spec", "amiFamily"]);
+            body.push(N::AmiFamily(at_span(f.0.clone(), at)));
         }
         for (i, t) in s.ami_selector_terms.iter().enumerate() {
             let mut f = Vec::new();
-            f.extend(t.alias.clone().map(|v| F::Alias(w(v))));
+            let alias_at = doc.span(&["spec", "amiSelectorTerms", &format!("#{i}"), "alias"]);
+            f.extend(t.alias.clone().map(|v| F::Alias(at_span(v, alias_at))));
             f.extend(t.id.clone().map(|v| F::Id(w(v))));
             f.extend(t.name.clone().map(|v| F::Name(w(v))));
             f.extend(t.owner.clone().map(|v| F::Owner(w(v))));

@@ -889,6 +889,19 @@ mod tests {
         assert!(msg.ends_with("; it has: notes.txt"), "{msg}");
     }
 
+    /// Policy text quoted in an import hint is valid policy: the user may paste it.
+    #[test]
+    fn the_capacity_reservation_hint_is_valid_policy() {
+        let y = "apiVersion: karpenter.k8s.aws/v1\nkind: EC2NodeClass\nmetadata:\n  name: d\nspec:\n  role: r\n  amiSelectorTerms:\n    - alias: al2023@latest\n  subnetSelectorTerms:\n    - tags: {a: b}\n  securityGroupSelectorTerms:\n    - tags: {a: b}\n  capacityReservationSelectorTerms:\n    - id: cr-1\n";
+        let e = import_str("nc.yaml", y).expect_err("capacity reservations");
+        let help = e.help.clone().unwrap_or_default();
+        let quoted: Vec<&str> = help.split('`').skip(1).step_by(2).collect();
+        assert_eq!(quoted.len(), 1, "{help}");
+        let f = crate::policy::parse("hint.policy", quoted[0])
+            .unwrap_or_else(|d| panic!("{}", d.render(100)));
+        crate::policy::compile(&[f]).unwrap_or_else(|d| panic!("{}", d.render(100)));
+    }
+
     const EXAMPLES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/karpenter/examples/nodepools"
@@ -907,6 +920,13 @@ mod tests {
         for p in paths {
             let name = p.display().to_string();
             let text = std::fs::read_to_string(&p).expect("read");
+            if p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("windows"))
+            {
+                let e = import_str(&name, &text).expect_err("Windows is refused");
+                assert_eq!(e.code, Code::WindowsUnsupported, "{name}: {e}");
+                continue;
+            }
             let imp = import_str(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (direct, _) = crate::policy::compile(std::slice::from_ref(&imp.file))
                 .unwrap_or_else(|d| panic!("{name}: {:?}", d));

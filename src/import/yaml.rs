@@ -127,7 +127,7 @@ reasons! {
     VolumeInitRate => "ebs.volumeInitializationRate",
         "EBS volume initialization rate is not modelled; remove it (the default is the standard initialization rate)";
     CapacityReservations => "capacityReservationSelectorTerms",
-        "capacity reservations are not modelled; model the reserved price with a cost rule (`price ... when ...`) instead";
+        "capacity reservations are not modelled; model the reserved price with a cost rule instead, e.g. `price 19.22 on instance-type == p4d.24xlarge`";
     ConnectionTracking => "connectionTracking",
         "connection-tracking timeouts are not modelled; remove the field to use the EC2 defaults";
     Context => "context",

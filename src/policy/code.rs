@@ -106,6 +106,8 @@ codes! {
     UnknownAmiFamily = "policy::unknown-ami-family",
     /// An AMI alias without a version (`al2023@latest`).
     MalformedAlias = "policy::malformed-alias",
+    /// A Windows AMI family or alias: nodewright launches Linux nodes only, and says so rather than boot Windows with Linux user data.
+    WindowsUnsupported = "policy::windows-unsupported",
     /// A selector field that does not apply to what it selects (`alias` on subnets).
     BadSelector = "policy::bad-selector",
     /// An instance store policy other than `raid0`.

@@ -495,6 +495,20 @@ impl<'a> FileCx<'a> {
         true
     }
 
+    /// Windows is refused where it is named, not launched with Linux user data.
+    fn windows(&mut self, span: Span, what: &str) {
+        self.err(
+            span,
+            Code::WindowsUnsupported,
+            format!("`{what}`: Windows nodes are not supported"),
+        )
+        .help = Some(
+            "nodewright launches Linux nodes only (AL2023, AL2, Bottlerocket or a Custom AMI); \
+             run Windows node groups outside nodewright"
+                .into(),
+        );
+    }
+
     fn once<T>(&mut self, slot: &mut Option<(T, Span)>, value: T, span: Span, what: &str) {
         if let Some((_, first)) = slot {
             let first = *first;
@@ -1094,15 +1108,10 @@ impl<'a> FileCx<'a> {
         for s in &n.body {
             match &s.kind {
                 ast::NodeClassKind::AmiFamily(w) => {
-                    let fams = [
-                        "AL2",
-                        "AL2023",
-                        "Bottlerocket",
-                        "Windows2019",
-                        "Windows2022",
-                        "Custom",
-                    ];
-                    if !fams.contains(&w.text.as_str()) {
+                    let fams = ["AL2", "AL2023", "Bottlerocket", "Custom"];
+                    if w.text.to_ascii_lowercase().starts_with("windows") {
+                        self.windows(w.span, &w.text);
+                    } else if !fams.contains(&w.text.as_str()) {
                         let help = match did_you_mean(&w.text, fams) {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!("AMI families are {}", fams.join(", ")),
@@ -1121,7 +1130,9 @@ impl<'a> FileCx<'a> {
                     for f in &t.fields {
                         match f {
                             ast::SelectorField::Alias(w) => {
-                                if !w.text.contains('@') {
+                                if w.text.to_ascii_lowercase().starts_with("windows") {
+                                    self.windows(w.span, &w.text);
+                                } else if !w.text.contains('@') {
                                     self.err(
                                         w.span,
                                         Code::MalformedAlias,
