@@ -463,6 +463,49 @@ async fn on_demand_and_spot_launch_with_tags_and_imdsv2() {
     );
 }
 
+// 3b. `associate-public-ip` reaches the launch template, and the launch still lands.
+#[tokio::test]
+async fn public_ip_choice_reaches_the_launch_template() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    let w = setup(&ec2).await;
+    let l = launcher(&ec2);
+    let nc = NodeClass {
+        associate_public_ip_address: Some(true),
+        ..node_class()
+    };
+    let p = pool();
+    let node = planned("general-pub", "us-east-1a", CapacityType::OnDemand, M5);
+    let got = l
+        .launch(LaunchRequest {
+            node: &node,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .await
+        .expect("launch");
+    assert!(w.subnets_a.contains(&got.subnet_id));
+    let lts = ec2.describe_launch_templates().send().await.expect("lts");
+    let name = lts.launch_templates()[0]
+        .launch_template_name()
+        .unwrap_or_default();
+    let v = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(name)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
+    let ni = &data.network_interfaces()[0];
+    assert_eq!(ni.associate_public_ip_address(), Some(true));
+    assert_eq!(ni.device_index(), Some(0));
+    assert_eq!(ni.groups(), std::slice::from_ref(&w.sg));
+    assert!(data.security_group_ids().is_empty());
+}
+
 // 4. Fallback past two refused offerings.
 #[tokio::test]
 async fn falls_back_past_refused_offerings() {

@@ -15,9 +15,10 @@ use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateInstanceMetadataProtocolIpv6, LaunchTemplateTagSpecificationRequest,
-    LaunchTemplatesMonitoringRequest, RequestLaunchTemplateData, ResourceType, Tag,
-    TagSpecification, VolumeType,
+    LaunchTemplateInstanceMetadataProtocolIpv6,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, LaunchTemplatesMonitoringRequest,
+    RequestLaunchTemplateData, ResourceType, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine;
 use serde::Serialize;
@@ -41,6 +42,10 @@ pub struct TemplateSpec {
     pub block_devices: Vec<BlockDeviceMapping>,
     pub metadata: MetadataOptions,
     pub detailed_monitoring: bool,
+    /// The node class's `associate-public-ip`: None leaves it to the subnet's default.
+    /// Skipped in the name's hash when unset, so existing templates keep their names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip: Option<bool>,
     /// Tags for the instances and volumes (node class tags and ownership tags).
     pub tags: BTreeMap<String, String>,
 }
@@ -65,6 +70,7 @@ impl TemplateSpec {
             block_devices: nc.block_device_mappings.clone(),
             metadata: nc.metadata_options.clone(),
             detailed_monitoring: nc.detailed_monitoring.unwrap_or(false),
+            associate_public_ip: nc.associate_public_ip_address,
             tags,
         }
     }
@@ -97,8 +103,21 @@ impl TemplateSpec {
             .collect();
         let mut b = RequestLaunchTemplateData::builder()
             .image_id(&self.ami_id)
-            .user_data(base64::engine::general_purpose::STANDARD.encode(&self.user_data))
-            .set_security_group_ids(Some(self.security_group_ids.clone()))
+            .user_data(base64::engine::general_purpose::STANDARD.encode(&self.user_data));
+        b = match self.associate_public_ip {
+            // EC2 takes the public-IP choice only on a network interface, and then
+            // the security groups must sit on that interface, not on the instance.
+            // The subnet still comes from each CreateFleet override.
+            Some(public) => b.network_interfaces(
+                LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                    .device_index(0)
+                    .associate_public_ip_address(public)
+                    .set_groups(Some(self.security_group_ids.clone()))
+                    .build(),
+            ),
+            None => b.set_security_group_ids(Some(self.security_group_ids.clone())),
+        };
+        b = b
             .metadata_options(
                 LaunchTemplateInstanceMetadataOptionsRequest::builder()
                     .http_tokens(LaunchTemplateHttpTokensState::from(md.http_tokens.as_str()))
@@ -313,5 +332,46 @@ mod tests {
         let mut c = a.clone();
         c.ami_id = "ami-2".into();
         assert_ne!(a.name(), c.name());
+        let mut d = a.clone();
+        d.associate_public_ip = Some(false);
+        assert_ne!(a.name(), d.name());
+    }
+
+    /// `associate-public-ip` reaches EC2 on the primary interface, with the
+    /// security groups moved there; unset, the groups stay on the instance.
+    #[test]
+    fn public_ip_choice_is_on_the_primary_interface() {
+        let nc = NodeClass {
+            name: "default".into(),
+            associate_public_ip_address: Some(false),
+            ..Default::default()
+        };
+        let sgs = vec!["sg-1".to_string(), "sg-2".to_string()];
+        let t = TemplateSpec::new(
+            &nc,
+            "ami-1",
+            "amd64",
+            "ud".into(),
+            sgs.clone(),
+            BTreeMap::new(),
+        );
+        let data = t.data();
+        assert!(data.security_group_ids().is_empty());
+        let ni = &data.network_interfaces()[0];
+        assert_eq!(ni.device_index(), Some(0));
+        assert_eq!(ni.associate_public_ip_address(), Some(false));
+        assert_eq!(ni.groups(), sgs.as_slice());
+
+        let plain = TemplateSpec::new(
+            &NodeClass::default(),
+            "ami-1",
+            "amd64",
+            "ud".into(),
+            sgs.clone(),
+            BTreeMap::new(),
+        );
+        let data = plain.data();
+        assert!(data.network_interfaces().is_empty());
+        assert_eq!(data.security_group_ids(), sgs.as_slice());
     }
 }
