@@ -134,6 +134,7 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
 
 /// What node bootstrap could take from the controller's own Kubernetes client
 /// configuration when `--cluster-endpoint` / `--cluster-ca` are not given.
+#[cfg(feature = "controller")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct ClientAccess {
     /// The server the client talks to.
@@ -185,6 +186,7 @@ impl ClientAccess {
 }
 
 /// A cluster setting node bootstrap needs that neither a flag nor the client gives.
+#[cfg(feature = "controller")]
 #[derive(Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub(super) enum BootstrapAccessError {
     /// Instances are tagged and found by the cluster name: empty would match nothing.
@@ -223,6 +225,7 @@ pub(super) enum BootstrapAccessError {
 /// The API server endpoint and CA written into node bootstrap: the flags when
 /// given, else what the controller's own client uses, else an error naming the
 /// flag (an empty value would only fail later, on every new node).
+#[cfg(feature = "controller")]
 pub(super) fn bootstrap_access(
     cluster: &str,
     endpoint_flag: &str,
@@ -284,7 +287,7 @@ pub(super) fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "controller"))]
 mod tests {
     use super::*;
 
