@@ -10,6 +10,8 @@
 # ${NODEWRIGHT_CACHE:-$HOME/.cache/nodewright}/helm-bin/<key>/helm, where <key> names the
 # version plus a hash of go.mod, go.sum and the Go version; if it is already there nothing
 # is built. All progress goes to stderr; only the folder goes to stdout.
+# A cold build (empty Go caches: ~410 MB of modules, ~720 MB of build cache) takes ~2m50s of
+# CPU: about 5.5 minutes on 2 busy cores; the binary is ~60 MB.
 # Needs Go >= 1.26 (helm v3.22 asks for it) and the Go module proxy (for a cold build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
