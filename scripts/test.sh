@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README's second command; .ci/run calls it too).
-# Installs what the tests need (moto's EC2 server in a venv; kube-apiserver and etcd
+# Installs what the tests need (moto's EC2 server in a venv; kube-apiserver, etcd and helm
 # built from Go modules), then runs every test.
 # Fails loudly if anything cannot be installed: no test is skipped for a missing service.
 set -euo pipefail
@@ -27,5 +27,15 @@ NODEWRIGHT_KUBE_BIN="$(printf '%s\n' "$KUBE_BIN_OUT" | tail -n 1)"
 [ -x "$NODEWRIGHT_KUBE_BIN/kube-apiserver" ] && [ -x "$NODEWRIGHT_KUBE_BIN/etcd" ] ||
   { echo "ERROR: no kube-apiserver/etcd in '$NODEWRIGHT_KUBE_BIN'" >&2; exit 1; }
 export NODEWRIGHT_KUBE_BIN
+# helm, for the chart tests (tests/chart.rs), also built from Go modules (tools/helm/go.mod).
+echo "== helm (scripts/helm-bin.sh)"
+if ! HELM_BIN_OUT="$(bash scripts/helm-bin.sh)"; then
+  echo "ERROR: scripts/helm-bin.sh failed: cannot build helm" >&2
+  exit 1
+fi
+NODEWRIGHT_HELM_BIN="$(printf '%s\n' "$HELM_BIN_OUT" | tail -n 1)"
+[ -x "$NODEWRIGHT_HELM_BIN/helm" ] ||
+  { echo "ERROR: no helm in '$NODEWRIGHT_HELM_BIN'" >&2; exit 1; }
+export NODEWRIGHT_HELM_BIN
 echo "== cargo test"
 cargo test --locked "$@"

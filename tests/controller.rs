@@ -16,6 +16,8 @@
 
 #[path = "support/kube.rs"]
 mod kube_support;
+#[path = "support/rbac.rs"]
+mod rbac_support;
 #[path = "support/moto.rs"]
 mod support;
 #[path = "support/ec2_world.rs"]
@@ -306,7 +308,7 @@ async fn start(
         .await
         .expect("controller starts");
     let addr = controller.metrics_addr().expect("metrics bound");
-    // The controller runs as deploy/nodewright.yaml's service account, so its RBAC is tested too.
+    // The controller runs as the chart's service account, so the chart's RBAC is tested too.
     let client = service_account_client(kube).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
@@ -315,16 +317,13 @@ async fn start(
     (addr, tx, task)
 }
 
-const DEPLOY: &str = include_str!("../deploy/nodewright.yaml");
-
-/// Creates deploy/nodewright.yaml's Namespace, ServiceAccount, ClusterRole and
-/// ClusterRoleBinding (not its Deployment), and returns a client that
-/// authenticates with a token of that service account.
+/// Creates the chart's Namespace, ServiceAccount and RBAC (tests/support/rbac.rs,
+/// from charts/nodewright/files/), and returns a client that authenticates with
+/// a token of that service account.
 async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
     use k8s_openapi::api::authentication::v1::TokenRequest;
     use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    use serde::Deserialize;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
     let admin = kube.client().await;
     let pp = PostParams::default();
@@ -332,8 +331,7 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         other => other,
     };
-    for doc in serde_yaml_ng::Deserializer::from_str(DEPLOY) {
-        let v = serde_json::Value::deserialize(doc).expect("deploy/nodewright.yaml parses");
+    for v in rbac_support::objects("nodewright", "nodewright") {
         let kind = v["kind"].as_str().unwrap_or_default().to_string();
         let r = match kind.as_str() {
             "Namespace" => {
@@ -364,8 +362,21 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
                     .await
                     .map(drop)
             }
-            "ConfigMap" | "Deployment" => Ok(()),
-            other => panic!("deploy/nodewright.yaml: unexpected kind {other}"),
+            "Role" => {
+                let o: Role = serde_json::from_value(v).expect("Role");
+                Api::<Role>::namespaced(admin.clone(), "nodewright")
+                    .create(&pp, &o)
+                    .await
+                    .map(drop)
+            }
+            "RoleBinding" => {
+                let o: RoleBinding = serde_json::from_value(v).expect("RoleBinding");
+                Api::<RoleBinding>::namespaced(admin.clone(), "nodewright")
+                    .create(&pp, &o)
+                    .await
+                    .map(drop)
+            }
+            other => panic!("tests/support/rbac.rs: unexpected kind {other}"),
         };
         exists(r).unwrap_or_else(|e| panic!("creating {kind}: {e}"));
     }
@@ -396,28 +407,6 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
         .await
         .expect("kube config");
     kube::Client::try_from(cfg).expect("kube client")
-}
-
-#[test]
-fn the_shipped_configmap_policy_compiles() {
-    use serde::Deserialize;
-    for doc in serde_yaml_ng::Deserializer::from_str(DEPLOY) {
-        let v = serde_json::Value::deserialize(doc).expect("deploy/nodewright.yaml parses");
-        if v["kind"] == "ConfigMap" {
-            let data = v["data"].as_object().expect("data");
-            assert!(!data.is_empty());
-            for (name, text) in data {
-                let text = text.as_str().expect("text");
-                let file = nodewright::policy::parse(name, text)
-                    .unwrap_or_else(|d| panic!("{}", d.render(100)));
-                let (set, _) = nodewright::policy::compile(&[file])
-                    .unwrap_or_else(|d| panic!("{}", d.render(100)));
-                assert_eq!(set.pools.len(), 1, "{name}");
-            }
-            return;
-        }
-    }
-    panic!("deploy/nodewright.yaml has no ConfigMap");
 }
 
 /// Deletes every Node and Pod left by an earlier test.

@@ -13,10 +13,12 @@ pub(super) struct ControllerArgs {
     /// Cluster name: tags every instance (`nodewright.io/cluster`) and goes into node bootstrap.
     #[arg(long, env = "NODEWRIGHT_CLUSTER")]
     pub cluster: String,
-    /// API server URL written into node bootstrap.
+    /// API server URL written into node bootstrap. Default: the Kubernetes client's server,
+    /// unless that is the in-cluster Service address (which a new node cannot reach).
     #[arg(long, env = "NODEWRIGHT_CLUSTER_ENDPOINT", default_value = "")]
     pub cluster_endpoint: String,
-    /// Base64 PEM of the cluster CA, for node bootstrap.
+    /// Base64 PEM of the cluster CA, for node bootstrap. Default: the CA the Kubernetes
+    /// client trusts (in a pod: the service account's `ca.crt`, the cluster's CA).
     #[arg(long, env = "NODEWRIGHT_CLUSTER_CA", default_value = "")]
     pub cluster_ca: String,
     /// Service CIDR, for node bootstrap.
@@ -106,6 +108,15 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
                 )
             })?,
         };
+        let client_access = ClientAccess::of(&config);
+        let (endpoint, ca) = bootstrap_access(
+            &opts.cluster.name,
+            &opts.cluster.endpoint,
+            &opts.cluster.ca_bundle,
+            &client_access,
+        )?;
+        opts.cluster.endpoint = endpoint;
+        opts.cluster.ca_bundle = ca;
         let client = kube::Client::try_from(config)
             .map_err(|e| miette::miette!("Kubernetes client: {e}"))?;
         let controller = Controller::new(opts, catalog).await?;
@@ -119,6 +130,129 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
         Ok::<_, miette::Report>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What node bootstrap could take from the controller's own Kubernetes client
+/// configuration when `--cluster-endpoint` / `--cluster-ca` are not given.
+#[cfg(feature = "controller")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ClientAccess {
+    /// The server the client talks to.
+    pub url: String,
+    /// The server is the in-cluster `kubernetes` Service (KUBERNETES_SERVICE_HOST): a
+    /// Service address, reachable only from a node that has already joined.
+    pub in_cluster_service: bool,
+    /// Base64 of the PEM certificates the client trusts, if it pins any.
+    pub ca_pem_base64: Option<String>,
+}
+
+#[cfg(feature = "controller")]
+impl ClientAccess {
+    fn of(config: &kube::Config) -> ClientAccess {
+        use base64::Engine;
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        let host = config.cluster_url.host().unwrap_or_default();
+        let in_cluster_service = std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| {
+            !h.is_empty() && h.trim_matches(['[', ']']) == host.trim_matches(['[', ']'])
+        });
+        let ca_pem_base64 = config
+            .root_cert
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map(|certs| {
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let mut pem = String::new();
+                for der in certs {
+                    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+                    let body = b64.encode(der);
+                    for line in body.as_bytes().chunks(64) {
+                        pem.push_str(&String::from_utf8_lossy(line));
+                        pem.push('\n');
+                    }
+                    pem.push_str("-----END CERTIFICATE-----\n");
+                }
+                b64.encode(pem)
+            });
+        ClientAccess {
+            url,
+            in_cluster_service,
+            ca_pem_base64,
+        }
+    }
+}
+
+/// A cluster setting node bootstrap needs that neither a flag nor the client gives.
+#[cfg(feature = "controller")]
+#[derive(Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub(super) enum BootstrapAccessError {
+    /// Instances are tagged and found by the cluster name: empty would match nothing.
+    #[error("the cluster name is empty")]
+    #[diagnostic(help(
+        "pass --cluster NAME (or NODEWRIGHT_CLUSTER; the chart's clusterName): the EKS cluster's name"
+    ))]
+    NoClusterName,
+    /// The in-cluster address is a Service IP that kube-proxy on a joined node routes.
+    #[error(
+        "no API server endpoint for node bootstrap: the controller reaches the API server at {url}, the in-cluster Service address, which a new node cannot use before it has joined"
+    )]
+    #[diagnostic(help(
+        "pass --cluster-endpoint URL (or NODEWRIGHT_CLUSTER_ENDPOINT; the chart's clusterEndpoint), on EKS: aws eks describe-cluster --name NAME --query cluster.endpoint"
+    ))]
+    InClusterEndpoint {
+        /// The Service address.
+        url: String,
+    },
+    /// Neither a flag nor the client configuration names a server.
+    #[error("no API server endpoint for node bootstrap")]
+    #[diagnostic(help(
+        "pass --cluster-endpoint URL (or NODEWRIGHT_CLUSTER_ENDPOINT; the chart's clusterEndpoint)"
+    ))]
+    NoEndpoint,
+    /// The client trusts no pinned CA (system roots, or TLS verification off).
+    #[error(
+        "no cluster CA for node bootstrap: the Kubernetes client configuration pins no certificate authority"
+    )]
+    #[diagnostic(help(
+        "pass --cluster-ca BASE64_PEM (or NODEWRIGHT_CLUSTER_CA; the chart's clusterCA), on EKS: aws eks describe-cluster --name NAME --query cluster.certificateAuthority.data"
+    ))]
+    NoCa,
+}
+
+/// The API server endpoint and CA written into node bootstrap: the flags when
+/// given, else what the controller's own client uses, else an error naming the
+/// flag (an empty value would only fail later, on every new node).
+#[cfg(feature = "controller")]
+pub(super) fn bootstrap_access(
+    cluster: &str,
+    endpoint_flag: &str,
+    ca_flag: &str,
+    client: &ClientAccess,
+) -> Result<(String, String), BootstrapAccessError> {
+    if cluster.trim().is_empty() {
+        return Err(BootstrapAccessError::NoClusterName);
+    }
+    let endpoint = match endpoint_flag.trim() {
+        "" if client.in_cluster_service => {
+            return Err(BootstrapAccessError::InClusterEndpoint {
+                url: client.url.clone(),
+            });
+        }
+        "" if client.url.is_empty() => return Err(BootstrapAccessError::NoEndpoint),
+        "" => client.url.clone(),
+        flag => flag.to_string(),
+    };
+    let ca = match ca_flag.trim() {
+        "" => client
+            .ca_pem_base64
+            .clone()
+            .ok_or(BootstrapAccessError::NoCa)?,
+        flag => flag.to_string(),
+    };
+    Ok((endpoint, ca))
 }
 
 #[cfg(feature = "controller")]
@@ -151,4 +285,82 @@ pub(super) fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
         help = "rebuild with `--features controller` (on by default)",
         "this nodewright was built without the controller"
     ))
+}
+
+#[cfg(all(test, feature = "controller"))]
+mod tests {
+    use super::*;
+
+    fn client(url: &str, in_cluster: bool, ca: Option<&str>) -> ClientAccess {
+        ClientAccess {
+            url: url.into(),
+            in_cluster_service: in_cluster,
+            ca_pem_base64: ca.map(String::from),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_client() {
+        let c = client("https://10.100.0.1:443", true, Some("Q0xJRU5U"));
+        assert_eq!(
+            bootstrap_access("demo", "https://api.demo", "RkxBRw==", &c),
+            Ok(("https://api.demo".into(), "RkxBRw==".into()))
+        );
+    }
+
+    #[test]
+    fn the_ca_comes_from_the_in_cluster_config() {
+        let c = client("https://10.100.0.1:443", true, Some("Q0xJRU5U"));
+        assert_eq!(
+            bootstrap_access("demo", "https://api.demo", "", &c),
+            Ok(("https://api.demo".into(), "Q0xJRU5U".into()))
+        );
+    }
+
+    #[test]
+    fn a_reachable_client_server_is_the_endpoint() {
+        let c = client(
+            "https://ABC.gr7.us-east-1.eks.amazonaws.com",
+            false,
+            Some("Q0E="),
+        );
+        assert_eq!(
+            bootstrap_access("demo", "", "", &c),
+            Ok((
+                "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
+                "Q0E=".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_in_cluster_service_address_is_not_an_endpoint() {
+        let c = client("https://10.100.0.1:443", true, Some("Q0E="));
+        let e = bootstrap_access("demo", "", "", &c).unwrap_err();
+        assert_eq!(
+            e,
+            BootstrapAccessError::InClusterEndpoint {
+                url: "https://10.100.0.1:443".into()
+            }
+        );
+        let help = miette::Diagnostic::help(&e).map(|h| h.to_string());
+        assert!(help.is_some_and(|h| h.contains("--cluster-endpoint")));
+    }
+
+    #[test]
+    fn missing_values_are_errors_not_empty_strings() {
+        let none = client("", false, None);
+        assert_eq!(
+            bootstrap_access("demo", "", "Q0E=", &none),
+            Err(BootstrapAccessError::NoEndpoint)
+        );
+        assert_eq!(
+            bootstrap_access("demo", "https://api.demo", "", &none),
+            Err(BootstrapAccessError::NoCa)
+        );
+        assert_eq!(
+            bootstrap_access(" ", "https://api.demo", "Q0E=", &none),
+            Err(BootstrapAccessError::NoClusterName)
+        );
+    }
 }
