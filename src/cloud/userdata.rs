@@ -2,10 +2,14 @@
 //! (startup taints included) and kubelet settings.
 //!
 //! AL2023 reads a nodeadm `NodeConfig` from a MIME multi-part document;
-//! Bottlerocket reads TOML settings. A node class's own user data is kept:
-//! for AL2023 it becomes an earlier MIME part (nodeadm merges NodeConfigs in
-//! order, so ours wins for the fields we set); for Bottlerocket it is placed
-//! before our `[settings.kubernetes]` tables and must not define them itself.
+//! AL2 runs `/etc/eks/bootstrap.sh` from a shell script part, with the kubelet
+//! settings as `--kubelet-extra-args`; Bottlerocket reads TOML settings. A
+//! node class's own user data is kept: for AL2023 and AL2 it becomes an
+//! earlier MIME part (nodeadm merges NodeConfigs in order, so ours wins for
+//! the fields we set; on AL2 the user's script runs before the bootstrap); for
+//! Bottlerocket it is placed before our `[settings.kubernetes]` tables and
+//! must not define them itself. A `Custom` AMI gets the node class's user data
+//! exactly as written and nothing of ours: its image bootstraps itself.
 
 use std::collections::BTreeMap;
 
@@ -150,6 +154,126 @@ pub fn al2023(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>)
     out
 }
 
+/// A shell word in single quotes (`'` written as `'\''`).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The kubelet flags that carry a node's labels, taints and kubelet settings on
+/// AL2, where bootstrap.sh passes `--kubelet-extra-args` to the kubelet as is.
+fn kubelet_flags(node: &NodeBootstrap) -> Vec<String> {
+    let k = &node.kubelet;
+    let mut f = Vec::new();
+    let join = |m: &BTreeMap<String, String>, sep: &str| {
+        m.iter()
+            .map(|(k, v)| format!("{k}{sep}{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !node.labels.is_empty() {
+        f.push(format!("--node-labels={}", join(&node.labels, "=")));
+    }
+    let taints: Vec<String> = node
+        .taints
+        .iter()
+        .chain(&node.startup_taints)
+        .map(|t| match &t.value {
+            Some(v) => format!("{}={v}:{}", t.key, t.effect.as_str()),
+            None => format!("{}:{}", t.key, t.effect.as_str()),
+        })
+        .collect();
+    if !taints.is_empty() {
+        f.push(format!("--register-with-taints={}", taints.join(",")));
+    }
+    if let Some(m) = k.max_pods {
+        f.push(format!("--max-pods={m}"));
+    }
+    if let Some(m) = k.pods_per_core {
+        f.push(format!("--pods-per-core={m}"));
+    }
+    let q = |m: &BTreeMap<String, crate::ir::Quantity>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !k.kube_reserved.is_empty() {
+        f.push(format!("--kube-reserved={}", q(&k.kube_reserved)));
+    }
+    if !k.system_reserved.is_empty() {
+        f.push(format!("--system-reserved={}", q(&k.system_reserved)));
+    }
+    if !k.eviction_hard.is_empty() {
+        f.push(format!("--eviction-hard={}", join(&k.eviction_hard, "<")));
+    }
+    if !k.eviction_soft.is_empty() {
+        f.push(format!("--eviction-soft={}", join(&k.eviction_soft, "<")));
+    }
+    if !k.eviction_soft_grace_period.is_empty() {
+        let m: BTreeMap<String, String> = k
+            .eviction_soft_grace_period
+            .iter()
+            .map(|(s, d)| (s.clone(), d.to_string()))
+            .collect();
+        f.push(format!("--eviction-soft-grace-period={}", join(&m, "=")));
+    }
+    if let Some(g) = k.eviction_max_pod_grace_period {
+        f.push(format!("--eviction-max-pod-grace-period={g}"));
+    }
+    if let Some(p) = k.image_gc_high_threshold_percent {
+        f.push(format!("--image-gc-high-threshold={p}"));
+    }
+    if let Some(p) = k.image_gc_low_threshold_percent {
+        f.push(format!("--image-gc-low-threshold={p}"));
+    }
+    if let Some(b) = k.cpu_cfs_quota {
+        f.push(format!("--cpu-cfs-quota={b}"));
+    }
+    f
+}
+
+/// The AL2 user data: a MIME multi-part document whose last part runs
+/// `/etc/eks/bootstrap.sh`, with `custom` (a shell script) as an earlier part.
+pub fn al2(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>) -> String {
+    let mut cmd = format!(
+        "/etc/eks/bootstrap.sh {} --apiserver-endpoint {} --b64-cluster-ca {}",
+        sh_quote(&cluster.name),
+        sh_quote(&cluster.endpoint),
+        sh_quote(&cluster.ca_bundle)
+    );
+    if let Some(dns) = node.kubelet.cluster_dns.first() {
+        cmd.push_str(&format!(" \\\n  --dns-cluster-ip {}", sh_quote(dns)));
+    } else if !cluster.service_cidr.is_empty() {
+        cmd.push_str(&format!(
+            " \\\n  --service-ipv4-cidr {}",
+            sh_quote(&cluster.service_cidr)
+        ));
+    }
+    if node.kubelet.max_pods.is_some() {
+        // Our --max-pods below, not bootstrap.sh's ENI-based table.
+        cmd.push_str(" \\\n  --use-max-pods false");
+    }
+    let flags = kubelet_flags(node);
+    if !flags.is_empty() {
+        cmd.push_str(&format!(
+            " \\\n  --kubelet-extra-args {}",
+            sh_quote(&flags.join(" "))
+        ));
+    }
+    let mut out =
+        format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n");
+    if let Some(c) = custom.filter(|c| !c.trim().is_empty()) {
+        out.push_str(&format!(
+            "--{BOUNDARY}\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n{}\n\n",
+            c.trim_end()
+        ));
+    }
+    out.push_str(&format!(
+        "--{BOUNDARY}\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n#!/bin/bash\nset -euo pipefail\n{cmd}\n\n--{BOUNDARY}--\n"
+    ));
+    out
+}
+
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
@@ -254,6 +378,11 @@ pub fn for_family(
 ) -> String {
     if family.eq_ignore_ascii_case("bottlerocket") {
         bottlerocket(cluster, node, custom)
+    } else if family.eq_ignore_ascii_case("al2") {
+        al2(cluster, node, custom)
+    } else if family.eq_ignore_ascii_case("custom") {
+        // A custom image bootstraps itself from exactly what the user wrote.
+        custom.unwrap_or_default().to_string()
     } else {
         al2023(cluster, node, custom)
     }
@@ -343,6 +472,40 @@ mod tests {
         let (c, n) = sample();
         insta::assert_snapshot!("al2023_user_data", al2023(&c, &n, None));
         insta::assert_snapshot!("bottlerocket_user_data", bottlerocket(&c, &n, None));
+        insta::assert_snapshot!("al2_user_data", al2(&c, &n, None));
+    }
+
+    #[test]
+    fn al2_runs_bootstrap_with_kubelet_flags() {
+        let (c, mut n) = sample();
+        n.labels.insert("quote".into(), "it's".into());
+        let ud = al2(&c, &n, Some("#!/bin/bash\necho first"));
+        let parts: Vec<&str> = ud.split(&format!("--{BOUNDARY}")).collect();
+        assert_eq!(parts.len(), 4, "{ud}");
+        assert!(
+            parts[1].contains("echo first"),
+            "the user's script runs first"
+        );
+        assert!(parts[2].contains("/etc/eks/bootstrap.sh 'demo' --apiserver-endpoint 'https://api.demo' --b64-cluster-ca 'Q0E='"), "{ud}");
+        assert!(
+            parts[2].contains("--service-ipv4-cidr '10.100.0.0/16'"),
+            "{ud}"
+        );
+        assert!(parts[2].contains("--use-max-pods false"), "{ud}");
+        assert!(parts[2].contains("--kubelet-extra-args '--node-labels=karpenter.sh/nodepool=general,quote=it'\\''s,team=platform --register-with-taints=dedicated=infra:NoSchedule,node.cilium.io/agent-not-ready:NoExecute --max-pods=58 --eviction-hard=memory.available<100Mi'"), "{ud}");
+        // No nodeadm config on AL2.
+        assert!(!ud.contains("NodeConfig"));
+    }
+
+    #[test]
+    fn custom_user_data_is_passed_as_written() {
+        let (c, n) = sample();
+        let mine = "#!/bin/bash\n/opt/my-bootstrap --cluster demo\n";
+        assert_eq!(for_family("Custom", &c, &n, Some(mine)), mine);
+        assert_eq!(for_family("Custom", &c, &n, None), "");
+        assert!(for_family("AL2", &c, &n, None).contains("/etc/eks/bootstrap.sh"));
+        assert!(for_family("AL2023", &c, &n, None).contains("kind: NodeConfig"));
+        assert!(for_family("Bottlerocket", &c, &n, None).starts_with("[settings.kubernetes]"));
     }
 
     #[test]
