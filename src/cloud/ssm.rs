@@ -57,7 +57,11 @@ impl KubeVersion {
     pub fn parse(s: &str) -> Option<KubeVersion> {
         let mut it = s.split('.');
         let major = it.next()?.parse().ok()?;
-        let minor: String = it.next()?.chars().take_while(char::is_ascii_digit).collect();
+        let minor: String = it
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         Some(KubeVersion {
             major,
             minor: minor.parse().ok()?,
@@ -410,7 +414,10 @@ mod tests {
     #[test]
     fn image_names_carry_their_minor() {
         for (name, k) in [
-            ("amazon-eks-node-al2023-x86_64-standard-1.31-v20240807", "1.31"),
+            (
+                "amazon-eks-node-al2023-x86_64-standard-1.31-v20240807",
+                "1.31",
+            ),
             ("amazon-eks-node-1.30-v20240807", "1.30"),
             ("amazon-eks-arm64-node-1.32-v20240807", "1.32"),
             ("bottlerocket-aws-k8s-1.31-x86_64-v1.20.3-5d9ac849", "1.31"),
@@ -425,7 +432,10 @@ mod tests {
             K,
         )
         .expect_err("newer minor");
-        assert!(e.to_string().contains("Kubernetes 1.32, newer than the control plane's 1.31"));
+        assert!(
+            e.to_string()
+                .contains("Kubernetes 1.32, newer than the control plane's 1.31")
+        );
         assert!(check_not_newer("a", "ami-1", "amazon-eks-node-1.30-v1", K).is_ok());
         assert!(check_not_newer("a", "ami-1", "custom", K).is_ok());
     }
