@@ -164,7 +164,7 @@ pub enum AliasError {
         image_kubernetes: KubeVersion,
         kubernetes: KubeVersion,
     },
-    #[error("AMI alias `{alias}`: reading its SSM parameters failed")]
+    #[error("AMI alias `{alias}`: reading its SSM parameters failed: {source}")]
     #[diagnostic(
         code(nodewright::ec2::alias_ssm),
         help(
@@ -174,8 +174,7 @@ pub enum AliasError {
     Api {
         alias: String,
         #[source]
-        #[diagnostic_source]
-        source: Ec2Error,
+        source: Box<Ec2Error>,
     },
 }
 
@@ -296,7 +295,7 @@ pub async fn image_ids(
     .await
     .map_err(|source| AliasError::Api {
         alias: alias_text.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     let mut found = Vec::new();
     for (arch, path) in &paths {
