@@ -26,7 +26,7 @@ use nodewright::catalog::{CapacityType, Catalog, UnavailableOfferings};
 use nodewright::cloud::discover::LiveCatalog;
 use nodewright::cloud::ec2::{Ec2Settings, connect, load, ssm};
 use nodewright::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
-use nodewright::cloud::refresh::{CatalogSource, spawn_refresh, start_live};
+use nodewright::cloud::refresh::{CatalogSource, StartCatalogError, spawn_refresh, start_live};
 use nodewright::cloud::resolve::{ResolveError, Resolver};
 use nodewright::cloud::ssm::{AliasError, KubeVersion};
 use nodewright::cloud::userdata::ClusterInfo;
@@ -281,6 +281,22 @@ async fn refresher_swaps_in_new_catalogs_and_keeps_the_last_good_one() {
         errors.lock().unwrap()[0].contains("DescribeAvailabilityZones"),
         "{:?}",
         errors.lock().unwrap()
+    );
+
+    // A first discovery that fails stops start-up, naming the region and what it needs.
+    let Err(e) = start_live(&Ec2Settings::static_test_in("http://127.0.0.1:9", REGION)).await
+    else {
+        panic!("discovery against a dead endpoint succeeded")
+    };
+    let help = miette::Diagnostic::help(&e)
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    assert!(
+        matches!(e, StartCatalogError::Discovery { .. })
+            && e.to_string() == format!("discovering the {REGION} catalog from EC2 failed")
+            && help.contains("ec2:DescribeInstanceTypes")
+            && help.contains(&format!("in {REGION}")),
+        "{e}\n{help}"
     );
 }
 
