@@ -32,3 +32,35 @@ pub(super) fn report(m: &Metrics, r: &Result<Discovery, Ec2Error>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn refreshes_and_failures_are_counted() {
+        let m = Metrics::new(&mut Registry::default());
+        let catalog = Catalog::embedded().expect("embedded catalog");
+        let types = catalog.types.len() as i64;
+        let ok = Ok(Discovery {
+            catalog,
+            unpriced: vec![],
+            spot_prices_estimated: true,
+            warnings: vec![],
+        });
+        report(&m, &ok);
+        let failed = Err(Ec2Error::Transport {
+            operation: "DescribeInstanceTypes".into(),
+            message: "connection refused".into(),
+            attempts: 5,
+        });
+        report(&m, &failed);
+        report(&m, &failed);
+        assert_eq!(m.catalog_refreshes.get(), 1);
+        assert_eq!(m.catalog_refresh_failures.get(), 2);
+        // A failure leaves the figure of the last good catalog.
+        assert_eq!(m.catalog_types.get(), types);
+    }
+}
