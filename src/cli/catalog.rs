@@ -212,7 +212,7 @@ fn list(a: ListArgs) -> miette::Result<ExitCode> {
                 .map_err(|e| miette::miette!("could not render JSON: {e}"))?;
             println!("{text}");
         }
-        OutputFormat::Table => print_table(&rows),
+        OutputFormat::Table => print_table(&cat.region, &rows),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -245,7 +245,8 @@ fn bytes_str(b: i64) -> String {
     }
 }
 
-fn print_table(rows: &[Row]) {
+/// Zones are shown without their region prefix (`a,b,c`), whatever the region.
+fn print_table(region: &str, rows: &[Row]) {
     let header = [
         "TYPE",
         "CAPACITY",
@@ -264,7 +265,7 @@ fn print_table(rows: &[Row]) {
             let zones: Vec<&str> = r
                 .zones
                 .iter()
-                .map(|z| z.strip_prefix("us-east-1").unwrap_or(z))
+                .map(|z| z.strip_prefix(region).unwrap_or(z))
                 .collect();
             [
                 r.instance_type.to_string(),

@@ -24,10 +24,16 @@ pub(super) struct ControllerArgs {
     /// Service CIDR, for node bootstrap.
     #[arg(long, default_value = "10.100.0.0/16")]
     pub service_cidr: String,
-    /// `embedded` or a catalog JSON file.
-    #[arg(long, default_value = "embedded")]
+    /// `live` discovers the region's types, offerings and spot prices from
+    /// EC2 before the first pass and again every --catalog-refresh-secs;
+    /// `embedded` (us-east-1) or a catalog JSON file are for air-gapped tests.
+    #[arg(long, default_value = "live")]
     pub catalog: String,
-    /// Region (else the standard AWS chain).
+    /// Seconds between live catalog refreshes (a failed one is retried
+    /// after at most 5 minutes; the last good catalog stays meanwhile).
+    #[arg(long, default_value_t = 3600)]
+    pub catalog_refresh_secs: u64,
+    /// Region (else the standard AWS chain: the profile, IMDS).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
     /// EC2 endpoint (else AWS_ENDPOINT_URL or the public one).
@@ -63,8 +69,8 @@ pub(super) struct ControllerArgs {
 pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     use miette::IntoDiagnostic;
 
+    use crate::cloud::refresh::{CatalogSource, CatalogSpec, start_live};
     use crate::controller::run::{Controller, Options};
-    let catalog = std::sync::Arc::new(super::inputs::load_catalog(&a.catalog)?);
     let mut opts = Options::new(
         a.policy.clone(),
         crate::cloud::userdata::ClusterInfo {
@@ -86,8 +92,29 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
     opts.metrics_addr = Some(a.metrics_addr);
     opts.reload.allow_empty = a.allow_empty_policy;
+    opts.catalog_refresh = Duration::from_secs(a.catalog_refresh_secs.max(1));
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async move {
+        // The first catalog loads before anything else: without it there is
+        // nothing to plan from (`cloud::refresh` says why there is no fallback).
+        let catalog: CatalogSource = match CatalogSpec::parse(&a.catalog) {
+            CatalogSpec::Live => {
+                let (live, d) = start_live(&opts.ec2).await?;
+                tracing::info!(
+                    "catalog discovered in {}: {} types, {} offerings{}",
+                    d.catalog.region,
+                    d.catalog.types.len(),
+                    d.catalog.offerings.len(),
+                    if d.spot_prices_estimated {
+                        " (spot prices estimated)"
+                    } else {
+                        ""
+                    }
+                );
+                live.into()
+            }
+            _ => std::sync::Arc::new(super::inputs::load_catalog(&a.catalog)?).into(),
+        };
         let config = match &a.kubeconfig {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {

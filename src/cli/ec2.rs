@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr};
 
 #[cfg(feature = "aws")]
-use crate::cloud::ec2::{Ec2Settings, connect};
+use crate::cloud::ec2::Ec2Settings;
 #[cfg(feature = "aws")]
 use crate::cloud::resolve::Resolver;
 #[cfg(feature = "aws")]
@@ -37,9 +37,14 @@ pub(super) struct ResolveArgs {
     /// Endpoint (else AWS_ENDPOINT_URL or the public one).
     #[arg(long)]
     pub endpoint_url: Option<String>,
-    /// AMI owners searched for aliases (`amazon` by default).
+    /// AMI owners searched for aliases without --kubernetes-version (`amazon` by default).
     #[arg(long = "alias-owner")]
     pub alias_owners: Vec<String>,
+    /// The cluster's Kubernetes version (`1.31`): AMI aliases then resolve
+    /// through EKS's public SSM parameters, as the controller resolves them.
+    /// Without it, an alias is a DescribeImages name query.
+    #[arg(long)]
+    pub kubernetes_version: Option<String>,
     /// `table` or `json`.
     #[arg(long, default_value = "table")]
     pub output: String,
@@ -152,6 +157,18 @@ fn unknown_key(
 #[cfg(feature = "aws")]
 fn resolve(a: ResolveArgs) -> miette::Result<ExitCode> {
     let nc = load_node_class(&a)?;
+    // `1.31` (a patch, `1.31.2`, is accepted and ignored).
+    let kubernetes = match &a.kubernetes_version {
+        Some(s) => Some(
+            crate::cloud::ssm::KubeVersion::parse(s.trim_start_matches('v')).ok_or_else(|| {
+                miette::miette!(
+                    help = "write major.minor, e.g. --kubernetes-version 1.31",
+                    "`{s}` is not a Kubernetes version"
+                )
+            })?,
+        ),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,10 +179,15 @@ fn resolve(a: ResolveArgs) -> miette::Result<ExitCode> {
         static_credentials: None,
     };
     let resolved = rt.block_on(async {
-        let client = connect(&settings).await;
+        let config = crate::cloud::ec2::load(&settings).await;
+        let client = aws_sdk_ec2::Client::new(&config);
         let mut r = Resolver::new(client, std::time::Duration::from_secs(60));
         if !a.alias_owners.is_empty() {
             r.alias_owners = a.alias_owners.clone();
+        }
+        if let Some(k) = kubernetes {
+            r.use_ssm(crate::cloud::ec2::ssm(&config));
+            r.set_kubernetes_version(k);
         }
         r.resolve(&nc).await
     })?;

@@ -18,12 +18,12 @@
 //! estimate `on-demand × DEFAULT_SPOT_FRACTION` with `price_estimated = true`,
 //! exactly like the embedded catalog.
 //!
-//! [`LiveCatalog`] refreshes periodically and keeps the last good catalog when
-//! a refresh fails (lock-free reads through `arc-swap`).
+//! [`LiveCatalog`] refreshes and keeps the last good catalog when a refresh
+//! fails (lock-free reads through `arc-swap`); `cloud::refresh` runs it on
+//! an interval for the controller.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use aws_sdk_ec2::types::LocationType;
@@ -58,6 +58,12 @@ pub enum PriceTableError {
         line: usize,
         message: String,
     },
+    #[error("the embedded price table cannot be decoded: {0}")]
+    #[diagnostic(
+        code(nodewright::catalog::price_table),
+        help("this binary's embedded catalog is damaged; rebuild it (docs/catalog.md)")
+    )]
+    Embedded(String),
 }
 
 /// Parses `instance_type,on_demand_usd_per_hour` CSV (with a header line).
@@ -88,20 +94,19 @@ pub fn parse_price_table(path: &str, text: &str) -> Result<HashMap<String, f64>,
     Ok(out)
 }
 
-/// The us-east-1 on-demand price table from `../shared/data`.
+/// The on-demand price table the controller uses: the embedded catalog's
+/// (us-east-1 list prices; on-demand prices are not in the EC2 API).
 ///
-/// Stand-in until the embedded catalog's price table is on main; callers pass
-/// the table to [`discover`], so switching source changes only this function.
+/// In another region the types and offerings are that region's, and each
+/// type is priced by name from this table: regional price differences are
+/// mostly a common factor, so the ranking between types holds. A type the
+/// table lacks (one launched after the table was generated, or sold only
+/// elsewhere) gets `price: None` and a warning, and is planned only where
+/// a cost rule prices it (docs/ec2.md).
 pub fn default_price_table() -> Result<HashMap<String, f64>, PriceTableError> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/ec2-on-demand-prices-us-east-1.csv"
-    );
-    let text = std::fs::read_to_string(path).map_err(|source| PriceTableError::Io {
-        path: path.to_string(),
-        source,
-    })?;
-    parse_price_table(path, &text)
+    let raw = crate::catalog::embedded::embedded_raw()
+        .map_err(|e| PriceTableError::Embedded(e.to_string()))?;
+    Ok(raw.prices.iter().cloned().collect())
 }
 
 /// A discovered catalog and what the user should know about it.
@@ -659,23 +664,10 @@ impl LiveCatalog {
                 Ok(d)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "catalog refresh failed; keeping the last good catalog");
+                tracing::debug!(error = %e, "catalog refresh failed; keeping the last good catalog");
                 Err(e)
             }
         }
-    }
-
-    /// Refreshes every `interval` until the returned task is aborted.
-    pub fn spawn_refresh(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let _ = me.refresh().await;
-            }
-        })
     }
 }
 
@@ -711,8 +703,8 @@ mod tests {
     }
 
     #[test]
-    fn shared_price_table_loads() {
-        let t = default_price_table().expect("shared price table");
+    fn embedded_price_table_loads() {
+        let t = default_price_table().expect("embedded price table");
         assert!(t.len() > 1000);
         assert!(t.get("m5.large").is_some_and(|p| *p > 0.05 && *p < 0.2));
     }

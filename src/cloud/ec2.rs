@@ -27,8 +27,14 @@ pub struct Ec2Settings {
 impl Ec2Settings {
     /// Settings for a local test server (moto): its endpoint, us-east-1, dummy keys.
     pub fn static_test(endpoint: &str) -> Ec2Settings {
+        Ec2Settings::static_test_in(endpoint, "us-east-1")
+    }
+
+    /// Settings for a local test server (moto) in `region`: nothing in
+    /// nodewright assumes us-east-1, and the tests check it in another region.
+    pub fn static_test_in(endpoint: &str, region: &str) -> Ec2Settings {
         Ec2Settings {
-            region: Some("us-east-1".into()),
+            region: Some(region.to_string()),
             endpoint_url: Some(endpoint.to_string()),
             static_credentials: Some(("testing".into(), "testing".into())),
         }
@@ -37,6 +43,19 @@ impl Ec2Settings {
 
 /// An EC2 client from the standard chain, overridden by `settings`.
 pub async fn connect(settings: &Ec2Settings) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&load(settings).await)
+}
+
+/// An SSM client (public AMI parameters) from the same configuration as
+/// [`connect`]: one region, one endpoint override, one HTTPS client.
+pub fn ssm(config: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(config)
+}
+
+/// The AWS configuration every client is built from: the standard chain
+/// (region from `--region` / `AWS_REGION` / the profile / IMDS), overridden
+/// by `settings`, with the SDK's retries off and our HTTPS client.
+pub async fn load(settings: &Ec2Settings) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
         .http_client(https_client());
@@ -55,8 +74,7 @@ pub async fn connect(settings: &Ec2Settings) -> aws_sdk_ec2::Client {
             "nodewright-static",
         ));
     }
-    let cfg = loader.load().await;
-    aws_sdk_ec2::Client::new(&cfg)
+    loader.load().await
 }
 
 /// The SDK's HTTPS client on rustls + ring (the SDK's default would be

@@ -3,7 +3,9 @@
 //! `ec2` builds the client, `resolve` turns node-class selectors into
 //! subnets, security groups and AMIs, `template` and `userdata` make the
 //! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
-//! `discover` reads the live catalog from EC2's describe APIs, `retry`
+//! `discover` reads the live catalog from EC2's describe APIs and `refresh`
+//! keeps the controller's copy fresh, `ssm` turns AMI aliases into image
+//! ids through the public parameters EKS publishes, `retry`
 //! decides what is worth retrying, and `tags` names the tags on what we
 //! create. The offerings EC2 recently refused are remembered in
 //! `catalog::availability`, beside the catalog the solver reads: the
@@ -20,9 +22,13 @@ pub mod ec2;
 #[cfg(feature = "aws")]
 pub mod launcher;
 #[cfg(feature = "aws")]
+pub mod refresh;
+#[cfg(feature = "aws")]
 pub mod resolve;
 #[cfg(feature = "aws")]
 pub mod retry;
+#[cfg(feature = "aws")]
+pub mod ssm;
 pub mod tags;
 #[cfg(feature = "aws")]
 pub mod template;

@@ -5,10 +5,14 @@
 //! rules). A selector that matches nothing is an error naming the selector,
 //! because "why are no nodes launching?" is so often a tag typo.
 //!
-//! AMI aliases (`al2023@latest`, `bottlerocket@latest`, `...@vYYYYMMDD`) are
-//! resolved with a DescribeImages name/owner query, newest creation date
-//! first (the public SSM parameters are not served by moto and would need a
-//! second SDK); see docs/ec2.md for the exact name patterns.
+//! AMI aliases (`al2023@latest`, `al2@v20240807`, `bottlerocket@1.20.3`)
+//! resolve through the public SSM parameters EKS publishes for the
+//! cluster's Kubernetes version (`super::ssm`) once the resolver has an SSM
+//! client ([`Resolver::use_ssm`]) and the version
+//! ([`Resolver::set_kubernetes_version`]): the controller sets both. Without
+//! an SSM client (`nodewright ec2 resolve` with no `--kubernetes-version`)
+//! an alias falls back to a DescribeImages name/owner query, newest
+//! creation date first; see docs/ec2.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,7 @@ use aws_sdk_ec2::types::Filter;
 use serde::Serialize;
 
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
+use super::ssm::{AliasError, KubeVersion, KubeVersionCell, check_not_newer};
 use crate::ir::{AmiSelectorTerm, NodeClass, SelectorTerm};
 
 /// A subnet a node may launch into.
@@ -92,6 +97,10 @@ pub enum ResolveError {
         #[help]
         hint: Option<String>,
     },
+    /// An AMI alias could not be resolved through SSM.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Alias(#[from] AliasError),
     #[error(transparent)]
     #[diagnostic(code(nodewright::ec2::resolve))]
     Api(
@@ -109,6 +118,10 @@ pub struct Resolver {
     /// Owners searched for alias AMIs. `amazon` by default; GovCloud, China or
     /// a private mirror of the EKS images use another owner.
     pub alias_owners: Vec<String>,
+    /// Resolves aliases through EKS's public parameters when set.
+    ssm: Option<aws_sdk_ssm::Client>,
+    /// The cluster's Kubernetes version, which alias parameters are named for.
+    kubernetes: KubeVersionCell,
     cache: Mutex<HashMap<String, (Instant, Arc<Resolved>)>>,
 }
 
@@ -120,13 +133,41 @@ impl Resolver {
             ttl,
             retry: RetryPolicy::default(),
             alias_owners: vec!["amazon".into()],
+            ssm: None,
+            kubernetes: KubeVersionCell::default(),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Resolves AMI aliases through the public SSM parameters (the way EKS
+    /// publishes its images) rather than by image name.
+    pub fn use_ssm(&mut self, ssm: aws_sdk_ssm::Client) {
+        self.ssm = Some(ssm);
+    }
+
+    /// The cluster's Kubernetes version, which alias parameters are named
+    /// for; cached resolutions made for another version are not reused.
+    pub fn set_kubernetes_version(&self, v: KubeVersion) {
+        self.kubernetes.set(v);
+    }
+
+    /// The version last set, if any.
+    pub fn kubernetes_version(&self) -> Option<KubeVersion> {
+        self.kubernetes.get()
+    }
+
+    /// A handle that updates the version from elsewhere (the controller
+    /// re-reads the API server's `/version` on a timer).
+    pub fn kubernetes_version_cell(&self) -> KubeVersionCell {
+        self.kubernetes.clone()
+    }
+
     /// Resolves `nc`, from the cache when fresh.
     pub async fn resolve(&self, nc: &NodeClass) -> Result<Arc<Resolved>, ResolveError> {
-        let key = serde_json::to_string(nc).unwrap_or_else(|_| nc.name.clone());
+        let mut key = serde_json::to_string(nc).unwrap_or_else(|_| nc.name.clone());
+        if let Some(v) = self.kubernetes_version() {
+            key.push_str(&format!("@k8s-{v}"));
+        }
         {
             let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, r)) = c.get(&key)
@@ -302,6 +343,12 @@ impl Resolver {
         let mut best: BTreeMap<String, ResolvedAmi> = BTreeMap::new();
         for term in &nc.ami_selector {
             let queries = match &term.alias {
+                Some(alias) if self.ssm.is_some() => {
+                    let (fam, ids) = self.alias_image_ids(alias).await?;
+                    family.get_or_insert(fam.to_string());
+                    let ids: Vec<String> = ids.into_iter().map(|(_, id)| id).collect();
+                    vec![(vec![], vec![], ids)]
+                }
                 Some(alias) => {
                     let (fam, patterns) = alias_patterns(alias).ok_or_else(|| {
                         ResolveError::BadSelector {
@@ -347,6 +394,9 @@ impl Resolver {
                 };
                 for img in resp.images() {
                     let Some(id) = img.image_id() else { continue };
+                    if let (Some(alias), Some(k)) = (&term.alias, self.kubernetes_version()) {
+                        check_not_newer(alias, id, img.name().unwrap_or(""), k)?;
+                    }
                     let arch = match img.architecture().map(|a| a.as_str()) {
                         Some("x86_64") => "amd64",
                         Some("arm64") => "arm64",
@@ -384,6 +434,23 @@ impl Resolver {
             return Err(nothing(nc, "AMI", sel));
         }
         Ok((family.unwrap_or_else(|| "AL2023".into()), best))
+    }
+}
+
+impl Resolver {
+    /// The image ids EKS publishes for `alias` and the cluster's version.
+    async fn alias_image_ids(
+        &self,
+        alias: &str,
+    ) -> Result<(&'static str, Vec<(&'static str, String)>), ResolveError> {
+        let (Some(ssm), Some(k)) = (&self.ssm, self.kubernetes_version()) else {
+            return Err(AliasError::NoKubernetesVersion {
+                alias: alias.to_string(),
+            }
+            .into());
+        };
+        let (a, ids) = super::ssm::image_ids(ssm, alias, k).await?;
+        Ok((a.family.ami_family(), ids))
     }
 }
 

@@ -31,6 +31,12 @@ pub(super) struct Metrics {
     pub pass_failures: Counter,
     /// Time to solve one pass.
     pub solve_seconds: Histogram,
+    /// Live catalog refreshes that failed (the last good catalog stayed).
+    pub catalog_refresh_failures: Counter,
+    /// Live catalog refreshes that replaced the catalog.
+    pub catalog_refreshes: Counter,
+    /// Instance types in the catalog the passes plan from.
+    pub catalog_types: Gauge,
 }
 
 impl Metrics {
@@ -47,6 +53,9 @@ impl Metrics {
             registration_timeouts: Counter::default(),
             pass_failures: Counter::default(),
             solve_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            catalog_refresh_failures: Counter::default(),
+            catalog_refreshes: Counter::default(),
+            catalog_types: Gauge::default(),
         };
         r.register(
             "pending_pods",
@@ -89,6 +98,21 @@ impl Metrics {
             "Time to solve one pass",
             m.solve_seconds.clone(),
         );
+        r.register(
+            "catalog_refresh_failures",
+            "Live catalog refreshes that failed (the last good catalog stayed)",
+            m.catalog_refresh_failures.clone(),
+        );
+        r.register(
+            "catalog_refreshes",
+            "Live catalog refreshes that replaced the catalog",
+            m.catalog_refreshes.clone(),
+        );
+        r.register(
+            "catalog_types",
+            "Instance types in the catalog the passes plan from",
+            m.catalog_types.clone(),
+        );
         m
     }
 }
@@ -118,6 +142,9 @@ mod tests {
             "nodewright_controller_unschedulable_pods 0",
             "nodewright_controller_claims_in_flight 0",
             "nodewright_controller_solve_seconds_count 1",
+            "nodewright_controller_catalog_refresh_failures_total 0",
+            "nodewright_controller_catalog_refreshes_total 0",
+            "nodewright_controller_catalog_types 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

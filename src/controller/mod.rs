@@ -29,6 +29,10 @@ pub mod snapshot;
 mod steps;
 
 #[cfg(feature = "controller")]
+mod catalog_report;
+#[cfg(feature = "controller")]
+mod kube_version;
+#[cfg(feature = "controller")]
 mod serve;
 
 #[cfg(feature = "controller")]

@@ -40,8 +40,9 @@ use super::snapshot::ClusterObjects;
 use super::steps::{self, Observed, Placed};
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
-use crate::cloud::ec2::{Ec2Settings, connect};
+use crate::cloud::ec2::{Ec2Settings, load, ssm};
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
+use crate::cloud::refresh::{CatalogSource, DEFAULT_REFRESH};
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{PolicySet, Resources};
 use crate::reload::{Outcome, ReloadOptions, Reloader, Version, WatchOptions};
@@ -69,6 +70,8 @@ pub struct Options {
     pub watch: WatchOptions,
     /// What a policy reload accepts (an empty policy is refused by default).
     pub reload: ReloadOptions,
+    /// How often a live catalog is discovered again (`cloud::refresh`).
+    pub catalog_refresh: Duration,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             metrics_addr: None,
             watch: WatchOptions::default(),
             reload: ReloadOptions::default(),
+            catalog_refresh: DEFAULT_REFRESH,
         }
     }
 }
@@ -119,7 +123,7 @@ pub enum StartError {
 pub struct Controller {
     opts: Options,
     reloader: Arc<Reloader>,
-    catalog: Arc<Catalog>,
+    catalog: CatalogSource,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
@@ -128,13 +132,19 @@ pub struct Controller {
 
 impl Controller {
     /// Loads the policy (it must compile) and binds the metrics endpoint.
-    pub async fn new(opts: Options, catalog: Arc<Catalog>) -> Result<Controller, StartError> {
+    /// `catalog`: a fixed `Arc<Catalog>`, or a live one refreshed while running.
+    pub async fn new(
+        opts: Options,
+        catalog: impl Into<CatalogSource>,
+    ) -> Result<Controller, StartError> {
+        let catalog = catalog.into();
         let reloader = Arc::new(
             Reloader::with_options(opts.policy.clone(), opts.reload).map_err(StartError::Policy)?,
         );
         let mut registry = Registry::with_prefix("nodewright");
         reloader.register_metrics(&mut registry);
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));
+        metrics.catalog_types.set(catalog.get().types.len() as i64);
         let registry = Arc::new(Mutex::new(registry));
         let ready = Arc::new(AtomicBool::new(false));
         let (metrics_addr, server) = match opts.metrics_addr {
@@ -189,9 +199,23 @@ impl Controller {
                 Outcome::Unchanged => {}
             })
             .map_err(StartError::Watch)?;
-        let ec2 = connect(&self.opts.ec2).await;
+        let aws = load(&self.opts.ec2).await;
+        let ec2 = aws_sdk_ec2::Client::new(&aws);
         let unavailable = Arc::new(UnavailableOfferings::new(Duration::from_secs(180)));
-        let launcher = Ec2Launcher::new(ec2, self.opts.cluster.clone(), Arc::clone(&unavailable));
+        let mut launcher =
+            Ec2Launcher::new(ec2, self.opts.cluster.clone(), Arc::clone(&unavailable));
+        // AMI aliases resolve through SSM for the control plane's version.
+        launcher.resolver.use_ssm(ssm(&aws));
+        let version_task = super::kube_version::start(
+            &client,
+            launcher.resolver.kubernetes_version_cell(),
+            super::kube_version::REREAD,
+        )
+        .await;
+        let refresh_task = self.catalog.spawn_refresh(self.opts.catalog_refresh, {
+            let m = self.metrics.clone();
+            move |r| super::catalog_report::report(&m, r)
+        });
 
         // Pod events only open batches; every pass re-lists, so a missed event costs a resync at most.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -256,6 +280,10 @@ impl Controller {
             }
         }
         watch_task.abort();
+        version_task.abort();
+        if let Some(t) = refresh_task {
+            t.abort();
+        }
         Ok(())
     }
 
@@ -293,10 +321,12 @@ impl Controller {
         for n in &loaded.notes {
             tracing::debug!("{n}");
         }
+        // One catalog for the whole pass; a refresh lands before the next.
+        let catalog = self.catalog.get();
         let t = Instant::now();
         let (workload, plan) = steps::plan(
             &policy,
-            &self.catalog,
+            &catalog,
             loaded.workload,
             &sink.st.claims,
             version
@@ -326,6 +356,7 @@ impl Controller {
         if !launches.actions.is_empty() {
             let ctx = LaunchContext {
                 version: &version,
+                catalog: &catalog,
                 requests: steps::pod_requests(&workload),
             };
             self.apply(&mut sink, Some(&ctx), launches.actions).await;
@@ -516,7 +547,7 @@ impl Controller {
                 node,
                 pool,
                 node_class: nc,
-                catalog: Some(&self.catalog),
+                catalog: Some(ctx.catalog),
             })
             .await;
         match launched {
@@ -574,6 +605,8 @@ struct Sink<'a, 'o> {
 /// What recording a launch needs beyond the action.
 struct LaunchContext<'a> {
     version: &'a Version,
+    /// The pass's catalog (arch and list prices of the fallback types).
+    catalog: &'a Catalog,
     requests: HashMap<String, &'a Resources>,
 }
 

@@ -14,6 +14,12 @@ every CreateFleet, so a test can change it between calls. Its content is a JSON
 list of objects: {"instance_type": "m5.large", "zone": "us-east-1a",
 "capacity_type": "on-demand"|"spot" (optional: both when absent)}.
 A missing or empty file refuses nothing.
+
+SSM: PutParameter also accepts names under /aws/service/eks/ and
+/aws/service/bottlerocket/, the public parameters AWS publishes for EKS
+images. Real SSM (and moto) refuse those names to an account, and moto ships
+none of them, so a test creates the ones it needs this way and nodewright
+reads them with GetParameters exactly as it reads AWS's.
 """
 
 import json
@@ -23,6 +29,7 @@ import sys
 from moto.core.responses import ActionResult
 from moto.ec2.models import fleets as fleet_models
 from moto.ec2.responses import fleets as fleet_responses
+from moto.ssm.models import SimpleSystemManagerBackend
 
 REFUSED_PATH = None
 
@@ -135,6 +142,26 @@ def _create_fleet(self):
 
 
 fleet_responses.Fleets.create_fleet = _create_fleet
+
+
+_PUBLIC_PARAMETERS = ("/aws/service/eks/", "/aws/service/bottlerocket/")
+_orig_put_parameter = SimpleSystemManagerBackend.put_parameter
+
+
+def _put_parameter(self, name, *args, **kwargs):
+    """Stores a public EKS image parameter under its own name (see the docstring)."""
+    if not name.startswith(_PUBLIC_PARAMETERS):
+        return _orig_put_parameter(self, name, *args, **kwargs)
+    stand_in = "/nodewright-public" + name
+    param = _orig_put_parameter(self, stand_in, *args, **kwargs)
+    versions = self._parameters.pop(stand_in)
+    for v in versions:
+        v.name = name
+    self._parameters[name] = versions
+    return param
+
+
+SimpleSystemManagerBackend.put_parameter = _put_parameter
 
 
 def main():

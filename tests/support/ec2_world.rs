@@ -31,6 +31,13 @@ pub fn tags(rt: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
 /// A VPC with two tagged subnets in us-east-1a and one in us-east-1b, a
 /// tagged security group, an untagged one, and a tagged EKS-named AMI.
 pub async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
+    setup_in(ec2, "us-east-1").await
+}
+
+/// The same world in `region` (zones `<region>a` and `<region>b`); `ec2`
+/// must be a client for that region.
+pub async fn setup_in(ec2: &aws_sdk_ec2::Client, region: &str) -> World {
+    let (za, zb) = (format!("{region}a"), format!("{region}b"));
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.0.0.0/16")
@@ -40,7 +47,7 @@ pub async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
         .vpc
         .and_then(|v| v.vpc_id)
         .expect("vpc id");
-    let subnet = |cidr: &'static str, zone: &'static str, tagged: bool| {
+    let subnet = |cidr: &'static str, zone: String, tagged: bool| {
         let vpc = vpc.clone();
         let spec = if tagged {
             tags(ResourceType::Subnet, &[(DISCOVERY, "demo")])
@@ -61,10 +68,10 @@ pub async fn setup(ec2: &aws_sdk_ec2::Client) -> World {
                 .expect("subnet id")
         }
     };
-    let a1 = subnet("10.0.1.0/24", "us-east-1a", true).await;
-    let a2 = subnet("10.0.2.0/25", "us-east-1a", true).await;
-    let b = subnet("10.0.3.0/24", "us-east-1b", true).await;
-    let _untagged = subnet("10.0.4.0/24", "us-east-1a", false).await;
+    let a1 = subnet("10.0.1.0/24", za.clone(), true).await;
+    let a2 = subnet("10.0.2.0/25", za.clone(), true).await;
+    let b = subnet("10.0.3.0/24", zb, true).await;
+    let _untagged = subnet("10.0.4.0/24", za, false).await;
     let sg = ec2
         .create_security_group()
         .group_name("nodes")

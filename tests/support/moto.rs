@@ -171,6 +171,11 @@ impl Moto {
     pub fn settings(&self) -> nodewright::cloud::ec2::Ec2Settings {
         nodewright::cloud::ec2::Ec2Settings::static_test(&self.endpoint)
     }
+
+    /// Settings for this server in another region (moto keeps one world per region).
+    pub fn settings_in(&self, region: &str) -> nodewright::cloud::ec2::Ec2Settings {
+        nodewright::cloud::ec2::Ec2Settings::static_test_in(&self.endpoint, region)
+    }
 }
 
 static SERVER: OnceLock<Moto> = OnceLock::new();
