@@ -52,6 +52,11 @@ pub fn ssm(config: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::new(config)
 }
 
+/// An IAM client (instance profiles for node-class roles) from the same configuration.
+pub fn iam(config: &aws_config::SdkConfig) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(config)
+}
+
 /// The AWS configuration every client is built from: the standard chain
 /// (region from `--region` / `AWS_REGION` / the profile / IMDS), overridden
 /// by `settings`, with the SDK's retries off and our HTTPS client.

@@ -4,7 +4,8 @@
 //! subnets, security groups and AMIs, `template` and `userdata` make the
 //! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
 //! `discover` reads the live catalog from EC2's describe APIs and `refresh`
-//! keeps the controller's copy fresh, `ssm` turns AMI aliases into image
+//! keeps the controller's copy fresh, `iam` makes the instance profiles of
+//! node classes that name a role, `ssm` turns AMI aliases into image
 //! ids through the public parameters EKS publishes, `retry`
 //! decides what is worth retrying, and `tags` names the tags on what we
 //! create. The offerings EC2 recently refused are remembered in
@@ -19,6 +20,8 @@
 pub mod discover;
 #[cfg(feature = "aws")]
 pub mod ec2;
+#[cfg(feature = "aws")]
+pub mod iam;
 #[cfg(feature = "aws")]
 pub mod launcher;
 #[cfg(feature = "aws")]
