@@ -9,6 +9,7 @@ mod bench;
 mod catalog;
 mod check;
 mod controller;
+mod crds;
 mod ec2;
 mod explain;
 mod fmt;
@@ -69,6 +70,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run in the cluster: watch pending pods, launch nodes, remove empty ones, hot-reload policies.
     Controller(controller::ControllerArgs),
+    /// Print the controller's CustomResourceDefinitions (NodeClaim) as YAML, for `kubectl apply -f -`.
+    Crds(crds::CrdsArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand: the whole binary.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Ec2(c) => ec2::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Controller(a) => controller::run(a),
+        Command::Crds(a) => crds::run(a),
     };
     match result {
         Ok(code) => code,

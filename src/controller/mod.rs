@@ -29,6 +29,8 @@ pub mod snapshot;
 mod steps;
 
 #[cfg(feature = "controller")]
+pub mod nodeclaim;
+#[cfg(feature = "controller")]
 mod serve;
 
 #[cfg(feature = "controller")]
