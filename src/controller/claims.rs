@@ -323,7 +323,11 @@ mod tests {
             Some("ip-10-0-0-1"),
             "the Node's own labels win"
         );
-        assert_eq!(n.used, res(600, 1, 2), "the larger of the overheads, plus one pod");
+        assert_eq!(
+            n.used,
+            res(600, 1, 2),
+            "the larger of the overheads, plus one pod"
+        );
         assert_eq!(w.classes[0].pod_names, ["train-1"]);
         // Initialized: the Node stands for itself again.
         let mut w2 = Workload {

@@ -28,6 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use prometheus_client::registry::Registry;
 
+use super::action::Sequence as Seq;
 use super::action::{Action, PodEvent, Sequence, TerminateReason};
 use super::batch::Batcher;
 use super::claims::random_suffix;
@@ -39,7 +40,6 @@ use super::nodeclaim::{NodeClaim, NodeClaimStatus};
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
 use super::snapshot::ClusterObjects;
-use super::action::Sequence as Seq;
 use super::steps::{self, Observed, Placed};
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
@@ -325,13 +325,8 @@ impl Controller {
         self.apply(&mut sink, None, events).await;
 
         // 5. Launch.
-        let mut launches = steps::launches(
-            &plan,
-            &version.policy,
-            &obs,
-            &in_flight,
-            &mut random_suffix,
-        );
+        let mut launches =
+            steps::launches(&plan, &version.policy, &obs, &in_flight, &mut random_suffix);
         // Claims written before a restart whose launch never reported back:
         // launched again under the same name (the launcher finds the
         // instance if CreateFleet did run).
@@ -388,7 +383,10 @@ impl Controller {
             tracing::info!("claim {c} (or its Node) is being deleted; terminating its instance");
         }
         for p in &t.relaunch {
-            tracing::info!("claim {} has no launch on record; launching it (idempotent)", p.name);
+            tracing::info!(
+                "claim {} has no launch on record; launching it (idempotent)",
+                p.name
+            );
         }
     }
 

@@ -38,7 +38,11 @@ const STANDARD_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage", "pod
 
 /// The NodeClaim for a planned node, written before it is launched.
 /// `overhead` is the DaemonSet share of its requests.
-pub(crate) fn new_claim(node: &PlannedNode, pool: Option<&Pool>, overhead: &Resources) -> NodeClaim {
+pub(crate) fn new_claim(
+    node: &PlannedNode,
+    pool: Option<&Pool>,
+    overhead: &Resources,
+) -> NodeClaim {
     let mut instance_types: Vec<InstanceTypeOption> = node
         .instance_type_options
         .iter()
@@ -192,7 +196,10 @@ pub(crate) fn launched(prev: &NodeClaimStatus, l: &LaunchInfo, now: Timestamp) -
         LAUNCHED,
         true,
         LAUNCHED,
-        format!("instance {} ({} in {})", l.instance_id, l.instance_type, l.zone),
+        format!(
+            "instance {} ({} in {})",
+            l.instance_id, l.instance_type, l.zone
+        ),
         now,
     );
     set_condition(
@@ -303,7 +310,11 @@ pub(crate) fn not_initialized(c: &NodeClaim, n: &Node) -> Option<String> {
     if node_ready(n).is_none_or(|r| r.status != "True") {
         return Some("the Node is not Ready".to_string());
     }
-    let taints = n.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let taints = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default();
     if let Some(t) = taints.iter().find(|t| {
         EPHEMERAL_TAINTS.contains(&t.key.as_str())
             || c.spec.startup_taints.iter().any(|s| s.key == t.key)
@@ -355,7 +366,12 @@ pub(crate) fn synced_status(c: &NodeClaim, n: &Node, now: Timestamp) -> NodeClai
                     now,
                 );
                 if let Some(st) = &n.status {
-                    s.capacity = st.capacity.clone().unwrap_or_default().into_iter().collect();
+                    s.capacity = st
+                        .capacity
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect();
                     s.allocatable = st
                         .allocatable
                         .clone()
@@ -419,7 +435,12 @@ pub(crate) struct Tracked {
 
 /// One pass over the claims: registration, initialization, readiness,
 /// registration timeouts, and removal of claims or Nodes being deleted.
-pub(crate) fn track(claims: &[NodeClaim], nodes: &[Node], now: Timestamp, ttl: Duration) -> Tracked {
+pub(crate) fn track(
+    claims: &[NodeClaim],
+    nodes: &[Node],
+    now: Timestamp,
+    ttl: Duration,
+) -> Tracked {
     let by_instance: HashMap<&str, &Node> = nodes
         .iter()
         .filter_map(|n| Some((node_instance(n)?, n)))
@@ -435,7 +456,9 @@ pub(crate) fn track(claims: &[NodeClaim], nodes: &[Node], now: Timestamp, ttl: D
             claim: c.metadata.name.clone().unwrap_or_default(),
             reason,
         };
-        let release = |n: &str| Action::ReleaseNode { node: n.to_string() };
+        let release = |n: &str| Action::ReleaseNode {
+            node: n.to_string(),
+        };
         let delete = Action::DeleteClaim {
             claim: name.clone(),
         };
@@ -467,10 +490,8 @@ pub(crate) fn track(claims: &[NodeClaim], nodes: &[Node], now: Timestamp, ttl: D
             if c.status.as_ref().is_some_and(|s| s.node_name.is_some()) {
                 // Registered once, and the Node is gone: so is the node.
                 out.deleted.push(name);
-                out.actions.push(Sequence(vec![
-                    terminate(TerminateReason::Deleted),
-                    delete,
-                ]));
+                out.actions
+                    .push(Sequence(vec![terminate(TerminateReason::Deleted), delete]));
             } else if age(c, now) >= ttl {
                 out.expired.push(name);
                 out.actions.push(Sequence(vec![
@@ -546,7 +567,12 @@ pub(crate) fn claims_view(claims: &[NodeClaim], nodes: &[Node]) -> Claims {
         };
         let capacity_type = status
             .and_then(|s| s.capacity_type.as_deref())
-            .or(c.spec.requirements.capacity_types.first().map(String::as_str))
+            .or(c
+                .spec
+                .requirements
+                .capacity_types
+                .first()
+                .map(String::as_str))
             .and_then(CapacityType::parse)
             .unwrap_or(CapacityType::OnDemand);
         let node_name = instance_id(c)

@@ -67,7 +67,12 @@ mod tests {
         assert_eq!(crd.spec.scope, "Cluster");
         let v = &crd.spec.versions[0];
         assert_eq!(v.name, "v1alpha1");
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let cols: Vec<(&str, i32)> = v
             .additional_printer_columns
             .iter()

@@ -30,7 +30,11 @@ use crate::ir::{Quantity, Resources, Taint, TaintEffect};
     category = "nodewright",
     status = "NodeClaimStatus",
     printcolumn(name = "Type", type_ = "string", json_path = ".status.instanceType"),
-    printcolumn(name = "Capacity", type_ = "string", json_path = ".status.capacityType"),
+    printcolumn(
+        name = "Capacity",
+        type_ = "string",
+        json_path = ".status.capacityType"
+    ),
     printcolumn(name = "Zone", type_ = "string", json_path = ".status.zone"),
     printcolumn(name = "Node", type_ = "string", json_path = ".status.nodeName"),
     printcolumn(
@@ -38,7 +42,11 @@ use crate::ir::{Quantity, Resources, Taint, TaintEffect};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "ImageID",
         type_ = "string",
@@ -126,7 +134,11 @@ pub struct ClaimResources {
 #[serde(rename_all = "camelCase")]
 pub struct NodeClaimStatus {
     /// `aws:///<zone>/<instance id>`, as the Node's `spec.providerID`.
-    #[serde(rename = "providerID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "providerID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provider_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
