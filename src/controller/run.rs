@@ -709,7 +709,13 @@ async fn observe(io: &Io<'_>) -> Result<Observed, PassError> {
 /// Every NodeClaim: the controller's record of the nodes it launched (kept
 /// apart from `observe` so that it can become a watch cache on its own).
 async fn list_claims(client: &kube::Client) -> Result<Vec<NodeClaim>, PassError> {
-    list_all::<NodeClaim>(client, "nodeclaims").await
+    match list_all::<NodeClaim>(client, "nodeclaims").await {
+        Err(PassError::List {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => Err(PassError::NoCrd),
+        other => other,
+    }
 }
 
 /// Lifts our finalizer from an object (a Node or a NodeClaim); one already
@@ -792,6 +798,10 @@ enum PassError {
         what: &'static str,
         source: kube::Error,
     },
+    #[error(
+        "the NodeClaim CRD is not installed (nodeclaims.nodewright.io); apply it with `kubectl apply -f deploy/crds/` (or `nodewright crds | kubectl apply -f -`)"
+    )]
+    NoCrd,
     #[error("EC2: {0}")]
     Ec2(String),
     #[error("reading the cluster's objects: {0}")]

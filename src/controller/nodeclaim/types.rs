@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::ir::{Quantity, Resources, Taint, TaintEffect};
 
 /// What a planned node is to be: written before CreateFleet, immutable after.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) of the CustomResource derive repeats type_ and priority"
+)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "nodewright.io",

@@ -240,7 +240,7 @@ fn an_unlaunched_claim_is_launched_again_and_a_silent_one_times_out() {
     assert!(t.actions.is_empty());
 
     let c = launched_claim();
-    let t = track(&[c.clone()], &[], later(899), TTL);
+    let t = track(std::slice::from_ref(&c), &[], later(899), TTL);
     assert!(t.actions.is_empty() && t.expired.is_empty(), "{t:?}");
     let t = track(&[c], &[], later(900), TTL);
     assert_eq!(t.expired, ["gpu-k3j2h"]);
@@ -258,7 +258,12 @@ fn a_node_registers_then_initializes_once_its_taints_and_gpus_are_there() {
     let mut c = launched_claim();
     // Registered: still not Ready, under the startup taint, no GPUs yet.
     let n = node(false, STARTUP, 0);
-    let t = track(&[c.clone()], &[n.clone()], later(60), TTL);
+    let t = track(
+        std::slice::from_ref(&c),
+        std::slice::from_ref(&n),
+        later(60),
+        TTL,
+    );
     assert_eq!(
         t.registered,
         [(
@@ -366,7 +371,7 @@ fn deleting_a_claim_or_its_node_terminates_and_releases_both() {
     let mut c = launched_claim();
     c.metadata.deletion_timestamp = Some(Time(later(100)));
     let n = node(true, "", 1);
-    let t = track(&[c], &[n.clone()], later(101), TTL);
+    let t = track(&[c], std::slice::from_ref(&n), later(101), TTL);
     assert_eq!(t.deleted, ["gpu-k3j2h"]);
     assert_eq!(
         names(&t.actions),
