@@ -1374,3 +1374,96 @@ async fn a_restarted_controller_continues_its_claims_without_launching_twice() {
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_node_counts_its_planned_gpus_until_the_device_plugin_reports() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("gpu").await;
+    std::fs::write(dir.path().join("general.policy"), policy_text("g4dn")).expect("write policy");
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    // A pod that needs a GPU, marked unschedulable as the scheduler would.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "gpu");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "train"},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"},
+                          "limits": {"nvidia.com/gpu": "1"}}}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu"}]}});
+    pods.patch_status("train", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("mark unschedulable");
+    let first = first_launch(&ec2).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (id, ty, name, zone) = first[0].clone();
+    assert!(ty.starts_with("g4dn."), "{ty}");
+    let c = claim_when(&client, &name, "Launched", |c| {
+        condition(c, "Launched").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.spec
+            .resources
+            .allocatable
+            .get("nvidia.com/gpu")
+            .map(|q| q.0.as_str()),
+        Some("1"),
+        "planned with its GPU"
+    );
+
+    // The Node registers and turns Ready, but reports no GPU yet.
+    register_node(&client, "gpu-node", &id, &zone, serde_json::json!({})).await;
+    node_ready(&client, "gpu-node").await;
+    let c = claim_when(&client, &name, "waiting for the GPU", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.2.contains("nvidia.com/gpu"))
+    })
+    .await;
+    assert_eq!(
+        condition(&c, "Registered").map(|x| x.0),
+        Some("True".into())
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        instances(&ec2, &["pending", "running"]).await,
+        first,
+        "no second GPU node while the device plugin starts"
+    );
+    assert_eq!(
+        metric(&metrics(addr).await, "nodewright_controller_pending_pods"),
+        Some(0.0)
+    );
+
+    // The device plugin reports: initialized.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let gpus = serde_json::json!({"status": {
+        "allocatable": {"cpu": "4", "memory": "15Gi", "pods": "29", "nvidia.com/gpu": "1"},
+        "capacity": {"cpu": "4", "memory": "16Gi", "pods": "29", "nvidia.com/gpu": "1"}}});
+    nodes
+        .patch_status("gpu-node", &PatchParams::default(), &Patch::Merge(&gpus))
+        .await
+        .expect("GPUs reported");
+    let c = claim_when(&client, &name, "Initialized", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.status
+            .and_then(|s| s.allocatable.get("nvidia.com/gpu").cloned())
+            .map(|q| q.0),
+        Some("1".to_string())
+    );
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}

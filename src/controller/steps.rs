@@ -295,9 +295,9 @@ pub(super) fn node_views(
             .and_then(|s| s.provider_id.as_deref())
             .and_then(instance_id_of)
             .and_then(|id| by_instance.get(id));
-        let (claim, pool) = match (claimed.get(name), owned) {
-            (Some(c), _) => (Some(c.name.clone()), Some(c.pool.clone())),
-            (None, Some(o)) => (o.claim.clone(), o.pool.clone()),
+        let (claim, pool, claim_initialized) = match (claimed.get(name), owned) {
+            (Some(c), _) => (Some(c.name.clone()), Some(c.pool.clone()), c.initialized),
+            (None, Some(o)) => (o.claim.clone(), o.pool.clone(), true),
             (None, None) => continue, // not ours
         };
         let Some(pool_name) = pool.or_else(|| {
@@ -314,7 +314,9 @@ pub(super) fn node_views(
         let on_node = pods_on.get(name).map(Vec::as_slice).unwrap_or_default();
         views.push(NodeView {
             name: name.to_string(),
-            initialized: initialized(n, policy.pool(&pool_name)),
+            // A claim that is not Initialized (a GPU node before its device
+            // plugin reports, say) still carries its pods: not empty yet.
+            initialized: claim_initialized && initialized(n, policy.pool(&pool_name)),
             pool: pool_name,
             workload_pods: on_node.iter().filter(|p| is_workload_pod(p)).count(),
             do_not_disrupt: dnd(n.metadata.annotations.as_ref())

@@ -363,10 +363,19 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
     c.node_name = Some("not-ours".into());
     c.initialized = true;
     claims.insert(c);
+    // One whose claim is not Initialized yet is not removed, however empty it looks.
+    let mut booting = claim("general-fffff", &["shop/gpu-job"]);
+    booting.node_name = Some("empty".into());
+    claims.insert(booting);
     let mut empty = EmptySince::default();
     let r = removals(&obs, &p, &Plan::default(), &claims, &mut empty);
     assert_eq!(
-        names(&r.actions)[2],
+        names(&r.actions)[0],
+        ["cordon unclaimed", "delete unclaimed"],
+        "empty stays"
+    );
+    assert_eq!(
+        names(&r.actions)[1],
         [
             "cordon not-ours",
             "delete not-ours",
