@@ -31,6 +31,7 @@ use aws_sdk_ec2::types::Filter;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
+use nodewright::controller::nodeclaim::NodeClaim;
 use nodewright::controller::run::{Controller, Options};
 use nodewright::reload::WatchOptions;
 
@@ -317,6 +318,30 @@ async fn start(
     (addr, tx, task)
 }
 
+/// The committed CRD, as an operator applies it (`kubectl apply -f deploy/crds/`).
+const NODECLAIM_CRD: &str = include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml");
+
+/// Applies the committed NodeClaim CRD (once per control plane) and waits
+/// until NodeClaims can be listed.
+async fn apply_crds(admin: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(NODECLAIM_CRD).expect("the committed CRD parses");
+    match Api::<CustomResourceDefinition>::all(admin.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("applying deploy/crds/nodewright.io_nodeclaims.yaml: {e}"),
+    }
+    let claims: Api<NodeClaim> = Api::all(admin.clone());
+    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
+        claims.list(&ListParams::default()).await.ok().map(drop)
+    })
+    .await;
+}
+
 /// Creates the chart's Namespace, ServiceAccount and RBAC (tests/support/rbac.rs,
 /// from charts/nodewright/files/), and returns a client that authenticates with
 /// a token of that service account.
@@ -409,8 +434,23 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
     kube::Client::try_from(cfg).expect("kube client")
 }
 
-/// Deletes every Node and Pod left by an earlier test.
+/// Deletes every Node, NodeClaim and Pod left by an earlier test (lifting
+/// the finalizers no controller is left to lift).
 async fn clean_cluster(client: &kube::Client) {
+    let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    for c in claims
+        .list(&ListParams::default())
+        .await
+        .expect("list claims")
+    {
+        if let Some(name) = c.metadata.name {
+            let _ = claims
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
+                .await;
+            let _ = claims.delete(&name, &DeleteParams::default()).await;
+        }
+    }
     let pods: Api<Pod> = Api::all(client.clone());
     for p in pods.list(&ListParams::default()).await.expect("list pods") {
         if let (Some(name), Some(ns)) = (p.metadata.name, p.metadata.namespace) {
@@ -427,6 +467,9 @@ async fn clean_cluster(client: &kube::Client) {
         .expect("list nodes")
     {
         if let Some(name) = n.metadata.name {
+            let _ = nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
+                .await;
             let _ = nodes.delete(&name, &DeleteParams::default()).await;
         }
     }
@@ -449,6 +492,7 @@ async fn fixture(namespace: &str) -> Fixture {
     let ec2 = moto.ec2().await;
     world::setup(&ec2).await;
     let client = kube.client().await;
+    apply_crds(&client).await;
     clean_cluster(&client).await;
     create_namespace(&client, namespace).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -806,7 +850,7 @@ async fn an_instance_that_never_registers_is_replaced() {
     task.await.expect("controller stops cleanly");
 
     // A restarted controller finds the replacement, still without a Node, among
-    // the cluster's instances and ends it on the same timeout.
+    // the NodeClaims and ends it on the same timeout.
     let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(3)).await;
     wait_for(
         "the orphan terminated",
@@ -817,6 +861,599 @@ async fn an_instance_that_never_registers_is_replaced() {
         },
     )
     .await;
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
+
+/// Every NodeClaim.
+async fn claims(client: &kube::Client) -> Vec<NodeClaim> {
+    Api::<NodeClaim>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list nodeclaims")
+        .items
+}
+
+/// The status, reason and message of a claim's condition.
+fn condition(c: &NodeClaim, type_: &str) -> Option<(String, String, String)> {
+    c.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
+        .map(|x| (x.status.clone(), x.reason.clone(), x.message.clone()))
+}
+
+/// The claim named `name` once `f` holds for it.
+async fn claim_when(
+    client: &kube::Client,
+    name: &str,
+    what: &str,
+    f: impl Fn(&NodeClaim) -> bool,
+) -> NodeClaim {
+    wait_for(what, Duration::from_secs(30), async || {
+        claims(client)
+            .await
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name) && f(c))
+    })
+    .await
+}
+
+/// Registers a Node the way a kubelet started with `--register-with-taints` does.
+async fn register_tainted_node(
+    client: &kube::Client,
+    name: &str,
+    instance: &str,
+    zone: &str,
+    taints: serde_json::Value,
+) {
+    register_node(client, name, instance, zone, serde_json::json!({})).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let spec = serde_json::json!({"spec": {"taints": taints}});
+    nodes
+        .patch(name, &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .expect("node taints");
+}
+
+/// `kubectl get nodeclaims` (`wide`: `-o wide`), from the Table the API
+/// server renders with the CRD's printer columns, laid out as kubectl does.
+async fn get_nodeclaims_table(
+    client: &kube::Client,
+    wide: bool,
+) -> (Vec<String>, Vec<Vec<String>>, String) {
+    let req = hyper::Request::get("/apis/nodewright.io/v1alpha1/nodeclaims")
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .expect("request");
+    let text = client
+        .request_text(req)
+        .await
+        .expect("GET nodeclaims as Table");
+    let table: serde_json::Value = serde_json::from_str(&text).expect("Table JSON");
+    assert_eq!(table["kind"], "Table", "{text}");
+    let cols: Vec<(usize, String)> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| wide || c["priority"].as_i64().unwrap_or(0) == 0)
+        .map(|(i, c)| (i, c["name"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .map(|(i, _)| match &r["cells"][*i] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "<none>".to_string(),
+                    v => v.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<String> = cols.into_iter().map(|(_, n)| n).collect();
+    let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}   ", w = widths[i])
+                }
+            })
+            .collect::<String>()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in &rows {
+        out.push('\n');
+        out.push_str(&line(r.clone()));
+    }
+    (headers, rows, out)
+}
+
+/// Pools whose nodes start under a startup taint (a CNI or agent lifts it).
+fn startup_taint_policy() -> String {
+    policy_text("m5").replace(
+        "  node-class default\n",
+        "  node-class default\n  startup-taint example.com/booting:NoSchedule\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodeclaim_is_launched_registered_and_initialized() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("ml").await;
+    std::fs::write(dir.path().join("general.policy"), startup_taint_policy())
+        .expect("write policy");
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    // 1. Two pending pods: one claim, written before its instance.
+    for i in 0..2 {
+        unschedulable_pod(&client, "ml", &format!("train-{i}"), "1", "2Gi").await;
+    }
+    let first = first_launch(&ec2).await;
+    let names: Vec<Option<String>> = claims(&client)
+        .await
+        .into_iter()
+        .map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (id, ty, name, zone) = first[0].clone();
+    assert!(
+        names.contains(&Some(name.clone())),
+        "the NodeClaim exists as soon as its instance does: {names:?}"
+    );
+
+    // 2. Launched: the instance is on record.
+    let c = claim_when(&client, &name, "Launched", |c| {
+        condition(c, "Launched").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    let s = c.status.clone().expect("status");
+    assert_eq!(s.provider_id, Some(format!("aws:///{zone}/{id}")));
+    assert_eq!(s.instance_type.as_deref(), Some(ty.as_str()));
+    assert_eq!(s.zone.as_deref(), Some(zone.as_str()));
+    assert_eq!(s.capacity_type.as_deref(), Some("on-demand"));
+    assert!(
+        s.image_id.as_deref().is_some_and(|i| i.starts_with("ami-")),
+        "{s:?}"
+    );
+    assert_eq!(c.spec.pool, "general");
+    assert_eq!(c.spec.pods, ["ml/train-0", "ml/train-1"]);
+    assert_eq!(
+        c.spec
+            .requirements
+            .instance_types
+            .first()
+            .map(|o| o.name.as_str()),
+        Some(ty.as_str())
+    );
+    assert_eq!(c.spec.startup_taints[0].key, "example.com/booting");
+    assert_eq!(
+        c.metadata.finalizers,
+        Some(vec!["nodewright.io/termination".to_string()])
+    );
+
+    // 3. Its Node registers, under the pool's startup taint: adopted.
+    let node_name = "ip-10-0-1-17.ec2.internal";
+    register_tainted_node(
+        &client,
+        node_name,
+        &id,
+        &zone,
+        serde_json::json!([{"key": "example.com/booting", "effect": "NoSchedule"}]),
+    )
+    .await;
+    let c = claim_when(&client, &name, "Registered", |c| {
+        condition(c, "Registered").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.status.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(node_name)
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let n = nodes.get(node_name).await.expect("node");
+    let labels = n.metadata.labels.clone().unwrap_or_default();
+    for (k, v) in [
+        ("nodewright.io/registered", "true"),
+        ("nodewright.io/pool", "general"),
+        ("nodewright.io/claim", name.as_str()),
+        ("team", "platform"),
+        ("node.kubernetes.io/instance-type", ty.as_str()),
+        ("karpenter.sh/capacity-type", "on-demand"),
+    ] {
+        assert_eq!(
+            labels.get(k).map(String::as_str),
+            Some(v),
+            "{k} in {labels:?}"
+        );
+    }
+    let owner = n
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.kind == "NodeClaim")
+        .expect("owner reference to the claim");
+    assert_eq!(owner.name, name);
+    assert_eq!(owner.uid, c.metadata.uid.clone().unwrap_or_default());
+    assert!(
+        n.metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .contains(&"nodewright.io/termination".to_string())
+    );
+
+    // 4. Ready, but still under the startup taint: not initialized, and its
+    //    pods are still its own, so nothing else is launched for them.
+    let status = serde_json::json!({"status": {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "lastHeartbeatTime": "2026-11-29T00:00:00Z", "lastTransitionTime": "2026-11-29T00:00:00Z"}]}});
+    nodes
+        .patch_status(node_name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("node Ready");
+    let c = claim_when(&client, &name, "the startup taint noted", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.2.contains("example.com/booting"))
+    })
+    .await;
+    assert_eq!(
+        condition(&c, "Initialized").map(|x| x.0),
+        Some("False".into())
+    );
+    assert_eq!(condition(&c, "Ready").map(|x| x.0), Some("False".into()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        instances(&ec2, &["pending", "running"]).await,
+        first,
+        "no second node while the first boots"
+    );
+    assert_eq!(
+        metric(&metrics(addr).await, "nodewright_controller_pending_pods"),
+        Some(0.0)
+    );
+
+    // 5. The startup taint goes: initialized and Ready.
+    node_ready(&client, node_name).await;
+    let c = claim_when(&client, &name, "Initialized", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(condition(&c, "Ready").map(|x| x.0), Some("True".into()));
+    let s = c.status.clone().expect("status");
+    assert_eq!(s.allocatable.get("cpu").map(|q| q.0.as_str()), Some("8"));
+    assert_eq!(s.capacity.get("memory").map(|q| q.0.as_str()), Some("32Gi"));
+    let n = wait_for(
+        "the initialized label",
+        Duration::from_secs(10),
+        async || {
+            let n = nodes.get(node_name).await.ok()?;
+            let l = n.metadata.labels.clone()?;
+            (l.get("nodewright.io/initialized").map(String::as_str) == Some("true")).then_some(n)
+        },
+    )
+    .await;
+    assert!(n.metadata.deletion_timestamp.is_none());
+
+    // 6. `kubectl get nodeclaims`, as the API server renders it.
+    let (headers, rows, table) = get_nodeclaims_table(&client, false).await;
+    println!("$ kubectl get nodeclaims\n{table}");
+    assert_eq!(
+        headers,
+        ["Name", "Type", "Capacity", "Zone", "Node", "Ready", "Age"]
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0][..6],
+        [
+            name.as_str(),
+            ty.as_str(),
+            "on-demand",
+            zone.as_str(),
+            node_name,
+            "True"
+        ]
+    );
+    let (headers, rows, wide) = get_nodeclaims_table(&client, true).await;
+    println!("$ kubectl get nodeclaims -o wide\n{wide}");
+    assert_eq!(&headers[7..], ["ImageID", "ID"]);
+    assert!(rows[0][7].starts_with("ami-"), "{wide}");
+    assert_eq!(rows[0][8], format!("aws:///{zone}/{id}"));
+
+    assert_eq!(instances(&ec2, &["pending", "running"]).await, first);
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
+
+/// A pending pod and a NodeClaim for it written by a controller that was
+/// killed before CreateFleet answered, its instance already running.
+async fn claim_killed_mid_launch(
+    client: &kube::Client,
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+) -> String {
+    use nodewright::controller::nodeclaim::NodeClaimSpec;
+    use nodewright::controller::nodeclaim::types::{
+        ClaimRequirements, ClaimResources, InstanceTypeOption,
+    };
+    unschedulable_pod(client, "again", "late", "1", "1Gi").await;
+    let q = |s: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.to_string());
+    let mut c = NodeClaim::new(
+        name,
+        NodeClaimSpec {
+            pool: "general".into(),
+            node_class: "default".into(),
+            requirements: ClaimRequirements {
+                instance_types: vec![InstanceTypeOption {
+                    name: "m5.large".into(),
+                    price_per_hour: 0.096,
+                }],
+                zones: vec!["us-east-1a".into()],
+                capacity_types: vec!["on-demand".into()],
+            },
+            resources: ClaimResources {
+                requests: [("cpu", "1100m"), ("memory", "1Gi"), ("pods", "2")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), q(v)))
+                    .collect(),
+                overhead: Default::default(),
+                allocatable: [("cpu", "1930m"), ("memory", "7Gi"), ("pods", "29")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), q(v)))
+                    .collect(),
+            },
+            labels: Default::default(),
+            taints: vec![],
+            startup_taints: vec![],
+            expire_after: None,
+            pods: vec!["again/late".into()],
+        },
+    );
+    c.metadata.finalizers = Some(vec!["nodewright.io/termination".into()]);
+    Api::<NodeClaim>::all(client.clone())
+        .create(&PostParams::default(), &c)
+        .await
+        .expect("create the claim");
+    let subnet = ec2
+        .describe_subnets()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{}", world::DISCOVERY))
+                .values("demo")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("availability-zone")
+                .values("us-east-1a")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeSubnets")
+        .subnets()[0]
+        .subnet_id()
+        .expect("subnet")
+        .to_string();
+    let run = ec2
+        .run_instances()
+        .image_id("ami-ekslinux")
+        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .tag_specifications(world::tags(
+            aws_sdk_ec2::types::ResourceType::Instance,
+            &[
+                (TAG_CLUSTER, CLUSTER),
+                (TAG_CLAIM, name),
+                ("nodewright.io/pool", "general"),
+            ],
+        ))
+        .send()
+        .await
+        .expect("RunInstances");
+    run.instances()[0].instance_id().expect("id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_continues_its_claims_without_launching_twice() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("again").await;
+    std::fs::write(dir.path().join("general.policy"), policy_text("m5")).expect("write policy");
+    let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    // 1. Pending pods get a node; the controller is killed once it launched.
+    for i in 0..2 {
+        unschedulable_pod(&client, "again", &format!("web-{i}"), "1", "2Gi").await;
+    }
+    let first = first_launch(&ec2).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (id, _, name, zone) = first[0].clone();
+    claim_when(&client, &name, "Launched", |c| {
+        condition(c, "Launched").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()), "killed");
+    drop(stop);
+
+    // 2. Meanwhile another claim was written and its instance started, but
+    //    the controller died before CreateFleet's answer was recorded.
+    let crashed = "general-crash";
+    let crashed_id = claim_killed_mid_launch(&client, &ec2, crashed).await;
+
+    // 3. A new controller: the claims are all it needs. The half-launched one
+    //    gets its running instance (looked up by its claim tag: no second
+    //    CreateFleet), and no pod gets a second node.
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    let c = claim_when(&client, crashed, "the half-launched claim launched", |c| {
+        condition(c, "Launched").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.status.and_then(|s| s.provider_id),
+        Some(format!("aws:///us-east-1a/{crashed_id}"))
+    );
+    wait_for(
+        "every pod provided for",
+        Duration::from_secs(30),
+        async || {
+            (metric(&metrics(addr).await, "nodewright_controller_pending_pods") == Some(0.0))
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let running = instances(&ec2, &["pending", "running"]).await;
+    let mut tagged: Vec<&str> = running.iter().map(|i| i.2.as_str()).collect();
+    tagged.sort();
+    let mut expected = vec![name.as_str(), crashed];
+    expected.sort();
+    assert_eq!(
+        tagged, expected,
+        "one instance per claim, none twice: {running:?}"
+    );
+    let mut claimed: Vec<String> = claims(&client)
+        .await
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, expected, "no claim leaked or lost");
+
+    // 4. The lifecycle goes on under the new controller.
+    register_node(&client, "node-0", &id, &zone, serde_json::json!({})).await;
+    let c = claim_when(&client, &name, "Registered after the restart", |c| {
+        condition(c, "Registered").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.status.and_then(|s| s.node_name).as_deref(),
+        Some("node-0")
+    );
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_node_counts_its_planned_gpus_until_the_device_plugin_reports() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("gpu").await;
+    std::fs::write(dir.path().join("general.policy"), policy_text("g4dn")).expect("write policy");
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    // A pod that needs a GPU, marked unschedulable as the scheduler would.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "gpu");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "train"},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"},
+                          "limits": {"nvidia.com/gpu": "1"}}}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu"}]}});
+    pods.patch_status("train", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("mark unschedulable");
+    let first = first_launch(&ec2).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (id, ty, name, zone) = first[0].clone();
+    assert!(ty.starts_with("g4dn."), "{ty}");
+    let c = claim_when(&client, &name, "Launched", |c| {
+        condition(c, "Launched").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.spec
+            .resources
+            .allocatable
+            .get("nvidia.com/gpu")
+            .map(|q| q.0.as_str()),
+        Some("1"),
+        "planned with its GPU"
+    );
+
+    // The Node registers and turns Ready, but reports no GPU yet.
+    register_node(&client, "gpu-node", &id, &zone, serde_json::json!({})).await;
+    node_ready(&client, "gpu-node").await;
+    let c = claim_when(&client, &name, "waiting for the GPU", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.2.contains("nvidia.com/gpu"))
+    })
+    .await;
+    assert_eq!(
+        condition(&c, "Registered").map(|x| x.0),
+        Some("True".into())
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        instances(&ec2, &["pending", "running"]).await,
+        first,
+        "no second GPU node while the device plugin starts"
+    );
+    assert_eq!(
+        metric(&metrics(addr).await, "nodewright_controller_pending_pods"),
+        Some(0.0)
+    );
+
+    // The device plugin reports: initialized.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let gpus = serde_json::json!({"status": {
+        "allocatable": {"cpu": "4", "memory": "15Gi", "pods": "29", "nvidia.com/gpu": "1"},
+        "capacity": {"cpu": "4", "memory": "16Gi", "pods": "29", "nvidia.com/gpu": "1"}}});
+    nodes
+        .patch_status("gpu-node", &PatchParams::default(), &Patch::Merge(&gpus))
+        .await
+        .expect("GPUs reported");
+    let c = claim_when(&client, &name, "Initialized", |c| {
+        condition(c, "Initialized").is_some_and(|x| x.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        c.status
+            .and_then(|s| s.allocatable.get("nvidia.com/gpu").cloned())
+            .map(|q| q.0),
+        Some("1".to_string())
+    );
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }

@@ -9,6 +9,7 @@ mod bench;
 mod catalog;
 mod check;
 mod controller;
+mod crds;
 mod ec2;
 mod explain;
 mod fmt;
@@ -89,6 +90,8 @@ enum Command {
         /// A subcommand; the top-level page when omitted.
         command: Option<String>,
     },
+    /// Print the controller's CustomResourceDefinitions (NodeClaim) as YAML, for `kubectl apply -f -`.
+    Crds(crds::CrdsArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand: the whole binary.
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { command } => man(command.as_deref()),
+        Command::Crds(a) => crds::run(a),
     };
     match result {
         Ok(code) => code,

@@ -82,6 +82,8 @@ pub struct Launched {
     pub zone: String,
     pub subnet_id: String,
     pub capacity_type: CapacityType,
+    /// The AMI it boots (empty when EC2 did not say).
+    pub image_id: String,
     /// True when an instance tagged with the claim already existed (nothing was launched).
     pub already_existed: bool,
     /// Offerings refused on the way (already marked unavailable).
@@ -356,6 +358,7 @@ impl Ec2Launcher {
                             .and_then(|p| p.availability_zone())
                             .unwrap_or_default()
                             .to_string(),
+                        image_id: i.image_id().unwrap_or_default().to_string(),
                         state: i
                             .state()
                             .and_then(|s| s.name())
@@ -411,6 +414,7 @@ impl Ec2Launcher {
                 zone: found.zone,
                 subnet_id: String::new(),
                 capacity_type: ct,
+                image_id: found.image_id,
                 already_existed: true,
                 failed_offerings: Vec::new(),
                 allocation_strategy: String::new(),
@@ -674,17 +678,24 @@ impl Ec2Launcher {
                 .and_then(|o| o.subnet_id())
                 .unwrap_or_default()
                 .to_string();
+            let instance_type = inst
+                .instance_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default();
+            let image_id = resolved
+                .amis
+                .get(&arch_of(&instance_type, req.catalog))
+                .map(|a| a.id.clone())
+                .unwrap_or_default();
             return Ok(FleetOutcome::Launched(
                 Launched {
                     claim: node.name.clone(),
                     instance_id: inst.instance_ids()[0].clone(),
-                    instance_type: inst
-                        .instance_type()
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
+                    instance_type,
                     zone: zone_of(&subnet),
                     subnet_id: subnet,
                     capacity_type: ct,
+                    image_id,
                     already_existed: false,
                     failed_offerings: Vec::new(),
                     allocation_strategy: strategy.to_string(),

@@ -24,6 +24,8 @@ pub struct OwnedInstance {
     pub pool: Option<String>,
     pub instance_type: String,
     pub zone: String,
+    /// The AMI it boots.
+    pub image_id: String,
     /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`.
     pub state: String,
 }

@@ -20,6 +20,25 @@ pub(super) enum Action {
     /// (the instance's `nodewright.io/claim` tag); `pool` and `node_class`
     /// name entries of the policy version the pass planned with.
     Launch(Box<PlannedNode>),
+    /// Write the NodeClaim for a planned node (before launching it), named
+    /// like the node and carrying the `nodewright.io/termination` finalizer.
+    CreateClaim(Box<PlannedNode>),
+    /// Replace a NodeClaim's status with this one (`NodeClaimStatus` as JSON).
+    ClaimStatus {
+        claim: String,
+        status: serde_json::Value,
+    },
+    /// Apply a JSON merge patch to a Node (registration: labels, taints,
+    /// owner reference, finalizer).
+    PatchNode {
+        node: String,
+        patch: serde_json::Value,
+    },
+    /// Lift our finalizer from a Node (its instance is terminated), letting a
+    /// deleted Node go.
+    ReleaseNode { node: String },
+    /// Lift our finalizer from a NodeClaim and delete it.
+    DeleteClaim { claim: String },
     /// Terminate every instance of a claim.
     Terminate {
         claim: String,
@@ -40,6 +59,9 @@ pub(super) enum TerminateReason {
     RegistrationTimeout,
     /// Its Node was empty long enough and has been deleted.
     Empty,
+    /// Its NodeClaim or its Node was deleted (by someone else, or a removal
+    /// that stopped half-way).
+    Deleted,
 }
 
 /// An Event about one pod.

@@ -1,12 +1,13 @@
 //! `nodewright controller`: the in-cluster loop.
 //!
 //! watch pods → batch → snapshot the cluster → solve with the active policy
-//! version → launch → track claims until their nodes register → remove
-//! nodes no longer needed. The logic lives in the pure modules here, tested
-//! without a cluster: `steps` (one function per step of a pass, each
-//! returning `action`s), and what they build on (`batch`, `snapshot`,
-//! `claims`, `disrupt`, `launchable`, `notice`). `run` only moves data
-//! between the API server, the solver and EC2, and `metrics` counts it.
+//! version → write a NodeClaim and launch → carry each claim through
+//! registration and initialization → remove nodes no longer needed. The
+//! logic lives in the pure modules here, tested without a cluster: `steps`
+//! (one function per step of a pass, each returning `action`s), and what
+//! they build on (`batch`, `snapshot`, `claims`, `nodeclaim`, `disrupt`,
+//! `launchable`, `notice`). `run` only moves data between the API server,
+//! the solver and EC2, and `metrics` counts it.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -32,6 +33,7 @@ mod steps;
 mod catalog_report;
 #[cfg(feature = "controller")]
 mod kube_version;
+pub mod nodeclaim;
 #[cfg(feature = "controller")]
 mod serve;
 

@@ -23,17 +23,20 @@ use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVo
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use prometheus_client::registry::Registry;
 
+use super::action::Sequence as Seq;
 use super::action::{Action, PodEvent, Sequence, TerminateReason};
 use super::batch::Batcher;
-use super::claims::{Claims, random_suffix};
+use super::claims::random_suffix;
 use super::disrupt::EmptySince;
 use super::launchable::{Reach, narrow};
 use super::metrics::Metrics;
+use super::nodeclaim::lifecycle::{self, LaunchInfo, Tracked};
+use super::nodeclaim::{NodeClaim, NodeClaimStatus};
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
 use super::snapshot::ClusterObjects;
@@ -291,18 +294,28 @@ impl Controller {
     async fn pass(&self, io: &Io<'_>, st: &mut State) -> Result<(), PassError> {
         tracing::debug!("pass starts");
         let obs = observe(io).await?;
+        let claims = list_claims(io.client).await?;
         let ttl = self.opts.registration_ttl;
 
-        // 1. Claims: taken over, registered, timed out.
-        let changes = steps::track_claims(&mut st.claims, &obs, ttl);
-        self.report_claims(&changes);
+        // 1. NodeClaims: registered, initialized, timed out, deleted.
+        let tracked = lifecycle::track(
+            &claims,
+            &obs.objs.nodes,
+            k8s_openapi::jiff::Timestamp::now(),
+            ttl,
+        );
+        self.report_claims(&tracked);
+        let mut in_flight = lifecycle::claims_view(&claims, &obs.objs.nodes);
+        for gone in tracked.expired.iter().chain(&tracked.deleted) {
+            in_flight.remove(gone);
+        }
         let mut sink = Sink {
             io,
             st,
             obs: &obs,
             pods: OnceCell::new(),
         };
-        self.apply(&mut sink, None, changes.actions).await;
+        self.apply(&mut sink, None, tracked.actions).await;
 
         // 2. One version for the whole pass, narrowed to what its node classes reach.
         let version = self.reloader.active();
@@ -328,7 +341,7 @@ impl Controller {
             &policy,
             &catalog,
             loaded.workload,
-            &sink.st.claims,
+            &in_flight,
             version
                 .scorer
                 .as_ref()
@@ -342,13 +355,18 @@ impl Controller {
         self.apply(&mut sink, None, events).await;
 
         // 5. Launch.
-        let launches = steps::launches(
-            &plan,
-            &version.policy,
-            &obs,
-            &sink.st.claims,
-            &mut random_suffix,
+        let mut launches =
+            steps::launches(&plan, &version.policy, &obs, &in_flight, &mut random_suffix);
+        // Claims written before a restart whose launch never reported back:
+        // launched again under the same name (the launcher finds the
+        // instance if CreateFleet did run).
+        launches.actions.extend(
+            tracked
+                .relaunch
+                .into_iter()
+                .map(|p| Seq::from(Action::Launch(Box::new(p)))),
         );
+        let launching = launches.actions.len();
         for why in &launches.refused {
             self.metrics.launch_failures.inc();
             tracing::error!("{why}");
@@ -363,10 +381,10 @@ impl Controller {
         }
         self.metrics
             .claims_in_flight
-            .set(sink.st.claims.len() as i64);
+            .set((in_flight.in_flight() + launching) as i64);
 
         // 6. Remove empty nodes we launched.
-        let removals = steps::removals(&obs, &policy, &plan, &mut sink.st.empty);
+        let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
         if removals.targeted > 0 {
             tracing::debug!(
                 "{} nodes are about to receive pending pods; empty-node removal waits",
@@ -377,25 +395,28 @@ impl Controller {
         Ok(())
     }
 
-    /// Logs and counts what `track_claims` changed.
-    fn report_claims(&self, changes: &steps::ClaimChanges) {
+    /// Logs and counts what `lifecycle::track` decided.
+    fn report_claims(&self, t: &Tracked) {
         let ttl = self.opts.registration_ttl;
-        for c in &changes.adopted {
-            tracing::info!(
-                "instance {} (claim {}) has no Node; it is terminated unless one registers within {ttl:?}",
-                c.instance_id,
-                c.name
-            );
+        for (c, n) in &t.registered {
+            tracing::info!("claim {c} registered as Node {n}");
         }
-        for c in &changes.registered {
-            tracing::info!("claim {} registered as a Node ({})", c.name, c.instance_id);
+        for c in &t.initialized {
+            tracing::info!("claim {c} initialized");
         }
-        for c in &changes.expired {
+        for c in &t.expired {
             self.metrics.registration_timeouts.inc();
             tracing::warn!(
-                "claim {} ({}) did not register within {ttl:?}; terminating it, its pods are planned again",
-                c.name,
-                c.instance_id
+                "claim {c} did not register within {ttl:?}; terminating it, its pods are planned again"
+            );
+        }
+        for c in &t.deleted {
+            tracing::info!("claim {c} (or its Node) is being deleted; terminating its instance");
+        }
+        for p in &t.relaunch {
+            tracing::info!(
+                "claim {} has no launch on record; launching it (idempotent)",
+                p.name
             );
         }
     }
@@ -501,8 +522,72 @@ impl Controller {
                 let nodes: Api<Node> = Api::all(io.client.clone());
                 match nodes.delete(&node, &DeleteParams::default()).await {
                     Ok(_) => Some(Vec::new()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Some(Vec::new()),
                     Err(e) => {
                         tracing::error!("deleting node {node}: {e}");
+                        None
+                    }
+                }
+            }
+            Action::CreateClaim(node) => {
+                let Some(ctx) = ctx else {
+                    tracing::error!("claim {} outside the launch step", node.name);
+                    return None;
+                };
+                let claim = lifecycle::new_claim(
+                    &node,
+                    ctx.version.policy.pool(&node.pool),
+                    &steps::overhead(&node, &ctx.requests),
+                );
+                let api: Api<NodeClaim> = Api::all(io.client.clone());
+                match api.create(&PostParams::default(), &claim).await {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        self.metrics.launch_failures.inc();
+                        tracing::error!("writing NodeClaim {}: {e}; not launching it", node.name);
+                        None
+                    }
+                }
+            }
+            Action::ClaimStatus { claim, status } => {
+                let api: Api<NodeClaim> = Api::all(io.client.clone());
+                let patch = serde_json::json!({ "status": status });
+                match api
+                    .patch_status(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("updating the status of NodeClaim {claim}: {e}");
+                        None
+                    }
+                }
+            }
+            Action::PatchNode { node, patch } => {
+                let nodes: Api<Node> = Api::all(io.client.clone());
+                match nodes
+                    .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("patching node {node}: {e}");
+                        None
+                    }
+                }
+            }
+            Action::ReleaseNode { node } => {
+                let nodes: Api<Node> = Api::all(io.client.clone());
+                release(&nodes, &node).await.map(|()| Vec::new())
+            }
+            Action::DeleteClaim { claim } => {
+                let api: Api<NodeClaim> = Api::all(io.client.clone());
+                release(&api, &claim).await?;
+                match api.delete(&claim, &DeleteParams::default()).await {
+                    Ok(_) => Some(Vec::new()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("deleting NodeClaim {claim}: {e}");
                         None
                     }
                 }
@@ -535,10 +620,16 @@ impl Controller {
             ctx.version.policy.pool(&node.pool),
             ctx.version.policy.node_classes.get(&node.node_class),
         ) else {
-            // `steps::launches` checked this against the same version.
-            tracing::error!("planned node {} lost its pool or node class", node.name);
+            // `steps::launches` checked this against the same version; a
+            // claim launched again after a restart may name a removed pool.
+            tracing::error!(
+                "claim {} names a pool or node class the policy no longer has; deleting it",
+                node.name
+            );
             self.metrics.launch_failures.inc();
-            return None;
+            return Some(vec![Action::DeleteClaim {
+                claim: node.name.clone(),
+            }]);
         };
         let launched = sink
             .io
@@ -562,24 +653,40 @@ impl Controller {
                     l.capacity_type.as_str(),
                     node.pods.len()
                 );
+                let status = lifecycle::launched(
+                    &NodeClaimStatus::default(),
+                    &LaunchInfo {
+                        instance_id: l.instance_id.clone(),
+                        instance_type: l.instance_type.clone(),
+                        zone: l.zone.clone(),
+                        capacity_type: l.capacity_type,
+                        image_id: l.image_id,
+                    },
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
                 let placed = Placed {
                     instance_id: l.instance_id,
                     instance_type: l.instance_type,
                     zone: l.zone,
                     capacity_type: l.capacity_type,
                 };
-                sink.st.claims.insert(steps::claim_for(
-                    node,
-                    &placed,
-                    &ctx.requests,
-                    Instant::now(),
-                ));
-                Some(steps::nominated(node, &placed))
+                let mut follow = vec![Action::ClaimStatus {
+                    claim: node.name.clone(),
+                    status: serde_json::to_value(&status).unwrap_or_default(),
+                }];
+                follow.extend(steps::nominated(node, &placed));
+                Some(follow)
             }
             Err(e) => {
                 self.metrics.launch_failures.inc();
-                tracing::error!("launching {}: {:?}", node.name, miette::Report::new(e));
-                None
+                tracing::error!(
+                    "launching {}: {:?}; deleting its NodeClaim",
+                    node.name,
+                    miette::Report::new(e)
+                );
+                Some(vec![Action::DeleteClaim {
+                    claim: node.name.clone(),
+                }])
             }
         }
     }
@@ -610,10 +717,9 @@ struct LaunchContext<'a> {
     requests: HashMap<String, &'a Resources>,
 }
 
-/// State kept between passes.
+/// State kept between passes (claims are not: they are read back every pass).
 #[derive(Default)]
 struct State {
-    claims: Claims,
     empty: EmptySince,
     notices: Notices,
 }
@@ -631,6 +737,56 @@ async fn observe(io: &Io<'_>) -> Result<Observed, PassError> {
         owned,
         now: Instant::now(),
     })
+}
+
+/// Every NodeClaim: the controller's record of the nodes it launched (kept
+/// apart from `observe` so that it can become a watch cache on its own).
+async fn list_claims(client: &kube::Client) -> Result<Vec<NodeClaim>, PassError> {
+    match list_all::<NodeClaim>(client, "nodeclaims").await {
+        Err(PassError::List {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => Err(PassError::NoCrd),
+        other => other,
+    }
+}
+
+/// Lifts our finalizer from an object (a Node or a NodeClaim); one already
+/// gone is fine. None when it failed (logged).
+async fn release<K>(api: &Api<K>, name: &str) -> Option<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let obj = match api.get_opt(name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Some(()),
+        Err(e) => {
+            tracing::error!("reading {name} to lift its finalizer: {e}");
+            return None;
+        }
+    };
+    let kept = lifecycle::without_ours(obj.meta().finalizers.as_ref());
+    if obj.meta().finalizers.as_ref().map_or(0, Vec::len) == kept.len() {
+        return Some(());
+    }
+    // The resource version makes this a compare-and-swap on the list.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": kept,
+            "resourceVersion": obj.meta().resource_version,
+        }
+    });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Some(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
+        Err(e) => {
+            tracing::error!("lifting the finalizer of {name}: {e}");
+            None
+        }
+    }
 }
 
 /// Resolves one node class to the zones and architectures it can launch into.
@@ -675,6 +831,10 @@ enum PassError {
         what: &'static str,
         source: kube::Error,
     },
+    #[error(
+        "the NodeClaim CRD is not installed (nodeclaims.nodewright.io); apply it with `kubectl apply -f deploy/crds/` (or `nodewright crds | kubectl apply -f -`)"
+    )]
+    NoCrd,
     #[error("EC2: {0}")]
     Ec2(String),
     #[error("reading the cluster's objects: {0}")]

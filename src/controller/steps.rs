@@ -3,24 +3,25 @@
 //! Each step reads the [`Observed`] snapshot (and the controller's memory
 //! between passes: claims, empty-since clocks, told pods) and returns the
 //! [`Action`]s to carry out; `run` does the I/O. In pass order:
-//! 1. [`track_claims`]: adopt our instances that have no Node and no claim,
-//!    end the claims whose Node registered, terminate those that timed out;
+//! 1. `nodeclaim::lifecycle::track`: the NodeClaims read back from the API
+//!    server move through their lifecycle (registered, initialized, timed
+//!    out, deleted);
 //! 2. [`node_classes`] to resolve, then `launchable::narrow`;
 //! 3. [`plan`]: the snapshot's workload, with the claims folded in, solved;
 //! 4. [`unschedulable_events`]: tell waiting pods why, once per reason;
-//! 5. [`launches`]: one launch per planned node under a unique claim name;
-//!    what EC2 launched becomes a claim ([`claim_for`]) and pod Events
-//!    ([`nominated`]);
+//! 5. [`launches`]: per planned node, a NodeClaim under a unique name, then
+//!    its launch; what EC2 launched goes into the claim's status and pod
+//!    Events ([`nominated`]);
 //! 6. [`removals`]: cordon, delete and terminate the empty nodes `disrupt`
 //!    picks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::action::{Action, EventKind, PodEvent, Sequence, TerminateReason};
-use super::claims::{Claim, Claims, instance_id_of};
+use super::claims::{Claims, instance_id_of};
 use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
 use super::notice::Notices;
 use super::snapshot::{
@@ -47,17 +48,6 @@ pub(super) struct Observed {
 }
 
 impl Observed {
-    /// Instance ids of the Nodes (from their provider IDs).
-    pub(super) fn node_instances(&self) -> HashSet<String> {
-        self.objs
-            .nodes
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.provider_id.as_deref())
-            .filter_map(instance_id_of)
-            .map(str::to_string)
-            .collect()
-    }
-
     /// The pods this pass plans for, by "namespace/name": the only pods that get Events.
     pub(super) fn provisionable_pods(&self) -> HashMap<String, &Pod> {
         self.objs
@@ -66,73 +56,6 @@ impl Observed {
             .filter(|p| is_provisionable(p))
             .map(|p| (pod_key(p), p))
             .collect()
-    }
-}
-
-/// What [`track_claims`] changed.
-#[derive(Debug, Clone, Default)]
-pub(super) struct ClaimChanges {
-    /// Our instances with a claim tag but no Node and no claim in memory
-    /// (launched before a restart, left by a failed termination, or whose
-    /// Node someone deleted): now tracked, so the timeout ends them if no
-    /// Node appears.
-    pub adopted: Vec<Claim>,
-    /// Claims whose Node registered: no longer tracked.
-    pub registered: Vec<Claim>,
-    /// Claims whose Node did not register in time.
-    pub expired: Vec<Claim>,
-    /// One termination per expired claim.
-    pub actions: Vec<Sequence>,
-}
-
-/// Step 1: claims taken over, registered, timed out.
-pub(super) fn track_claims(claims: &mut Claims, obs: &Observed, ttl: Duration) -> ClaimChanges {
-    let node_instances = obs.node_instances();
-    let mut out = ClaimChanges::default();
-    for o in &obs.owned {
-        if let Some(claim) = &o.claim
-            && matches!(o.state.as_str(), "pending" | "running")
-            && !node_instances.contains(&o.instance_id)
-            && !claims.contains(claim)
-        {
-            let c = adopted_claim(o, claim, obs.now);
-            claims.insert(c.clone());
-            out.adopted.push(c);
-        }
-    }
-    out.registered = claims.registered(&node_instances);
-    out.expired = claims.expired(obs.now, ttl);
-    out.actions = out
-        .expired
-        .iter()
-        .map(|c| {
-            Action::Terminate {
-                claim: c.name.clone(),
-                reason: TerminateReason::RegistrationTimeout,
-            }
-            .into()
-        })
-        .collect();
-    out
-}
-
-/// An instance with no Node and no claim in memory, tracked only for its
-/// timeout from `seen`: its pods are unknown, so it carries none and offers
-/// no room.
-pub(super) fn adopted_claim(o: &OwnedInstance, claim: &str, seen: Instant) -> Claim {
-    Claim {
-        name: claim.to_string(),
-        pool: o.pool.clone().unwrap_or_default(),
-        instance_id: o.instance_id.clone(),
-        instance_type: o.instance_type.clone(),
-        zone: o.zone.clone(),
-        capacity_type: CapacityType::OnDemand,
-        labels: Default::default(),
-        taints: Vec::new(),
-        allocatable: Resources::zero(),
-        overhead: Resources::zero(),
-        pods: BTreeSet::new(),
-        launched_at: seen,
     }
 }
 
@@ -223,7 +146,7 @@ pub(super) struct Launches {
     pub refused: Vec<String>,
 }
 
-/// Step 5: a launch per planned node, named `<pool>-<suffix>` with a suffix
+/// Step 5: a NodeClaim and then its launch per planned node, named `<pool>-<suffix>` with a suffix
 /// from `suffix` that no instance of ours, no claim in flight and no other
 /// launch of this pass has (the solver's `<pool>-<n>` names repeat between
 /// solves). `policy` is the version planned with: a node whose pool or node
@@ -256,7 +179,10 @@ pub(super) fn launches(
         taken.insert(name.clone());
         let mut node = planned.clone();
         node.name = name;
-        out.actions.push(Action::Launch(Box::new(node)).into());
+        out.actions.push(Sequence(vec![
+            Action::CreateClaim(Box::new(node.clone())),
+            Action::Launch(Box::new(node)),
+        ]));
     }
     out
 }
@@ -271,8 +197,8 @@ pub(super) struct Placed {
     pub capacity_type: CapacityType,
 }
 
-/// Each pending pod's requests, by "namespace/name" (to work out a launched
-/// node's DaemonSet overhead).
+/// Each pending pod's requests, by "namespace/name" (to work out a planned
+/// node's DaemonSet overhead, see [`overhead`]).
 pub(super) fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
     w.classes
         .iter()
@@ -280,44 +206,15 @@ pub(super) fn pod_requests(w: &Workload) -> HashMap<String, &Resources> {
         .collect()
 }
 
-/// The claim that stands in for a launched node until it registers.
-pub(super) fn claim_for(
-    node: &PlannedNode,
-    placed: &Placed,
-    requests: &HashMap<String, &Resources>,
-    now: Instant,
-) -> Claim {
+/// The DaemonSet share of a planned node's requests: what is left after its pods'.
+pub(super) fn overhead(node: &PlannedNode, requests: &HashMap<String, &Resources>) -> Resources {
     let mut overhead = node.requested.clone();
     for p in &node.pods {
         if let Some(r) = requests.get(p) {
             overhead.sub(r);
         }
     }
-    let mut labels = node.labels.clone();
-    labels.insert(labels::INSTANCE_TYPE.into(), placed.instance_type.clone());
-    labels.insert(labels::ZONE.into(), placed.zone.clone());
-    let allocatable = if placed.instance_type == node.instance_type {
-        node.allocatable.clone()
-    } else {
-        // EC2 fell back to another ranked type: it fits the planned pods, but
-        // its spare room is not known here, so offer none until the Node
-        // registers with its real allocatable.
-        node.requested.clone()
-    };
-    Claim {
-        name: node.name.clone(),
-        pool: node.pool.clone(),
-        instance_id: placed.instance_id.clone(),
-        instance_type: placed.instance_type.clone(),
-        zone: placed.zone.clone(),
-        capacity_type: placed.capacity_type,
-        labels,
-        taints: node.taints.clone(),
-        allocatable,
-        overhead,
-        pods: node.pods.iter().cloned().collect(),
-        launched_at: now,
-    }
+    overhead
 }
 
 /// Nominated Events for the pods a launched node is for (at most [`EVENTS_PER_PASS`]).
@@ -363,12 +260,14 @@ pub(super) fn initialized(n: &Node, pool: Option<&Pool>) -> bool {
     ready && !starting
 }
 
-/// The Nodes of instances we own, as `disrupt` sees them, and each one's
-/// claim (when its instance carries one).
+/// The Nodes we launched, as `disrupt` sees them, and each one's claim:
+/// the Nodes of our NodeClaims, and those of instances tagged as ours.
 pub(super) fn node_views(
     obs: &Observed,
     policy: &PolicySet,
+    claims: &Claims,
 ) -> (Vec<NodeView>, HashMap<String, String>) {
+    let claimed = claims.by_node();
     let by_instance: HashMap<&str, &OwnedInstance> = obs
         .owned
         .iter()
@@ -390,16 +289,18 @@ pub(super) fn node_views(
         let Some(name) = n.metadata.name.as_deref() else {
             continue;
         };
-        let Some(o) = n
+        let owned = n
             .spec
             .as_ref()
             .and_then(|s| s.provider_id.as_deref())
             .and_then(instance_id_of)
-            .and_then(|id| by_instance.get(id))
-        else {
-            continue; // not ours
+            .and_then(|id| by_instance.get(id));
+        let (claim, pool, claim_initialized) = match (claimed.get(name), owned) {
+            (Some(c), _) => (Some(c.name.clone()), Some(c.pool.clone()), c.initialized),
+            (None, Some(o)) => (o.claim.clone(), o.pool.clone(), true),
+            (None, None) => continue, // not ours
         };
-        let Some(pool_name) = o.pool.clone().or_else(|| {
+        let Some(pool_name) = pool.or_else(|| {
             n.metadata
                 .labels
                 .as_ref()
@@ -407,13 +308,15 @@ pub(super) fn node_views(
         }) else {
             continue;
         };
-        if let Some(c) = &o.claim {
-            claim_of.insert(name.to_string(), c.clone());
+        if let Some(c) = claim {
+            claim_of.insert(name.to_string(), c);
         }
         let on_node = pods_on.get(name).map(Vec::as_slice).unwrap_or_default();
         views.push(NodeView {
             name: name.to_string(),
-            initialized: initialized(n, policy.pool(&pool_name)),
+            // A claim that is not Initialized (a GPU node before its device
+            // plugin reports, say) still carries its pods: not empty yet.
+            initialized: claim_initialized && initialized(n, policy.pool(&pool_name)),
             pool: pool_name,
             workload_pods: on_node.iter().filter(|p| is_workload_pod(p)).count(),
             do_not_disrupt: dnd(n.metadata.annotations.as_ref())
@@ -437,15 +340,18 @@ pub(super) struct Removals {
     pub targeted: usize,
 }
 
-/// Step 6: the empty nodes we launched that `disrupt` says to remove now.
-/// The empty-since clocks are kept even when removal waits.
+/// Step 6: the empty nodes we launched that `disrupt` says to remove now:
+/// cordon, delete the Node (our finalizer holds it), terminate the
+/// instance, lift the finalizer, delete the NodeClaim. The empty-since
+/// clocks are kept even when removal waits.
 pub(super) fn removals(
     obs: &Observed,
     policy: &PolicySet,
     plan: &Plan,
+    claims: &Claims,
     empty: &mut EmptySince,
 ) -> Removals {
-    let (views, claim_of) = node_views(obs, policy);
+    let (views, claim_of) = node_views(obs, policy, claims);
     let targeted: HashSet<String> = plan.existing.iter().map(|e| e.node.clone()).collect();
     let remove = empty.empty_to_remove(&views, policy, &targeted, obs.now);
     if !targeted.is_empty() {
@@ -465,6 +371,10 @@ pub(super) fn removals(
                 seq.push(Action::Terminate {
                     claim: claim.clone(),
                     reason: TerminateReason::Empty,
+                });
+                seq.push(Action::ReleaseNode { node: node.clone() });
+                seq.push(Action::DeleteClaim {
+                    claim: claim.clone(),
                 });
             }
             Sequence(seq)

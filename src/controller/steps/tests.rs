@@ -1,11 +1,11 @@
 //! The pass's steps on hand-made snapshots: no cluster, no EC2.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::*;
+use crate::controller::claims::Claim;
 use crate::solver::{ExistingPlacement, Unschedulable};
 use crate::workload::PodClass;
 
@@ -36,6 +36,7 @@ fn instance(id: &str, claim: Option<&str>, state: &str) -> OwnedInstance {
         pool: Some("general".into()),
         instance_type: "m5.large".into(),
         zone: "us-east-1a".into(),
+        image_id: "ami-1".into(),
         state: state.into(),
     }
 }
@@ -65,20 +66,21 @@ fn observed(nodes: Vec<Node>, pods: Vec<Pod>, owned: Vec<OwnedInstance>, now: In
     }
 }
 
-fn claim(name: &str, id: &str, pods: &[&str], at: Instant) -> Claim {
+fn claim(name: &str, pods: &[&str]) -> Claim {
     Claim {
         name: name.into(),
         pool: "general".into(),
-        instance_id: id.into(),
         instance_type: "m5.large".into(),
         zone: "us-east-1a".into(),
         capacity_type: CapacityType::OnDemand,
         labels: Default::default(),
         taints: vec![],
+        startup_taints: vec![],
         allocatable: res(1930, 7),
         overhead: Resources::zero(),
         pods: pods.iter().map(|s| s.to_string()).collect(),
-        launched_at: at,
+        node_name: None,
+        initialized: false,
     }
 }
 
@@ -117,6 +119,11 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                 .iter()
                 .map(|a| match a {
                     Action::Launch(n) => format!("launch {}", n.name),
+                    Action::CreateClaim(n) => format!("claim {}", n.name),
+                    Action::ClaimStatus { claim, .. } => format!("status {claim}"),
+                    Action::PatchNode { node, .. } => format!("patch {node}"),
+                    Action::ReleaseNode { node } => format!("release {node}"),
+                    Action::DeleteClaim { claim } => format!("delete-claim {claim}"),
                     Action::Terminate { claim, reason } => format!("terminate {claim} {reason:?}"),
                     Action::Cordon { node } => format!("cordon {node}"),
                     Action::DeleteNode { node } => format!("delete {node}"),
@@ -125,62 +132,6 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
-}
-
-#[test]
-fn claims_are_adopted_registered_and_timed_out() {
-    let t0 = Instant::now();
-    let ttl = Duration::from_secs(900);
-    let mut claims = Claims::default();
-    claims.insert(claim("general-regis", "i-reg", &[], t0));
-    claims.insert(claim("general-slowx", "i-slow", &["shop/a"], t0));
-    let obs = observed(
-        vec![node("n1", "i-reg", "")],
-        vec![],
-        vec![
-            instance("i-reg", Some("general-regis"), "running"),
-            instance("i-slow", Some("general-slowx"), "running"),
-            // Ours, no Node, no claim in memory: adopted.
-            instance("i-orphan", Some("general-orphn"), "pending"),
-            // Stopping, or launched outside a claim: left alone.
-            instance("i-stop", Some("general-stopx"), "stopping"),
-            instance("i-bare", None, "running"),
-        ],
-        t0 + ttl,
-    );
-    let ch = track_claims(&mut claims, &obs, ttl);
-    let adopted: Vec<&str> = ch.adopted.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(adopted, ["general-orphn"]);
-    assert_eq!(
-        ch.adopted[0].allocatable,
-        Resources::zero(),
-        "no room offered"
-    );
-    assert!(ch.adopted[0].pods.is_empty());
-    let registered: Vec<&str> = ch.registered.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(registered, ["general-regis"]);
-    let expired: Vec<&str> = ch.expired.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(
-        expired,
-        ["general-slowx"],
-        "the adopted one starts its clock now"
-    );
-    assert_eq!(
-        names(&ch.actions),
-        [["terminate general-slowx RegistrationTimeout"]]
-    );
-    assert!(claims.contains("general-orphn"));
-    assert_eq!(claims.len(), 1);
-
-    // The next pass (the slow instance terminated meanwhile) adopts nothing
-    // new and expires nothing before the adopted one's own timeout.
-    let mut later = Observed {
-        now: t0 + ttl + Duration::from_secs(1),
-        ..obs
-    };
-    later.owned.retain(|o| o.instance_id != "i-slow");
-    let ch = track_claims(&mut claims, &later, ttl);
-    assert!(ch.adopted.is_empty() && ch.expired.is_empty() && ch.actions.is_empty());
 }
 
 #[test]
@@ -207,12 +158,7 @@ fn planning_counts_claims_as_nodes_and_skips_the_solver_when_nothing_waits() {
     let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
     let p = compile("pool general {\n}\n");
     let mut claims = Claims::default();
-    claims.insert(claim(
-        "general-abcde",
-        "i-1",
-        &["shop/a", "shop/b"],
-        Instant::now(),
-    ));
+    claims.insert(claim("general-abcde", &["shop/a", "shop/b"]));
     let w = Workload {
         classes: vec![class(&["a", "b"])],
         ..Default::default()
@@ -297,16 +243,20 @@ fn launches_get_unique_claim_names_and_unknown_pools_are_refused() {
         t0,
     );
     let mut claims = Claims::default();
-    claims.insert(claim("general-bbbbb", "i-2", &[], t0));
+    claims.insert(claim("general-bbbbb", &[]));
     // Taken by an instance, by a claim, then by the first launch of this pass.
     let mut draws = ["aaaaa", "bbbbb", "ccccc", "ccccc", "ddddd"].into_iter();
     let mut suffix = || draws.next().unwrap_or("zzzzz").to_string();
     let l = launches(&plan, &p, &obs, &claims, &mut suffix);
     assert_eq!(
         names(&l.actions),
-        [["launch general-ccccc"], ["launch general-ddddd"]]
+        [
+            ["claim general-ccccc", "launch general-ccccc"],
+            ["claim general-ddddd", "launch general-ddddd"]
+        ],
+        "the NodeClaim is written before the launch"
     );
-    let Action::Launch(n) = &l.actions[0].actions()[0] else {
+    let Action::Launch(n) = &l.actions[0].actions()[1] else {
         panic!("{l:?}")
     };
     assert_eq!(n.pods, ["shop/a"], "the planned node, renamed");
@@ -320,57 +270,27 @@ fn launches_get_unique_claim_names_and_unknown_pools_are_refused() {
 }
 
 #[test]
-fn a_launched_node_becomes_a_claim_and_tells_its_pods() {
+fn a_launched_node_tells_its_pods_and_its_overhead_is_what_its_pods_leave() {
     let node = planned("general-x1y2z", "general", "default", &["shop/a", "shop/b"]);
     let w = Workload {
         classes: vec![class(&["a", "b"])],
         ..Default::default()
     };
     let requests = pod_requests(&w);
-    let t = Instant::now();
-    let as_planned = Placed {
-        instance_id: "i-0abc".into(),
-        instance_type: "m5.large".into(),
-        zone: "us-east-1b".into(),
-        capacity_type: CapacityType::Spot,
-    };
-    let c = claim_for(&node, &as_planned, &requests, t);
-    assert_eq!(c.name, "general-x1y2z");
-    assert_eq!(c.instance_id, "i-0abc");
-    assert_eq!(c.capacity_type, CapacityType::Spot);
     assert_eq!(
-        c.overhead,
+        overhead(&node, &requests),
         Resources {
             pods: -1,
             ..res(100, 0)
         },
         "requested minus two pods"
     );
-    assert_eq!(c.allocatable, node.allocatable);
-    assert_eq!(
-        c.labels.get(labels::ZONE).map(String::as_str),
-        Some("us-east-1b")
-    );
-    assert_eq!(c.labels.get("team").map(String::as_str), Some("shop"));
-    assert_eq!(
-        c.pods,
-        ["shop/a", "shop/b"]
-            .map(String::from)
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-    );
-    // A fallback type's spare room is unknown: the claim offers none.
-    let fallback = Placed {
-        instance_type: "m5a.large".into(),
-        ..as_planned.clone()
+    let as_planned = Placed {
+        instance_id: "i-0abc".into(),
+        instance_type: "m5.large".into(),
+        zone: "us-east-1b".into(),
+        capacity_type: CapacityType::Spot,
     };
-    let c = claim_for(&node, &fallback, &requests, t);
-    assert_eq!(c.allocatable, node.requested);
-    assert_eq!(
-        c.labels.get(labels::INSTANCE_TYPE).map(String::as_str),
-        Some("m5a.large")
-    );
-
     let told = nominated(&node, &as_planned);
     assert_eq!(told.len(), 2);
     let Action::Event(e) = &told[1] else {
@@ -421,7 +341,7 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
     ];
     let obs = observed(nodes, pods, owned, t0);
     let mut empty = EmptySince::default();
-    let r = removals(&obs, &p, &Plan::default(), &mut empty);
+    let r = removals(&obs, &p, &Plan::default(), &Claims::default(), &mut empty);
     assert_eq!(r.targeted, 0);
     assert_eq!(
         names(&r.actions),
@@ -429,10 +349,39 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
             vec![
                 "cordon empty",
                 "delete empty",
-                "terminate general-aaaaa Empty"
+                "terminate general-aaaaa Empty",
+                "release empty",
+                "delete-claim general-aaaaa",
             ],
             // An instance without a claim tag: its Node goes, nothing to terminate by claim.
             vec!["cordon unclaimed", "delete unclaimed"],
+        ]
+    );
+    // A Node is ours by its NodeClaim alone (no EC2 tag needed).
+    let mut claims = Claims::default();
+    let mut c = claim("general-eeeee", &[]);
+    c.node_name = Some("not-ours".into());
+    c.initialized = true;
+    claims.insert(c);
+    // One whose claim is not Initialized yet is not removed, however empty it looks.
+    let mut booting = claim("general-fffff", &["shop/gpu-job"]);
+    booting.node_name = Some("empty".into());
+    claims.insert(booting);
+    let mut empty = EmptySince::default();
+    let r = removals(&obs, &p, &Plan::default(), &claims, &mut empty);
+    assert_eq!(
+        names(&r.actions)[0],
+        ["cordon unclaimed", "delete unclaimed"],
+        "empty stays"
+    );
+    assert_eq!(
+        names(&r.actions)[1],
+        [
+            "cordon not-ours",
+            "delete not-ours",
+            "terminate general-eeeee Empty",
+            "release not-ours",
+            "delete-claim general-eeeee",
         ]
     );
 
@@ -444,7 +393,7 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
         }],
         ..Default::default()
     };
-    let r = removals(&obs, &p, &plan, &mut empty);
+    let r = removals(&obs, &p, &plan, &Claims::default(), &mut empty);
     assert_eq!(r.targeted, 1);
     assert!(r.actions.is_empty());
 }
@@ -471,7 +420,7 @@ fn node_views_read_readiness_taints_and_pools() {
         ],
         Instant::now(),
     );
-    let (views, claim_of) = node_views(&obs, &p);
+    let (views, claim_of) = node_views(&obs, &p, &Claims::default());
     assert_eq!(
         views.len(),
         1,
@@ -485,4 +434,105 @@ fn node_views_read_readiness_taints_and_pools() {
     );
     let starting = &obs.objs.nodes[1];
     assert!(!initialized(starting, p.pool("general")));
+}
+
+/// A node that registered but is still under its pool's startup taint, and
+/// one whose device plugin has not reported its GPUs yet: the Node alone
+/// (all the in-memory claims left once a Node registered) looks full or
+/// GPU-less, so a second node is planned for the same pods. Its NodeClaim,
+/// not initialized yet, stands in for it with the planned room instead.
+#[test]
+fn a_registered_node_that_is_not_initialized_counts_as_its_planned_room() {
+    use crate::ir::{Taint, TaintEffect};
+    use crate::workload::ExistingNode;
+    let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let p = compile("pool general {\n  startup-taint example.com/booting:NoSchedule\n}\n");
+    let booting = Taint {
+        key: "example.com/booting".into(),
+        value: None,
+        effect: TaintEffect::NoSchedule,
+    };
+    let registered = |taints: Vec<Taint>, allocatable: Resources| ExistingNode {
+        name: "ip-10-0-0-1".into(),
+        labels: [(labels::HOSTNAME.to_string(), "ip-10-0-0-1".to_string())].into(),
+        taints,
+        allocatable,
+        used: Resources::zero(),
+        pods: vec![],
+    };
+    let waiting = |requests: Resources| Workload {
+        classes: vec![PodClass::plain(
+            "shop/c",
+            "shop",
+            vec!["a".into(), "b".into()],
+            requests,
+        )],
+        ..Default::default()
+    };
+    let room = Resources {
+        pods: 29,
+        ..res(1930, 7)
+    };
+    // 1. Startup taint.
+    let w = Workload {
+        nodes: vec![registered(vec![booting.clone()], room.clone())],
+        ..waiting(res(500, 1))
+    };
+    let (_, bug) = super::plan(&p, &catalog, w.clone(), &Claims::default(), None, None);
+    assert_eq!(
+        bug.nodes.len(),
+        1,
+        "the Node alone: a second node is planned"
+    );
+    let mut c = claim("general-aaaaa", &["shop/a", "shop/b"]);
+    c.node_name = Some("ip-10-0-0-1".into());
+    c.startup_taints = vec![booting];
+    c.allocatable = room.clone();
+    let mut claims = Claims::default();
+    claims.insert(c.clone());
+    let (w2, fixed) = super::plan(&p, &catalog, w, &claims, None, None);
+    assert!(fixed.nodes.is_empty(), "{fixed:?}");
+    assert_eq!(pending(&w2), 0, "its pods are the claim's");
+    // Its pods gone from the claim (bound elsewhere, say), new pods still fit its room.
+    c.pods.clear();
+    let mut claims = Claims::default();
+    claims.insert(c.clone());
+    let w = Workload {
+        nodes: vec![registered(c.startup_taints.clone(), room.clone())],
+        ..waiting(res(500, 1))
+    };
+    let (_, fixed) = super::plan(&p, &catalog, w, &claims, None, None);
+    assert!(fixed.nodes.is_empty(), "{fixed:?}");
+    assert_eq!(fixed.existing.len(), 1, "placed on the claim's room");
+
+    // 2. GPUs not reported yet.
+    let mut gpu_room = room.clone();
+    gpu_room.extended.insert("nvidia.com/gpu".into(), 1);
+    let mut wants_gpu = res(500, 1);
+    wants_gpu.extended.insert("nvidia.com/gpu".into(), 1);
+    let mut one_pod = waiting(wants_gpu);
+    one_pod.classes[0].pod_names.truncate(1);
+    let w = Workload {
+        nodes: vec![registered(vec![], room.clone())],
+        ..one_pod
+    };
+    let (_, bug) = super::plan(&p, &catalog, w.clone(), &Claims::default(), None, None);
+    assert_eq!(
+        bug.nodes.len(),
+        1,
+        "without its GPUs the Node looks useless"
+    );
+    let mut g = claim("general-ggggg", &[]);
+    g.node_name = Some("ip-10-0-0-1".into());
+    g.allocatable = gpu_room;
+    let mut claims = Claims::default();
+    claims.insert(g.clone());
+    let (_, fixed) = super::plan(&p, &catalog, w.clone(), &claims, None, None);
+    assert!(fixed.nodes.is_empty(), "{fixed:?}");
+    // Initialized: the Node speaks for itself again.
+    g.initialized = true;
+    let mut claims = Claims::default();
+    claims.insert(g);
+    let (_, after) = super::plan(&p, &catalog, w, &claims, None, None);
+    assert_eq!(after.nodes.len(), 1);
 }
