@@ -6,7 +6,8 @@
 //! without a cluster: `steps` (one function per step of a pass, each
 //! returning `action`s), and what they build on (`batch`, `snapshot`,
 //! `claims`, `disrupt`, `launchable`, `notice`). `run` only moves data
-//! between the API server, the solver and EC2, and `metrics` counts it.
+//! between the API server, the solver and EC2, and `metrics` counts it;
+//! `stores` keeps the watch caches a pass reads, and `clock` times passes.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -29,7 +30,11 @@ pub mod snapshot;
 mod steps;
 
 #[cfg(feature = "controller")]
+mod clock;
+#[cfg(feature = "controller")]
 mod serve;
+#[cfg(feature = "controller")]
+mod stores;
 
 #[cfg(feature = "controller")]
 pub mod run;
