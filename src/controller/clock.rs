@@ -107,7 +107,8 @@ impl PassClock {
         tracing::debug!(
             "{} pass: {wall:.3?} wall, {} CPU{}; {}",
             self.trigger.label(),
-            cpu.map(|c| format!("{c:.3?}")).unwrap_or_else(|| "?".into()),
+            cpu.map(|c| format!("{c:.3?}"))
+                .unwrap_or_else(|| "?".into()),
             to_launch
                 .map(|d| format!(", last launch {d:.3?} after the batch closed"))
                 .unwrap_or_default(),
@@ -142,7 +143,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         c.launched();
         let last = c.batch_to_last_launch();
-        assert!(last > first, "the last launch counts: {first:?} then {last:?}");
+        assert!(
+            last > first,
+            "the last launch counts: {first:?} then {last:?}"
+        );
 
         let mut resync = PassClock::start(Trigger::Resync);
         resync.launched();

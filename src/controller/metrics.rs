@@ -65,7 +65,9 @@ fn pass_histogram() -> Histogram {
 
 /// Buckets for parts of a pass: 1 ms to 10 s.
 fn phase_histogram() -> Histogram {
-    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    ])
 }
 
 impl Metrics {

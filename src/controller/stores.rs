@@ -29,8 +29,8 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::Store;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 
@@ -155,7 +155,13 @@ impl Watches {
     /// Watches every object of `K` (across namespaces) into a new store.
     fn watch<K>(&mut self, kind: &'static str) -> Store<K>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
     {
         self.watch_with(kind, || {})
     }
@@ -167,7 +173,13 @@ impl Watches {
         on_event: impl Fn() + Send + 'static,
     ) -> Store<K>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
     {
         let mut writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
