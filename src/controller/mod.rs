@@ -1,6 +1,6 @@
 //! `nodewright controller`: the in-cluster loop.
 //!
-//! watch pods → batch → snapshot the cluster → solve with the active policy
+//! watch (caches) → batch → snapshot the caches → solve with the active policy
 //! version → launch → track claims until their nodes register → remove
 //! nodes no longer needed. The logic lives in the pure modules here, tested
 //! without a cluster: `steps` (one function per step of a pass, each
