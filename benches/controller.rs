@@ -29,11 +29,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::Filter;
 use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use nodewright::cloud::tags::TAG_CLUSTER;
 use nodewright::controller::run::{Controller, Options};
 
 /// The product binary's allocator (see `src/main.rs`), so benchmarks time
@@ -73,12 +71,12 @@ fn value(text: &str, key: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// `phase` → sum of `pass_phase_seconds` for it.
-fn phases(text: &str) -> BTreeMap<String, f64> {
-    let prefix = "nodewright_controller_pass_phase_seconds_sum{phase=\"";
+/// `phase` → sum of `metric` (`pass_phase_seconds` or `pass_phase_cpu_seconds`) for it.
+fn phases(text: &str, metric: &str) -> BTreeMap<String, f64> {
+    let prefix = format!("nodewright_controller_{metric}_sum{{phase=\"");
     text.lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix(prefix)?;
+            let rest = l.strip_prefix(prefix.as_str())?;
             let (phase, v) = rest.split_once("\"} ")?;
             Some((phase.to_string(), v.parse().ok()?))
         })
@@ -171,8 +169,9 @@ async fn burst(client: &kube::Client, pods: usize, nodes: usize) {
         .await;
 }
 
-/// Deletes every pod and node, and terminates this cluster's instances.
-async fn clean(client: &kube::Client, ec2: &aws_sdk_ec2::Client) {
+/// Deletes every pod and node, and empties moto (a fresh EC2 world per run:
+/// moto's answers slow down as instances and templates accumulate).
+async fn clean(client: &kube::Client, moto: &support::Moto, ec2: &aws_sdk_ec2::Client) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let nodes: Api<Node> = Api::all(client.clone());
     pods.delete_collection(
@@ -205,37 +204,8 @@ async fn clean(client: &kube::Client, ec2: &aws_sdk_ec2::Client) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let resp = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_CLUSTER}"))
-                .values(CLUSTER)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeInstances");
-    let ids: Vec<String> = resp
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| i.instance_id().map(str::to_string))
-        .collect();
-    if !ids.is_empty() {
-        ec2.terminate_instances()
-            .set_instance_ids(Some(ids))
-            .send()
-            .await
-            .expect("TerminateInstances");
-    }
+    moto.reset();
+    world::setup(ec2).await;
 }
 
 /// One run's figures, in seconds.
@@ -246,7 +216,8 @@ struct Run {
     launched: f64,
     batch_passes: f64,
     create: f64,
-    phases: BTreeMap<String, f64>,
+    /// Wall and CPU time of each part of the pass.
+    phases: BTreeMap<String, (f64, f64)>,
 }
 
 async fn run_once(
@@ -310,7 +281,10 @@ async fn run_once(
     let _ = stop.send(true);
     task.await.expect("controller stops");
     let d = |k: &str| value(&after, k) - value(&before, k);
-    let (p0, p1) = (phases(&before), phases(&after));
+    let delta = |metric: &str, phase: &str| {
+        phases(&after, metric).get(phase).copied().unwrap_or(0.0)
+            - phases(&before, metric).get(phase).copied().unwrap_or(0.0)
+    };
     Run {
         to_last_launch: d("nodewright_controller_batch_to_last_launch_seconds_sum"),
         pass: d("nodewright_controller_pass_seconds_sum{trigger=\"batch\"}"),
@@ -318,11 +292,12 @@ async fn run_once(
         launched: d("nodewright_controller_nodes_launched_total"),
         batch_passes: d(key),
         create,
-        phases: p1
-            .into_iter()
-            .map(|(k, v)| {
-                let was = p0.get(&k).copied().unwrap_or(0.0);
-                (k, v - was)
+        phases: phases(&after, "pass_phase_seconds")
+            .into_keys()
+            .map(|k| {
+                let wall = delta("pass_phase_seconds", &k);
+                let cpu = delta("pass_phase_cpu_seconds", &k);
+                (k, (wall, cpu))
             })
             .collect(),
     }
@@ -355,7 +330,6 @@ fn main() {
         let moto = support::Moto::start();
         let kube = kube_support::KubeApi::start();
         let ec2 = moto.ec2().await;
-        world::setup(&ec2).await;
         let client = kube.client().await;
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
             .expect("namespace");
@@ -370,17 +344,17 @@ fn main() {
             "controller burst: {pods} unschedulable pods + {nodes} existing nodes, {runs} runs"
         );
         println!(
-            "run | created in | batch close -> last launch | pass wall | pass CPU | launched | batch passes | phases (s)"
+            "run | created in | batch close -> last launch | pass wall | pass CPU | launched | batch passes | phases (wall/CPU s)"
         );
         let mut all = Vec::new();
         for i in 1..=runs {
-            clean(&client, &ec2).await;
+            clean(&client, &moto, &ec2).await;
             let r = run_once(&kube, &moto, dir.path(), pods, nodes).await;
             let ph: Vec<String> = r
                 .phases
                 .iter()
-                .filter(|(_, v)| **v > 0.0)
-                .map(|(k, v)| format!("{k} {v:.3}"))
+                .filter(|(_, (wall, _))| *wall >= 0.0005)
+                .map(|(k, (wall, cpu))| format!("{k} {wall:.3}/{cpu:.3}"))
                 .collect();
             println!(
                 "{i} | {:.1} s | {:.3} s | {:.3} s | {:.3} s | {} | {} | {}",
@@ -403,6 +377,6 @@ fn main() {
         if all.iter().any(|r| r.batch_passes != 1.0) {
             println!("note: some bursts closed as more than one batch (see `batch passes`)");
         }
-        clean(&client, &ec2).await;
+        clean(&client, &moto, &ec2).await;
     });
 }

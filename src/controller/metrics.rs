@@ -42,6 +42,8 @@ pub(super) struct Metrics {
     pub batch_to_last_launch_seconds: Histogram,
     /// Wall time of each part of a pass (`snapshot`, `ec2`, `reach`, `load`, `solve`, `launch`, ...).
     pub pass_phase_seconds: ByLabel<Histogram>,
+    /// Process CPU time of each part of a pass.
+    pub pass_phase_cpu_seconds: ByLabel<Histogram>,
 }
 
 /// Metrics with one label (`kind`, `trigger` or `phase`).
@@ -89,6 +91,7 @@ impl Metrics {
             pass_cpu_seconds: Family::new_with_constructor(pass_histogram),
             batch_to_last_launch_seconds: pass_histogram(),
             pass_phase_seconds: Family::new_with_constructor(phase_histogram),
+            pass_phase_cpu_seconds: Family::new_with_constructor(phase_histogram),
         };
         r.register(
             "pending_pods",
@@ -155,6 +158,11 @@ impl Metrics {
             "pass_phase_seconds",
             "Wall time of each part of a pass",
             m.pass_phase_seconds.clone(),
+        );
+        r.register(
+            "pass_phase_cpu_seconds",
+            "Process CPU time of each part of a pass",
+            m.pass_phase_cpu_seconds.clone(),
         );
         m
     }
