@@ -1457,3 +1457,76 @@ async fn a_gpu_node_counts_its_planned_gpus_until_the_device_plugin_reports() {
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }
+
+/// The sum of a metric over its label sets (`name{...} value` lines).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_caches_survive_an_apiserver_restart() {
+    let moto = support::moto().await;
+    let ec2 = moto.ec2().await;
+    world::setup(&ec2).await;
+    // A control plane of its own: the shared one must not go away under other tests.
+    let kube = tokio::task::spawn_blocking(kube_support::KubeApi::start)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let kube = Arc::new(kube);
+    let client = kube.client().await;
+    apply_crds(&client).await;
+    create_namespace(&client, "restart").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("general.policy"), policy_text("m5")).expect("write policy");
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    unschedulable_pod(&client, "restart", "before", "1", "1Gi").await;
+    let first = first_launch(&ec2).await;
+
+    // The API server goes away for a while and comes back on the same etcd.
+    let k = Arc::clone(&kube);
+    tokio::task::spawn_blocking(move || {
+        k.stop_apiserver();
+        std::thread::sleep(Duration::from_secs(3));
+        k.start_apiserver();
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    assert!(
+        !task.is_finished(),
+        "the controller keeps running across the restart"
+    );
+
+    // A pod created after the restart gets an instance: the pod watch resumed
+    // (or re-listed) by itself, and the pass reads the caches it fills.
+    wait_for(
+        "the API server to take writes again",
+        Duration::from_secs(60),
+        async || {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "restart");
+            pods.list(&ListParams::default()).await.ok().map(drop)
+        },
+    )
+    .await;
+    // Too big for the first instance's spare room: it needs a node of its own.
+    unschedulable_pod(&client, "restart", "after", "3", "4Gi").await;
+    let second = new_launches(
+        &ec2,
+        "a launch for the pod created after the restart",
+        Duration::from_secs(120),
+        &first,
+    )
+    .await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    let m = metrics(addr).await;
+    assert!(
+        metric_sum(&m, "nodewright_controller_watch_errors_total") >= 1.0,
+        "the outage shows in watch_errors_total:\n{m}"
+    );
+    assert!(!task.is_finished(), "the controller still runs");
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}

@@ -6,6 +6,7 @@
 //! `/metrics` (docs/controller.md lists them) are checked by a test.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -37,6 +38,44 @@ pub(super) struct Metrics {
     pub catalog_refreshes: Counter,
     /// Instance types in the catalog the passes plan from.
     pub catalog_types: Gauge,
+    /// Watch errors by kind (each is retried by the watcher).
+    pub watch_errors: WatchErrors,
+    /// Wall time of a pass, by what started it (`batch` or `resync`).
+    pub pass_seconds: ByLabel<Histogram>,
+    /// Process CPU time during a pass, by what started it.
+    pub pass_cpu_seconds: ByLabel<Histogram>,
+    /// From a batch closing to the last launch of the pass it started.
+    pub batch_to_last_launch_seconds: Histogram,
+    /// Wall time of each part of a pass (`snapshot`, `ec2`, `reach`, `load`, `solve`, `launch`, ...).
+    pub pass_phase_seconds: ByLabel<Histogram>,
+    /// Process CPU time of each part of a pass.
+    pub pass_phase_cpu_seconds: ByLabel<Histogram>,
+}
+
+/// Metrics with one label (`kind`, `trigger` or `phase`).
+pub(super) type ByLabel<M> = Family<[(&'static str, &'static str); 1], M, fn() -> M>;
+
+/// `watch_errors_total{kind}`; clones share their values.
+#[derive(Debug, Clone, Default)]
+pub(super) struct WatchErrors(Family<[(&'static str, &'static str); 1], Counter>);
+
+impl WatchErrors {
+    /// Counts one error of the watch of `kind`.
+    pub(super) fn inc(&self, kind: &'static str) {
+        self.0.get_or_create(&[("kind", kind)]).inc();
+    }
+}
+
+/// Buckets for whole passes: 10 ms to 30 s.
+fn pass_histogram() -> Histogram {
+    Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0])
+}
+
+/// Buckets for parts of a pass: 1 ms to 10 s.
+fn phase_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    ])
 }
 
 impl Metrics {
@@ -56,6 +95,12 @@ impl Metrics {
             catalog_refresh_failures: Counter::default(),
             catalog_refreshes: Counter::default(),
             catalog_types: Gauge::default(),
+            watch_errors: WatchErrors::default(),
+            pass_seconds: Family::new_with_constructor(pass_histogram),
+            pass_cpu_seconds: Family::new_with_constructor(pass_histogram),
+            batch_to_last_launch_seconds: pass_histogram(),
+            pass_phase_seconds: Family::new_with_constructor(phase_histogram),
+            pass_phase_cpu_seconds: Family::new_with_constructor(phase_histogram),
         };
         r.register(
             "pending_pods",
@@ -113,6 +158,36 @@ impl Metrics {
             "Instance types in the catalog the passes plan from",
             m.catalog_types.clone(),
         );
+        r.register(
+            "watch_errors",
+            "Watch errors by kind; the watch resumes or re-lists by itself",
+            m.watch_errors.0.clone(),
+        );
+        r.register(
+            "pass_seconds",
+            "Wall time of a pass, by trigger (batch or resync)",
+            m.pass_seconds.clone(),
+        );
+        r.register(
+            "pass_cpu_seconds",
+            "Process CPU time during a pass, by trigger (batch or resync)",
+            m.pass_cpu_seconds.clone(),
+        );
+        r.register(
+            "batch_to_last_launch_seconds",
+            "From a batch closing to the last launch of the pass it started",
+            m.batch_to_last_launch_seconds.clone(),
+        );
+        r.register(
+            "pass_phase_seconds",
+            "Wall time of each part of a pass",
+            m.pass_phase_seconds.clone(),
+        );
+        r.register(
+            "pass_phase_cpu_seconds",
+            "Process CPU time of each part of a pass",
+            m.pass_phase_cpu_seconds.clone(),
+        );
         m
     }
 }
@@ -130,6 +205,11 @@ mod tests {
         m.launched.inc();
         m.pending_pods.set(7);
         m.solve_seconds.observe(0.02);
+        m.watch_errors.inc("pods");
+        m.pass_seconds
+            .get_or_create(&[("trigger", "batch")])
+            .observe(0.3);
+        m.batch_to_last_launch_seconds.observe(0.5);
         let mut text = String::new();
         encode(&mut text, &r).unwrap_or_else(|e| panic!("{e}"));
         for line in [
@@ -145,6 +225,9 @@ mod tests {
             "nodewright_controller_catalog_refresh_failures_total 0",
             "nodewright_controller_catalog_refreshes_total 0",
             "nodewright_controller_catalog_types 0",
+            "nodewright_controller_watch_errors_total{kind=\"pods\"} 1",
+            "nodewright_controller_pass_seconds_count{trigger=\"batch\"} 1",
+            "nodewright_controller_batch_to_last_launch_seconds_sum 0.5",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -1,13 +1,14 @@
 //! `nodewright controller`: the in-cluster loop.
 //!
-//! watch pods → batch → snapshot the cluster → solve with the active policy
-//! version → write a NodeClaim and launch → carry each claim through
+//! watch (caches) → batch → snapshot the caches → solve with the active
+//! policy version → write a NodeClaim and launch → carry each claim through
 //! registration and initialization → remove nodes no longer needed. The
 //! logic lives in the pure modules here, tested without a cluster: `steps`
 //! (one function per step of a pass, each returning `action`s), and what
 //! they build on (`batch`, `snapshot`, `claims`, `nodeclaim`, `disrupt`,
 //! `launchable`, `notice`). `run` only moves data between the API server,
-//! the solver and EC2, and `metrics` counts it.
+//! the solver and EC2, and `metrics` counts it; `stores` keeps the watch
+//! caches a pass reads, and `clock` times passes.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -32,10 +33,15 @@ mod steps;
 #[cfg(feature = "controller")]
 mod catalog_report;
 #[cfg(feature = "controller")]
+mod clock;
+#[cfg(feature = "controller")]
 mod kube_version;
+#[cfg(feature = "controller")]
 pub mod nodeclaim;
 #[cfg(feature = "controller")]
 mod serve;
+#[cfg(feature = "controller")]
+mod stores;
 
 #[cfg(feature = "controller")]
 pub mod run;

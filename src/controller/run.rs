@@ -1,7 +1,8 @@
 //! The controller's I/O: the API server, the solver and EC2, and nothing else.
 //!
-//! A pass observes (lists the cluster's Nodes, Pods, DaemonSets, volumes,
-//! classes and Namespaces, and our EC2 instances), then runs the steps of
+//! A pass observes (reads the watch caches of the cluster's Nodes, Pods,
+//! DaemonSets, volumes, classes and Namespaces, kept by `stores`, and lists
+//! our EC2 instances), then runs the steps of
 //! `steps` in order, each a pure function of that snapshot returning
 //! actions, and carries the actions out here (`apply`), recording what came
 //! back (claims for launched nodes). The metrics are in `metrics`.
@@ -17,21 +18,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
 use prometheus_client::registry::Registry;
 
 use super::action::Sequence as Seq;
 use super::action::{Action, PodEvent, Sequence, TerminateReason};
 use super::batch::Batcher;
 use super::claims::random_suffix;
+use super::clock::{PassClock, Trigger};
 use super::disrupt::EmptySince;
 use super::launchable::{Reach, narrow};
 use super::metrics::Metrics;
@@ -39,8 +36,8 @@ use super::nodeclaim::lifecycle::{self, LaunchInfo, Tracked};
 use super::nodeclaim::{NodeClaim, NodeClaimStatus};
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
-use super::snapshot::ClusterObjects;
 use super::steps::{self, Observed, Placed};
+use super::stores::Stores;
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
 use crate::cloud::ec2::{Ec2Settings, load, ssm};
@@ -110,6 +107,12 @@ pub enum StartError {
     #[error("cannot watch the policy files: {0}")]
     #[diagnostic(code(nodewright::controller::watch))]
     Watch(String),
+    #[error("the watch cache of {0} stopped before its first list")]
+    #[diagnostic(
+        code(nodewright::controller::watch_cache),
+        help("the log above has the watch's errors; check the controller's RBAC (list and watch)")
+    )]
+    WatchCache(&'static str),
     #[error("cannot serve metrics on {addr}: {source}")]
     #[diagnostic(
         code(nodewright::controller::metrics),
@@ -220,22 +223,19 @@ impl Controller {
             move |r| super::catalog_report::report(&m, r)
         });
 
-        // Pod events only open batches; every pass re-lists, so a missed event costs a resync at most.
+        // Watch caches for every kind a pass reads; pod events also open batches.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-        let pods: Api<Pod> = Api::all(client.clone());
-        let watch_task = tokio::spawn(async move {
-            let mut stream = watcher(pods, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(ev) = stream.next().await {
-                match ev {
-                    Ok(_) => {
-                        let _ = tx.try_send(());
-                    }
-                    Err(e) => tracing::warn!("pod watch: {e}; retrying"),
-                }
-            }
-        });
+        let stores = Stores::start(&client, &self.metrics.watch_errors, tx);
+        // The first pass plans from complete caches (/readyz waits for it).
+        tokio::select! {
+            r = stores.wait_until_ready() => r.map_err(StartError::WatchCache)?,
+            () = stopped(&mut shutdown) => return Ok(()),
+        }
+        tracing::info!(
+            "watch caches synced: {} pods, {} nodes",
+            stores.pods.len(),
+            stores.nodes.len()
+        );
 
         let mut state = State::default();
         let recorder = Recorder::new(
@@ -259,41 +259,47 @@ impl Controller {
             let pass = tokio::select! {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
-                    false
+                    None
                 }
-                Some(()) = rx.recv() => { batcher.event(Instant::now()); false }
-                _ = sleep => batcher.take(Instant::now()),
+                Some(()) = rx.recv() => { batcher.event(Instant::now()); None }
+                _ = sleep => {
+                    let now = Instant::now();
+                    batcher.take(now).then_some(Trigger::Batch(now))
+                }
                 // An open batch closes soon and runs the pass itself; a
                 // resync in the middle would split it.
-                _ = resync.tick() => batcher.due().is_none(),
+                _ = resync.tick() => batcher.due().is_none().then_some(Trigger::Resync),
             };
-            if pass {
+            if let Some(trigger) = pass {
                 let io = Io {
                     client: &client,
                     recorder: &recorder,
                     launcher: &launcher,
                     unavailable: &unavailable,
+                    stores: &stores,
                 };
+                state.clock = PassClock::start(trigger);
                 if let Err(e) = self.pass(&io, &mut state).await {
                     self.metrics.pass_failures.inc();
                     tracing::error!("pass stopped early: {e}");
                 } else {
                     self.ready.store(true, Ordering::Relaxed);
                 }
+                std::mem::take(&mut state.clock).finish(&self.metrics);
             }
         }
-        watch_task.abort();
         version_task.abort();
         if let Some(t) = refresh_task {
             t.abort();
         }
+        drop(stores);
         Ok(())
     }
 
     /// One pass: observe, then each step's actions in turn (see `steps`).
     async fn pass(&self, io: &Io<'_>, st: &mut State) -> Result<(), PassError> {
         tracing::debug!("pass starts");
-        let obs = observe(io).await?;
+        let obs = observe(io, &mut st.clock).await?;
         let claims = list_claims(io.client).await?;
         let ttl = self.opts.registration_ttl;
 
@@ -323,6 +329,7 @@ impl Controller {
         for nc in steps::node_classes(&version.policy) {
             reach.insert(nc.to_string(), resolve_reach(io, &version.policy, nc).await);
         }
+        sink.st.clock.phase("reach");
         let (policy, warnings) = narrow(&version.policy, &reach);
         for w in warnings {
             tracing::warn!("{w}");
@@ -336,6 +343,7 @@ impl Controller {
         }
         // One catalog for the whole pass; a refresh lands before the next.
         let catalog = self.catalog.get();
+        sink.st.clock.phase("load");
         let t = Instant::now();
         let (workload, plan) = steps::plan(
             &policy,
@@ -349,10 +357,12 @@ impl Controller {
             Some(&io.unavailable.snapshot()),
         );
         self.report_plan(version.number, &workload, &plan, t.elapsed());
+        sink.st.clock.phase("solve");
 
         // 4. Tell the pods that wait why.
         let events = steps::unschedulable_events(&plan, &mut sink.st.notices);
         self.apply(&mut sink, None, events).await;
+        sink.st.clock.phase("events");
 
         // 5. Launch.
         let mut launches =
@@ -382,6 +392,7 @@ impl Controller {
         self.metrics
             .claims_in_flight
             .set((in_flight.in_flight() + launching) as i64);
+        sink.st.clock.phase("launch");
 
         // 6. Remove empty nodes we launched.
         let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
@@ -392,6 +403,7 @@ impl Controller {
             );
         }
         self.apply(&mut sink, None, removals.actions).await;
+        sink.st.clock.phase("remove");
         Ok(())
     }
 
@@ -643,6 +655,7 @@ impl Controller {
             .await;
         match launched {
             Ok(l) => {
+                sink.st.clock.launched();
                 self.metrics.launched.inc();
                 tracing::info!(
                     "launched {} as {} ({} in {}, {}) for {} pods",
@@ -698,6 +711,7 @@ struct Io<'a> {
     recorder: &'a Recorder,
     launcher: &'a Ec2Launcher,
     unavailable: &'a UnavailableOfferings,
+    stores: &'a Stores,
 }
 
 /// Where actions land: the clients, the state they update, and the pods
@@ -722,16 +736,21 @@ struct LaunchContext<'a> {
 struct State {
     empty: EmptySince,
     notices: Notices,
+    /// The clock of the pass under way.
+    clock: PassClock,
 }
 
-/// Reads the cluster and our instances: the snapshot every step works from.
-async fn observe(io: &Io<'_>) -> Result<Observed, PassError> {
-    let objs = list_cluster(io.client).await?;
+/// Reads the cluster (from the watch caches) and our instances: the
+/// snapshot every step works from.
+async fn observe(io: &Io<'_>, clock: &mut PassClock) -> Result<Observed, PassError> {
+    let objs = io.stores.snapshot();
+    clock.phase("snapshot");
     let owned = io
         .launcher
         .list_owned()
         .await
         .map_err(|e| PassError::Ec2(e.to_string()))?;
+    clock.phase("ec2");
     Ok(Observed {
         objs,
         owned,
@@ -739,15 +758,21 @@ async fn observe(io: &Io<'_>) -> Result<Observed, PassError> {
     })
 }
 
-/// Every NodeClaim: the controller's record of the nodes it launched (kept
-/// apart from `observe` so that it can become a watch cache on its own).
+/// Every NodeClaim: the controller's record of the nodes it launched.
+///
+/// Read from the API server each pass, not from a watch cache: a cache may
+/// not yet hold the claims the previous pass wrote, and a pass that missed
+/// them would launch their nodes a second time. One list of a few hundred
+/// small objects per pass is the price of never launching twice.
 async fn list_claims(client: &kube::Client) -> Result<Vec<NodeClaim>, PassError> {
-    match list_all::<NodeClaim>(client, "nodeclaims").await {
-        Err(PassError::List {
-            source: kube::Error::Api(e),
-            ..
-        }) if e.code == 404 => Err(PassError::NoCrd),
-        other => other,
+    let api: Api<NodeClaim> = Api::all(client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(l) => Ok(l.items),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(PassError::NoCrd),
+        Err(source) => Err(PassError::List {
+            what: "nodeclaims",
+            source,
+        }),
     }
 }
 
@@ -841,38 +866,9 @@ enum PassError {
     Snapshot(String),
 }
 
-/// Every object of a kind, across namespaces for namespaced kinds.
-async fn list_all<K>(client: &kube::Client, what: &'static str) -> Result<Vec<K>, PassError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::all(client.clone());
-    api.list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|source| PassError::List { what, source })
-}
-
-async fn list_cluster(client: &kube::Client) -> Result<ClusterObjects, PassError> {
-    let (nodes, pods, daemonsets, pvcs, pvs, storage_classes, priority_classes, namespaces) = tokio::try_join!(
-        list_all::<Node>(client, "nodes"),
-        list_all::<Pod>(client, "pods"),
-        list_all::<DaemonSet>(client, "daemonsets"),
-        list_all::<PersistentVolumeClaim>(client, "persistentvolumeclaims"),
-        list_all::<PersistentVolume>(client, "persistentvolumes"),
-        list_all::<StorageClass>(client, "storageclasses"),
-        list_all::<PriorityClass>(client, "priorityclasses"),
-        list_all::<Namespace>(client, "namespaces"),
-    )?;
-    Ok(ClusterObjects {
-        nodes,
-        pods,
-        daemonsets,
-        pvcs,
-        pvs,
-        storage_classes,
-        priority_classes,
-        namespaces,
-    })
+/// Resolves once `shutdown` turns true (never if its sender is gone).
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

@@ -1,8 +1,9 @@
 //! The cluster's objects as the planner's input.
 //!
-//! The controller lists Nodes, Pods, DaemonSets, volumes, storage and
-//! priority classes and Namespaces, and hands them, typed, to the same
-//! loader `nodewright plan` reads YAML files with (`workload::load_api`).
+//! The controller reads Nodes, Pods, DaemonSets, volumes, storage and
+//! priority classes and Namespaces from its watch caches (`stores`), and
+//! hands them, typed, to the same loader `nodewright plan` reads YAML files
+//! with (`workload::load_api`).
 //! One reader means one set of semantics: a pod is grouped, counted, and
 //! refused for the same reasons offline and in the cluster.
 //!

@@ -14,6 +14,10 @@
 //! [`KubeApi::kubeconfig`] (bearer token of a `system:masters` user, server
 //! certificate not verified), or [`KubeApi::client`].
 //!
+//! [`KubeApi::stop_apiserver`] and [`KubeApi::start_apiserver`] stop and start
+//! kube-apiserver again on the same etcd, port and certificates (for a test of
+//! what survives an API server restart; use a [`KubeApi::start`] of its own).
+//!
 //! The processes are killed when the [`KubeApi`] is dropped, and, since a shared
 //! one lives in a static and is never dropped, also by a watchdog (`sh`) that
 //! kills them and removes the folder as soon as this test process exits.
@@ -45,17 +49,89 @@ pub struct KubeApi {
     apiserver: Mutex<Child>,
     etcd_child: Mutex<Child>,
     watchdog: Mutex<Child>,
+    /// Watchdogs of kube-apiservers started again ([`KubeApi::start_apiserver`]).
+    more_watchdogs: Mutex<Vec<Child>>,
+    bin: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl Drop for KubeApi {
     fn drop(&mut self) {
+        let more = std::mem::take(
+            &mut *self
+                .more_watchdogs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for mut c in more {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for c in [&self.watchdog, &self.apiserver, &self.etcd_child] {
             let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+}
+
+/// The kube-apiserver command for the control plane in `d` (its files are
+/// written by [`KubeApi::start`]; certificates are generated into `d/certs`
+/// on the first start and reused after).
+fn apiserver_command(bin: &Path, d: &Path, etcd_url: &str, api_port: u16) -> Command {
+    let sa_key = d.join("sa.key");
+    let mut c = Command::new(bin.join("kube-apiserver"));
+    c.arg(format!("--etcd-servers={etcd_url}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg(format!("--secure-port={api_port}"))
+        .arg(format!("--cert-dir={}", d.join("certs").display()))
+        .arg(format!("--service-account-key-file={}", sa_key.display()))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            sa_key.display()
+        ))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg(format!(
+            "--token-auth-file={}",
+            d.join("tokens.csv").display()
+        ))
+        .arg("--authorization-mode=RBAC")
+        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        // No token controller runs: let pods be created without a service-account token.
+        .arg("--disable-admission-plugins=ServiceAccount")
+        // Its endpoints reconciler rejects the loopback advertise address (logs an
+        // error every 10 s): nothing here needs the `kubernetes` Endpoints.
+        .arg("--endpoint-reconciler-type=none")
+        .arg("--allow-privileged=true")
+        .arg("--profiling=false")
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(log_file(&d.join("kube-apiserver.log")))
+        .stderr(log_file(&d.join("kube-apiserver.log")));
+    c
+}
+
+/// A process that kills `pids` (and removes `dir`, if given) as soon as this test
+/// process exits (its stdin closes).
+fn watchdog(pids: &[u32], dir: Option<&Path>) -> Child {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let script = match dir {
+        Some(d) => format!(
+            "cat >/dev/null; kill -9 {} 2>/dev/null; sleep 1; rm -rf '{}'",
+            pids.join(" "),
+            d.display()
+        ),
+        None => format!("cat >/dev/null; kill -9 {} 2>/dev/null", pids.join(" ")),
+    };
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the watchdog (sh)")
 }
 
 /// The folder holding `kube-apiserver` and `etcd`, from `$NODEWRIGHT_KUBE_BIN`.
@@ -211,31 +287,7 @@ impl KubeApi {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.join("etcd").display()));
 
-        let api_log = d.join("kube-apiserver.log");
-        let spawned = Command::new(bin.join("kube-apiserver"))
-            .arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={api_port}"))
-            .arg(format!("--cert-dir={}", d.join("certs").display()))
-            .arg(format!("--service-account-key-file={sa_key_s}"))
-            .arg(format!("--service-account-signing-key-file={sa_key_s}"))
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg(format!("--token-auth-file={}", tokens.display()))
-            .arg("--authorization-mode=RBAC")
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            // No token controller runs: let pods be created without a service-account token.
-            .arg("--disable-admission-plugins=ServiceAccount")
-            // Its endpoints reconciler rejects the loopback advertise address (logs an
-            // error every 10 s): nothing here needs the `kubernetes` Endpoints.
-            .arg("--endpoint-reconciler-type=none")
-            .arg("--allow-privileged=true")
-            .arg("--profiling=false")
-            .current_dir(d)
-            .stdin(Stdio::null())
-            .stdout(log_file(&api_log))
-            .stderr(log_file(&api_log))
-            .spawn();
+        let spawned = apiserver_command(&bin, d, &etcd_url, api_port).spawn();
         let apiserver = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -247,18 +299,7 @@ impl KubeApi {
         };
 
         // Kills both and removes the folder when this process exits (its stdin closes).
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg("cat >/dev/null; kill -9 \"$1\" \"$2\" 2>/dev/null; sleep 1; rm -rf \"$3\"")
-            .arg("nodewright-kube-watchdog")
-            .arg(apiserver.id().to_string())
-            .arg(etcd_child.id().to_string())
-            .arg(d)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the watchdog (sh)");
+        let watchdog = watchdog(&[apiserver.id(), etcd_child.id()], Some(d));
 
         let kubeconfig = d.join("kubeconfig");
         let server = format!("https://127.0.0.1:{api_port}");
@@ -295,6 +336,8 @@ impl KubeApi {
             apiserver: Mutex::new(apiserver),
             etcd_child: Mutex::new(etcd_child),
             watchdog: Mutex::new(watchdog),
+            more_watchdogs: Mutex::new(Vec::new()),
+            bin,
             dir,
         };
         api.wait_ready();
@@ -332,6 +375,31 @@ impl KubeApi {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Kills kube-apiserver (etcd keeps running, with its data). Blocking.
+    pub fn stop_apiserver(&self) {
+        let mut c = self.apiserver.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Starts kube-apiserver again on the same etcd, port and certificates (stopping
+    /// the running one first, if any), and waits (up to 90 s) until `/readyz` answers
+    /// 200. Blocking.
+    pub fn start_apiserver(&self) {
+        self.stop_apiserver();
+        let d = self.dir.path();
+        let child = apiserver_command(&self.bin, d, &self.etcd, self.port)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start kube-apiserver again: {e}"));
+        let dog = watchdog(&[child.id()], None);
+        self.more_watchdogs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(dog);
+        *self.apiserver.lock().unwrap_or_else(|p| p.into_inner()) = child;
+        self.wait_ready();
     }
 
     /// The last `n` lines of the kube-apiserver and etcd logs.
