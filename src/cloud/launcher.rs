@@ -29,9 +29,10 @@ use sha2::{Digest, Sha256};
 
 use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
-use super::tags::{OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
+use super::tags::{LABEL_CLAIM, OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use super::template::{TemplateSpec, Templates};
-use super::userdata::{ClusterInfo, NodeBootstrap, for_family};
+use super::userdata::{ClusterInfo, NodeBootstrap, bootstrap_labels, for_family};
+use crate::catalog::node_labels::pool_labels;
 use crate::catalog::{CapacityType, Catalog, UnavailableOfferings};
 use crate::ir::{NodeClass, Pool, labels};
 use crate::solver::PlannedNode;
@@ -88,6 +89,43 @@ pub struct Launched {
     pub failed_offerings: Vec<FailedOffering>,
     /// `lowest-price`, `prioritized`, `price-capacity-optimized` or `capacity-optimized-prioritized`.
     pub allocation_strategy: String,
+}
+
+/// Every label the Node of launch `l` must carry: the well-known labels of
+/// the offering EC2 actually launched (which may be a fallback type, not
+/// the planned one), the pool's labels, `nodewright.io/pool` and
+/// `nodewright.io/claim`. The user data carries only the pool's part; the
+/// controller applies the rest when the Node registers.
+///
+/// Without a catalog, or for a type it does not know, the labels EC2's
+/// answer alone gives (type, zone, capacity type, and the architecture
+/// guessed from the type's name).
+pub fn launched_labels(
+    catalog: Option<&Catalog>,
+    pool: &Pool,
+    l: &Launched,
+) -> BTreeMap<String, String> {
+    let mut m = match catalog {
+        Some(c) => c.launched_offering_labels(&l.instance_type, &l.zone, l.capacity_type),
+        None => BTreeMap::new(),
+    };
+    for k in [labels::INSTANCE_TYPE, labels::INSTANCE_TYPE_BETA] {
+        m.insert(k.to_string(), l.instance_type.clone());
+    }
+    for k in [labels::ZONE, labels::ZONE_BETA] {
+        m.insert(k.to_string(), l.zone.clone());
+    }
+    m.insert(
+        labels::CAPACITY_TYPE.to_string(),
+        l.capacity_type.as_str().to_string(),
+    );
+    m.entry(labels::ARCH.to_string())
+        .or_insert_with(|| arch_of(&l.instance_type, catalog));
+    m.entry(labels::OS.to_string())
+        .or_insert_with(|| "linux".to_string());
+    m.extend(pool_labels(pool));
+    m.insert(LABEL_CLAIM.to_string(), l.claim.clone());
+    m
 }
 
 /// Why a launch failed.
@@ -438,7 +476,7 @@ impl Ec2Launcher {
         }
         let tags = self.tags(&req);
         let bootstrap = NodeBootstrap {
-            labels: node.labels.clone(),
+            labels: bootstrap_labels(&node.labels, req.pool),
             taints: node.taints.clone(),
             startup_taints: node.startup_taints.clone(),
             kubelet: req.node_class.kubelet.overridden_by(&req.pool.kubelet),
@@ -895,6 +933,57 @@ mod tests {
             e.to_string(),
             "claim `general-0`: no offering could be launched in us-east-1c (spot); 0 refused by EC2; not tried: m6g.large (no arm64 AMI)"
         );
+    }
+
+    /// A fallback launch is labelled as the type EC2 launched, not the planned one.
+    #[test]
+    fn launched_labels_follow_the_fallback_type() {
+        let cat = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
+        let pool = Pool {
+            name: "general".into(),
+            weight: 0,
+            requirement_terms: vec![],
+            requirements: Default::default(),
+            limits: Default::default(),
+            labels: [("team".to_string(), "platform".to_string())].into(),
+            taints: vec![],
+            startup_taints: vec![],
+            tags: Default::default(),
+            node_class: "default".into(),
+            kubelet: Default::default(),
+            disruption: Default::default(),
+            scripts: vec![],
+            origin: None,
+        };
+        let l = Launched {
+            claim: "general-abcde".into(),
+            instance_id: "i-1".into(),
+            instance_type: "m6g.xlarge".into(),
+            zone: "us-east-1c".into(),
+            subnet_id: "subnet-1".into(),
+            capacity_type: CapacityType::Spot,
+            already_existed: false,
+            failed_offerings: vec![],
+            allocation_strategy: "price-capacity-optimized".into(),
+        };
+        let m = launched_labels(Some(&cat), &pool, &l);
+        let get = |k: &str| m.get(k).map(String::as_str);
+        assert_eq!(get(labels::INSTANCE_TYPE), Some("m6g.xlarge"));
+        assert_eq!(get(labels::INSTANCE_FAMILY), Some("m6g"));
+        assert_eq!(get(labels::INSTANCE_CPU), Some("4"));
+        assert_eq!(get(labels::ARCH), Some("arm64"));
+        assert_eq!(get(labels::ZONE), Some("us-east-1c"));
+        assert!(get(labels::ZONE_ID).is_some_and(|z| z.starts_with("use1-az")));
+        assert_eq!(get(labels::CAPACITY_TYPE), Some("spot"));
+        assert_eq!(get("team"), Some("platform"));
+        assert_eq!(get(labels::NODEPOOL), Some("general"));
+        assert_eq!(get("nodewright.io/pool"), Some("general"));
+        assert_eq!(get(LABEL_CLAIM), Some("general-abcde"));
+        // Without a catalog: what EC2's answer gives.
+        let m = launched_labels(None, &pool, &l);
+        assert_eq!(m.get(labels::INSTANCE_TYPE).map(String::as_str), Some("m6g.xlarge"));
+        assert_eq!(m.get(labels::ARCH).map(String::as_str), Some("arm64"));
+        assert!(!m.contains_key(labels::INSTANCE_FAMILY));
     }
 
     #[test]

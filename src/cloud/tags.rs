@@ -13,6 +13,10 @@ pub const TAG_POOL: &str = "nodewright.io/pool";
 /// Tag: the claim (planned node) an instance is.
 pub const TAG_CLAIM: &str = "nodewright.io/claim";
 
+/// Node label: the claim a Node was launched as (spelled as the tag, so
+/// either names the other).
+pub const LABEL_CLAIM: &str = TAG_CLAIM;
+
 /// An instance this cluster owns, as its tags and state describe it
 /// (`Launcher::list_owned` reads them back from EC2).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
