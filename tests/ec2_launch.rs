@@ -614,7 +614,10 @@ async fn fallback_node_labels_name_the_launched_type() {
             .decode(data.user_data().unwrap_or_default())
             .expect("base64 user data");
         let ud = String::from_utf8(ud).expect("utf-8");
-        assert!(!ud.contains("m5.large") && !ud.contains("instance-type"), "{ud}");
+        assert!(
+            !ud.contains("m5.large") && !ud.contains("instance-type"),
+            "{ud}"
+        );
         assert!(ud.contains("nodewright.io/pool=general"), "{ud}");
     }
 }

@@ -62,7 +62,6 @@ impl KeyIndex {
     }
 }
 
-
 impl Catalog {
     /// Builds the filtering index (milliseconds; reuse it for many filters).
     pub fn index(&self) -> CatalogIndex {

@@ -221,8 +221,11 @@ mod tests {
     fn requirement_matches_are_exactly_the_labels() {
         let cat = catalog();
         let index = cat.index();
-        let all: Vec<BTreeMap<String, String>> =
-            cat.offerings.iter().map(|o| cat.offering_labels(o)).collect();
+        let all: Vec<BTreeMap<String, String>> = cat
+            .offerings
+            .iter()
+            .map(|o| cat.offering_labels(o))
+            .collect();
         // Where each key=value is, from the label sets alone.
         let mut pairs: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         for (i, m) in all.iter().enumerate() {

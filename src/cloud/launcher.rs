@@ -399,6 +399,9 @@ impl Ec2Launcher {
                             .and_then(|s| s.name())
                             .map(|n| n.as_str().to_string())
                             .unwrap_or_default(),
+                        launched_at: i
+                            .launch_time()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                     });
                 }
             }
@@ -418,18 +421,100 @@ impl Ec2Launcher {
             .build()
     }
 
-    fn tags(&self, req: &LaunchRequest<'_>) -> BTreeMap<String, String> {
-        let mut t = req.node_class.tags.clone();
-        t.extend(req.pool.tags.clone());
+    fn tags(&self, pool: &Pool, node_class: &NodeClass) -> BTreeMap<String, String> {
+        let mut t = node_class.tags.clone();
+        t.extend(pool.tags.clone());
         t.insert(TAG_CLUSTER.into(), self.cluster.name.clone());
         t.insert(
             format!("kubernetes.io/cluster/{}", self.cluster.name),
             "owned".into(),
         );
-        t.insert(TAG_POOL.into(), req.pool.name.clone());
-        t.insert(labels::NODEPOOL.into(), req.pool.name.clone());
-        t.insert(labels::EC2NODECLASS.into(), req.node_class.name.clone());
+        t.insert(TAG_POOL.into(), pool.name.clone());
+        t.insert(labels::NODEPOOL.into(), pool.name.clone());
+        t.insert(labels::EC2NODECLASS.into(), node_class.name.clone());
         t
+    }
+
+    /// The user data of a node of `pool`: only what every fallback type shares.
+    fn user_data(
+        &self,
+        resolved: &Resolved,
+        pool: &Pool,
+        node_class: &NodeClass,
+        planned_labels: &BTreeMap<String, String>,
+        taints: &[crate::ir::Taint],
+        startup_taints: &[crate::ir::Taint],
+    ) -> String {
+        let bootstrap = NodeBootstrap {
+            labels: bootstrap_labels(planned_labels, pool),
+            taints: taints.to_vec(),
+            startup_taints: startup_taints.to_vec(),
+            kubelet: node_class.kubelet.overridden_by(&pool.kubelet),
+        };
+        for_family(
+            &resolved.ami_family,
+            &self.cluster,
+            &bootstrap,
+            node_class.user_data.as_deref(),
+        )
+    }
+
+    /// The names of the launch templates a node of `pool` would launch with
+    /// now (one per architecture the node class has an AMI for), for
+    /// garbage collection to keep. A planned node's template depends only on
+    /// its pool and node class (`userdata::bootstrap_labels`), so this is
+    /// the same name `launch` ensures for it.
+    pub async fn template_names(
+        &self,
+        pool: &Pool,
+        node_class: &NodeClass,
+    ) -> Result<Vec<String>, LaunchError> {
+        let resolved = self.resolver.resolve(node_class).await?;
+        let user_data = self.user_data(
+            &resolved,
+            pool,
+            node_class,
+            &BTreeMap::new(),
+            &pool.taints,
+            &pool.startup_taints,
+        );
+        let sg_ids: Vec<String> = resolved
+            .security_groups
+            .iter()
+            .map(|g| g.id.clone())
+            .collect();
+        let tags = self.tags(pool, node_class);
+        Ok(resolved
+            .amis
+            .iter()
+            .map(|(arch, ami)| {
+                TemplateSpec::new(
+                    node_class,
+                    &ami.id,
+                    arch,
+                    user_data.clone(),
+                    sg_ids.clone(),
+                    tags.clone(),
+                )
+                .name()
+            })
+            .collect())
+    }
+
+    /// Terminates instances by id (garbage collection of instances no claim
+    /// owns); returns the ids asked for.
+    pub async fn terminate_instances(&self, ids: &[String]) -> Result<Vec<String>, Ec2Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_retry(&self.retry, "TerminateInstances", || {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+        })
+        .await?;
+        Ok(ids.to_vec())
     }
 
     async fn launch_inner(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
@@ -474,18 +559,14 @@ impl Ec2Launcher {
                 });
             }
         }
-        let tags = self.tags(&req);
-        let bootstrap = NodeBootstrap {
-            labels: bootstrap_labels(&node.labels, req.pool),
-            taints: node.taints.clone(),
-            startup_taints: node.startup_taints.clone(),
-            kubelet: req.node_class.kubelet.overridden_by(&req.pool.kubelet),
-        };
-        let user_data = for_family(
-            &resolved.ami_family,
-            &self.cluster,
-            &bootstrap,
-            req.node_class.user_data.as_deref(),
+        let tags = self.tags(req.pool, req.node_class);
+        let user_data = self.user_data(
+            &resolved,
+            req.pool,
+            req.node_class,
+            &node.labels,
+            &node.taints,
+            &node.startup_taints,
         );
         let mut failed: Vec<FailedOffering> = Vec::new();
         // Each round removes at least one offering, so this ends.
@@ -981,7 +1062,10 @@ mod tests {
         assert_eq!(get(LABEL_CLAIM), Some("general-abcde"));
         // Without a catalog: what EC2's answer gives.
         let m = launched_labels(None, &pool, &l);
-        assert_eq!(m.get(labels::INSTANCE_TYPE).map(String::as_str), Some("m6g.xlarge"));
+        assert_eq!(
+            m.get(labels::INSTANCE_TYPE).map(String::as_str),
+            Some("m6g.xlarge")
+        );
         assert_eq!(m.get(labels::ARCH).map(String::as_str), Some("arm64"));
         assert!(!m.contains_key(labels::INSTANCE_FAMILY));
     }

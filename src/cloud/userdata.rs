@@ -46,7 +46,10 @@ pub struct NodeBootstrap {
 /// fallback node. Those come from what EC2 launched instead
 /// (`launcher::launched_labels`) and are applied when the Node registers.
 /// Leaving them out also lets claims of one pool share one template.
-pub fn bootstrap_labels(planned: &BTreeMap<String, String>, pool: &Pool) -> BTreeMap<String, String> {
+pub fn bootstrap_labels(
+    planned: &BTreeMap<String, String>,
+    pool: &Pool,
+) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = planned
         .iter()
         .filter(|(k, _)| !is_offering_key(k))
@@ -394,7 +397,9 @@ mod tests {
             .unwrap_or_else(|| panic!("m5.large"));
         let planned = node_labels(&cat, &pool, &o);
         assert_eq!(
-            planned.get("node.kubernetes.io/instance-type").map(String::as_str),
+            planned
+                .get("node.kubernetes.io/instance-type")
+                .map(String::as_str),
             Some("m5.large")
         );
         let (c, mut n) = sample();

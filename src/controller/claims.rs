@@ -56,6 +56,16 @@ impl Claims {
         self.map.contains_key(name)
     }
 
+    /// Forgets a claim (garbage collection: its instance is gone).
+    pub(super) fn remove(&mut self, name: &str) -> Option<Claim> {
+        self.map.remove(name)
+    }
+
+    /// Every claim in flight, by name.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Claim> {
+        self.map.values()
+    }
+
     /// How many claims are in flight.
     pub(super) fn len(&self) -> usize {
         self.map.len()

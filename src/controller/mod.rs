@@ -5,7 +5,8 @@
 //! nodes no longer needed. The logic lives in the pure modules here, tested
 //! without a cluster: `steps` (one function per step of a pass, each
 //! returning `action`s), and what they build on (`batch`, `snapshot`,
-//! `claims`, `disrupt`, `launchable`, `notice`). `run` only moves data
+//! `claims`, `disrupt`, `launchable`, `notice`), and `gc` (what no claim
+//! accounts for any more). `run` only moves data
 //! between the API server, the solver and EC2, and `metrics` counts it.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
@@ -22,6 +23,7 @@ mod action;
 mod batch;
 mod claims;
 mod disrupt;
+pub mod gc;
 mod launchable;
 mod metrics;
 mod notice;

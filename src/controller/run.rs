@@ -10,12 +10,12 @@
 //! `resync` regardless, which drives claim timeouts and empty-node removal.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -32,6 +32,7 @@ use super::action::{Action, PodEvent, Sequence, TerminateReason};
 use super::batch::Batcher;
 use super::claims::{Claims, random_suffix};
 use super::disrupt::EmptySince;
+use super::gc::{self, GcAction, GcOptions};
 use super::launchable::{Reach, narrow};
 use super::metrics::Metrics;
 use super::notice::Notices;
@@ -69,6 +70,8 @@ pub struct Options {
     pub watch: WatchOptions,
     /// What a policy reload accepts (an empty policy is refused by default).
     pub reload: ReloadOptions,
+    /// Garbage collection of gone claims, orphan instances and unused launch templates.
+    pub gc: GcOptions,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             metrics_addr: None,
             watch: WatchOptions::default(),
             reload: ReloadOptions::default(),
+            gc: GcOptions::default(),
         }
     }
 }
@@ -275,6 +279,8 @@ impl Controller {
             pods: OnceCell::new(),
         };
         self.apply(&mut sink, None, changes.actions).await;
+        // 1b. Garbage: claims whose instance is gone, instances no claim owns.
+        self.collect_garbage(&mut sink).await;
 
         // 2. One version for the whole pass, narrowed to what its node classes reach.
         let version = self.reloader.active();
@@ -343,7 +349,132 @@ impl Controller {
             );
         }
         self.apply(&mut sink, None, removals.actions).await;
+
+        // 7. Launch templates no pool launches with any more (every `gc.template_interval`).
+        self.collect_templates(io, sink.st, &version.policy).await;
         Ok(())
+    }
+
+    /// Deletes the claims whose instance is gone (and their Nodes) and
+    /// terminates the instances no claim owns (see `gc`).
+    async fn collect_garbage(&self, sink: &mut Sink<'_, '_>) {
+        let obs = sink.obs;
+        let wall = SystemTime::now();
+        let (ours, owners) = gc::views_from_memory(&sink.st.claims, &obs.objs.nodes, obs.now, wall);
+        let mut actions = gc::gone_claims(&ours, &obs.owned, wall, &self.opts.gc);
+        actions.extend(gc::orphan_instances(
+            &owners,
+            &obs.owned,
+            wall,
+            &self.opts.gc,
+        ));
+        for a in actions {
+            match a {
+                GcAction::DeleteClaim {
+                    claim,
+                    instance_id,
+                    node,
+                } => {
+                    sink.st.claims.remove(&claim);
+                    if let Some(node) = &node {
+                        let nodes: Api<Node> = Api::all(sink.io.client.clone());
+                        match nodes.delete(node, &DeleteParams::default()).await {
+                            Ok(_) => {}
+                            Err(kube::Error::Api(e)) if e.code == 404 => {}
+                            Err(e) => {
+                                tracing::error!("garbage collection: deleting node {node}: {e}");
+                                continue;
+                            }
+                        }
+                    }
+                    self.metrics.gc_claims_deleted.inc();
+                    tracing::info!(
+                        "garbage collection: instance {instance_id} of claim {claim} is gone; claim deleted{}",
+                        node.map(|n| format!(", node {n} deleted"))
+                            .unwrap_or_default()
+                    );
+                }
+                GcAction::TerminateInstance {
+                    instance_id,
+                    claim_tag,
+                } => match sink
+                    .io
+                    .launcher
+                    .terminate_instances(std::slice::from_ref(&instance_id))
+                    .await
+                {
+                    Ok(_) => {
+                        self.metrics.gc_instances_terminated.inc();
+                        tracing::warn!(
+                            "garbage collection: instance {instance_id} (claim tag {}) has no claim after {:?}; terminated",
+                            claim_tag.as_deref().unwrap_or("none"),
+                            self.opts.gc.orphan_grace
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!("garbage collection: terminating {instance_id}: {e}")
+                    }
+                },
+            }
+        }
+    }
+
+    /// Deletes the launch templates of this cluster that no pool of `policy`
+    /// launches with, at most once per `gc.template_interval`. When a pool's
+    /// node class does not resolve, its templates are unknown and nothing is
+    /// deleted.
+    async fn collect_templates(&self, io: &Io<'_>, st: &mut State, policy: &PolicySet) {
+        let now = Instant::now();
+        if st
+            .templates_collected
+            .is_some_and(|t| now.saturating_duration_since(t) < self.opts.gc.template_interval)
+        {
+            return;
+        }
+        st.templates_collected = Some(now);
+        let mut referenced = BTreeSet::new();
+        let mut complete = true;
+        for pool in &policy.pools {
+            let Some(nc) = policy.node_classes.get(&pool.node_class) else {
+                continue; // launches nothing
+            };
+            match io.launcher.template_names(pool, nc).await {
+                Ok(names) => referenced.extend(names),
+                Err(e) => {
+                    complete = false;
+                    tracing::debug!(
+                        "garbage collection: templates of pool {} unknown ({e}); none deleted",
+                        pool.name
+                    );
+                }
+            }
+        }
+        let owned = match io.launcher.templates.list_owned().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("garbage collection: listing launch templates: {e}");
+                return;
+            }
+        };
+        let wall = SystemTime::now();
+        for t in
+            gc::unreferenced_templates(&owned, complete.then_some(&referenced), wall, &self.opts.gc)
+        {
+            match io.launcher.templates.delete(&t.id).await {
+                Ok(()) => {
+                    self.metrics.gc_launch_templates_deleted.inc();
+                    tracing::info!(
+                        "garbage collection: launch template {} ({}) is used by no pool; deleted",
+                        t.name,
+                        t.id
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    "garbage collection: deleting launch template {}: {e}",
+                    t.name
+                ),
+            }
+        }
     }
 
     /// Logs and counts what `track_claims` changed.
@@ -583,6 +714,8 @@ struct State {
     claims: Claims,
     empty: EmptySince,
     notices: Notices,
+    /// When launch templates were last garbage-collected.
+    templates_collected: Option<Instant>,
 }
 
 /// Reads the cluster and our instances: the snapshot every step works from.

@@ -37,6 +37,7 @@ fn instance(id: &str, claim: Option<&str>, state: &str) -> OwnedInstance {
         instance_type: "m5.large".into(),
         zone: "us-east-1a".into(),
         state: state.into(),
+        launched_at: None,
     }
 }
 
