@@ -622,6 +622,94 @@ async fn fallback_node_labels_name_the_launched_type() {
     }
 }
 
+// 4c. Garbage collection's view of launch templates: the names a pool would
+// launch with are the ones its launches created; the cluster's templates are
+// listed (and only those) and can be deleted.
+#[tokio::test]
+async fn launch_templates_of_the_cluster_are_listed_named_and_deleted() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let n = planned("general-0", "us-east-1a", CapacityType::OnDemand, M5);
+    l.launch(LaunchRequest {
+        node: &n,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let owned = l.templates.list_owned().await.expect("list");
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert!(owned[0].created.is_some());
+    let names = l.template_names(&p, &nc).await.expect("names");
+    assert!(names.contains(&owned[0].name), "{names:?} vs {owned:?}");
+    // Another pool (other labels) would launch with another template.
+    let mut other = pool();
+    other.labels.insert("tier".into(), "batch".into());
+    let other_names = l.template_names(&other, &nc).await.expect("names");
+    assert!(!other_names.contains(&owned[0].name));
+
+    // A stale template of ours, one of another cluster, one untagged.
+    for (name, cluster) in [
+        ("nodewright-default-stale", Some("demo")),
+        ("nodewright-default-theirs", Some("other")),
+        ("hand-made", None),
+    ] {
+        let mut req = ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id("ami-12345678")
+                    .build(),
+            );
+        if let Some(c) = cluster {
+            req = req.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::LaunchTemplate)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key(TAG_CLUSTER)
+                            .value(c)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        req.send().await.expect("CreateLaunchTemplate");
+    }
+    let owned = l.templates.list_owned().await.expect("list");
+    let listed: Vec<&str> = owned.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&"nodewright-default-stale"));
+    let stale = owned
+        .iter()
+        .find(|t| t.name == "nodewright-default-stale")
+        .expect("stale");
+    l.templates.delete(&stale.id).await.expect("delete");
+    // Deleting again is no error.
+    l.templates.delete(&stale.id).await.expect("delete again");
+    let left: Vec<String> = l
+        .templates
+        .list_owned()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(left, names.iter().filter(|n| left.contains(n)).cloned().collect::<Vec<_>>());
+    assert_eq!(left.len(), 1);
+    let all = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(all.launch_templates().len(), 3, "the others' templates stay");
+}
+
 // 5. An idempotent retry creates no second instance.
 #[tokio::test]
 async fn retried_launch_is_idempotent() {
