@@ -700,14 +700,25 @@ async fn launch_templates_of_the_cluster_are_listed_named_and_deleted() {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    assert_eq!(left, names.iter().filter(|n| left.contains(n)).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        left,
+        names
+            .iter()
+            .filter(|n| left.contains(n))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
     assert_eq!(left.len(), 1);
     let all = ec2
         .describe_launch_templates()
         .send()
         .await
         .expect("DescribeLaunchTemplates");
-    assert_eq!(all.launch_templates().len(), 3, "the others' templates stay");
+    assert_eq!(
+        all.launch_templates().len(),
+        3,
+        "the others' templates stay"
+    );
 }
 
 // 5. An idempotent retry creates no second instance.

@@ -274,10 +274,14 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         controller.run(run_client, rx).await.expect("runs");
     });
 
-    wait_for("the orphan terminated", Duration::from_secs(60), async || {
-        let s = state_of(&ec2, &orphan).await;
-        matches!(s.as_str(), "shutting-down" | "terminated").then_some(())
-    })
+    wait_for(
+        "the orphan terminated",
+        Duration::from_secs(60),
+        async || {
+            let s = state_of(&ec2, &orphan).await;
+            matches!(s.as_str(), "shutting-down" | "terminated").then_some(())
+        },
+    )
     .await;
     wait_for(
         "the unused template deleted",
@@ -308,12 +312,14 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
     assert_eq!(state_of(&ec2, &with_node).await, "running");
     assert!(nodes.get_opt("someone-elses").await.expect("get").is_some());
     assert_eq!(template_names(&ec2).await, kept_template);
-    let (status, body) =
-        support::http(addr.port(), "GET", "/metrics", "").expect("GET /metrics");
+    let (status, body) = support::http(addr.port(), "GET", "/metrics", "").expect("GET /metrics");
     assert_eq!(status, 200);
     for (name, want) in [
         ("nodewright_controller_gc_instances_terminated_total", 1.0),
-        ("nodewright_controller_gc_launch_templates_deleted_total", 1.0),
+        (
+            "nodewright_controller_gc_launch_templates_deleted_total",
+            1.0,
+        ),
         ("nodewright_controller_gc_claims_deleted_total", 1.0),
     ] {
         assert_eq!(metric(&body, name), Some(want), "{name} in\n{body}");
