@@ -1538,6 +1538,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .get_or_insert_with(|| cat.types[ti].name.as_str().into())
                 .clone()
         };
+        // One label set per (pool, offering), cloned for each node of it:
+        // plans have far fewer distinct offerings than nodes.
+        let mut labels_of: HashMap<(usize, u32), BTreeMap<String, String>> = HashMap::new();
         for node in &self.nodes {
             if let Some(ei) = node.existing {
                 if node.pods.is_empty() {
@@ -1612,7 +1615,10 @@ impl<'t, 'a> Packer<'t, 'a> {
             // Every label the node will carry: the offering's well-known
             // labels (the values requirements were matched against) and the
             // pool's own.
-            let lbl = node_labels(cat, pool, off);
+            let lbl = labels_of
+                .entry((p, cur))
+                .or_insert_with(|| node_labels(cat, pool, off))
+                .clone();
             let requested = add(&node.used, &tab.ds[cur as usize]);
             let alloc = add(&tab.net[cur as usize], &tab.ds[cur as usize]);
             plan.nodes.push(PlannedNode {
