@@ -42,7 +42,7 @@ use super::steps::{self, Observed, Placed};
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
 use crate::cloud::ec2::{Ec2Settings, connect};
-use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
+use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, launched_labels};
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{PolicySet, Resources};
 use crate::reload::{Outcome, ReloadOptions, Reloader, Version, WatchOptions};
@@ -662,18 +662,17 @@ impl Controller {
                     l.capacity_type.as_str(),
                     node.pods.len()
                 );
+                // The labels of what EC2 launched (a fallback type has its own).
+                let labels = launched_labels(Some(&self.catalog), pool, &l);
                 let placed = Placed {
                     instance_id: l.instance_id,
                     instance_type: l.instance_type,
                     zone: l.zone,
                     capacity_type: l.capacity_type,
                 };
-                sink.st.claims.insert(steps::claim_for(
-                    node,
-                    &placed,
-                    &ctx.requests,
-                    Instant::now(),
-                ));
+                let mut claim = steps::claim_for(node, &placed, &ctx.requests, Instant::now());
+                claim.labels.extend(labels);
+                sink.st.claims.insert(claim);
                 Some(steps::nominated(node, &placed))
             }
             Err(e) => {
