@@ -196,7 +196,8 @@ pub(super) fn views_from_memory(
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .map(|t| SystemTime::from(t.0))
+                .and_then(|t| u64::try_from(t.0.as_second()).ok())
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
                 .unwrap_or(wall),
         };
         if labels.is_some_and(|l| l.contains_key(POOL_LABEL)) {
