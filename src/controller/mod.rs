@@ -4,10 +4,10 @@
 //! version → launch → track claims until their nodes register → remove
 //! nodes no longer needed. The logic lives in the pure modules here, tested
 //! without a cluster: `steps` (one function per step of a pass, each
-//! returning `action`s), and what they build on (`batch`, `snapshot`,
-//! `claims`, `disrupt`, `launchable`, `notice`), and `gc` (what no claim
-//! accounts for any more). `run` only moves data
-//! between the API server, the solver and EC2, and `metrics` counts it.
+//! returning `action`s), what they build on (`batch`, `snapshot`, `claims`,
+//! `disrupt`, `launchable`, `notice`), and `gc` (what no claim accounts for
+//! any more). `run` only moves data between the API server, the solver and
+//! EC2, and `metrics` counts it.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
