@@ -20,12 +20,14 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use nodewright::catalog::{CapacityType, UnavailableOfferings};
-use nodewright::cloud::launcher::{Ec2Launcher, LaunchError, LaunchRequest, Launcher};
+use nodewright::cloud::launcher::{
+    Ec2Launcher, LaunchError, LaunchRequest, Launcher, launched_labels,
+};
 use nodewright::cloud::resolve::{ResolveError, Resolver};
 use nodewright::cloud::retry::RetryPolicy;
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use nodewright::cloud::userdata::ClusterInfo;
-use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm};
+use nodewright::ir::{AmiSelectorTerm, NodeClass, Pool, SelectorTerm, labels};
 use nodewright::solver::{InstanceOption, PlannedNode};
 use world::{DISCOVERY, setup};
 
@@ -458,7 +460,10 @@ async fn on_demand_and_spot_launch_with_tags_and_imdsv2() {
         .expect("base64 user data");
     let ud = String::from_utf8(ud).expect("utf-8");
     assert!(
-        ud.contains("kind: NodeConfig") && ud.contains("--node-labels=team=platform"),
+        ud.contains("kind: NodeConfig")
+            && ud.contains(
+                "--node-labels=karpenter.sh/nodepool=general,nodewright.io/pool=general,team=platform"
+            ),
         "{ud}"
     );
 }
@@ -583,6 +588,180 @@ async fn falls_back_past_refused_offerings() {
     }
     let owned = l.list_owned().await.expect("list");
     assert_eq!(owned.len(), 2, "no instance for the refused spot claim");
+}
+
+// 4b. A fallback node is labelled as the type EC2 launched; the launch
+// template's user data names no type at all.
+#[tokio::test]
+async fn fallback_node_labels_name_the_launched_type() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    // The first-ranked type is refused, so EC2 launches the second.
+    moto.refuse(&[("m5.large", "us-east-1a", Some("on-demand"))]);
+    let cat = nodewright::catalog::Catalog::embedded().expect("catalog");
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let mut n = planned("general-0", "us-east-1a", CapacityType::OnDemand, M5);
+    // What the solver gives the planned node: the first-ranked type's labels.
+    let o = cat
+        .offering_for("m5.large", "us-east-1a", CapacityType::OnDemand)
+        .expect("offering");
+    n.labels = nodewright::catalog::node_labels::node_labels(&cat, &p, &o);
+    assert_eq!(n.labels[labels::INSTANCE_TYPE], "m5.large");
+    let got = l
+        .launch(LaunchRequest {
+            node: &n,
+            pool: &p,
+            node_class: &nc,
+            catalog: Some(&cat),
+        })
+        .await
+        .expect("falls back");
+    assert_eq!(got.instance_type, "m5.xlarge");
+    let m = launched_labels(Some(&cat), &p, &got);
+    assert_eq!(m[labels::INSTANCE_TYPE], "m5.xlarge");
+    assert_eq!(m[labels::INSTANCE_SIZE], "xlarge");
+    assert_eq!(m[labels::INSTANCE_CPU], "4");
+    assert_eq!(m[labels::INSTANCE_MEMORY], "16384");
+    assert_eq!(m[labels::ZONE], "us-east-1a");
+    assert_eq!(m[labels::CAPACITY_TYPE], "on-demand");
+    assert_eq!(m["nodewright.io/claim"], "general-0");
+    assert_eq!(m["nodewright.io/pool"], "general");
+    assert_eq!(m["team"], "platform");
+    // Every label the solver could have matched the launched type on is there.
+    let launched = cat
+        .offering_for("m5.xlarge", "us-east-1a", CapacityType::OnDemand)
+        .expect("offering");
+    for (k, v) in cat.offering_labels(&launched) {
+        assert_eq!(m.get(&k), Some(&v), "{k}");
+    }
+    // The template every fallback type shared carries no type-dependent label.
+    let lts = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    for t in lts.launch_templates() {
+        let v = ec2
+            .describe_launch_template_versions()
+            .launch_template_name(t.launch_template_name().unwrap_or_default())
+            .send()
+            .await
+            .expect("DescribeLaunchTemplateVersions");
+        let data = v.launch_template_versions()[0]
+            .launch_template_data()
+            .expect("data");
+        use base64::Engine;
+        let ud = base64::engine::general_purpose::STANDARD
+            .decode(data.user_data().unwrap_or_default())
+            .expect("base64 user data");
+        let ud = String::from_utf8(ud).expect("utf-8");
+        assert!(
+            !ud.contains("m5.large") && !ud.contains("instance-type"),
+            "{ud}"
+        );
+        assert!(ud.contains("nodewright.io/pool=general"), "{ud}");
+    }
+}
+
+// 4c. Garbage collection's view of launch templates: the names a pool would
+// launch with are the ones its launches created; the cluster's templates are
+// listed (and only those) and can be deleted.
+#[tokio::test]
+async fn launch_templates_of_the_cluster_are_listed_named_and_deleted() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let n = planned("general-0", "us-east-1a", CapacityType::OnDemand, M5);
+    l.launch(LaunchRequest {
+        node: &n,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let owned = l.templates.list_owned().await.expect("list");
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert!(owned[0].created.is_some());
+    let names = l.template_names(&p, &nc).await.expect("names");
+    assert!(names.contains(&owned[0].name), "{names:?} vs {owned:?}");
+    // Another pool (other labels) would launch with another template.
+    let mut other = pool();
+    other.labels.insert("tier".into(), "batch".into());
+    let other_names = l.template_names(&other, &nc).await.expect("names");
+    assert!(!other_names.contains(&owned[0].name));
+
+    // A stale template of ours, one of another cluster, one untagged.
+    for (name, cluster) in [
+        ("nodewright-default-stale", Some("demo")),
+        ("nodewright-default-theirs", Some("other")),
+        ("hand-made", None),
+    ] {
+        let mut req = ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id("ami-12345678")
+                    .build(),
+            );
+        if let Some(c) = cluster {
+            req = req.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::LaunchTemplate)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key(TAG_CLUSTER)
+                            .value(c)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        req.send().await.expect("CreateLaunchTemplate");
+    }
+    let owned = l.templates.list_owned().await.expect("list");
+    let listed: Vec<&str> = owned.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&"nodewright-default-stale"));
+    let stale = owned
+        .iter()
+        .find(|t| t.name == "nodewright-default-stale")
+        .expect("stale");
+    l.templates.delete(&stale.id).await.expect("delete");
+    // Deleting again is no error.
+    l.templates.delete(&stale.id).await.expect("delete again");
+    let left: Vec<String> = l
+        .templates
+        .list_owned()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(
+        left,
+        names
+            .iter()
+            .filter(|n| left.contains(n))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(left.len(), 1);
+    let all = ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    assert_eq!(
+        all.launch_templates().len(),
+        3,
+        "the others' templates stay"
+    );
 }
 
 // 5. An idempotent retry creates no second instance.

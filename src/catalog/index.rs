@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 
-use super::{Bits, Catalog, labels};
+use super::node_labels::OFFERING_KEYS;
+use super::{Bits, Catalog};
 use crate::ir::{Requirements, ValueSet};
 
 /// Per-key bitsets over one catalog's offerings. Build once per catalog.
@@ -60,17 +61,6 @@ impl KeyIndex {
         b
     }
 }
-
-/// Every key an offering can carry beyond its type's own labels.
-const OFFERING_KEYS: &[&str] = &[
-    labels::INSTANCE_TYPE,
-    labels::INSTANCE_TYPE_BETA,
-    labels::ZONE,
-    labels::ZONE_BETA,
-    labels::ZONE_ID,
-    labels::REGION,
-    labels::CAPACITY_TYPE,
-];
 
 impl Catalog {
     /// Builds the filtering index (milliseconds; reuse it for many filters).

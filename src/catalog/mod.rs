@@ -14,6 +14,7 @@ pub mod build;
 pub mod embedded;
 mod error;
 pub mod index;
+pub mod node_labels;
 pub mod raw;
 pub mod type_labels;
 

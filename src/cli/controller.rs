@@ -57,6 +57,10 @@ pub(super) struct ControllerArgs {
     /// Terminate an instance whose Node has not registered after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub registration_ttl_secs: u64,
+    /// Terminate an instance tagged for this cluster that no claim owns once
+    /// it was launched this many seconds ago (Karpenter waits 30 s).
+    #[arg(long, default_value_t = 30)]
+    pub orphan_grace_secs: u64,
     /// Accept a policy with no pools (nothing is launched then). Without it, a
     /// change that leaves no pools (the only policy file deleted, say) is
     /// rejected and the last good version stays active.
@@ -90,6 +94,7 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.batch_max = Duration::from_millis(a.batch_max_ms);
     opts.resync = Duration::from_secs(a.resync_secs.max(1));
     opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
+    opts.gc.orphan_grace = Duration::from_secs(a.orphan_grace_secs);
     opts.metrics_addr = Some(a.metrics_addr);
     opts.reload.allow_empty = a.allow_empty_policy;
     opts.catalog_refresh = Duration::from_secs(a.catalog_refresh_secs.max(1));

@@ -29,9 +29,10 @@ use sha2::{Digest, Sha256};
 
 use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
-use super::tags::{OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
+use super::tags::{LABEL_CLAIM, OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
 use super::template::{TemplateSpec, Templates};
-use super::userdata::{ClusterInfo, NodeBootstrap, for_family};
+use super::userdata::{ClusterInfo, NodeBootstrap, bootstrap_labels, for_family};
+use crate::catalog::node_labels::pool_labels;
 use crate::catalog::{CapacityType, Catalog, UnavailableOfferings};
 use crate::ir::{NodeClass, Pool, labels};
 use crate::solver::PlannedNode;
@@ -90,6 +91,43 @@ pub struct Launched {
     pub failed_offerings: Vec<FailedOffering>,
     /// `lowest-price`, `prioritized`, `price-capacity-optimized` or `capacity-optimized-prioritized`.
     pub allocation_strategy: String,
+}
+
+/// Every label the Node of launch `l` must carry: the well-known labels of
+/// the offering EC2 actually launched (which may be a fallback type, not
+/// the planned one), the pool's labels, `nodewright.io/pool` and
+/// `nodewright.io/claim`. The user data carries only the pool's part; the
+/// controller applies the rest when the Node registers.
+///
+/// Without a catalog, or for a type it does not know, the labels EC2's
+/// answer alone gives (type, zone, capacity type, and the architecture
+/// guessed from the type's name).
+pub fn launched_labels(
+    catalog: Option<&Catalog>,
+    pool: &Pool,
+    l: &Launched,
+) -> BTreeMap<String, String> {
+    let mut m = match catalog {
+        Some(c) => c.launched_offering_labels(&l.instance_type, &l.zone, l.capacity_type),
+        None => BTreeMap::new(),
+    };
+    for k in [labels::INSTANCE_TYPE, labels::INSTANCE_TYPE_BETA] {
+        m.insert(k.to_string(), l.instance_type.clone());
+    }
+    for k in [labels::ZONE, labels::ZONE_BETA] {
+        m.insert(k.to_string(), l.zone.clone());
+    }
+    m.insert(
+        labels::CAPACITY_TYPE.to_string(),
+        l.capacity_type.as_str().to_string(),
+    );
+    m.entry(labels::ARCH.to_string())
+        .or_insert_with(|| arch_of(&l.instance_type, catalog));
+    m.entry(labels::OS.to_string())
+        .or_insert_with(|| "linux".to_string());
+    m.extend(pool_labels(pool));
+    m.insert(LABEL_CLAIM.to_string(), l.claim.clone());
+    m
 }
 
 /// Why a launch failed.
@@ -364,6 +402,9 @@ impl Ec2Launcher {
                             .and_then(|s| s.name())
                             .map(|n| n.as_str().to_string())
                             .unwrap_or_default(),
+                        launched_at: i
+                            .launch_time()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                     });
                 }
             }
@@ -383,18 +424,100 @@ impl Ec2Launcher {
             .build()
     }
 
-    fn tags(&self, req: &LaunchRequest<'_>) -> BTreeMap<String, String> {
-        let mut t = req.node_class.tags.clone();
-        t.extend(req.pool.tags.clone());
+    fn tags(&self, pool: &Pool, node_class: &NodeClass) -> BTreeMap<String, String> {
+        let mut t = node_class.tags.clone();
+        t.extend(pool.tags.clone());
         t.insert(TAG_CLUSTER.into(), self.cluster.name.clone());
         t.insert(
             format!("kubernetes.io/cluster/{}", self.cluster.name),
             "owned".into(),
         );
-        t.insert(TAG_POOL.into(), req.pool.name.clone());
-        t.insert(labels::NODEPOOL.into(), req.pool.name.clone());
-        t.insert(labels::EC2NODECLASS.into(), req.node_class.name.clone());
+        t.insert(TAG_POOL.into(), pool.name.clone());
+        t.insert(labels::NODEPOOL.into(), pool.name.clone());
+        t.insert(labels::EC2NODECLASS.into(), node_class.name.clone());
         t
+    }
+
+    /// The user data of a node of `pool`: only what every fallback type shares.
+    fn user_data(
+        &self,
+        resolved: &Resolved,
+        pool: &Pool,
+        node_class: &NodeClass,
+        planned_labels: &BTreeMap<String, String>,
+        taints: &[crate::ir::Taint],
+        startup_taints: &[crate::ir::Taint],
+    ) -> String {
+        let bootstrap = NodeBootstrap {
+            labels: bootstrap_labels(planned_labels, pool),
+            taints: taints.to_vec(),
+            startup_taints: startup_taints.to_vec(),
+            kubelet: node_class.kubelet.overridden_by(&pool.kubelet),
+        };
+        for_family(
+            &resolved.ami_family,
+            &self.cluster,
+            &bootstrap,
+            node_class.user_data.as_deref(),
+        )
+    }
+
+    /// The names of the launch templates a node of `pool` would launch with
+    /// now (one per architecture the node class has an AMI for), for
+    /// garbage collection to keep. A planned node's template depends only on
+    /// its pool and node class (`userdata::bootstrap_labels`), so this is
+    /// the same name `launch` ensures for it.
+    pub async fn template_names(
+        &self,
+        pool: &Pool,
+        node_class: &NodeClass,
+    ) -> Result<Vec<String>, LaunchError> {
+        let resolved = self.resolver.resolve(node_class).await?;
+        let user_data = self.user_data(
+            &resolved,
+            pool,
+            node_class,
+            &BTreeMap::new(),
+            &pool.taints,
+            &pool.startup_taints,
+        );
+        let sg_ids: Vec<String> = resolved
+            .security_groups
+            .iter()
+            .map(|g| g.id.clone())
+            .collect();
+        let tags = self.tags(pool, node_class);
+        Ok(resolved
+            .amis
+            .iter()
+            .map(|(arch, ami)| {
+                TemplateSpec::new(
+                    node_class,
+                    &ami.id,
+                    arch,
+                    user_data.clone(),
+                    sg_ids.clone(),
+                    tags.clone(),
+                )
+                .name()
+            })
+            .collect())
+    }
+
+    /// Terminates instances by id (garbage collection of instances no claim
+    /// owns); returns the ids asked for.
+    pub async fn terminate_instances(&self, ids: &[String]) -> Result<Vec<String>, Ec2Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_retry(&self.retry, "TerminateInstances", || {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+        })
+        .await?;
+        Ok(ids.to_vec())
     }
 
     async fn launch_inner(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
@@ -440,18 +563,14 @@ impl Ec2Launcher {
                 });
             }
         }
-        let tags = self.tags(&req);
-        let bootstrap = NodeBootstrap {
-            labels: node.labels.clone(),
-            taints: node.taints.clone(),
-            startup_taints: node.startup_taints.clone(),
-            kubelet: req.node_class.kubelet.overridden_by(&req.pool.kubelet),
-        };
-        let user_data = for_family(
-            &resolved.ami_family,
-            &self.cluster,
-            &bootstrap,
-            req.node_class.user_data.as_deref(),
+        let tags = self.tags(req.pool, req.node_class);
+        let user_data = self.user_data(
+            &resolved,
+            req.pool,
+            req.node_class,
+            &node.labels,
+            &node.taints,
+            &node.startup_taints,
         );
         let mut failed: Vec<FailedOffering> = Vec::new();
         // Each round removes at least one offering, so this ends.
@@ -906,6 +1025,61 @@ mod tests {
             e.to_string(),
             "claim `general-0`: no offering could be launched in us-east-1c (spot); 0 refused by EC2; not tried: m6g.large (no arm64 AMI)"
         );
+    }
+
+    /// A fallback launch is labelled as the type EC2 launched, not the planned one.
+    #[test]
+    fn launched_labels_follow_the_fallback_type() {
+        let cat = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
+        let pool = Pool {
+            name: "general".into(),
+            weight: 0,
+            requirement_terms: vec![],
+            requirements: Default::default(),
+            limits: Default::default(),
+            labels: [("team".to_string(), "platform".to_string())].into(),
+            taints: vec![],
+            startup_taints: vec![],
+            tags: Default::default(),
+            node_class: "default".into(),
+            kubelet: Default::default(),
+            disruption: Default::default(),
+            scripts: vec![],
+            origin: None,
+        };
+        let l = Launched {
+            claim: "general-abcde".into(),
+            instance_id: "i-1".into(),
+            instance_type: "m6g.xlarge".into(),
+            zone: "us-east-1c".into(),
+            subnet_id: "subnet-1".into(),
+            capacity_type: CapacityType::Spot,
+            already_existed: false,
+            failed_offerings: vec![],
+            allocation_strategy: "price-capacity-optimized".into(),
+            image_id: String::new(),
+        };
+        let m = launched_labels(Some(&cat), &pool, &l);
+        let get = |k: &str| m.get(k).map(String::as_str);
+        assert_eq!(get(labels::INSTANCE_TYPE), Some("m6g.xlarge"));
+        assert_eq!(get(labels::INSTANCE_FAMILY), Some("m6g"));
+        assert_eq!(get(labels::INSTANCE_CPU), Some("4"));
+        assert_eq!(get(labels::ARCH), Some("arm64"));
+        assert_eq!(get(labels::ZONE), Some("us-east-1c"));
+        assert!(get(labels::ZONE_ID).is_some_and(|z| z.starts_with("use1-az")));
+        assert_eq!(get(labels::CAPACITY_TYPE), Some("spot"));
+        assert_eq!(get("team"), Some("platform"));
+        assert_eq!(get(labels::NODEPOOL), Some("general"));
+        assert_eq!(get("nodewright.io/pool"), Some("general"));
+        assert_eq!(get(LABEL_CLAIM), Some("general-abcde"));
+        // Without a catalog: what EC2's answer gives.
+        let m = launched_labels(None, &pool, &l);
+        assert_eq!(
+            m.get(labels::INSTANCE_TYPE).map(String::as_str),
+            Some("m6g.xlarge")
+        );
+        assert_eq!(m.get(labels::ARCH).map(String::as_str), Some("arm64"));
+        assert!(!m.contains_key(labels::INSTANCE_FAMILY));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
+pub use super::tags::OwnedTemplate;
 use super::tags::TAG_CLUSTER;
 use crate::ir::{BlockDeviceMapping, MetadataOptions, NodeClass};
 
@@ -276,6 +277,71 @@ impl Templates {
                     None => Err(e),
                 }
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every launch template tagged for this cluster (`nodewright.io/cluster`),
+    /// in name order.
+    pub async fn list_owned(&self) -> Result<Vec<OwnedTemplate>, Ec2Error> {
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name(format!("tag:{TAG_CLUSTER}"))
+            .values(&self.cluster)
+            .build();
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = with_retry(&self.retry, "DescribeLaunchTemplates", || {
+                self.client
+                    .describe_launch_templates()
+                    .filters(filter.clone())
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            for t in resp.launch_templates() {
+                // Only what carries our tag: a filter ignored by an endpoint must not widen this.
+                let ours = t
+                    .tags()
+                    .iter()
+                    .any(|g| g.key() == Some(TAG_CLUSTER) && g.value() == Some(&self.cluster));
+                if let (true, Some(name), Some(id)) =
+                    (ours, t.launch_template_name(), t.launch_template_id())
+                {
+                    out.push(OwnedTemplate {
+                        name: name.to_string(),
+                        id: id.to_string(),
+                        created: t
+                            .create_time()
+                            .and_then(|c| std::time::SystemTime::try_from(*c).ok()),
+                    });
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Deletes a launch template by id and forgets it; one already gone is no error.
+    pub async fn delete(&self, id: &str) -> Result<(), Ec2Error> {
+        let r = with_retry(&self.retry, "DeleteLaunchTemplate", || {
+            self.client
+                .delete_launch_template()
+                .launch_template_id(id)
+                .send()
+        })
+        .await;
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, v| v != id);
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.code().is_some_and(|c| c.contains("NotFound")) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::ir::{KubeletConfig, Taint};
+use crate::catalog::node_labels::{is_offering_key, pool_labels};
+use crate::ir::{KubeletConfig, Pool, Taint};
 
 /// What every node needs to join the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
@@ -37,6 +38,29 @@ pub struct NodeBootstrap {
     pub taints: Vec<Taint>,
     pub startup_taints: Vec<Taint>,
     pub kubelet: KubeletConfig,
+}
+
+/// The labels a launch template's user data may carry: those of the
+/// planned node that hold whatever EC2 picks among the fallback types
+/// (the pool's labels, `karpenter.sh/nodepool`, `nodewright.io/pool`).
+///
+/// One template serves every instance type, and every subnet, of a
+/// CreateFleet request, so a label naming the planned type, zone, capacity
+/// type or any `karpenter.k8s.aws/instance-*` value would be wrong on a
+/// fallback node. Those come from what EC2 launched instead
+/// (`launcher::launched_labels`) and are applied when the Node registers.
+/// Leaving them out also lets claims of one pool share one template.
+pub fn bootstrap_labels(
+    planned: &BTreeMap<String, String>,
+    pool: &Pool,
+) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = planned
+        .iter()
+        .filter(|(k, _)| !is_offering_key(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    m.extend(pool_labels(pool));
+    m
 }
 
 const BOUNDARY: &str = "//nodewright-boundary";
@@ -506,6 +530,65 @@ mod tests {
         assert!(for_family("AL2", &c, &n, None).contains("/etc/eks/bootstrap.sh"));
         assert!(for_family("AL2023", &c, &n, None).contains("kind: NodeConfig"));
         assert!(for_family("Bottlerocket", &c, &n, None).starts_with("[settings.kubernetes]"));
+    }
+
+    /// The labels that differ between the fallback types of one launch stay
+    /// out of the user data; the pool's stay in.
+    #[test]
+    fn user_data_carries_only_labels_common_to_every_fallback() {
+        use crate::catalog::node_labels::node_labels;
+        use crate::catalog::{CapacityType, Catalog};
+        let cat = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
+        let pool = Pool {
+            name: "general".into(),
+            weight: 0,
+            requirement_terms: vec![],
+            requirements: Default::default(),
+            limits: Default::default(),
+            labels: [("team".to_string(), "platform".to_string())].into(),
+            taints: vec![],
+            startup_taints: vec![],
+            tags: Default::default(),
+            node_class: "default".into(),
+            kubelet: Default::default(),
+            disruption: Default::default(),
+            scripts: vec![],
+            origin: None,
+        };
+        let o = cat
+            .offering_for("m5.large", "us-east-1a", CapacityType::Spot)
+            .unwrap_or_else(|| panic!("m5.large"));
+        let planned = node_labels(&cat, &pool, &o);
+        assert_eq!(
+            planned
+                .get("node.kubernetes.io/instance-type")
+                .map(String::as_str),
+            Some("m5.large")
+        );
+        let (c, mut n) = sample();
+        n.labels = bootstrap_labels(&planned, &pool);
+        let want: BTreeMap<String, String> = [
+            ("karpenter.sh/nodepool", "general"),
+            ("nodewright.io/pool", "general"),
+            ("team", "platform"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(n.labels, want);
+        for ud in [al2023(&c, &n, None), bottlerocket(&c, &n, None)] {
+            for bad in [
+                "instance-type",
+                "m5.large",
+                "us-east-1a",
+                "spot",
+                "instance-family",
+                "kubernetes.io/arch",
+            ] {
+                assert!(!ud.contains(bad), "{bad} in\n{ud}");
+            }
+            assert!(ud.contains("nodewright.io/pool"), "{ud}");
+        }
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub(super) enum Action {
     /// Write the NodeClaim for a planned node (before launching it), named
     /// like the node and carrying the `nodewright.io/termination` finalizer.
     CreateClaim(Box<PlannedNode>),
+    /// Merge the labels of what EC2 launched into a NodeClaim's `spec.labels`
+    /// (a fallback type carries its own), so its Node gets them at registration.
+    ClaimLabels {
+        claim: String,
+        labels: std::collections::BTreeMap<String, String>,
+    },
     /// Replace a NodeClaim's status with this one (`NodeClaimStatus` as JSON).
     ClaimStatus {
         claim: String,

@@ -30,6 +30,12 @@ pub(super) struct Metrics {
     pub registration_timeouts: Counter,
     /// Passes that stopped early.
     pub pass_failures: Counter,
+    /// Claims deleted because their instance was gone.
+    pub gc_claims_deleted: Counter,
+    /// Instances of ours that no claim owned, terminated.
+    pub gc_instances_terminated: Counter,
+    /// Launch templates no pool launches with any more, deleted.
+    pub gc_launch_templates_deleted: Counter,
     /// Time to solve one pass.
     pub solve_seconds: Histogram,
     /// Live catalog refreshes that failed (the last good catalog stayed).
@@ -91,6 +97,9 @@ impl Metrics {
             removed: Counter::default(),
             registration_timeouts: Counter::default(),
             pass_failures: Counter::default(),
+            gc_claims_deleted: Counter::default(),
+            gc_instances_terminated: Counter::default(),
+            gc_launch_templates_deleted: Counter::default(),
             solve_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             catalog_refresh_failures: Counter::default(),
             catalog_refreshes: Counter::default(),
@@ -137,6 +146,21 @@ impl Metrics {
             "pass_failures",
             "Passes that stopped early (API errors, unreadable objects)",
             m.pass_failures.clone(),
+        );
+        r.register(
+            "gc_claims_deleted",
+            "Claims deleted because their instance was gone",
+            m.gc_claims_deleted.clone(),
+        );
+        r.register(
+            "gc_instances_terminated",
+            "Instances of this cluster that no claim owned, terminated",
+            m.gc_instances_terminated.clone(),
+        );
+        r.register(
+            "gc_launch_templates_deleted",
+            "Launch templates no pool launches with any more, deleted",
+            m.gc_launch_templates_deleted.clone(),
         );
         r.register(
             "solve_seconds",
@@ -228,6 +252,9 @@ mod tests {
             "nodewright_controller_watch_errors_total{kind=\"pods\"} 1",
             "nodewright_controller_pass_seconds_count{trigger=\"batch\"} 1",
             "nodewright_controller_batch_to_last_launch_seconds_sum 0.5",
+            "nodewright_controller_gc_claims_deleted_total 0",
+            "nodewright_controller_gc_instances_terminated_total 0",
+            "nodewright_controller_gc_launch_templates_deleted_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

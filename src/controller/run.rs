@@ -11,12 +11,12 @@
 //! `resync` regardless, which drives claim timeouts and empty-node removal.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Resource;
@@ -30,6 +30,7 @@ use super::batch::Batcher;
 use super::claims::random_suffix;
 use super::clock::{PassClock, Trigger};
 use super::disrupt::EmptySince;
+use super::gc::{self, GcAction, GcOptions};
 use super::launchable::{Reach, narrow};
 use super::metrics::Metrics;
 use super::nodeclaim::lifecycle::{self, LaunchInfo, Tracked};
@@ -41,7 +42,7 @@ use super::stores::Stores;
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
 use crate::cloud::ec2::{Ec2Settings, load, ssm};
-use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
+use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, launched_labels};
 use crate::cloud::refresh::{CatalogSource, DEFAULT_REFRESH};
 use crate::cloud::userdata::ClusterInfo;
 use crate::ir::{PolicySet, Resources};
@@ -72,6 +73,8 @@ pub struct Options {
     pub reload: ReloadOptions,
     /// How often a live catalog is discovered again (`cloud::refresh`).
     pub catalog_refresh: Duration,
+    /// Garbage collection of gone claims, orphan instances and unused launch templates.
+    pub gc: GcOptions,
 }
 
 impl Options {
@@ -89,6 +92,7 @@ impl Options {
             watch: WatchOptions::default(),
             reload: ReloadOptions::default(),
             catalog_refresh: DEFAULT_REFRESH,
+            gc: GcOptions::default(),
         }
     }
 }
@@ -322,6 +326,8 @@ impl Controller {
             pods: OnceCell::new(),
         };
         self.apply(&mut sink, None, tracked.actions).await;
+        // 1b. Garbage: claims whose instance is gone, instances no claim owns.
+        self.collect_garbage(&mut sink, &claims).await;
 
         // 2. One version for the whole pass, narrowed to what its node classes reach.
         let version = self.reloader.active();
@@ -404,7 +410,140 @@ impl Controller {
         }
         self.apply(&mut sink, None, removals.actions).await;
         sink.st.clock.phase("remove");
+
+        // 7. Launch templates no pool launches with any more (every `gc.template_interval`).
+        self.collect_templates(io, sink.st, &version.policy).await;
         Ok(())
+    }
+
+    /// Deletes the NodeClaims whose instance is gone (and their Nodes) and
+    /// terminates the instances no claim owns (see `gc`).
+    async fn collect_garbage(&self, sink: &mut Sink<'_, '_>, claims: &[NodeClaim]) {
+        let obs = sink.obs;
+        let wall = SystemTime::now();
+        let (ours, owners) = gc::views_from_claims(claims, &obs.objs.nodes, wall);
+        let mut actions = gc::gone_claims(&ours, &obs.owned, wall, &self.opts.gc);
+        actions.extend(gc::orphan_instances(
+            &owners,
+            &obs.owned,
+            wall,
+            &self.opts.gc,
+        ));
+        for a in actions {
+            match a {
+                GcAction::DeleteClaim {
+                    claim,
+                    instance_id,
+                    node,
+                } => {
+                    // The Node first (its finalizer lifted: the instance is gone
+                    // already), then the claim; a failure leaves the rest for
+                    // the next pass.
+                    let mut seq = Vec::new();
+                    if let Some(n) = &node {
+                        seq.push(Action::DeleteNode { node: n.clone() });
+                        seq.push(Action::ReleaseNode { node: n.clone() });
+                    }
+                    seq.push(Action::DeleteClaim {
+                        claim: claim.clone(),
+                    });
+                    let mut done = true;
+                    for step in seq {
+                        if self.apply_one(sink, None, step).await.is_none() {
+                            done = false;
+                            break;
+                        }
+                    }
+                    if done {
+                        self.metrics.gc_claims_deleted.inc();
+                        tracing::info!(
+                            "garbage collection: instance {instance_id} of claim {claim} is gone; claim deleted{}",
+                            node.map(|n| format!(", node {n} deleted"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+                GcAction::TerminateInstance {
+                    instance_id,
+                    claim_tag,
+                } => match sink
+                    .io
+                    .launcher
+                    .terminate_instances(std::slice::from_ref(&instance_id))
+                    .await
+                {
+                    Ok(_) => {
+                        self.metrics.gc_instances_terminated.inc();
+                        tracing::warn!(
+                            "garbage collection: instance {instance_id} (claim tag {}) has no claim after {:?}; terminated",
+                            claim_tag.as_deref().unwrap_or("none"),
+                            self.opts.gc.orphan_grace
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!("garbage collection: terminating {instance_id}: {e}")
+                    }
+                },
+            }
+        }
+    }
+
+    /// Deletes the launch templates of this cluster that no pool of `policy`
+    /// launches with, at most once per `gc.template_interval`. When a pool's
+    /// node class does not resolve, its templates are unknown and nothing is
+    /// deleted.
+    async fn collect_templates(&self, io: &Io<'_>, st: &mut State, policy: &PolicySet) {
+        let now = Instant::now();
+        if st
+            .templates_collected
+            .is_some_and(|t| now.saturating_duration_since(t) < self.opts.gc.template_interval)
+        {
+            return;
+        }
+        st.templates_collected = Some(now);
+        let mut referenced = BTreeSet::new();
+        let mut complete = true;
+        for pool in &policy.pools {
+            let Some(nc) = policy.node_classes.get(&pool.node_class) else {
+                continue; // launches nothing
+            };
+            match io.launcher.template_names(pool, nc).await {
+                Ok(names) => referenced.extend(names),
+                Err(e) => {
+                    complete = false;
+                    tracing::debug!(
+                        "garbage collection: templates of pool {} unknown ({e}); none deleted",
+                        pool.name
+                    );
+                }
+            }
+        }
+        let owned = match io.launcher.templates.list_owned().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("garbage collection: listing launch templates: {e}");
+                return;
+            }
+        };
+        let wall = SystemTime::now();
+        for t in
+            gc::unreferenced_templates(&owned, complete.then_some(&referenced), wall, &self.opts.gc)
+        {
+            match io.launcher.templates.delete(&t.id).await {
+                Ok(()) => {
+                    self.metrics.gc_launch_templates_deleted.inc();
+                    tracing::info!(
+                        "garbage collection: launch template {} ({}) is used by no pool; deleted",
+                        t.name,
+                        t.id
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    "garbage collection: deleting launch template {}: {e}",
+                    t.name
+                ),
+            }
+        }
     }
 
     /// Logs and counts what `lifecycle::track` decided.
@@ -561,6 +700,20 @@ impl Controller {
                     }
                 }
             }
+            Action::ClaimLabels { claim, labels } => {
+                let api: Api<NodeClaim> = Api::all(io.client.clone());
+                let patch = serde_json::json!({ "spec": { "labels": labels } });
+                match api
+                    .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some(Vec::new()),
+                    Err(e) => {
+                        tracing::error!("recording the launched labels on NodeClaim {claim}: {e}");
+                        None
+                    }
+                }
+            }
             Action::ClaimStatus { claim, status } => {
                 let api: Api<NodeClaim> = Api::all(io.client.clone());
                 let patch = serde_json::json!({ "status": status });
@@ -673,20 +826,28 @@ impl Controller {
                         instance_type: l.instance_type.clone(),
                         zone: l.zone.clone(),
                         capacity_type: l.capacity_type,
-                        image_id: l.image_id,
+                        image_id: l.image_id.clone(),
                     },
                     k8s_openapi::jiff::Timestamp::now(),
                 );
+                // The labels of what EC2 launched (a fallback type has its own).
+                let labels = launched_labels(Some(ctx.catalog), pool, &l);
                 let placed = Placed {
                     instance_id: l.instance_id,
                     instance_type: l.instance_type,
                     zone: l.zone,
                     capacity_type: l.capacity_type,
                 };
-                let mut follow = vec![Action::ClaimStatus {
-                    claim: node.name.clone(),
-                    status: serde_json::to_value(&status).unwrap_or_default(),
-                }];
+                let mut follow = vec![
+                    Action::ClaimLabels {
+                        claim: node.name.clone(),
+                        labels,
+                    },
+                    Action::ClaimStatus {
+                        claim: node.name.clone(),
+                        status: serde_json::to_value(&status).unwrap_or_default(),
+                    },
+                ];
                 follow.extend(steps::nominated(node, &placed));
                 Some(follow)
             }
@@ -738,6 +899,8 @@ struct State {
     notices: Notices,
     /// The clock of the pass under way.
     clock: PassClock,
+    /// When launch templates were last garbage-collected.
+    templates_collected: Option<Instant>,
 }
 
 /// Reads the cluster (from the watch caches) and our instances: the

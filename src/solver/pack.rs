@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::catalog::node_labels::node_labels;
 use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
 use crate::workload::{Toleration, untolerated};
@@ -1537,6 +1538,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .get_or_insert_with(|| cat.types[ti].name.as_str().into())
                 .clone()
         };
+        // One label set per (pool, offering), cloned for each node of it:
+        // plans have far fewer distinct offerings than nodes.
+        let mut labels_of: HashMap<(usize, u32), BTreeMap<String, String>> = HashMap::new();
         for node in &self.nodes {
             if let Some(ei) = node.existing {
                 if node.pods.is_empty() {
@@ -1608,23 +1612,13 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .get(off.zone_index as usize)
                 .map(|z| z.name.clone())
                 .unwrap_or_default();
-            let mut lbl = pool.labels.clone();
-            for (k, set) in &tab.custom {
-                if !set.complement
-                    && set.values.len() == 1
-                    && let Some(v) = set.values.iter().next()
-                {
-                    lbl.insert(k.clone(), v.clone());
-                }
-            }
-            lbl.insert(labels::NODEPOOL.to_string(), pool.name.clone());
-            lbl.insert(labels::ZONE.to_string(), zone.clone());
-            lbl.insert(
-                labels::CAPACITY_TYPE.to_string(),
-                off.capacity_type.as_str().to_string(),
-            );
-            lbl.insert(labels::INSTANCE_TYPE.to_string(), ty.name.clone());
-            lbl.insert(labels::ARCH.to_string(), ty.arch.clone());
+            // Every label the node will carry: the offering's well-known
+            // labels (the values requirements were matched against) and the
+            // pool's own.
+            let lbl = labels_of
+                .entry((p, cur))
+                .or_insert_with(|| node_labels(cat, pool, off))
+                .clone();
             let requested = add(&node.used, &tab.ds[cur as usize]);
             let alloc = add(&tab.net[cur as usize], &tab.ds[cur as usize]);
             plan.nodes.push(PlannedNode {

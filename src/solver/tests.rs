@@ -588,3 +588,78 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
     assert!(plan.unschedulable.is_empty(), "{plan:?}");
     assert!(validate(&plan, &input).is_empty());
 }
+
+/// A pod planned onto a node because of a label finds that label on the
+/// planned node with the value it asked for: one class per well-known key,
+/// each selecting the value a real offering has, on the embedded catalog.
+#[test]
+fn planned_nodes_carry_every_label_their_pods_select_on() {
+    let cat = Catalog::embedded().unwrap_or_else(|e| panic!("catalog: {e}"));
+    let Some(o) = cat.offerings.iter().find(|o| {
+        cat.offering_label(o, labels::INSTANCE_TYPE) == Some("m5.xlarge")
+            && cat.offering_label(o, labels::CAPACITY_TYPE) == Some("on-demand")
+    }) else {
+        panic!("m5.xlarge on-demand in the embedded catalog");
+    };
+    let keys = [
+        labels::INSTANCE_TYPE,
+        labels::INSTANCE_FAMILY,
+        labels::INSTANCE_CATEGORY,
+        labels::INSTANCE_GENERATION,
+        labels::INSTANCE_SIZE,
+        labels::INSTANCE_CPU,
+        labels::INSTANCE_CPU_MANUFACTURER,
+        labels::INSTANCE_MEMORY,
+        labels::INSTANCE_HYPERVISOR,
+        labels::INSTANCE_NETWORK_BANDWIDTH,
+        labels::INSTANCE_EBS_BANDWIDTH,
+        labels::ARCH,
+        labels::OS,
+        labels::ZONE,
+        labels::ZONE_ID,
+        labels::REGION,
+        labels::CAPACITY_TYPE,
+    ];
+    let mut classes = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let v = cat
+            .offering_label(o, k)
+            .unwrap_or_else(|| panic!("{k} on m5.xlarge"));
+        let mut c = class(&format!("c{i}"), 2, 500, 1);
+        c.node_selector.require_in(k, &[v]);
+        classes.push(c);
+    }
+    let w = Workload {
+        classes: classes.clone(),
+        ..Default::default()
+    };
+    let policy = one_pool();
+    let plan = run(&policy, &cat, &w);
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let mut checked = 0;
+    for n in &plan.nodes {
+        for p in &n.pods {
+            let name = p.trim_start_matches("default/");
+            let c = classes
+                .iter()
+                .find(|c| c.pod_names.iter().any(|x| x == name))
+                .unwrap_or_else(|| panic!("class of {p}"));
+            assert!(
+                c.node_selector.matches_map(&n.labels),
+                "{p} selects {:?}; node {} has {:?}",
+                c.node_selector,
+                n.name,
+                n.labels
+            );
+            checked += 1;
+        }
+        // The full set: every well-known label of the planned offering.
+        let o = cat
+            .offering_for(&n.instance_type, &n.zone, n.capacity_type)
+            .unwrap_or_else(|| panic!("offering of {}", n.name));
+        for (k, v) in cat.offering_labels(&o) {
+            assert_eq!(n.labels.get(&k), Some(&v), "{k} on {}", n.name);
+        }
+    }
+    assert_eq!(checked, 2 * keys.len());
+}

@@ -38,6 +38,7 @@ fn instance(id: &str, claim: Option<&str>, state: &str) -> OwnedInstance {
         zone: "us-east-1a".into(),
         image_id: "ami-1".into(),
         state: state.into(),
+        launched_at: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                 .map(|a| match a {
                     Action::Launch(n) => format!("launch {}", n.name),
                     Action::CreateClaim(n) => format!("claim {}", n.name),
+                    Action::ClaimLabels { claim, .. } => format!("labels {claim}"),
                     Action::ClaimStatus { claim, .. } => format!("status {claim}"),
                     Action::PatchNode { node, .. } => format!("patch {node}"),
                     Action::ReleaseNode { node } => format!("release {node}"),
