@@ -76,6 +76,7 @@ pub(super) fn load_policy(paths: &[PathBuf]) -> miette::Result<PolicySet> {
             Ok(p)
         }
         _ => {
+            crate::import::check_folders(paths)?;
             note_yaml_folders(paths);
             from_files(paths)
         }

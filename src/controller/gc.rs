@@ -354,7 +354,9 @@ mod tests {
             serde_json::from_value(serde_json::json!({
                 "apiVersion": "nodewright.io/v1alpha1", "kind": "NodeClaim",
                 "metadata": {"name": name, "creationTimestamp": "2027-01-15T08:15:50Z"},
-                "spec": {"pool": "general", "nodeClass": "default"},
+                "spec": {"pool": "general", "nodeClass": "default",
+                    "requirements": {"instanceTypes": [], "zones": [], "capacityTypes": []},
+                    "resources": {}},
                 "status": status,
             }))
             .unwrap_or_else(|e| panic!("{e}"))

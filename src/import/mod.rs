@@ -784,6 +784,39 @@ fn folder_contents(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<String>) {
     (policy, yaml, other)
 }
 
+/// Refuses a folder among `paths` that holds neither `.policy` files nor
+/// YAML, naming what it does hold: `plan` on it would only say that no pools
+/// are defined.
+pub fn check_folders(paths: &[PathBuf]) -> Result<(), LoadError> {
+    for p in paths.iter().filter(|p| p.is_dir()) {
+        let (pol, yml, other) = folder_contents(p);
+        if !pol.is_empty() || !yml.is_empty() {
+            continue;
+        }
+        const SHOWN: usize = 5;
+        let found = if other.is_empty() {
+            String::new()
+        } else {
+            let more = other.len().saturating_sub(SHOWN);
+            let mut list = other
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if more > 0 {
+                list.push_str(&format!(" and {more} more"));
+            }
+            format!("; it has: {list}")
+        };
+        return Err(LoadError::EmptyFolder {
+            dir: p.display().to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// Folders among `paths` that hold no `.policy` files but do hold Karpenter
 /// YAML, with those files: `load_policy_set` imports them, and the CLI says so.
 pub fn yaml_only_folders(paths: &[PathBuf]) -> Vec<(PathBuf, Vec<PathBuf>)> {
@@ -801,39 +834,21 @@ pub fn yaml_only_folders(paths: &[PathBuf]) -> Vec<(PathBuf, Vec<PathBuf>)> {
 /// files into one policy set, so `plan --policy` runs against Karpenter YAML as is.
 /// The YAML files are imported together (references may cross files).
 /// A folder stands for its `.policy` files; a folder with none stands for its
-/// YAML files (a folder of exported NodePools), and one with neither is an error.
+/// YAML files (a folder of exported NodePools).
 pub fn load_policy_set(
     paths: &[PathBuf],
 ) -> Result<(crate::ir::PolicySet, Vec<crate::policy::Diagnostic>), LoadError> {
     let (mut yaml, mut policy) = (Vec::new(), Vec::new());
     for p in paths {
         if p.is_dir() {
-            let (pol, yml, other) = folder_contents(p);
-            if !pol.is_empty() {
-                policy.push(p.clone());
-            } else if !yml.is_empty() {
+            let (pol, yml, _) = folder_contents(p);
+            if pol.is_empty() && !yml.is_empty() {
                 yaml.extend(yml);
             } else {
-                const SHOWN: usize = 5;
-                let found = if other.is_empty() {
-                    String::new()
-                } else {
-                    let more = other.len().saturating_sub(SHOWN);
-                    let mut list = other
-                        .iter()
-                        .take(SHOWN)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if more > 0 {
-                        list.push_str(&format!(" and {more} more"));
-                    }
-                    format!("; it has: {list}")
-                };
-                return Err(LoadError::EmptyFolder {
-                    dir: p.display().to_string(),
-                    found,
-                });
+                // Its .policy files; an empty folder adds nothing (the
+                // controller's reload decides whether an empty set is allowed,
+                // `plan` refuses it first with `check_folders`).
+                policy.push(p.clone());
             }
         } else if is_yaml(p) {
             yaml.push(p.clone());
@@ -880,7 +895,7 @@ mod tests {
 
         let empty = tempfile::tempdir().expect("tempdir");
         std::fs::write(empty.path().join("notes.txt"), "x").expect("write");
-        let err = load_policy_set(&[empty.path().to_path_buf()]).expect_err("nothing to read");
+        let err = check_folders(&[empty.path().to_path_buf()]).expect_err("nothing to read");
         let msg = err.to_string();
         assert!(
             msg.contains("holds no .policy files and no Karpenter YAML"),
