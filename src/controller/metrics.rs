@@ -31,6 +31,9 @@ pub(super) struct Metrics {
     pub pass_failures: Counter,
     /// Time to solve one pass.
     pub solve_seconds: Histogram,
+    /// 1 while this replica holds the leader lease (or runs without
+    /// election), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -47,6 +50,7 @@ impl Metrics {
             registration_timeouts: Counter::default(),
             pass_failures: Counter::default(),
             solve_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            leader: Gauge::default(),
         };
         r.register(
             "pending_pods",
@@ -89,6 +93,11 @@ impl Metrics {
             "Time to solve one pass",
             m.solve_seconds.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader lease and acts, 0 while it stands by",
+            m.leader.clone(),
+        );
         m
     }
 }
@@ -118,6 +127,7 @@ mod tests {
             "nodewright_controller_unschedulable_pods 0",
             "nodewright_controller_claims_in_flight 0",
             "nodewright_controller_solve_seconds_count 1",
+            "nodewright_controller_leader 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

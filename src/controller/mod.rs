@@ -7,6 +7,7 @@
 //! returning `action`s), and what they build on (`batch`, `snapshot`,
 //! `claims`, `disrupt`, `launchable`, `notice`). `run` only moves data
 //! between the API server, the solver and EC2, and `metrics` counts it.
+//! `leader` decides, from a Lease, which of two replicas acts.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -23,6 +24,7 @@ mod batch;
 mod claims;
 mod disrupt;
 mod launchable;
+pub mod leader;
 mod metrics;
 mod notice;
 pub mod snapshot;

@@ -33,6 +33,7 @@ use super::batch::Batcher;
 use super::claims::{Claims, random_suffix};
 use super::disrupt::EmptySince;
 use super::launchable::{Reach, narrow};
+use super::leader::{LeaderError, LeaderOptions, Standing, elect};
 use super::metrics::Metrics;
 use super::notice::Notices;
 use super::serve::{Endpoints, serve};
@@ -69,6 +70,9 @@ pub struct Options {
     pub watch: WatchOptions,
     /// What a policy reload accepts (an empty policy is refused by default).
     pub reload: ReloadOptions,
+    /// Leader election on a Lease, so that of two replicas only one acts;
+    /// None: this process always acts (one replica only).
+    pub leader: Option<LeaderOptions>,
 }
 
 impl Options {
@@ -85,6 +89,7 @@ impl Options {
             metrics_addr: None,
             watch: WatchOptions::default(),
             reload: ReloadOptions::default(),
+            leader: None,
         }
     }
 }
@@ -112,6 +117,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Leader(#[from] LeaderError),
 }
 
 /// A controller ready to run: the first policy version is loaded and the
@@ -122,6 +130,8 @@ pub struct Controller {
     catalog: Arc<Catalog>,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    /// Whether this replica leads (served on `/readyz`).
+    leading: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
     _server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -129,6 +139,9 @@ pub struct Controller {
 impl Controller {
     /// Loads the policy (it must compile) and binds the metrics endpoint.
     pub async fn new(opts: Options, catalog: Arc<Catalog>) -> Result<Controller, StartError> {
+        if let Some(l) = &opts.leader {
+            l.lease_params()?;
+        }
         let reloader = Arc::new(
             Reloader::with_options(opts.policy.clone(), opts.reload).map_err(StartError::Policy)?,
         );
@@ -137,6 +150,8 @@ impl Controller {
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));
         let registry = Arc::new(Mutex::new(registry));
         let ready = Arc::new(AtomicBool::new(false));
+        let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
+        metrics.leader.set(i64::from(opts.leader.is_none()));
         let (metrics_addr, server) = match opts.metrics_addr {
             Some(addr) => {
                 let (bound, h) = serve(
@@ -144,6 +159,7 @@ impl Controller {
                     Endpoints {
                         registry: Arc::clone(&registry),
                         ready: Arc::clone(&ready),
+                        leading: Arc::clone(&leading),
                     },
                 )
                 .await
@@ -158,6 +174,7 @@ impl Controller {
             catalog,
             metrics,
             ready,
+            leading,
             metrics_addr,
             _server: server,
         })
@@ -173,7 +190,9 @@ impl Controller {
         Arc::clone(&self.reloader)
     }
 
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true, then gives up the lease (if it
+    /// holds it) so another replica takes over at once. A pass under way
+    /// when `shutdown` turns true or the lease is lost makes no more writes.
     pub async fn run(
         self,
         client: kube::Client,
@@ -210,6 +229,30 @@ impl Controller {
             }
         });
 
+        // Without election this process always acts; with it, it acts only
+        // while it holds the lease (dropped with this future: a task aborted
+        // mid-run stops renewing, and the lease expires by itself).
+        let election = self.opts.leader.clone().map(|l| {
+            elect(
+                client.clone(),
+                l,
+                Arc::clone(&self.leading),
+                self.metrics.leader.clone(),
+            )
+        });
+        let alone = tokio::sync::watch::channel(Standing::Alone);
+        let standing = match &election {
+            Some(e) => e.standing.clone(),
+            None => alone.1,
+        };
+        let mut leads = standing.clone();
+        let gate = Gate {
+            standing,
+            shutdown: shutdown.clone(),
+            closed: AtomicBool::new(false),
+        };
+        let mut term = 0;
+
         let mut state = State::default();
         let recorder = Recorder::new(
             client.clone(),
@@ -236,16 +279,29 @@ impl Controller {
                 }
                 Some(()) = rx.recv() => { batcher.event(Instant::now()); false }
                 _ = sleep => batcher.take(Instant::now()),
+                // A new leader passes at once rather than at the next resync.
+                Ok(()) = leads.changed() => {
+                    leads.borrow_and_update().leading() && batcher.due().is_none()
+                }
                 // An open batch closes soon and runs the pass itself; a
                 // resync in the middle would split it.
                 _ = resync.tick() => batcher.due().is_none(),
             };
-            if pass {
+            // A follower only keeps its policy current (the reloader's watch).
+            let now = gate.standing.borrow().to_owned();
+            if pass && now.may_act(std::time::SystemTime::now()) {
+                if now.term() != term {
+                    // Another replica may have acted since this one last led.
+                    term = now.term();
+                    state = State::default();
+                }
+                gate.closed.store(false, Ordering::Relaxed);
                 let io = Io {
                     client: &client,
                     recorder: &recorder,
                     launcher: &launcher,
                     unavailable: &unavailable,
+                    gate: &gate,
                 };
                 if let Err(e) = self.pass(&io, &mut state).await {
                     self.metrics.pass_failures.inc();
@@ -256,6 +312,9 @@ impl Controller {
             }
         }
         watch_task.abort();
+        if let Some(e) = election {
+            e.release(Duration::from_secs(5)).await;
+        }
         Ok(())
     }
 
@@ -407,6 +466,9 @@ impl Controller {
         for seq in seqs {
             let mut todo: VecDeque<Action> = seq.0.into();
             while let Some(a) = todo.pop_front() {
+                if !sink.io.gate.open() {
+                    return;
+                }
                 let Some(follow) = self.apply_one(sink, launch, a).await else {
                     break;
                 };
@@ -560,6 +622,38 @@ struct Io<'a> {
     recorder: &'a Recorder,
     launcher: &'a Ec2Launcher,
     unavailable: &'a UnavailableOfferings,
+    gate: &'a Gate,
+}
+
+/// Whether a write may go out: this replica leads and is not shutting down.
+struct Gate {
+    standing: tokio::sync::watch::Receiver<Standing>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Set when the gate first refuses in a pass (logged once).
+    closed: AtomicBool,
+}
+
+impl Gate {
+    /// Asked before every write: a pass abandoned here leaves nothing half
+    /// done that the next leader's pass does not pick up from the cluster.
+    fn open(&self) -> bool {
+        let leads = self.standing.borrow().may_act(std::time::SystemTime::now());
+        let stopping = *self.shutdown.borrow();
+        if leads && !stopping {
+            return true;
+        }
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "pass abandoned before its next write: {}",
+                if stopping {
+                    "shutting down"
+                } else {
+                    "no longer the leader"
+                }
+            );
+        }
+        false
+    }
 }
 
 /// Where actions land: the clients, the state they update, and the pods
