@@ -317,13 +317,13 @@ async fn start(
 
 const DEPLOY: &str = include_str!("../deploy/nodewright.yaml");
 
-/// Creates deploy/nodewright.yaml's Namespace, ServiceAccount, ClusterRole and
-/// ClusterRoleBinding (not its Deployment), and returns a client that
+/// Creates deploy/nodewright.yaml's Namespace, ServiceAccount, ClusterRole,
+/// ClusterRoleBinding, Role and RoleBinding (not its Deployment), and returns a client that
 /// authenticates with a token of that service account.
 async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
     use k8s_openapi::api::authentication::v1::TokenRequest;
     use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use serde::Deserialize;
 
     let admin = kube.client().await;
@@ -364,7 +364,21 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
                     .await
                     .map(drop)
             }
-            "ConfigMap" | "Deployment" => Ok(()),
+            "Role" => {
+                let o: Role = serde_json::from_value(v).expect("Role");
+                Api::<Role>::namespaced(admin.clone(), "nodewright")
+                    .create(&pp, &o)
+                    .await
+                    .map(drop)
+            }
+            "RoleBinding" => {
+                let o: RoleBinding = serde_json::from_value(v).expect("RoleBinding");
+                Api::<RoleBinding>::namespaced(admin.clone(), "nodewright")
+                    .create(&pp, &o)
+                    .await
+                    .map(drop)
+            }
+            "ConfigMap" | "Deployment" | "PodDisruptionBudget" => Ok(()),
             other => panic!("deploy/nodewright.yaml: unexpected kind {other}"),
         };
         exists(r).unwrap_or_else(|e| panic!("creating {kind}: {e}"));
