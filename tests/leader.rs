@@ -547,7 +547,13 @@ async fn a_leader_shutting_down_releases_the_lease_and_the_other_takes_over() {
     let a = start(&moto, &kube, dir.path(), LEASE, "replica-a", lease).await;
     let b = start(&moto, &kube, dir.path(), LEASE, "replica-b", lease).await;
     let (leader, follower) = leader_of(&client, LEASE, [a, b]).await;
-    assert_eq!(get(leader.addr, "/readyz?standby").0, 200);
+    // Ready once it has completed a pass as the leader.
+    wait_for(
+        "the leader's /readyz",
+        Duration::from_secs(30),
+        async || (get(leader.addr, "/readyz").0 == 200).then_some(()),
+    )
+    .await;
 
     // SIGTERM: the run loop stops, and the lease is given up before it returns.
     let _ = leader.stop.send(true);
@@ -586,4 +592,76 @@ async fn a_leader_shutting_down_releases_the_lease_and_the_other_takes_over() {
 
     let _ = follower.stop.send(true);
     follower.task.await.expect("controller stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_acting_until_it_holds_it_again() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("lead-lost").await;
+    const LEASE: &str = "lost-lease";
+    let a = start(
+        &moto,
+        &kube,
+        dir.path(),
+        LEASE,
+        "replica-a",
+        Duration::from_secs(3),
+    )
+    .await;
+    wait_for("replica-a to lead", Duration::from_secs(60), async || {
+        (holder(&client, LEASE).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+
+    // Another holder takes the lease over (as one would after a partition).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NS);
+    let take = serde_json::json!({"spec": {
+        "holderIdentity": "intruder",
+        "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now()),
+        "leaseDurationSeconds": 600}});
+    leases
+        .patch(LEASE, &PatchParams::default(), &Patch::Merge(&take))
+        .await
+        .expect("take the lease");
+    wait_for(
+        "replica-a to stand by",
+        Duration::from_secs(30),
+        async || (metric(a.addr, "nodewright_controller_leader") == Some(0.0)).then_some(()),
+    )
+    .await;
+    assert!(logged("replica-a is no longer the leader"));
+    let (status, body) = get(a.addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+
+    // A pending pod: nothing is launched while another holds the lease.
+    unschedulable_pod(&client, "lead-lost", "web-0", "1").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(instances(&ec2).await, Vec::new(), "a follower launched");
+    assert_eq!(holder(&client, LEASE).await.as_deref(), Some("intruder"));
+
+    // The other gives the lease up: replica-a takes it and launches, once.
+    let free = serde_json::json!({"spec": {"holderIdentity": null, "renewTime": null,
+        "acquireTime": null, "leaseDurationSeconds": null}});
+    leases
+        .patch(LEASE, &PatchParams::default(), &Patch::Merge(&free))
+        .await
+        .expect("release the lease");
+    let first = wait_for("replica-a's launch", Duration::from_secs(60), async || {
+        let v = instances(&ec2).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(holder(&client, LEASE).await.as_deref(), Some("replica-a"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(instances(&ec2).await, first);
+    assert_eq!(first.len(), 1);
+
+    let _ = a.stop.send(true);
+    a.task.await.expect("controller stops cleanly");
 }
