@@ -68,7 +68,7 @@ enum Command {
     /// Run the built-in solver benchmarks.
     Bench(bench::BenchArgs),
     /// Run in the cluster: watch pending pods, launch nodes, remove empty ones, hot-reload policies.
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand: the whole binary.
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         Command::Catalog(c) => catalog::run(c),
         Command::Ec2(c) => ec2::run(c),
         Command::Bench(a) => bench::run(a),
-        Command::Controller(a) => controller::run(a),
+        Command::Controller(a) => controller::run(*a),
     };
     match result {
         Ok(code) => code,

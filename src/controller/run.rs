@@ -279,20 +279,22 @@ impl Controller {
                 }
                 Some(()) = rx.recv() => { batcher.event(Instant::now()); false }
                 _ = sleep => batcher.take(Instant::now()),
-                // A new leader passes at once rather than at the next resync.
+                // A new leader passes at once rather than at the next resync
+                // (a renewal changes the standing too, but not its term).
                 Ok(()) = leads.changed() => {
-                    leads.borrow_and_update().leading() && batcher.due().is_none()
+                    let s = *leads.borrow_and_update();
+                    s.leading() && s.term() != term && batcher.due().is_none()
                 }
                 // An open batch closes soon and runs the pass itself; a
                 // resync in the middle would split it.
                 _ = resync.tick() => batcher.due().is_none(),
             };
             // A follower only keeps its policy current (the reloader's watch).
-            let now = gate.standing.borrow().to_owned();
-            if pass && now.may_act(std::time::SystemTime::now()) {
-                if now.term() != term {
+            let standing = *gate.standing.borrow();
+            if pass && standing.may_act(std::time::SystemTime::now()) {
+                if standing.term() != term {
                     // Another replica may have acted since this one last led.
-                    term = now.term();
+                    term = standing.term();
                     state = State::default();
                 }
                 gate.closed.store(false, Ordering::Relaxed);
