@@ -380,11 +380,12 @@ mod io {
                         // Stop acting first, then give the lease up.
                         out.set(Standing::Follower);
                         drop(changed);
-                        if held {
-                            match manager.release().await {
-                                Ok(()) => tracing::info!("{} released lease {}", opts.identity, opts.lease_name),
-                                Err(e) => tracing::warn!("releasing lease {}: {e}; it expires by itself", opts.lease_name),
-                            }
+                        // Also when not known to hold it: the dropped request
+                        // may just have taken it. The crate leaves another's alone.
+                        match manager.release().await {
+                            Ok(()) if held => tracing::info!("{} released lease {}", opts.identity, opts.lease_name),
+                            Ok(()) => {}
+                            Err(e) => tracing::warn!("releasing lease {}: {e}; it expires by itself", opts.lease_name),
                         }
                         return;
                     }
