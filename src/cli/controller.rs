@@ -196,3 +196,41 @@ pub(super) fn run(_: ControllerArgs) -> miette::Result<ExitCode> {
         "this nodewright was built without the controller"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> super::ControllerArgs {
+        let mut args = vec![
+            "nodewright",
+            "controller",
+            "--policy",
+            "p",
+            "--cluster",
+            "c",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .command
+        {
+            Command::Controller(a) => *a,
+            _ => panic!("not the controller subcommand"),
+        }
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_and_can_be_turned_off() {
+        let a = parse(&[]);
+        assert!(a.leader_elect);
+        assert_eq!(a.lease_name, "nodewright-controller");
+        assert_eq!((a.lease_duration_secs, a.lease_renew_secs), (15, 5));
+        assert!(!parse(&["--leader-elect=false"]).leader_elect);
+        let a = parse(&["--lease-namespace", "ops", "--leader-identity", "me"]);
+        assert_eq!(a.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(a.leader_identity.as_deref(), Some("me"));
+    }
+}
