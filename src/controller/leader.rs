@@ -130,7 +130,13 @@ pub(crate) fn term_end(spec: Option<&LeaseSpec>, me: &str, margin: Duration) -> 
     if spec.holder_identity.as_deref() != Some(me) {
         return None;
     }
-    let renewed: SystemTime = spec.renew_time.as_ref()?.0.into();
+    // Through seconds, not jiff's `From`, which needs its `std` feature (on only with kube).
+    let ts = spec.renew_time.as_ref()?.0;
+    let renewed = SystemTime::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(ts.as_second()).ok()?,
+            u32::try_from(ts.subsec_nanosecond()).ok()?,
+        );
     let secs = u64::try_from(spec.lease_duration_seconds?).ok()?;
     (renewed + Duration::from_secs(secs)).checked_sub(margin)
 }
@@ -467,7 +473,10 @@ mod tests {
     fn spec(holder: Option<&str>, renewed: Option<SystemTime>, secs: Option<i32>) -> LeaseSpec {
         LeaseSpec {
             holder_identity: holder.map(String::from),
-            renew_time: renewed.map(|t| MicroTime(Timestamp::try_from(t).unwrap())),
+            renew_time: renewed.map(|t| {
+                let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+                MicroTime(Timestamp::new(d.as_secs() as i64, d.subsec_nanos() as i32).unwrap())
+            }),
             lease_duration_seconds: secs,
             ..LeaseSpec::default()
         }
