@@ -66,6 +66,31 @@ pub(super) struct ControllerArgs {
     /// rejected and the last good version stays active.
     #[arg(long)]
     pub allow_empty_policy: bool,
+    /// Take part in leader election on a Lease, so that of several replicas
+    /// only the holder launches or removes anything. On by default (two
+    /// replicas without it would both launch); `--leader-elect=false` for a
+    /// single process that needs no Lease permissions.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "nodewright-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace: the controller's own (POD_NAMESPACE, set from the
+    /// downward API), else the kubeconfig context's namespace (in a pod: the
+    /// service account's), else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease lasts without renewal (seconds): the most another
+    /// replica waits after the leader dies without releasing it.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_secs: u64,
+    /// The leader renews the lease this often (seconds, less than the duration).
+    #[arg(long, default_value_t = 5)]
+    pub lease_renew_secs: u64,
+    /// This replica's name in the Lease (default: POD_NAME, else the host's
+    /// name with a random suffix).
+    #[arg(long)]
+    pub leader_identity: Option<String>,
 }
 
 /// Runs the controller until SIGINT/SIGTERM.
@@ -149,6 +174,25 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
         )?;
         opts.cluster.endpoint = endpoint;
         opts.cluster.ca_bundle = ca;
+        if a.leader_elect {
+            let namespace = a
+                .lease_namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| config.default_namespace.clone());
+            let identity = a
+                .leader_identity
+                .clone()
+                .unwrap_or_else(crate::controller::leader::local_identity);
+            let mut l = crate::controller::leader::LeaderOptions::new(
+                a.lease_name.clone(),
+                namespace,
+                identity,
+            );
+            l.lease_duration = Duration::from_secs(a.lease_duration_secs);
+            l.renew_every = Duration::from_secs(a.lease_renew_secs);
+            opts.leader = Some(l);
+        }
         let client = kube::Client::try_from(config)
             .map_err(|e| miette::miette!("Kubernetes client: {e}"))?;
         let controller = Controller::new(opts, catalog).await?;
@@ -394,5 +438,43 @@ mod tests {
             bootstrap_access(" ", "https://api.demo", "Q0E=", &none),
             Err(BootstrapAccessError::NoClusterName)
         );
+    }
+}
+
+#[cfg(test)]
+mod leader_flags {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> super::ControllerArgs {
+        let mut args = vec![
+            "nodewright",
+            "controller",
+            "--policy",
+            "p",
+            "--cluster",
+            "c",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .command
+        {
+            Command::Controller(a) => *a,
+            _ => panic!("not the controller subcommand"),
+        }
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_and_can_be_turned_off() {
+        let a = parse(&[]);
+        assert!(a.leader_elect);
+        assert_eq!(a.lease_name, "nodewright-controller");
+        assert_eq!((a.lease_duration_secs, a.lease_renew_secs), (15, 5));
+        assert!(!parse(&["--leader-elect=false"]).leader_elect);
+        let a = parse(&["--lease-namespace", "ops", "--leader-identity", "me"]);
+        assert_eq!(a.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(a.leader_identity.as_deref(), Some("me"));
     }
 }

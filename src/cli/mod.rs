@@ -79,7 +79,7 @@ enum Command {
     /// Run the built-in solver benchmarks.
     Bench(bench::BenchArgs),
     /// Run in the cluster: watch pending pods, launch nodes, remove empty ones, hot-reload policies.
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
     /// Print a shell completion script (e.g. `nodewright completions bash > /etc/bash_completion.d/nodewright`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
         Command::Catalog(c) => catalog::run(c),
         Command::Ec2(c) => ec2::run(c),
         Command::Bench(a) => bench::run(a),
-        Command::Controller(a) => controller::run(a),
+        Command::Controller(a) => controller::run(*a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "nodewright", &mut std::io::stdout());

@@ -56,6 +56,9 @@ pub(super) struct Metrics {
     pub pass_phase_seconds: ByLabel<Histogram>,
     /// Process CPU time of each part of a pass.
     pub pass_phase_cpu_seconds: ByLabel<Histogram>,
+    /// 1 while this replica holds the leader lease (or runs without
+    /// election), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 /// Metrics with one label (`kind`, `trigger` or `phase`).
@@ -110,6 +113,7 @@ impl Metrics {
             batch_to_last_launch_seconds: pass_histogram(),
             pass_phase_seconds: Family::new_with_constructor(phase_histogram),
             pass_phase_cpu_seconds: Family::new_with_constructor(phase_histogram),
+            leader: Gauge::default(),
         };
         r.register(
             "pending_pods",
@@ -212,6 +216,11 @@ impl Metrics {
             "Process CPU time of each part of a pass",
             m.pass_phase_cpu_seconds.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader lease and acts, 0 while it stands by",
+            m.leader.clone(),
+        );
         m
     }
 }
@@ -255,6 +264,7 @@ mod tests {
             "nodewright_controller_gc_claims_deleted_total 0",
             "nodewright_controller_gc_instances_terminated_total 0",
             "nodewright_controller_gc_launch_templates_deleted_total 0",
+            "nodewright_controller_leader 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -10,6 +10,7 @@
 //! `run` only moves data between the API server,
 //! the solver and EC2, and `metrics` counts it; `stores` keeps the watch
 //! caches a pass reads, and `clock` times passes.
+//! `leader` decides, from a Lease, which of two replicas acts.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -27,6 +28,7 @@ mod claims;
 mod disrupt;
 pub mod gc;
 mod launchable;
+pub mod leader;
 mod metrics;
 mod notice;
 pub mod snapshot;

@@ -32,6 +32,7 @@ use super::clock::{PassClock, Trigger};
 use super::disrupt::EmptySince;
 use super::gc::{self, GcAction, GcOptions};
 use super::launchable::{Reach, narrow};
+use super::leader::{LeaderError, LeaderOptions, Standing, elect};
 use super::metrics::Metrics;
 use super::nodeclaim::lifecycle::{self, LaunchInfo, Tracked};
 use super::nodeclaim::{NodeClaim, NodeClaimStatus};
@@ -75,6 +76,9 @@ pub struct Options {
     pub catalog_refresh: Duration,
     /// Garbage collection of gone claims, orphan instances and unused launch templates.
     pub gc: GcOptions,
+    /// Leader election on a Lease, so that of two replicas only one acts;
+    /// None: this process always acts (one replica only).
+    pub leader: Option<LeaderOptions>,
 }
 
 impl Options {
@@ -93,6 +97,7 @@ impl Options {
             reload: ReloadOptions::default(),
             catalog_refresh: DEFAULT_REFRESH,
             gc: GcOptions::default(),
+            leader: None,
         }
     }
 }
@@ -126,6 +131,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Leader(#[from] LeaderError),
 }
 
 /// A controller ready to run: the first policy version is loaded and the
@@ -136,6 +144,8 @@ pub struct Controller {
     catalog: CatalogSource,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    /// Whether this replica leads (served on `/readyz`).
+    leading: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
     _server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -147,6 +157,9 @@ impl Controller {
         opts: Options,
         catalog: impl Into<CatalogSource>,
     ) -> Result<Controller, StartError> {
+        if let Some(l) = &opts.leader {
+            l.lease_params()?;
+        }
         let catalog = catalog.into();
         let reloader = Arc::new(
             Reloader::with_options(opts.policy.clone(), opts.reload).map_err(StartError::Policy)?,
@@ -157,6 +170,8 @@ impl Controller {
         metrics.catalog_types.set(catalog.get().types.len() as i64);
         let registry = Arc::new(Mutex::new(registry));
         let ready = Arc::new(AtomicBool::new(false));
+        let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
+        metrics.leader.set(i64::from(opts.leader.is_none()));
         let (metrics_addr, server) = match opts.metrics_addr {
             Some(addr) => {
                 let (bound, h) = serve(
@@ -164,6 +179,7 @@ impl Controller {
                     Endpoints {
                         registry: Arc::clone(&registry),
                         ready: Arc::clone(&ready),
+                        leading: Arc::clone(&leading),
                     },
                 )
                 .await
@@ -178,6 +194,7 @@ impl Controller {
             catalog,
             metrics,
             ready,
+            leading,
             metrics_addr,
             _server: server,
         })
@@ -193,7 +210,9 @@ impl Controller {
         Arc::clone(&self.reloader)
     }
 
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true, then gives up the lease (if it
+    /// holds it) so another replica takes over at once. A pass under way
+    /// when `shutdown` turns true or the lease is lost makes no more writes.
     pub async fn run(
         self,
         client: kube::Client,
@@ -240,6 +259,29 @@ impl Controller {
             stores.pods.len(),
             stores.nodes.len()
         );
+        // Without election this process always acts; with it, it acts only
+        // while it holds the lease (dropped with this future: a task aborted
+        // mid-run stops renewing, and the lease expires by itself).
+        let election = self.opts.leader.clone().map(|l| {
+            elect(
+                client.clone(),
+                l,
+                Arc::clone(&self.leading),
+                self.metrics.leader.clone(),
+            )
+        });
+        let alone = tokio::sync::watch::channel(Standing::Alone);
+        let standing = match &election {
+            Some(e) => e.standing.clone(),
+            None => alone.1,
+        };
+        let mut leads = standing.clone();
+        let gate = Gate {
+            standing,
+            shutdown: shutdown.clone(),
+            closed: AtomicBool::new(false),
+        };
+        let mut term = 0;
 
         let mut state = State::default();
         let recorder = Recorder::new(
@@ -270,17 +312,34 @@ impl Controller {
                     let now = Instant::now();
                     batcher.take(now).then_some(Trigger::Batch(now))
                 }
+                // A new leader passes at once rather than at the next resync
+                // (a renewal changes the standing too, but not its term).
+                Ok(()) = leads.changed() => {
+                    let s = *leads.borrow_and_update();
+                    (s.leading() && s.term() != term && batcher.due().is_none())
+                        .then_some(Trigger::Resync)
+                }
                 // An open batch closes soon and runs the pass itself; a
                 // resync in the middle would split it.
                 _ = resync.tick() => batcher.due().is_none().then_some(Trigger::Resync),
             };
+            // A follower only keeps its policy current (the reloader's watch).
+            let standing = *gate.standing.borrow();
+            let pass = pass.filter(|_| standing.may_act(std::time::SystemTime::now()));
             if let Some(trigger) = pass {
+                if standing.term() != term {
+                    // Another replica may have acted since this one last led.
+                    term = standing.term();
+                    state = State::default();
+                }
+                gate.closed.store(false, Ordering::Relaxed);
                 let io = Io {
                     client: &client,
                     recorder: &recorder,
                     launcher: &launcher,
                     unavailable: &unavailable,
                     stores: &stores,
+                    gate: &gate,
                 };
                 state.clock = PassClock::start(trigger);
                 if let Err(e) = self.pass(&io, &mut state).await {
@@ -297,6 +356,9 @@ impl Controller {
             t.abort();
         }
         drop(stores);
+        if let Some(e) = election {
+            e.release(Duration::from_secs(5)).await;
+        }
         Ok(())
     }
 
@@ -430,6 +492,10 @@ impl Controller {
             &self.opts.gc,
         ));
         for a in actions {
+            // Only the leader writes (see `Gate`).
+            if !sink.io.gate.open() {
+                return;
+            }
             match a {
                 GcAction::DeleteClaim {
                     claim,
@@ -449,7 +515,8 @@ impl Controller {
                     });
                     let mut done = true;
                     for step in seq {
-                        if self.apply_one(sink, None, step).await.is_none() {
+                        if !sink.io.gate.open() || self.apply_one(sink, None, step).await.is_none()
+                        {
                             done = false;
                             break;
                         }
@@ -529,6 +596,9 @@ impl Controller {
         for t in
             gc::unreferenced_templates(&owned, complete.then_some(&referenced), wall, &self.opts.gc)
         {
+            if !io.gate.open() {
+                return;
+            }
             match io.launcher.templates.delete(&t.id).await {
                 Ok(()) => {
                     self.metrics.gc_launch_templates_deleted.inc();
@@ -610,6 +680,9 @@ impl Controller {
         for seq in seqs {
             let mut todo: VecDeque<Action> = seq.0.into();
             while let Some(a) = todo.pop_front() {
+                if !sink.io.gate.open() {
+                    return;
+                }
                 let Some(follow) = self.apply_one(sink, launch, a).await else {
                     break;
                 };
@@ -873,6 +946,38 @@ struct Io<'a> {
     launcher: &'a Ec2Launcher,
     unavailable: &'a UnavailableOfferings,
     stores: &'a Stores,
+    gate: &'a Gate,
+}
+
+/// Whether a write may go out: this replica leads and is not shutting down.
+struct Gate {
+    standing: tokio::sync::watch::Receiver<Standing>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Set when the gate first refuses in a pass (logged once).
+    closed: AtomicBool,
+}
+
+impl Gate {
+    /// Asked before every write: a pass abandoned here leaves nothing half
+    /// done that the next leader's pass does not pick up from the cluster.
+    fn open(&self) -> bool {
+        let leads = self.standing.borrow().may_act(std::time::SystemTime::now());
+        let stopping = *self.shutdown.borrow();
+        if leads && !stopping {
+            return true;
+        }
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "pass abandoned before its next write: {}",
+                if stopping {
+                    "shutting down"
+                } else {
+                    "no longer the leader"
+                }
+            );
+        }
+        false
+    }
 }
 
 /// Where actions land: the clients, the state they update, and the pods

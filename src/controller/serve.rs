@@ -18,9 +18,13 @@ pub(super) struct Endpoints {
     pub registry: Arc<std::sync::Mutex<Registry>>,
     /// Set once the controller has completed a pass (readiness).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while this replica is the leader (or runs without election).
+    pub leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn respond(e: &Endpoints, path: &str) -> Response<Full<Bytes>> {
+/// `query` is the request's query string: `/readyz?standby` is the
+/// Deployment's readiness probe, which a healthy follower passes too.
+fn respond(e: &Endpoints, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match path {
         "/metrics" => {
             let mut text = String::new();
@@ -45,15 +49,18 @@ fn respond(e: &Endpoints, path: &str) -> Response<Full<Bytes>> {
         }
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" => {
-            if e.ready.load(std::sync::atomic::Ordering::Relaxed) {
-                (StatusCode::OK, "text/plain", "ok\n".to_string())
+            let standby = query.is_some_and(|q| q.split('&').any(|kv| kv == "standby"));
+            let (ok, body) = super::leader::readiness(
+                e.leading.load(std::sync::atomic::Ordering::Relaxed),
+                e.ready.load(std::sync::atomic::Ordering::Relaxed),
+                standby,
+            );
+            let status = if ok {
+                StatusCode::OK
             } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "no pass completed yet\n".to_string(),
-                )
-            }
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, "text/plain", body.to_string())
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -85,7 +92,7 @@ pub(super) async fn serve(
             let e = Arc::clone(&endpoints);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let r = respond(&e, req.uri().path());
+                    let r = respond(&e, req.uri().path(), req.uri().query());
                     async move { Ok::<_, Infallible>(r) }
                 });
                 if let Err(err) = hyper::server::conn::http1::Builder::new()
