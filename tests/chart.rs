@@ -444,6 +444,12 @@ fn aws_calls_in_source() -> BTreeSet<String> {
         if !text.contains("aws_sdk_") {
             continue;
         }
+        // An `aws_sdk_iam` module talks to IAM through `client`; every other to EC2.
+        let default_service = if text.contains("aws_sdk_iam::") {
+            "iam"
+        } else {
+            "ec2"
+        };
         // `<client>.<operation>()` where the receiver is an SDK client: `client`,
         // `self.client`, `ec2`, `ssm`, `sqs`, possibly across a line break.
         let bytes = text.as_bytes();
@@ -476,7 +482,7 @@ fn aws_calls_in_source() -> BTreeSet<String> {
                     | "get_queue_attributes" => "sqs",
                     _ if recv == "ssm" => "ssm",
                     _ if recv == "sqs" => "sqs",
-                    _ => "ec2",
+                    _ => default_service,
                 };
                 // Only operation names (verbs AWS uses), not accessors like `client.config()`.
                 let verbs = [
@@ -490,6 +496,9 @@ fn aws_calls_in_source() -> BTreeSet<String> {
                     "receive_",
                     "send_",
                     "cancel_",
+                    "add_",
+                    "remove_",
+                    "list_",
                 ];
                 if !verbs.iter().any(|v| op.starts_with(v)) {
                     continue;
