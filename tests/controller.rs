@@ -1006,12 +1006,13 @@ async fn a_nodeclaim_is_launched_registered_and_initialized() {
     } = fixture("ml").await;
     std::fs::write(dir.path().join("general.policy"), startup_taint_policy())
         .expect("write policy");
-    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-
-    // 1. Two pending pods: one claim, written before its instance.
+    // 1. Two pending pods: one claim, written before its instance. They exist
+    //    before the controller starts, so one pass sees both however slow the
+    //    machine (created afterwards, a batch could close between them).
     for i in 0..2 {
         unschedulable_pod(&client, "ml", &format!("train-{i}"), "1", "2Gi").await;
     }
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
     let first = first_launch(&ec2).await;
     let names: Vec<Option<String>> = claims(&client)
         .await

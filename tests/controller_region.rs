@@ -61,6 +61,32 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> 
     }
 }
 
+/// Applies the committed NodeClaim CRD and waits until NodeClaims can be listed.
+async fn apply_crd(admin: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use nodewright::controller::nodeclaim::NodeClaim;
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
+            .expect("the committed CRD parses");
+    match Api::<CustomResourceDefinition>::all(admin.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("applying the NodeClaim CRD: {e}"),
+    }
+    let claims: Api<NodeClaim> = Api::all(admin.clone());
+    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
+        claims
+            .list(&kube::api::ListParams::default())
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+}
+
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -116,6 +142,7 @@ async fn launches_from_the_live_catalog_of_its_region_with_an_ssm_alias() {
     let ssm = nodewright::cloud::ec2::ssm(&config);
     let w = world::setup_in(&ec2, REGION).await;
     let client = kube.client().await;
+    apply_crd(&client).await;
 
     // EKS publishes AMIs per Kubernetes minor: publish one for this API server's.
     let v = client.apiserver_version().await.expect("/version");

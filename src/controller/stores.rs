@@ -113,9 +113,17 @@ impl Stores {
     }
 }
 
-/// Every object of a store, cloned out of its `Arc`.
+/// Every object of a store, cloned out of its `Arc`, in (namespace, name)
+/// order: a store iterates in no fixed order, and the same cluster must give
+/// the same plan (pod order decides packing ties and claim contents).
 fn owned<K: kube::Resource<DynamicType = ()> + Clone + 'static>(s: &Store<K>) -> Vec<K> {
-    s.state().iter().map(|o| K::clone(o)).collect()
+    let mut v: Vec<std::sync::Arc<K>> = s.state();
+    v.sort_by(|a, b| {
+        let (a, b) = (a.meta(), b.meta());
+        (a.namespace.as_deref(), a.name.as_deref())
+            .cmp(&(b.namespace.as_deref(), b.name.as_deref()))
+    });
+    v.iter().map(|o| K::clone(o)).collect()
 }
 
 /// A boxed future that ends when a store has been listed once.
