@@ -39,7 +39,8 @@ pub(super) struct PassClock {
     cpu: Option<cpu_time::ProcessTime>,
     mark: Instant,
     cpu_mark: Option<cpu_time::ProcessTime>,
-    last_launch: Option<Instant>,
+    /// Launches run concurrently, each recording when it returned.
+    last_launch: std::sync::Mutex<Option<Instant>>,
     /// Each part's name, wall time and process CPU time.
     phases: Vec<(&'static str, Duration, Option<Duration>)>,
 }
@@ -61,7 +62,7 @@ impl PassClock {
             cpu,
             mark: now,
             cpu_mark: cpu,
-            last_launch: None,
+            last_launch: std::sync::Mutex::new(None),
             phases: Vec::new(),
         }
     }
@@ -80,13 +81,16 @@ impl PassClock {
     }
 
     /// Records that a launch returned now.
-    pub(super) fn launched(&mut self) {
-        self.last_launch = Some(Instant::now());
+    pub(super) fn launched(&self) {
+        if let Ok(mut l) = self.last_launch.lock() {
+            *l = Some(Instant::now());
+        }
     }
 
     /// From the batch closing to the last launch, when both happened.
     pub(super) fn batch_to_last_launch(&self) -> Option<Duration> {
-        match (self.trigger, self.last_launch) {
+        let last = self.last_launch.lock().ok().and_then(|l| *l);
+        match (self.trigger, last) {
             (Trigger::Batch(closed), Some(l)) => Some(l.saturating_duration_since(closed)),
             _ => None,
         }
@@ -166,7 +170,7 @@ mod tests {
             "the last launch counts: {first:?} then {last:?}"
         );
 
-        let mut resync = PassClock::start(Trigger::Resync);
+        let resync = PassClock::start(Trigger::Resync);
         resync.launched();
         assert_eq!(resync.batch_to_last_launch(), None);
 

@@ -10,7 +10,6 @@
 //! Passes run when a batch of pod events closes (`batch`) and every
 //! `resync` regardless, which drives claim timeouts and empty-node removal.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -385,9 +384,9 @@ impl Controller {
             io,
             st,
             obs: &obs,
-            pods: OnceCell::new(),
+            pods: std::sync::OnceLock::new(),
         };
-        self.apply(&mut sink, None, tracked.actions).await;
+        self.apply(&sink, None, tracked.actions).await;
         // 1b. Garbage: claims whose instance is gone, instances no claim owns.
         self.collect_garbage(&mut sink, &claims).await;
 
@@ -429,7 +428,7 @@ impl Controller {
 
         // 4. Tell the pods that wait why.
         let events = steps::unschedulable_events(&plan, &mut sink.st.notices);
-        self.apply(&mut sink, None, events).await;
+        self.apply(&sink, None, events).await;
         sink.st.clock.phase("events");
 
         // 5. Launch.
@@ -455,7 +454,8 @@ impl Controller {
                 catalog: &catalog,
                 requests: steps::pod_requests(&workload),
             };
-            self.apply(&mut sink, Some(&ctx), launches.actions).await;
+            self.apply_concurrently(&sink, Some(&ctx), launches.actions)
+                .await;
         }
         self.metrics
             .claims_in_flight
@@ -470,7 +470,7 @@ impl Controller {
                 removals.targeted
             );
         }
-        self.apply(&mut sink, None, removals.actions).await;
+        self.apply(&sink, None, removals.actions).await;
         sink.st.clock.phase("remove");
 
         // 7. Launch templates no pool launches with any more (every `gc.template_interval`).
@@ -673,31 +673,62 @@ impl Controller {
     /// right after it. `launch` is needed only by sequences that launch.
     async fn apply(
         &self,
-        sink: &mut Sink<'_, '_>,
+        sink: &Sink<'_, '_>,
         launch: Option<&LaunchContext<'_>>,
         seqs: Vec<Sequence>,
     ) {
         for seq in seqs {
-            let mut todo: VecDeque<Action> = seq.0.into();
-            while let Some(a) = todo.pop_front() {
-                if !sink.io.gate.open() {
-                    return;
-                }
-                let Some(follow) = self.apply_one(sink, launch, a).await else {
-                    break;
-                };
-                for f in follow.into_iter().rev() {
-                    todo.push_front(f);
-                }
+            if !self.run_sequence(sink, launch, seq).await {
+                return;
             }
         }
+    }
+
+    /// Like `apply`, with up to `LAUNCH_CONCURRENCY` sequences under way at
+    /// once: each launch waits on EC2 (a DescribeInstances and a CreateFleet,
+    /// ~0.1 s), and the nodes of one plan are independent of each other.
+    async fn apply_concurrently(
+        &self,
+        sink: &Sink<'_, '_>,
+        launch: Option<&LaunchContext<'_>>,
+        seqs: Vec<Sequence>,
+    ) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(seqs)
+            .for_each_concurrent(LAUNCH_CONCURRENCY, |seq| async move {
+                self.run_sequence(sink, launch, seq).await;
+            })
+            .await;
+    }
+
+    /// One sequence, up to its first failure; false when the gate closed
+    /// (no longer the leader, or shutting down): nothing more may be written.
+    async fn run_sequence(
+        &self,
+        sink: &Sink<'_, '_>,
+        launch: Option<&LaunchContext<'_>>,
+        seq: Sequence,
+    ) -> bool {
+        let mut todo: VecDeque<Action> = seq.0.into();
+        while let Some(a) = todo.pop_front() {
+            if !sink.io.gate.open() {
+                return false;
+            }
+            let Some(follow) = self.apply_one(sink, launch, a).await else {
+                break;
+            };
+            for f in follow.into_iter().rev() {
+                todo.push_front(f);
+            }
+        }
+        true
     }
 
     /// Carries out one action and records its result: the follow-up
     /// actions, or None when it failed (logged and counted here).
     async fn apply_one(
         &self,
-        sink: &mut Sink<'_, '_>,
+        sink: &Sink<'_, '_>,
         ctx: Option<&LaunchContext<'_>>,
         action: Action,
     ) -> Option<Vec<Action>> {
@@ -850,7 +881,7 @@ impl Controller {
     /// the Events for its pods.
     async fn launch(
         &self,
-        sink: &mut Sink<'_, '_>,
+        sink: &Sink<'_, '_>,
         ctx: &LaunchContext<'_>,
         node: &PlannedNode,
     ) -> Option<Vec<Action>> {
@@ -939,6 +970,11 @@ impl Controller {
     }
 }
 
+/// How many launch sequences (claim, CreateFleet, status, Events) one pass
+/// runs at once. EC2 throttles CreateFleet per account; eight keeps a burst
+/// of a few hundred nodes to seconds without meeting that limit.
+const LAUNCH_CONCURRENCY: usize = 8;
+
 /// The clients one pass talks through.
 struct Io<'a> {
     client: &'a kube::Client,
@@ -986,7 +1022,7 @@ struct Sink<'a, 'o> {
     io: &'a Io<'a>,
     st: &'a mut State,
     obs: &'o Observed,
-    pods: OnceCell<HashMap<String, &'o Pod>>,
+    pods: std::sync::OnceLock<HashMap<String, &'o Pod>>,
 }
 
 /// What recording a launch needs beyond the action.
