@@ -83,6 +83,60 @@ fn the_readme_plan_and_explain_lines_run_as_written() {
     }
 }
 
+/// `plan --pods` lists, under each node's row, exactly the pods the JSON
+/// plan puts on that node; without the pod lines it is the plain table.
+#[test]
+fn plan_pods_lists_each_nodes_pods_under_its_row() {
+    let base = [
+        "plan",
+        "--policy",
+        "policies/default.policy",
+        "--workload",
+        "examples/web-and-batch.yaml",
+    ];
+    let j = run(&[&base[..], &["--output", "json"]].concat());
+    assert_eq!(j.code, 0, "{}", j.stderr);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    // Table cells are clipped to 64 characters, the last one `…`.
+    let clip = |s: &str| {
+        if s.chars().count() > 64 {
+            s.chars().take(63).chain(['…']).collect()
+        } else {
+            s.to_string()
+        }
+    };
+    let want: Vec<(String, Vec<String>)> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let pods = n["pods"].as_array().unwrap();
+            let pods = pods.iter().map(|p| clip(p.as_str().unwrap())).collect();
+            (clip(n["name"].as_str().unwrap()), pods)
+        })
+        .collect();
+    assert!(want.len() > 1, "{}", j.stdout);
+    let t = run(&[&base[..], &["--pods"]].concat());
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    // Node rows start at the margin, pod lines are indented; the node table
+    // ends at the first blank line.
+    let mut got: Vec<(String, Vec<String>)> = Vec::new();
+    for line in t.stdout.lines().skip(1).take_while(|l| !l.is_empty()) {
+        match line.strip_prefix("    ") {
+            Some(pod) => got.last_mut().expect("a node row first").1.push(pod.into()),
+            None => got.push((line.split_whitespace().next().unwrap().into(), vec![])),
+        }
+    }
+    assert_eq!(got, want, "{}", t.stdout);
+    let plain = run(&base);
+    let without: Vec<&str> = t
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("    ") || l.starts_with("    - "))
+        .collect();
+    assert_eq!(without, plain.stdout.lines().collect::<Vec<_>>());
+}
+
 #[test]
 fn explain_takes_the_pod_before_or_after_the_flags() {
     let flags = [
