@@ -300,6 +300,48 @@ fn completions_and_man_pages_come_from_the_parser() {
     assert!(e.contains("explain"), "the help lists the subcommands: {e}");
 }
 
+/// Every `--help` is the short form (one line a flag), lists the
+/// subcommand's own flags before the global ones, and says what is true.
+#[test]
+fn every_help_is_short_and_lists_its_own_flags_first() {
+    let subcommands: &[&[&str]] = &[
+        &[],
+        &["plan"],
+        &["explain"],
+        &["check"],
+        &["fmt"],
+        &["import"],
+        &["catalog", "list"],
+        &["catalog", "show"],
+        &["ec2", "resolve"],
+        &["bench"],
+        &["controller"],
+        &["completions"],
+        &["man"],
+        &["crds"],
+    ];
+    for sub in subcommands {
+        let o = run(&[&sub[..], &["--help"]].concat());
+        assert_eq!(o.code, 0, "{sub:?}: {}", o.stderr);
+        let h = &o.stdout;
+        // clap switches to the long form when a flag has multi-line help.
+        assert!(!h.contains("see a summary with '-h'"), "{sub:?}:\n{h}");
+        let global = h.find("Global options:").expect("a global heading");
+        assert!(h[global..].contains("--log <LOG>"), "{sub:?}:\n{h}");
+        if let Some(own) = h.find("\nOptions:") {
+            assert!(own < global, "{sub:?}:\n{h}");
+            assert!(!h[own..global].contains("--log"), "{sub:?}:\n{h}");
+        }
+    }
+    let check = run(&["check", "--help"]);
+    let cap = nodewright::policy::diag::MAX_RENDERED;
+    assert!(
+        check.stdout.contains(&format!("the first {cap} findings")),
+        "{}",
+        check.stdout
+    );
+}
+
 #[test]
 fn logs_have_no_colour_codes_off_a_terminal_and_json_on_request() {
     // A scoring script that prints: its output is an info log line.

@@ -8,10 +8,11 @@ use crate::policy;
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Format {
-    /// Human-readable: file:line:col, the source line underlined, a hint; the
-    /// first `policy::diag::MAX_RENDERED` findings, then how many more there are.
+    // Described in `CheckArgs::format`'s help, so that `--help` stays one line a flag.
+    // file:line:col, the source line underlined, a hint; the first
+    // `policy::diag::MAX_RENDERED` findings, then how many more there are.
     Text,
-    /// A JSON array of {file, line, column, severity, code, message, help}: every finding.
+    // A JSON array of {file, line, column, severity, code, message, help}: every finding.
     Json,
 }
 
@@ -22,7 +23,8 @@ pub(super) struct CheckArgs {
     /// All given paths form one policy set.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// How to print diagnostics.
+    /// `text` for people (file:line:col and a hint, the first 50 findings), `json` for
+    /// programs (every finding).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
