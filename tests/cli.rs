@@ -443,6 +443,43 @@ fn a_policy_folder_of_karpenter_yaml_is_read_and_an_empty_one_is_named() {
     );
 }
 
+/// `check` on Karpenter YAML, or on a folder of it or of nothing, says so
+/// and points to `import`, instead of a syntax error at `---` or "0 error(s)".
+#[test]
+fn check_names_yaml_and_empty_folders_instead_of_passing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("pools");
+    std::fs::create_dir(&yaml).unwrap();
+    let pool = yaml.join("nodepool.yaml");
+    std::fs::write(
+        &pool,
+        "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: general}\n",
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for p in [&yaml, &pool] {
+        let o = run(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.code, 2, "{}", o.stderr);
+        let e = flat(&o.stderr);
+        assert!(e.contains("Karpenter YAML, not policy files"), "{e}");
+        assert!(
+            e.contains(&format!("nodewright import {}", p.display())),
+            "{e}"
+        );
+    }
+    let o = run(&["check", empty.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        flat(&o.stderr).contains("holds no .policy files"),
+        "{}",
+        o.stderr
+    );
+    // A folder of policies still checks as before.
+    let ok = run(&["check", "policies/"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
 #[test]
 fn import_takes_a_folder_and_names_an_empty_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,7 @@ pub(super) struct CheckArgs {
 
 /// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
 pub(super) fn run(args: CheckArgs) -> miette::Result<ExitCode> {
+    refuse_yaml(&args.paths)?;
     let (diags, failed) = match policy::load(&args.paths) {
         Ok((set, mut warnings)) => {
             // Scripts compile too: a syntax error or a missing `score` is an
@@ -65,4 +66,36 @@ pub(super) fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Refuses what `check` would otherwise misread: a folder with nothing to
+/// check (it reported "0 error(s)"), and Karpenter YAML, a file (parsed as
+/// policy text, it failed at its first `---`) or a folder of it (it had no
+/// `.policy` files, so again "0 error(s)"). `import` checks YAML.
+fn refuse_yaml(paths: &[PathBuf]) -> miette::Result<()> {
+    crate::import::check_folders(paths)?;
+    let files = paths
+        .iter()
+        .filter(|p| p.is_file() && crate::import::is_yaml(p))
+        .cloned();
+    let folders = crate::import::yaml_only_folders(paths)
+        .into_iter()
+        .map(|(dir, _)| dir);
+    let yaml: Vec<PathBuf> = files.chain(folders).collect();
+    let Some(first) = yaml.first() else {
+        return Ok(());
+    };
+    let list = yaml
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(miette::miette!(
+        help = format!(
+            "`nodewright import {}` converts Karpenter YAML into policy text; \
+             `plan --policy` reads it as it is",
+            first.display()
+        ),
+        "{list}: Karpenter YAML, not policy files"
+    ))
 }
