@@ -83,6 +83,60 @@ fn the_readme_plan_and_explain_lines_run_as_written() {
     }
 }
 
+/// `plan --pods` lists, under each node's row, exactly the pods the JSON
+/// plan puts on that node; without the pod lines it is the plain table.
+#[test]
+fn plan_pods_lists_each_nodes_pods_under_its_row() {
+    let base = [
+        "plan",
+        "--policy",
+        "policies/default.policy",
+        "--workload",
+        "examples/web-and-batch.yaml",
+    ];
+    let j = run(&[&base[..], &["--output", "json"]].concat());
+    assert_eq!(j.code, 0, "{}", j.stderr);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    // Table cells are clipped to 64 characters, the last one `…`.
+    let clip = |s: &str| {
+        if s.chars().count() > 64 {
+            s.chars().take(63).chain(['…']).collect()
+        } else {
+            s.to_string()
+        }
+    };
+    let want: Vec<(String, Vec<String>)> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let pods = n["pods"].as_array().unwrap();
+            let pods = pods.iter().map(|p| clip(p.as_str().unwrap())).collect();
+            (clip(n["name"].as_str().unwrap()), pods)
+        })
+        .collect();
+    assert!(want.len() > 1, "{}", j.stdout);
+    let t = run(&[&base[..], &["--pods"]].concat());
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    // Node rows start at the margin, pod lines are indented; the node table
+    // ends at the first blank line.
+    let mut got: Vec<(String, Vec<String>)> = Vec::new();
+    for line in t.stdout.lines().skip(1).take_while(|l| !l.is_empty()) {
+        match line.strip_prefix("    ") {
+            Some(pod) => got.last_mut().expect("a node row first").1.push(pod.into()),
+            None => got.push((line.split_whitespace().next().unwrap().into(), vec![])),
+        }
+    }
+    assert_eq!(got, want, "{}", t.stdout);
+    let plain = run(&base);
+    let without: Vec<&str> = t
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("    ") || l.starts_with("    - "))
+        .collect();
+    assert_eq!(without, plain.stdout.lines().collect::<Vec<_>>());
+}
+
 #[test]
 fn explain_takes_the_pod_before_or_after_the_flags() {
     let flags = [
@@ -246,6 +300,48 @@ fn completions_and_man_pages_come_from_the_parser() {
     assert!(e.contains("explain"), "the help lists the subcommands: {e}");
 }
 
+/// Every `--help` is the short form (one line a flag), lists the
+/// subcommand's own flags before the global ones, and says what is true.
+#[test]
+fn every_help_is_short_and_lists_its_own_flags_first() {
+    let subcommands: &[&[&str]] = &[
+        &[],
+        &["plan"],
+        &["explain"],
+        &["check"],
+        &["fmt"],
+        &["import"],
+        &["catalog", "list"],
+        &["catalog", "show"],
+        &["ec2", "resolve"],
+        &["bench"],
+        &["controller"],
+        &["completions"],
+        &["man"],
+        &["crds"],
+    ];
+    for sub in subcommands {
+        let o = run(&[&sub[..], &["--help"]].concat());
+        assert_eq!(o.code, 0, "{sub:?}: {}", o.stderr);
+        let h = &o.stdout;
+        // clap switches to the long form when a flag has multi-line help.
+        assert!(!h.contains("see a summary with '-h'"), "{sub:?}:\n{h}");
+        let global = h.find("Global options:").expect("a global heading");
+        assert!(h[global..].contains("--log <LOG>"), "{sub:?}:\n{h}");
+        if let Some(own) = h.find("\nOptions:") {
+            assert!(own < global, "{sub:?}:\n{h}");
+            assert!(!h[own..global].contains("--log"), "{sub:?}:\n{h}");
+        }
+    }
+    let check = run(&["check", "--help"]);
+    let cap = nodewright::policy::diag::MAX_RENDERED;
+    assert!(
+        check.stdout.contains(&format!("the first {cap} findings")),
+        "{}",
+        check.stdout
+    );
+}
+
 #[test]
 fn logs_have_no_colour_codes_off_a_terminal_and_json_on_request() {
     // A scoring script that prints: its output is an info log line.
@@ -345,6 +441,43 @@ fn a_policy_folder_of_karpenter_yaml_is_read_and_an_empty_one_is_named() {
         )),
         "{err}"
     );
+}
+
+/// `check` on Karpenter YAML, or on a folder of it or of nothing, says so
+/// and points to `import`, instead of a syntax error at `---` or "0 error(s)".
+#[test]
+fn check_names_yaml_and_empty_folders_instead_of_passing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("pools");
+    std::fs::create_dir(&yaml).unwrap();
+    let pool = yaml.join("nodepool.yaml");
+    std::fs::write(
+        &pool,
+        "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: general}\n",
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for p in [&yaml, &pool] {
+        let o = run(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.code, 2, "{}", o.stderr);
+        let e = flat(&o.stderr);
+        assert!(e.contains("Karpenter YAML, not policy files"), "{e}");
+        assert!(
+            e.contains(&format!("nodewright import {}", p.display())),
+            "{e}"
+        );
+    }
+    let o = run(&["check", empty.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        flat(&o.stderr).contains("holds no .policy files"),
+        "{}",
+        o.stderr
+    );
+    // A folder of policies still checks as before.
+    let ok = run(&["check", "policies/"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::synth;
 /// Arguments of `nodewright bench`.
 #[derive(Debug, clap::Args)]
 pub(super) struct BenchArgs {
-    /// Pod counts to run.
+    /// Pod counts to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000,20000")]
     pub pods: Vec<usize>,
     /// Instance types in the synthetic catalog.

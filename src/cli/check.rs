@@ -8,10 +8,11 @@ use crate::policy;
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Format {
-    /// Human-readable: file:line:col, the source line underlined, a hint; the
-    /// first `policy::diag::MAX_RENDERED` findings, then how many more there are.
+    // Described in `CheckArgs::format`'s help, so that `--help` stays one line a flag.
+    // file:line:col, the source line underlined, a hint; the first
+    // `policy::diag::MAX_RENDERED` findings, then how many more there are.
     Text,
-    /// A JSON array of {file, line, column, severity, code, message, help}: every finding.
+    // A JSON array of {file, line, column, severity, code, message, help}: every finding.
     Json,
 }
 
@@ -22,13 +23,15 @@ pub(super) struct CheckArgs {
     /// All given paths form one policy set.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// How to print diagnostics.
+    /// `text` for people (file:line:col and a hint, the first 50 findings), `json` for
+    /// programs (every finding).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
 /// Runs `nodewright check`: exit 0 when clean (warnings allowed), 1 on errors.
 pub(super) fn run(args: CheckArgs) -> miette::Result<ExitCode> {
+    refuse_yaml(&args.paths)?;
     let (diags, failed) = match policy::load(&args.paths) {
         Ok((set, mut warnings)) => {
             // Scripts compile too: a syntax error or a missing `score` is an
@@ -63,4 +66,36 @@ pub(super) fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Refuses what `check` would otherwise misread: a folder with nothing to
+/// check (it reported "0 error(s)"), and Karpenter YAML, a file (parsed as
+/// policy text, it failed at its first `---`) or a folder of it (it had no
+/// `.policy` files, so again "0 error(s)"). `import` checks YAML.
+fn refuse_yaml(paths: &[PathBuf]) -> miette::Result<()> {
+    crate::import::check_folders(paths)?;
+    let files = paths
+        .iter()
+        .filter(|p| p.is_file() && crate::import::is_yaml(p))
+        .cloned();
+    let folders = crate::import::yaml_only_folders(paths)
+        .into_iter()
+        .map(|(dir, _)| dir);
+    let yaml: Vec<PathBuf> = files.chain(folders).collect();
+    let Some(first) = yaml.first() else {
+        return Ok(());
+    };
+    let list = yaml
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(miette::miette!(
+        help = format!(
+            "`nodewright import {}` converts Karpenter YAML into policy text; \
+             `plan --policy` reads it as it is",
+            first.display()
+        ),
+        "{list}: Karpenter YAML, not policy files"
+    ))
 }

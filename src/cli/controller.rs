@@ -7,7 +7,8 @@ use std::process::ExitCode;
 /// `nodewright controller`.
 #[derive(Debug, clap::Args)]
 pub(super) struct ControllerArgs {
-    /// Policy files or folders (mount the policy ConfigMap here); watched and hot-reloaded.
+    /// Policy files or folders (mount the policy ConfigMap here; repeat the flag for more);
+    /// watched and hot-reloaded.
     #[arg(long, required = true)]
     pub policy: Vec<PathBuf>,
     /// Cluster name: tags every instance (`nodewright.io/cluster`) and goes into node bootstrap.

@@ -23,7 +23,8 @@ pub(super) enum Ec2Command {
 /// `nodewright ec2 resolve`.
 #[derive(Debug, clap::Args)]
 pub(super) struct ResolveArgs {
-    /// Policy files, directories or Karpenter YAML defining the node class.
+    /// Policy files, directories or Karpenter YAML defining the node class (repeat the flag
+    /// for more).
     #[arg(long)]
     pub policy: Vec<PathBuf>,
     /// A node class as JSON or YAML (the IR's `NodeClass`), instead of --policy.

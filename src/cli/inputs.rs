@@ -265,7 +265,7 @@ pub(super) struct PlanInputs {
     /// `embedded` or a catalog file.
     #[arg(long, default_value = "embedded")]
     pub catalog: String,
-    /// Override a workload's replica count.
+    /// Override a workload's replica count, as `NAME=N` (repeat the flag for more).
     #[arg(long, value_parser = parse_replicas)]
     pub replicas: Vec<(String, usize)>,
     /// The most pods the workload may ask for (replicas, parallelism and

@@ -21,19 +21,30 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The help heading of the flags every subcommand takes, so that each subcommand's
+/// `--help` lists its own flags first, not interleaved with these.
+const GLOBAL: &str = "Global options";
+
 /// Decides which EC2 instances to launch for pending Kubernetes pods, driven by policy files.
 #[derive(Parser)]
 #[command(name = "nodewright", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `nodewright=debug`.
-    #[arg(long, global = true, env = "NODEWRIGHT_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "NODEWRIGHT_LOG",
+        default_value = "warn",
+        help_heading = GLOBAL
+    )]
     log: String,
     /// Wall-clock budget of one scoring-script call, in milliseconds (docs/scoring.md).
     #[arg(
         long,
         global = true,
         env = "NODEWRIGHT_SCRIPT_CALL_BUDGET_MS",
-        default_value_t = 10
+        default_value_t = 10,
+        help_heading = GLOBAL
     )]
     script_call_budget: u64,
     /// Scoring-script time one plan may spend, in milliseconds; past it the plan is unscored.
@@ -41,11 +52,12 @@ struct Cli {
         long,
         global = true,
         env = "NODEWRIGHT_SCRIPT_PLAN_BUDGET_MS",
-        default_value_t = 5000
+        default_value_t = 5000,
+        help_heading = GLOBAL
     )]
     script_plan_budget: u64,
     /// Log format: `text` for people, `json` for log pipelines (one object per line).
-    #[arg(long, global = true, env = "NODEWRIGHT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "NODEWRIGHT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -62,7 +74,7 @@ enum LogFormat {
 enum Command {
     /// Plan offline: which nodes to launch for a workload, what they cost, where each pod goes.
     Plan(plan::PlanArgs),
-    /// Explain, for one pod, every pool and instance type rejected and why.
+    /// Explain where a pod, or a workload's pods, went, and every pool and instance type rejected and why.
     Explain(explain::ExplainArgs),
     /// Check policy files and scripts; print diagnostics.
     Check(check::CheckArgs),
@@ -82,7 +94,7 @@ enum Command {
     Controller(Box<controller::ControllerArgs>),
     /// Print a shell completion script (e.g. `nodewright completions bash > /etc/bash_completion.d/nodewright`).
     Completions {
-        /// bash, zsh, fish, elvish or powershell.
+        /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff) of nodewright, or of one subcommand (`nodewright man plan`).

@@ -23,6 +23,9 @@ pub(super) struct PlanArgs {
     /// `table` for people, `json` for programs (stable schema, docs/solver.md).
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
+    /// With `--output table`: list each node's pods under its row (JSON always has them).
+    #[arg(long)]
+    pub pods: bool,
     /// Keep running: re-plan whenever the policy files or their scripts
     /// change (a change that fails to compile is reported and the last good
     /// version keeps planning).
@@ -54,10 +57,7 @@ pub(super) fn run(args: PlanArgs) -> miette::Result<ExitCode> {
         unavailable: None,
     };
     let plan = solve(&input);
-    match args.output {
-        Output::Table => print!("{}", render::table(&plan)),
-        Output::Json => println!("{}", render::json(&plan)),
-    }
+    print_plan(&plan, args.output, args.pods);
     Ok(if plan.unschedulable.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -65,9 +65,12 @@ pub(super) fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     })
 }
 
-fn print_plan(plan: &crate::solver::Plan, output: Output) {
+fn print_plan(plan: &crate::solver::Plan, output: Output, pods: bool) {
     match output {
-        Output::Table => print!("{}", render::table(plan)),
+        Output::Table => print!(
+            "{}",
+            render::table_with(plan, render::TableOptions { pods })
+        ),
         Output::Json => println!("{}", render::json(plan)),
     }
 }
@@ -103,7 +106,7 @@ fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
             unavailable: None,
         };
         eprintln!("planning with policy v{} ({})", v.number, &v.hash[..12]);
-        print_plan(&solve(&input), args.output);
+        print_plan(&solve(&input), args.output, args.pods);
     };
     plan_active();
     for o in rx {

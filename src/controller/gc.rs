@@ -20,12 +20,15 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::Node;
-
-use super::claims::instance_id_of;
-use super::nodeclaim::NodeClaim;
-use super::nodeclaim::lifecycle;
-use crate::cloud::tags::{LABEL_CLAIM, OwnedInstance, OwnedTemplate};
+use crate::cloud::tags::{OwnedInstance, OwnedTemplate};
+// What reading NodeClaims (a kube-rs custom resource) needs: only with `controller`.
+#[cfg(feature = "controller")]
+use {
+    super::claims::instance_id_of,
+    super::nodeclaim::{NodeClaim, lifecycle},
+    crate::cloud::tags::LABEL_CLAIM,
+    k8s_openapi::api::core::v1::Node,
+};
 
 /// How patient garbage collection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +155,8 @@ pub(super) fn orphan_instances(
 /// every NodeClaim; `owners` (whatever keeps an instance from being an
 /// orphan) is every NodeClaim and every Node with an AWS provider ID, ours
 /// or not: an instance someone registered by hand is not ours to terminate.
+/// NodeClaim is a kube-rs custom resource, so this needs the `controller` feature.
+#[cfg(feature = "controller")]
 pub(super) fn views_from_claims(
     claims: &[NodeClaim],
     nodes: &[Node],
@@ -341,6 +346,7 @@ mod tests {
         assert!(orphan_instances(&claims, &owned, at(29), &opts).is_empty());
     }
 
+    #[cfg(feature = "controller")]
     #[test]
     fn claims_and_nodes_as_views() {
         let claim = |name: &str, id: Option<&str>, node: Option<&str>| -> NodeClaim {

@@ -32,6 +32,21 @@ fn pct(used: i64, alloc: i64) -> String {
 /// The plan as aligned text: nodes to launch, pods on existing nodes, the
 /// total, every unschedulable pod with its reasons, and notes.
 pub fn table(plan: &Plan) -> String {
+    table_with(plan, TableOptions::default())
+}
+
+/// What the table shows beyond its default columns. The default is the
+/// table `plan --output table` prints; each option only adds lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableOptions {
+    /// Under each node's row, the name of every pod planned onto it, one a
+    /// line (`plan --pods`), so a node can be traced to its pods without
+    /// reading the JSON plan.
+    pub pods: bool,
+}
+
+/// [`table`] with `opts`: the same table, plus the lines `opts` asks for.
+pub fn table_with(plan: &Plan, opts: TableOptions) -> String {
     let mut rows: Vec<[String; 9]> = vec![[
         "NODE".into(),
         "POOL".into(),
@@ -71,7 +86,7 @@ pub fn table(plan: &Plan) -> String {
     if plan.nodes.is_empty() {
         out.push_str("No nodes to launch.\n");
     } else {
-        for r in &rows {
+        for (row, r) in rows.iter().enumerate() {
             let mut line = String::new();
             for (i, c) in r.iter().enumerate() {
                 if i > 0 {
@@ -84,6 +99,16 @@ pub fn table(plan: &Plan) -> String {
                 line.extend(std::iter::repeat_n(' ', pad));
             }
             let _ = writeln!(out, "{}", line.trim_end());
+            // Row 0 is the header; row `i` is node `i - 1`.
+            if opts.pods
+                && let Some(node) = row.checked_sub(1).and_then(|i| plan.nodes.get(i))
+            {
+                for pod in &node.pods {
+                    let mut cell = pod.clone();
+                    clip(&mut cell);
+                    let _ = writeln!(out, "    {cell}");
+                }
+            }
         }
     }
     if !plan.existing.is_empty() {
@@ -228,6 +253,34 @@ mod tests {
         clip(&mut over);
         assert_eq!(over.chars().count(), MAX_CELL);
         assert!(over.ends_with("é…"), "{over}");
+    }
+
+    /// `--pods` adds each node's pods under its row, clipped like any cell,
+    /// and changes no other line.
+    #[test]
+    fn pods_are_listed_under_their_node() {
+        let mut p = plan();
+        let long = format!("default/{}", "w".repeat(100));
+        p.nodes[0].pods.push(long);
+        let plain = table(&p);
+        let with = table_with(&p, TableOptions { pods: true });
+        let lines: Vec<&str> = with.lines().collect();
+        assert!(lines[1].starts_with("general-1  general"), "{with}");
+        assert_eq!(lines[2], "    default/web-0");
+        assert_eq!(lines[3], "    default/web-1");
+        let clipped = format!(
+            "    default/{}…",
+            "w".repeat(MAX_CELL - "default/".len() - 1)
+        );
+        assert_eq!(lines[4], clipped);
+        // Without the pod lines, the table is the default one.
+        let rest: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("    default/"))
+            .collect();
+        assert_eq!(rest, plain.lines().collect::<Vec<_>>());
+        assert_eq!(table_with(&p, TableOptions::default()), plain);
     }
 
     #[test]
