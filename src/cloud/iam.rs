@@ -29,7 +29,7 @@ pub const PROFILE_PATH: &str = "/nodewright/";
 pub const TAG_ROLE: &str = "nodewright.io/role";
 
 /// Why an instance profile could not be made or removed.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 pub enum IamError {
     /// IAM answered with an error code.
     #[error("IAM {operation} failed: {code}: {message}")]
@@ -132,6 +132,12 @@ impl InstanceProfiles {
             retry: RetryPolicy::default(),
             ready: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The name [`InstanceProfiles::ensure`] gives `role`'s profile, without
+    /// asking IAM (garbage collection computes template names with it).
+    pub fn name_for(&self, role: &str) -> String {
+        profile_name(&self.cluster, &self.region, role)
     }
 
     /// The name of the profile for `role`, creating it (tagged, with the role
