@@ -591,6 +591,51 @@ async fn role_goes_into_a_made_instance_profile() {
     assert_eq!(all.instance_profiles().len(), 1);
 }
 
+// 3d. `instance-store-policy RAID0` reaches the template's user data (AL2023 here).
+#[tokio::test]
+async fn instance_store_raid0_reaches_the_user_data() {
+    use base64::Engine;
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let l = launcher(&ec2);
+    let nc = NodeClass {
+        instance_store_policy: Some("RAID0".into()),
+        ..node_class()
+    };
+    let p = pool();
+    let node = planned("general-raid", "us-east-1a", CapacityType::OnDemand, M5);
+    l.launch(LaunchRequest {
+        node: &node,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let lts = ec2.describe_launch_templates().send().await.expect("lts");
+    let name = lts.launch_templates()[0]
+        .launch_template_name()
+        .unwrap_or_default();
+    let v = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(name)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
+    let ud = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().expect("user data"))
+        .expect("base64");
+    let ud = String::from_utf8(ud).expect("utf-8");
+    assert!(
+        ud.contains("  instance:\n    localStorage:\n      strategy: RAID0\n"),
+        "{ud}"
+    );
+}
+
 // 4. Fallback past two refused offerings.
 #[tokio::test]
 async fn falls_back_past_refused_offerings() {

@@ -374,7 +374,11 @@ impl Ec2Launcher {
     /// [`Self::profile_name`], making sure first that the profile for the
     /// node class's `role` exists and holds that role.
     async fn ensure_profile(&self, node_class: &NodeClass) -> Result<Option<String>, LaunchError> {
-        match (&node_class.instance_profile, &node_class.role, &self.instance_profiles) {
+        match (
+            &node_class.instance_profile,
+            &node_class.role,
+            &self.instance_profiles,
+        ) {
             (None, Some(role), Some(ip)) => Ok(Some(ip.ensure(role).await?)),
             _ => Ok(self.profile_name(node_class)),
         }
@@ -501,6 +505,10 @@ impl Ec2Launcher {
             taints: taints.to_vec(),
             startup_taints: startup_taints.to_vec(),
             kubelet: node_class.kubelet.overridden_by(&pool.kubelet),
+            instance_store_raid0: node_class
+                .instance_store_policy
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case("RAID0")),
         };
         for_family(
             &resolved.ami_family,
