@@ -325,6 +325,16 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         .await
         .expect("CreateRole");
     let stale_profile = profiles.ensure("OldRole").await.expect("old profile");
+    // Another role no node class names, whose profile a live instance still runs with.
+    iam.create_role()
+        .role_name("BusyRole")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("CreateRole");
+    let busy_profile = profiles.ensure("BusyRole").await.expect("busy profile");
     let kept_profile = profiles.name_for("KarpenterNodeRole-demo");
     iam.create_instance_profile()
         .instance_profile_name("hand-made")
@@ -344,15 +354,29 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         v.sort();
         v
     };
-    let mut want_profiles = vec![kept_profile.clone(), "hand-made".to_string()];
+    let mut want_profiles = vec![
+        kept_profile.clone(),
+        busy_profile.clone(),
+        "hand-made".to_string(),
+    ];
     want_profiles.sort();
-    assert_eq!(profile_names().await.len(), 3);
+    assert_eq!(profile_names().await.len(), 4);
 
     // An orphan; an instance with someone's Node (stays); an instance of ours
     // with a Node, to be terminated behind the controller's back.
     let orphan = run_instance(&ec2, &w).await;
     let with_node = run_instance(&ec2, &w).await;
     register_node(&client, "someone-elses", &with_node, false).await;
+    ec2.associate_iam_instance_profile()
+        .instance_id(&with_node)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name(&busy_profile)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("AssociateIamInstanceProfile");
     let doomed = run_instance(&ec2, &w).await;
     register_node(&client, "ours", &doomed, true).await;
     launched_claim(&client, "general-doomd", &doomed, Some("ours")).await;

@@ -246,13 +246,25 @@ impl InstanceProfiles {
 
     /// Deletes this cluster's profiles whose role no node class names now
     /// (`roles`: every role of the active policy's node classes). Returns the
-    /// names removed. A profile still attached to a running instance cannot be
-    /// deleted by IAM; it is left for the next pass and reported.
+    /// names removed. A profile IAM refuses to delete is left for the next
+    /// pass and reported.
     pub async fn collect(&self, roles: &BTreeSet<String>) -> Result<Vec<String>, IamError> {
-        let keep: BTreeSet<String> = roles
+        self.collect_keeping(roles, &BTreeSet::new()).await
+    }
+
+    /// [`InstanceProfiles::collect`], also keeping the profiles named in
+    /// `in_use` (those live instances run with: IAM would delete them anyway
+    /// and cut those nodes' credentials).
+    pub async fn collect_keeping(
+        &self,
+        roles: &BTreeSet<String>,
+        in_use: &BTreeSet<String>,
+    ) -> Result<Vec<String>, IamError> {
+        let mut keep: BTreeSet<String> = roles
             .iter()
             .map(|r| profile_name(&self.cluster, &self.region, r))
             .collect();
+        keep.extend(in_use.iter().cloned());
         let mut marker: Option<String> = None;
         let mut candidates = Vec::new();
         loop {

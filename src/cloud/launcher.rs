@@ -12,7 +12,7 @@
 //!    unavailable (the next plan reads a snapshot of it) and try again with what
 //!    remains; report every failed offering.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -466,6 +466,51 @@ impl Ec2Launcher {
             }
         }
         out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        Ok(out)
+    }
+
+    /// The names of the instance profiles this cluster's instances (any
+    /// state but terminated) run with. IAM deletes a profile even while an
+    /// instance uses it, cutting that node's credentials, so garbage
+    /// collection keeps these.
+    pub async fn instance_profiles_in_use(&self) -> Result<BTreeSet<String>, Ec2Error> {
+        let filters = vec![
+            self.owned_filter(),
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped", "shutting-down"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        ];
+        let mut out = BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = with_retry(&self.retry, "DescribeInstances", || {
+                self.client
+                    .describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            for i in resp.reservations().iter().flat_map(|r| r.instances()) {
+                // `arn:aws:iam::ACCOUNT:instance-profile/PATH/NAME`: the name is the last segment.
+                if let Some(name) = i
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .and_then(|a| a.rsplit('/').next())
+                {
+                    out.insert(name.to_string());
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
         Ok(out)
     }
 

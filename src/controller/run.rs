@@ -644,10 +644,20 @@ impl Controller {
             .filter(|nc| nc.instance_profile.is_none())
             .filter_map(|nc| nc.role.clone())
             .collect();
+        // A profile a live instance still runs with stays until it is gone.
+        let in_use = match io.launcher.instance_profiles_in_use().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(
+                    "garbage collection: instance profiles in use unknown ({e}); none deleted"
+                );
+                return;
+            }
+        };
         if !io.gate.open() {
             return;
         }
-        match profiles.collect(&roles).await {
+        match profiles.collect_keeping(&roles, &in_use).await {
             Ok(removed) => {
                 for name in removed {
                     self.metrics.gc_instance_profiles_deleted.inc();
