@@ -491,6 +491,7 @@ async fn fixture(namespace: &str) -> Fixture {
     let kube = kube_support::kube_exclusive().await;
     let ec2 = moto.ec2().await;
     world::setup(&ec2).await;
+    world::node_role(&moto.settings()).await;
     let client = kube.client().await;
     apply_crds(&client).await;
     clean_cluster(&client).await;
@@ -1472,6 +1473,7 @@ async fn the_watch_caches_survive_an_apiserver_restart() {
     let moto = support::moto().await;
     let ec2 = moto.ec2().await;
     world::setup(&ec2).await;
+    world::node_role(&moto.settings()).await;
     // A control plane of its own: the shared one must not go away under other tests.
     let kube = tokio::task::spawn_blocking(kube_support::KubeApi::start)
         .await

@@ -141,6 +141,7 @@ async fn launches_from_the_live_catalog_of_its_region_with_an_ssm_alias() {
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let ssm = nodewright::cloud::ec2::ssm(&config);
     let w = world::setup_in(&ec2, REGION).await;
+    world::node_role(&settings).await;
     let client = kube.client().await;
     apply_crd(&client).await;
 

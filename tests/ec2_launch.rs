@@ -511,6 +511,131 @@ async fn public_ip_choice_reaches_the_launch_template() {
     assert!(data.security_group_ids().is_empty());
 }
 
+// 3c. A node class's `role` goes into an instance profile nodewright makes
+// (path /nodewright/, the role inside), and the launch template names it.
+#[tokio::test]
+async fn role_goes_into_a_made_instance_profile() {
+    use nodewright::cloud::iam::{InstanceProfiles, PROFILE_PATH, profile_name};
+    let moto = support::moto().await;
+    let cfg = nodewright::cloud::ec2::load(&moto.settings()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let iam = nodewright::cloud::ec2::iam(&cfg);
+    setup(&ec2).await;
+    iam.create_role()
+        .role_name("KarpenterNodeRole-demo")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("CreateRole");
+    let l = launcher(&ec2).with_instance_profiles(Arc::new(InstanceProfiles::new(
+        iam.clone(),
+        "demo",
+        "us-east-1",
+    )));
+    let nc = node_class();
+    let p = pool();
+    let node = planned("general-role", "us-east-1a", CapacityType::OnDemand, M5);
+    l.launch(LaunchRequest {
+        node: &node,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let want = profile_name("demo", "us-east-1", "KarpenterNodeRole-demo");
+    let made = iam
+        .get_instance_profile()
+        .instance_profile_name(&want)
+        .send()
+        .await
+        .expect("the profile was made");
+    let made = made.instance_profile().expect("profile");
+    assert_eq!(made.path(), PROFILE_PATH);
+    let roles: Vec<&str> = made.roles().iter().map(|r| r.role_name()).collect();
+    assert_eq!(roles, vec!["KarpenterNodeRole-demo"]);
+
+    let lts = ec2.describe_launch_templates().send().await.expect("lts");
+    assert_eq!(lts.launch_templates().len(), 1);
+    let name = lts.launch_templates()[0]
+        .launch_template_name()
+        .unwrap_or_default()
+        .to_string();
+    let v = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(&name)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
+    assert_eq!(
+        data.iam_instance_profile().and_then(|p| p.name()),
+        Some(want.as_str())
+    );
+    // Garbage collection keeps this very template (same name, same profile).
+    let kept = l.template_names(&p, &nc).await.expect("names");
+    assert!(kept.contains(&name), "{kept:?} lacks {name}");
+
+    // An `instance-profile` is used as written; nothing new is made for it.
+    let nc2 = NodeClass {
+        instance_profile: Some("hand-made".into()),
+        ..node_class()
+    };
+    let names = l.template_names(&p, &nc2).await.expect("names");
+    assert!(!names.contains(&name), "{names:?}");
+    let all = iam.list_instance_profiles().send().await.expect("list");
+    assert_eq!(all.instance_profiles().len(), 1);
+}
+
+// 3d. `instance-store-policy RAID0` reaches the template's user data (AL2023 here).
+#[tokio::test]
+async fn instance_store_raid0_reaches_the_user_data() {
+    use base64::Engine;
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let l = launcher(&ec2);
+    let nc = NodeClass {
+        instance_store_policy: Some("RAID0".into()),
+        ..node_class()
+    };
+    let p = pool();
+    let node = planned("general-raid", "us-east-1a", CapacityType::OnDemand, M5);
+    l.launch(LaunchRequest {
+        node: &node,
+        pool: &p,
+        node_class: &nc,
+        catalog: None,
+    })
+    .await
+    .expect("launch");
+    let lts = ec2.describe_launch_templates().send().await.expect("lts");
+    let name = lts.launch_templates()[0]
+        .launch_template_name()
+        .unwrap_or_default();
+    let v = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(name)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .expect("data");
+    let ud = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().expect("user data"))
+        .expect("base64");
+    let ud = String::from_utf8(ud).expect("utf-8");
+    assert!(
+        ud.contains("  instance:\n    localStorage:\n      strategy: RAID0\n"),
+        "{ud}"
+    );
+}
+
 // 4. Fallback past two refused offerings.
 #[tokio::test]
 async fn falls_back_past_refused_offerings() {

@@ -29,6 +29,7 @@ use aws_sdk_ec2::types::{InstanceType, ResourceType};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nodewright::catalog::{CapacityType, UnavailableOfferings};
+use nodewright::cloud::iam::InstanceProfiles;
 use nodewright::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher};
 use nodewright::cloud::tags::TAG_CLUSTER;
 use nodewright::cloud::userdata::ClusterInfo;
@@ -222,6 +223,7 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
     let kube = kube_support::kube_exclusive().await;
     let ec2 = moto.ec2().await;
     let w = world::setup(&ec2).await;
+    world::node_role(&moto.settings()).await;
     let client = kube.client().await;
     apply_crd(&client).await;
     let claims: Api<NodeClaim> = Api::all(client.clone());
@@ -255,11 +257,15 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         nodewright::policy::compile(&[file]).unwrap_or_else(|d| panic!("{}", d.render(100)));
     let pool = policy.pool("general").expect("pool");
     let nc = &policy.node_classes["default"];
+    // The controller's IAM: the node class's role goes into a profile it makes.
+    let iam = nodewright::cloud::ec2::iam(&nodewright::cloud::ec2::load(&moto.settings()).await);
+    let profiles = Arc::new(InstanceProfiles::new(iam.clone(), CLUSTER, "us-east-1"));
     let launcher = Ec2Launcher::new(
         ec2.clone(),
         cluster.clone(),
         Arc::new(UnavailableOfferings::default()),
-    );
+    )
+    .with_instance_profiles(Arc::clone(&profiles));
     let planned = PlannedNode {
         name: "general-kept0".into(),
         pool: "general".into(),
@@ -309,11 +315,68 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         .await
         .expect("CreateLaunchTemplate");
 
+    // The profile of a role no node class names any more, and a hand-made one.
+    iam.create_role()
+        .role_name("OldRole")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("CreateRole");
+    let stale_profile = profiles.ensure("OldRole").await.expect("old profile");
+    // Another role no node class names, whose profile a live instance still runs with.
+    iam.create_role()
+        .role_name("BusyRole")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("CreateRole");
+    let busy_profile = profiles.ensure("BusyRole").await.expect("busy profile");
+    let kept_profile = profiles.name_for("KarpenterNodeRole-demo");
+    iam.create_instance_profile()
+        .instance_profile_name("hand-made")
+        .send()
+        .await
+        .expect("hand-made profile");
+    let profile_names = async || -> Vec<String> {
+        let mut v: Vec<String> = iam
+            .list_instance_profiles()
+            .send()
+            .await
+            .expect("ListInstanceProfiles")
+            .instance_profiles()
+            .iter()
+            .map(|p| p.instance_profile_name().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want_profiles = vec![
+        kept_profile.clone(),
+        busy_profile.clone(),
+        "hand-made".to_string(),
+    ];
+    want_profiles.sort();
+    assert_eq!(profile_names().await.len(), 4);
+
     // An orphan; an instance with someone's Node (stays); an instance of ours
     // with a Node, to be terminated behind the controller's back.
     let orphan = run_instance(&ec2, &w).await;
     let with_node = run_instance(&ec2, &w).await;
     register_node(&client, "someone-elses", &with_node, false).await;
+    ec2.associate_iam_instance_profile()
+        .instance_id(&with_node)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name(&busy_profile)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("AssociateIamInstanceProfile");
     let doomed = run_instance(&ec2, &w).await;
     register_node(&client, "ours", &doomed, true).await;
     launched_claim(&client, "general-doomd", &doomed, Some("ours")).await;
@@ -367,6 +430,13 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
         async || (template_names(&ec2).await == kept_template).then_some(()),
     )
     .await;
+    wait_for(
+        "the unused instance profile deleted",
+        Duration::from_secs(60),
+        async || (profile_names().await == want_profiles).then_some(()),
+    )
+    .await;
+    assert!(!want_profiles.contains(&stale_profile));
 
     // Our Node's instance goes away: its claim and Node are deleted.
     ec2.terminate_instances()
@@ -404,6 +474,7 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
     assert_eq!(state_of(&ec2, &with_node).await, "running");
     assert!(nodes.get_opt("someone-elses").await.expect("get").is_some());
     assert_eq!(template_names(&ec2).await, kept_template);
+    assert_eq!(profile_names().await, want_profiles);
     let (status, body) = support::http(addr.port(), "GET", "/metrics", "").expect("GET /metrics");
     assert_eq!(status, 200);
     for (name, want) in [
@@ -413,6 +484,10 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
             1.0,
         ),
         ("nodewright_controller_gc_claims_deleted_total", 1.0),
+        (
+            "nodewright_controller_gc_instance_profiles_deleted_total",
+            1.0,
+        ),
     ] {
         assert_eq!(metric(&body, name), Some(want), "{name} in\n{body}");
     }

@@ -421,6 +421,7 @@ async fn fixture(namespace: &str) -> Fixture {
     let kube = kube_support::kube_exclusive().await;
     let ec2 = moto.ec2().await;
     world::setup(&ec2).await;
+    world::node_role(&moto.settings()).await;
     let client = kube.client().await;
     apply_crd(&client).await;
     clean_cluster(&client).await;

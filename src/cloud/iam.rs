@@ -29,7 +29,7 @@ pub const PROFILE_PATH: &str = "/nodewright/";
 pub const TAG_ROLE: &str = "nodewright.io/role";
 
 /// Why an instance profile could not be made or removed.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 pub enum IamError {
     /// IAM answered with an error code.
     #[error("IAM {operation} failed: {code}: {message}")]
@@ -132,6 +132,12 @@ impl InstanceProfiles {
             retry: RetryPolicy::default(),
             ready: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The name [`InstanceProfiles::ensure`] gives `role`'s profile, without
+    /// asking IAM (garbage collection computes template names with it).
+    pub fn name_for(&self, role: &str) -> String {
+        profile_name(&self.cluster, &self.region, role)
     }
 
     /// The name of the profile for `role`, creating it (tagged, with the role
@@ -240,13 +246,25 @@ impl InstanceProfiles {
 
     /// Deletes this cluster's profiles whose role no node class names now
     /// (`roles`: every role of the active policy's node classes). Returns the
-    /// names removed. A profile still attached to a running instance cannot be
-    /// deleted by IAM; it is left for the next pass and reported.
+    /// names removed. A profile IAM refuses to delete is left for the next
+    /// pass and reported.
     pub async fn collect(&self, roles: &BTreeSet<String>) -> Result<Vec<String>, IamError> {
-        let keep: BTreeSet<String> = roles
+        self.collect_keeping(roles, &BTreeSet::new()).await
+    }
+
+    /// [`InstanceProfiles::collect`], also keeping the profiles named in
+    /// `in_use` (those live instances run with: IAM would delete them anyway
+    /// and cut those nodes' credentials).
+    pub async fn collect_keeping(
+        &self,
+        roles: &BTreeSet<String>,
+        in_use: &BTreeSet<String>,
+    ) -> Result<Vec<String>, IamError> {
+        let mut keep: BTreeSet<String> = roles
             .iter()
             .map(|r| profile_name(&self.cluster, &self.region, r))
             .collect();
+        keep.extend(in_use.iter().cloned());
         let mut marker: Option<String> = None;
         let mut candidates = Vec::new();
         loop {

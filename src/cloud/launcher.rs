@@ -12,7 +12,7 @@
 //!    unavailable (the next plan reads a snapshot of it) and try again with what
 //!    remains; report every failed offering.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use aws_sdk_ec2::types::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::iam::{IamError, InstanceProfiles};
 use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
 use super::tags::{LABEL_CLAIM, OwnedInstance, TAG_CLAIM, TAG_CLUSTER, TAG_POOL};
@@ -147,6 +148,14 @@ pub enum LaunchError {
         #[diagnostic_source]
         Ec2Error,
     ),
+    /// The node class's role could not be put into an instance profile.
+    #[error(transparent)]
+    #[diagnostic(code(nodewright::ec2::instance_profile))]
+    Iam(
+        #[from]
+        #[diagnostic_source]
+        IamError,
+    ),
     /// Nothing left to try: every offering was refused, unavailable, or unusable.
     #[error(
         "claim `{claim}`: no offering could be launched in {zone} ({capacity_type}); {} refused by EC2{}",
@@ -192,6 +201,9 @@ pub struct Ec2Launcher {
     pub templates: Templates,
     unavailable: Arc<UnavailableOfferings>,
     retry: RetryPolicy,
+    /// Where node-class roles become instance profiles; None (offline CLI
+    /// paths, tests without IAM) uses the role's name as the profile name.
+    instance_profiles: Option<Arc<InstanceProfiles>>,
 }
 
 /// The allocation strategy for a capacity type, given whether our order must be kept.
@@ -329,6 +341,46 @@ impl Ec2Launcher {
             cluster,
             unavailable,
             retry: RetryPolicy::default(),
+            instance_profiles: None,
+        }
+    }
+
+    /// Puts each node class's `role` into an instance profile nodewright
+    /// makes (EC2 attaches profiles, not roles) before launching with it.
+    pub fn with_instance_profiles(mut self, profiles: Arc<InstanceProfiles>) -> Self {
+        self.instance_profiles = Some(profiles);
+        self
+    }
+
+    /// The instance profiles this launcher makes, for garbage collection.
+    pub fn instance_profiles(&self) -> Option<&Arc<InstanceProfiles>> {
+        self.instance_profiles.as_ref()
+    }
+
+    /// The instance profile a node of `node_class` launches with, without
+    /// asking IAM: its `instance-profile` as written, else the profile made
+    /// for its `role` (else, without [`InstanceProfiles`], the role's name).
+    fn profile_name(&self, node_class: &NodeClass) -> Option<String> {
+        if let Some(p) = &node_class.instance_profile {
+            return Some(p.clone());
+        }
+        let role = node_class.role.as_deref()?;
+        Some(match &self.instance_profiles {
+            Some(ip) => ip.name_for(role),
+            None => role.to_string(),
+        })
+    }
+
+    /// [`Self::profile_name`], making sure first that the profile for the
+    /// node class's `role` exists and holds that role.
+    async fn ensure_profile(&self, node_class: &NodeClass) -> Result<Option<String>, LaunchError> {
+        match (
+            &node_class.instance_profile,
+            &node_class.role,
+            &self.instance_profiles,
+        ) {
+            (None, Some(role), Some(ip)) => Ok(Some(ip.ensure(role).await?)),
+            _ => Ok(self.profile_name(node_class)),
         }
     }
 
@@ -417,6 +469,51 @@ impl Ec2Launcher {
         Ok(out)
     }
 
+    /// The names of the instance profiles this cluster's instances (any
+    /// state but terminated) run with. IAM deletes a profile even while an
+    /// instance uses it, cutting that node's credentials, so garbage
+    /// collection keeps these.
+    pub async fn instance_profiles_in_use(&self) -> Result<BTreeSet<String>, Ec2Error> {
+        let filters = vec![
+            self.owned_filter(),
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped", "shutting-down"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        ];
+        let mut out = BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = with_retry(&self.retry, "DescribeInstances", || {
+                self.client
+                    .describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            for i in resp.reservations().iter().flat_map(|r| r.instances()) {
+                // `arn:aws:iam::ACCOUNT:instance-profile/PATH/NAME`: the name is the last segment.
+                if let Some(name) = i
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .and_then(|a| a.rsplit('/').next())
+                {
+                    out.insert(name.to_string());
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn claim_filter(claim: &str) -> Filter {
         Filter::builder()
             .name(format!("tag:{TAG_CLAIM}"))
@@ -453,6 +550,10 @@ impl Ec2Launcher {
             taints: taints.to_vec(),
             startup_taints: startup_taints.to_vec(),
             kubelet: node_class.kubelet.overridden_by(&pool.kubelet),
+            instance_store_raid0: node_class
+                .instance_store_policy
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case("RAID0")),
         };
         for_family(
             &resolved.ami_family,
@@ -487,6 +588,7 @@ impl Ec2Launcher {
             .map(|g| g.id.clone())
             .collect();
         let tags = self.tags(pool, node_class);
+        let profile = self.profile_name(node_class);
         Ok(resolved
             .amis
             .iter()
@@ -499,6 +601,7 @@ impl Ec2Launcher {
                     sg_ids.clone(),
                     tags.clone(),
                 )
+                .with_instance_profile(profile.clone())
                 .name()
             })
             .collect())
@@ -564,6 +667,7 @@ impl Ec2Launcher {
             }
         }
         let tags = self.tags(req.pool, req.node_class);
+        let profile = self.ensure_profile(req.node_class).await?;
         let user_data = self.user_data(
             &resolved,
             req.pool,
@@ -584,7 +688,14 @@ impl Ec2Launcher {
             }
             match self
                 .create_fleet(
-                    &req, &resolved, &remaining, &subnets, &user_data, &tags, strategy,
+                    &req,
+                    &resolved,
+                    &remaining,
+                    &subnets,
+                    &user_data,
+                    profile.as_deref(),
+                    &tags,
+                    strategy,
                 )
                 .await?
             {
@@ -628,6 +739,7 @@ impl Ec2Launcher {
         remaining: &[&Candidate],
         subnets: &[super::resolve::ResolvedSubnet],
         user_data: &str,
+        profile: Option<&str>,
         tags: &BTreeMap<String, String>,
         strategy: &str,
     ) -> Result<FleetOutcome, LaunchError> {
@@ -655,7 +767,8 @@ impl Ec2Launcher {
                 user_data.to_string(),
                 sg_ids.clone(),
                 tags.clone(),
-            );
+            )
+            .with_instance_profile(profile.map(str::to_string));
             let t = self.templates.ensure(&spec).await?;
             let mut reqs = Vec::new();
             for o in overrides {

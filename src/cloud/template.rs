@@ -76,6 +76,14 @@ impl TemplateSpec {
         }
     }
 
+    /// The same spec with the instance profile the launcher chose (a
+    /// node-class role goes into a profile nodewright made; see
+    /// [`crate::cloud::iam`]).
+    pub fn with_instance_profile(mut self, profile: Option<String>) -> TemplateSpec {
+        self.instance_profile = profile;
+        self
+    }
+
     /// `nodewright-<node class>-<16 hex of the content's SHA-256>` (≤ 128 chars, EC2's limit).
     pub fn name(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();

@@ -10,6 +10,12 @@
 //! Bottlerocket it is placed before our `[settings.kubernetes]` tables and
 //! must not define them itself. A `Custom` AMI gets the node class's user data
 //! exactly as written and nothing of ours: its image bootstraps itself.
+//!
+//! `instance-store-policy RAID0` turns the NVMe instance-store disks into one
+//! RAID0 array for the kubelet, containerd and pod logs: nodeadm's
+//! `localStorage` strategy on AL2023, `bootstrap.sh --local-disks raid0` on
+//! AL2, `apiclient ephemeral-storage` bootstrap commands on Bottlerocket, and
+//! nothing on Custom (the image's own user data decides).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +44,15 @@ pub struct NodeBootstrap {
     pub taints: Vec<Taint>,
     pub startup_taints: Vec<Taint>,
     pub kubelet: KubeletConfig,
+    /// The node class's `instance-store-policy RAID0`: the instance's NVMe
+    /// instance-store disks become one RAID0 array under the kubelet's,
+    /// containerd's and the pod logs' directories (each family's own way).
+    #[serde(skip_serializing_if = "is_false")]
+    pub instance_store_raid0: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The labels a launch template's user data may carry: those of the
@@ -145,7 +160,7 @@ pub fn al2023(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>)
             .join(",");
         kubelet["flags"] = json!([format!("--node-labels={labels}")]);
     }
-    let doc = json!({
+    let mut doc = json!({
         "apiVersion": "node.eks.aws/v1alpha1",
         "kind": "NodeConfig",
         "spec": {
@@ -158,6 +173,12 @@ pub fn al2023(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>)
             "kubelet": kubelet,
         }
     });
+    if node.instance_store_raid0 {
+        // nodeadm's `spec.instance.localStorage.strategy` (amazon-eks-ami
+        // nodeadm API, `LocalStorageRAID0`), as Karpenter's
+        // pkg/providers/amifamily/bootstrap/nodeadm.go sets it.
+        doc["spec"]["instance"] = json!({"localStorage": {"strategy": "RAID0"}});
+    }
     let yaml = serde_yaml_ng::to_string(&doc).unwrap_or_default();
     let mut out =
         format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n");
@@ -284,6 +305,11 @@ pub fn al2(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<&str>) ->
             sh_quote(&flags.join(" "))
         ));
     }
+    if node.instance_store_raid0 {
+        // bootstrap.sh's own RAID0 setup, after the kubelet flags as in
+        // Karpenter's pkg/providers/amifamily/bootstrap/eksbootstrap.go.
+        cmd.push_str(" \\\n  --local-disks raid0");
+    }
     let mut out =
         format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n");
     if let Some(c) = custom.filter(|c| !c.trim().is_empty()) {
@@ -390,8 +416,22 @@ pub fn bottlerocket(cluster: &ClusterInfo, node: &NodeBootstrap, custom: Option<
         |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), toml_str(v))).collect();
     table(&mut o, "eviction-hard", s(&k.eviction_hard));
     table(&mut o, "eviction-soft", s(&k.eviction_soft));
+    if node.instance_store_raid0 {
+        // Bottlerocket (1.22+) builds the array and binds the directories with
+        // `apiclient ephemeral-storage`, run as a bootstrap command: the same
+        // key, commands, mode and `essential` as Karpenter's
+        // pkg/providers/amifamily/bootstrap/bottlerocket.go. A node class's own
+        // TOML must not define this table too.
+        o.push_str(BOTTLEROCKET_RAID0);
+    }
     o
 }
+
+/// The Bottlerocket settings for `instance-store-policy RAID0`.
+const BOTTLEROCKET_RAID0: &str = "\n[settings.bootstrap-commands.000-mount-instance-storage]\n\
+commands = [[\"apiclient\", \"ephemeral-storage\", \"init\"], [\"apiclient\", \"ephemeral-storage\", \"bind\", \"--dirs\", \"/var/lib/containerd\", \"/var/lib/kubelet\", \"/var/log/pods\"]]\n\
+mode = \"always\"\n\
+essential = true\n";
 
 /// The user data for an AMI family (AL2023 unless Bottlerocket).
 pub fn for_family(
@@ -443,6 +483,68 @@ mod tests {
             .eviction_hard
             .insert("memory.available".into(), "100Mi".into());
         (cluster, node)
+    }
+
+    fn raid0() -> (ClusterInfo, NodeBootstrap) {
+        let (c, mut n) = sample();
+        n.instance_store_raid0 = true;
+        (c, n)
+    }
+
+    #[test]
+    fn raid0_al2023_sets_the_local_storage_strategy() {
+        let (c, n) = raid0();
+        let ud = al2023(&c, &n, None);
+        let yaml = ud
+            .split(&format!("--{BOUNDARY}"))
+            .nth(1)
+            .and_then(|p| p.split_once("\n\n"))
+            .map(|x| x.1)
+            .unwrap_or("");
+        assert!(
+            yaml.contains("  instance:\n    localStorage:\n      strategy: RAID0\n"),
+            "{yaml}"
+        );
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("YAML");
+        assert_eq!(doc["spec"]["instance"]["localStorage"]["strategy"], "RAID0");
+        let (c, n) = sample();
+        assert!(!al2023(&c, &n, None).contains("localStorage"));
+    }
+
+    #[test]
+    fn raid0_al2_passes_local_disks() {
+        let (c, n) = raid0();
+        let ud = al2(&c, &n, None);
+        assert!(ud.contains(" \\\n  --local-disks raid0\n"), "{ud}");
+        let (c, n) = sample();
+        assert!(!al2(&c, &n, None).contains("--local-disks"));
+    }
+
+    #[test]
+    fn raid0_bottlerocket_runs_ephemeral_storage_commands() {
+        let (c, n) = raid0();
+        let ud = bottlerocket(&c, &n, None);
+        let want = [
+            "[settings.bootstrap-commands.000-mount-instance-storage]",
+            r#"commands = [["apiclient", "ephemeral-storage", "init"], ["apiclient", "ephemeral-storage", "bind", "--dirs", "/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods"]]"#,
+            r#"mode = "always""#,
+            "essential = true",
+        ];
+        let lines: Vec<&str> = ud.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == want[0])
+            .unwrap_or_else(|| panic!("no bootstrap command in {ud}"));
+        assert_eq!(&lines[at..], &want[..], "{ud}");
+        let (c, n) = sample();
+        assert!(!bottlerocket(&c, &n, None).contains("bootstrap-commands"));
+    }
+
+    #[test]
+    fn raid0_custom_is_passed_as_written() {
+        let (c, n) = raid0();
+        let mine = "#!/bin/bash\necho mine\n";
+        assert_eq!(for_family("Custom", &c, &n, Some(mine)), mine);
     }
 
     #[test]

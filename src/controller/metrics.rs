@@ -36,6 +36,8 @@ pub(super) struct Metrics {
     pub gc_instances_terminated: Counter,
     /// Launch templates no pool launches with any more, deleted.
     pub gc_launch_templates_deleted: Counter,
+    /// Instance profiles whose role no node class names any more, deleted.
+    pub gc_instance_profiles_deleted: Counter,
     /// Time to solve one pass.
     pub solve_seconds: Histogram,
     /// Live catalog refreshes that failed (the last good catalog stayed).
@@ -103,6 +105,7 @@ impl Metrics {
             gc_claims_deleted: Counter::default(),
             gc_instances_terminated: Counter::default(),
             gc_launch_templates_deleted: Counter::default(),
+            gc_instance_profiles_deleted: Counter::default(),
             solve_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             catalog_refresh_failures: Counter::default(),
             catalog_refreshes: Counter::default(),
@@ -165,6 +168,11 @@ impl Metrics {
             "gc_launch_templates_deleted",
             "Launch templates no pool launches with any more, deleted",
             m.gc_launch_templates_deleted.clone(),
+        );
+        r.register(
+            "gc_instance_profiles_deleted",
+            "Instance profiles whose role no node class names any more, deleted",
+            m.gc_instance_profiles_deleted.clone(),
         );
         r.register(
             "solve_seconds",
@@ -264,6 +272,7 @@ mod tests {
             "nodewright_controller_gc_claims_deleted_total 0",
             "nodewright_controller_gc_instances_terminated_total 0",
             "nodewright_controller_gc_launch_templates_deleted_total 0",
+            "nodewright_controller_gc_instance_profiles_deleted_total 0",
             "nodewright_controller_leader 0",
         ] {
             assert!(

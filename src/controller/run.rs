@@ -41,7 +41,8 @@ use super::steps::{self, Observed, Placed};
 use super::stores::Stores;
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
-use crate::cloud::ec2::{Ec2Settings, load, ssm};
+use crate::cloud::ec2::{Ec2Settings, iam, load, ssm};
+use crate::cloud::iam::InstanceProfiles;
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, launched_labels};
 use crate::cloud::refresh::{CatalogSource, DEFAULT_REFRESH};
 use crate::cloud::userdata::ClusterInfo;
@@ -234,6 +235,13 @@ impl Controller {
             Ec2Launcher::new(ec2, self.opts.cluster.clone(), Arc::clone(&unavailable));
         // AMI aliases resolve through SSM for the control plane's version.
         launcher.resolver.use_ssm(ssm(&aws));
+        // Node-class roles go into instance profiles named for this cluster and region.
+        let region = aws.region().map(|r| r.to_string()).unwrap_or_default();
+        launcher = launcher.with_instance_profiles(Arc::new(InstanceProfiles::new(
+            iam(&aws),
+            &self.opts.cluster.name,
+            &region,
+        )));
         let version_task = super::kube_version::start(
             &client,
             launcher.resolver.kubernetes_version_cell(),
@@ -585,6 +593,13 @@ impl Controller {
                 }
             }
         }
+        let every_class_known = policy
+            .pools
+            .iter()
+            .all(|p| policy.node_classes.contains_key(&p.node_class));
+        if complete && every_class_known {
+            self.collect_instance_profiles(io, policy).await;
+        }
         let owned = match io.launcher.templates.list_owned().await {
             Ok(o) => o,
             Err(e) => {
@@ -613,6 +628,45 @@ impl Controller {
                     t.name
                 ),
             }
+        }
+    }
+
+    /// Deletes this cluster's instance profiles whose role no node class of
+    /// `policy` launches with (a node class naming an `instance-profile`
+    /// uses that one, not its role's).
+    async fn collect_instance_profiles(&self, io: &Io<'_>, policy: &PolicySet) {
+        let Some(profiles) = io.launcher.instance_profiles() else {
+            return;
+        };
+        let roles: BTreeSet<String> = policy
+            .node_classes
+            .values()
+            .filter(|nc| nc.instance_profile.is_none())
+            .filter_map(|nc| nc.role.clone())
+            .collect();
+        // A profile a live instance still runs with stays until it is gone.
+        let in_use = match io.launcher.instance_profiles_in_use().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(
+                    "garbage collection: instance profiles in use unknown ({e}); none deleted"
+                );
+                return;
+            }
+        };
+        if !io.gate.open() {
+            return;
+        }
+        match profiles.collect_keeping(&roles, &in_use).await {
+            Ok(removed) => {
+                for name in removed {
+                    self.metrics.gc_instance_profiles_deleted.inc();
+                    tracing::info!(
+                        "garbage collection: instance profile {name} holds a role no node class names; deleted"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("garbage collection: instance profiles: {e}"),
         }
     }
 

@@ -147,3 +147,19 @@ pub async fn image(ec2: &aws_sdk_ec2::Client, subnet: &str, base: &str, name: &s
         .expect("TerminateInstances");
     img
 }
+
+/// The node role the tests' node classes name (`KarpenterNodeRole-demo`),
+/// made in moto's IAM: the controller puts it into an instance profile
+/// before it launches, and IAM refuses a role that does not exist.
+pub async fn node_role(settings: &nodewright::cloud::ec2::Ec2Settings) {
+    let config = nodewright::cloud::ec2::load(settings).await;
+    nodewright::cloud::ec2::iam(&config)
+        .create_role()
+        .role_name("KarpenterNodeRole-demo")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("CreateRole");
+}
