@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use nodewright::controller::nodeclaim::NodeClaim;
 use nodewright::controller::run::{Controller, Options};
 
 /// The product binary's allocator (see `src/main.rs`), so benchmarks time
@@ -204,8 +205,42 @@ async fn clean(client: &kube::Client, moto: &support::Moto, ec2: &aws_sdk_ec2::C
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // NodeClaims of the last run: their finalizers lifted (no controller is left to).
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+    for c in claims
+        .list(&ListParams::default())
+        .await
+        .expect("list claims")
+    {
+        if let Some(name) = c.metadata.name {
+            let _ = claims
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
+                .await;
+            let _ = claims.delete(&name, &DeleteParams::default()).await;
+        }
+    }
     moto.reset();
     world::setup(ec2).await;
+    world::node_role(&moto.settings()).await;
+}
+
+/// Applies the committed NodeClaim CRD and waits until NodeClaims can be listed.
+async fn apply_crd(admin: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
+            .expect("the committed CRD parses");
+    Api::<CustomResourceDefinition>::all(admin.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("apply the NodeClaim CRD");
+    let claims: Api<NodeClaim> = Api::all(admin.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while claims.list(&ListParams::default()).await.is_err() {
+        assert!(Instant::now() < deadline, "the NodeClaim CRD never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One run's figures, in seconds.
@@ -331,6 +366,7 @@ fn main() {
         let kube = kube_support::KubeApi::start();
         let ec2 = moto.ec2().await;
         let client = kube.client().await;
+        apply_crd(&client).await;
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
             .expect("namespace");
         Api::<Namespace>::all(client.clone())

@@ -145,3 +145,24 @@ async fn a_missing_role_is_named_with_a_hint() {
     assert!(text.contains("NoSuchEntity"), "{text}");
     assert!(text.contains("does the node class's role exist?"), "{text}");
 }
+
+/// Launches run concurrently: eight of them asking for one role's profile at
+/// once get the same profile, made once, with the role in it once.
+#[tokio::test]
+async fn concurrent_asks_make_one_profile() {
+    let moto = support::moto().await;
+    let cfg = load(&moto.settings()).await;
+    let client = iam(&cfg);
+    role(&client, "BurstRole").await;
+    let profiles = InstanceProfiles::new(client.clone(), "burst", "us-east-1");
+    let asks = (0..8).map(|_| profiles.ensure("BurstRole"));
+    let got = futures_util::future::join_all(asks).await;
+    let want = profile_name("burst", "us-east-1", "BurstRole");
+    for g in got {
+        assert_eq!(g.expect("every ask succeeds"), want);
+    }
+    assert_eq!(
+        profile_roles(&client, &want).await,
+        Some(vec!["BurstRole".into()])
+    );
+}

@@ -119,6 +119,10 @@ pub struct InstanceProfiles {
     retry: RetryPolicy,
     /// Role → profile name, for profiles known to hold their role.
     ready: Mutex<HashMap<String, String>>,
+    /// Held while a profile is read, made or given its role: launches run
+    /// concurrently, and two of them adding the same role to one profile
+    /// would meet IAM's one-role limit.
+    making: tokio::sync::Mutex<()>,
 }
 
 impl InstanceProfiles {
@@ -131,6 +135,7 @@ impl InstanceProfiles {
             region: region.to_string(),
             retry: RetryPolicy::default(),
             ready: Mutex::new(HashMap::new()),
+            making: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -144,6 +149,11 @@ impl InstanceProfiles {
     /// in it) when it does not exist yet. Idempotent and safe to race: a
     /// profile made by another replica is found, not duplicated.
     pub async fn ensure(&self, role: &str) -> Result<String, IamError> {
+        if let Some(n) = self.ready.lock().ok().and_then(|m| m.get(role).cloned()) {
+            return Ok(n);
+        }
+        let _making = self.making.lock().await;
+        // Made by the launch we waited for?
         if let Some(n) = self.ready.lock().ok().and_then(|m| m.get(role).cloned()) {
             return Ok(n);
         }

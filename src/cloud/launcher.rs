@@ -623,15 +623,22 @@ impl Ec2Launcher {
         Ok(ids.to_vec())
     }
 
-    async fn launch_inner(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+    async fn launch_inner(
+        &self,
+        req: LaunchRequest<'_>,
+        look_up: bool,
+    ) -> Result<Launched, LaunchError> {
         let node = req.node;
         let ct = node.capacity_type;
-        if let Some(found) = self
-            .describe(vec![Self::claim_filter(&node.name)])
-            .await?
-            .into_iter()
-            .find(|i| matches!(i.state.as_str(), "pending" | "running"))
-        {
+        let existing = if look_up {
+            self.describe(vec![Self::claim_filter(&node.name)])
+                .await?
+                .into_iter()
+                .find(|i| matches!(i.state.as_str(), "pending" | "running"))
+        } else {
+            None
+        };
+        if let Some(found) = existing {
             tracing::info!(claim = %node.name, instance = %found.instance_id, "claim already launched");
             return Ok(Launched {
                 claim: node.name.clone(),
@@ -947,11 +954,23 @@ enum FleetOutcome {
     Refused(Vec<FailedOffering>),
 }
 
-impl Launcher for Ec2Launcher {
-    async fn launch(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+impl Ec2Launcher {
+    /// Launches a claim written moments ago in this same pass, skipping the
+    /// look-up of an instance already tagged with its name: none can exist
+    /// (the name is new), and the look-up is a DescribeInstances per node.
+    /// CreateFleet's client token still guards a retried request.
+    pub async fn launch_new(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+        self.launch_with(req, false).await
+    }
+
+    async fn launch_with(
+        &self,
+        req: LaunchRequest<'_>,
+        look_up: bool,
+    ) -> Result<Launched, LaunchError> {
         let mut retried = false;
         loop {
-            let r = self.launch_inner(req).await;
+            let r = self.launch_inner(req, look_up).await;
             let code = match &r {
                 Err(LaunchError::Api(e)) => e.code().map(str::to_string),
                 _ => None,
@@ -979,6 +998,12 @@ impl Launcher for Ec2Launcher {
             tracing::warn!(claim = %req.node.name, %code, "launch template vanished; recreating it");
             retried = true;
         }
+    }
+}
+
+impl Launcher for Ec2Launcher {
+    async fn launch(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
+        self.launch_with(req, true).await
     }
 
     async fn terminate(&self, claim: &str) -> Result<Vec<String>, Ec2Error> {

@@ -393,6 +393,7 @@ impl Controller {
             st,
             obs: &obs,
             pods: std::sync::OnceLock::new(),
+            fresh: Mutex::default(),
         };
         self.apply(&sink, None, tracked.actions).await;
         // 1b. Garbage: claims whose instance is gone, instances no claim owns.
@@ -850,7 +851,12 @@ impl Controller {
                 );
                 let api: Api<NodeClaim> = Api::all(io.client.clone());
                 match api.create(&PostParams::default(), &claim).await {
-                    Ok(_) => Some(Vec::new()),
+                    Ok(_) => {
+                        if let Ok(mut f) = sink.fresh.lock() {
+                            f.insert(node.name.clone());
+                        }
+                        Some(Vec::new())
+                    }
                     Err(e) => {
                         self.metrics.launch_failures.inc();
                         tracing::error!("writing NodeClaim {}: {e}; not launching it", node.name);
@@ -954,16 +960,19 @@ impl Controller {
                 claim: node.name.clone(),
             }]);
         };
-        let launched = sink
-            .io
-            .launcher
-            .launch(LaunchRequest {
-                node,
-                pool,
-                node_class: nc,
-                catalog: Some(ctx.catalog),
-            })
-            .await;
+        let req = LaunchRequest {
+            node,
+            pool,
+            node_class: nc,
+            catalog: Some(ctx.catalog),
+        };
+        // A claim this pass wrote cannot have an instance yet: no look-up for one.
+        let fresh = sink.fresh.lock().is_ok_and(|f| f.contains(&node.name));
+        let launched = if fresh {
+            sink.io.launcher.launch_new(req).await
+        } else {
+            sink.io.launcher.launch(req).await
+        };
         match launched {
             Ok(l) => {
                 sink.st.clock.launched();
@@ -1077,6 +1086,9 @@ struct Sink<'a, 'o> {
     st: &'a mut State,
     obs: &'o Observed,
     pods: std::sync::OnceLock<HashMap<String, &'o Pod>>,
+    /// Claims written by this pass (`CreateClaim`): launched without looking
+    /// for an instance of theirs first.
+    fresh: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What recording a launch needs beyond the action.
