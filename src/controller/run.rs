@@ -997,24 +997,32 @@ impl Controller {
                     },
                     k8s_openapi::jiff::Timestamp::now(),
                 );
-                // The labels of what EC2 launched (a fallback type has its own).
-                let labels = launched_labels(Some(ctx.catalog), pool, &l);
+                // The labels of what EC2 launched that the plan did not already
+                // give the claim (a fallback type has its own): usually none.
+                let labels: std::collections::BTreeMap<String, String> =
+                    launched_labels(Some(ctx.catalog), pool, &l)
+                        .into_iter()
+                        .filter(|(k, v)| {
+                            k != crate::cloud::tags::LABEL_CLAIM && node.labels.get(k) != Some(v)
+                        })
+                        .collect();
                 let placed = Placed {
                     instance_id: l.instance_id,
                     instance_type: l.instance_type,
                     zone: l.zone,
                     capacity_type: l.capacity_type,
                 };
-                let mut follow = vec![
-                    Action::ClaimLabels {
+                let mut follow = Vec::new();
+                if !labels.is_empty() {
+                    follow.push(Action::ClaimLabels {
                         claim: node.name.clone(),
                         labels,
-                    },
-                    Action::ClaimStatus {
-                        claim: node.name.clone(),
-                        status: serde_json::to_value(&status).unwrap_or_default(),
-                    },
-                ];
+                    });
+                }
+                follow.push(Action::ClaimStatus {
+                    claim: node.name.clone(),
+                    status: serde_json::to_value(&status).unwrap_or_default(),
+                });
                 follow.extend(steps::nominated(node, &placed));
                 Some(follow)
             }
