@@ -453,13 +453,16 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
             .then_some(())
     })
     .await;
-    assert!(
+    // The claim goes right after its Node (finalizer lifted, then deleted).
+    wait_for("our claim deleted", Duration::from_secs(60), async || {
         claims
             .get_opt("general-doomd")
             .await
             .expect("get claim")
             .is_none()
-    );
+            .then_some(())
+    })
+    .await;
     assert!(
         claims
             .get_opt("general-kept0")
