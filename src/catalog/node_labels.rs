@@ -157,6 +157,28 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
     m
 }
 
+/// One label of [`node_labels`] without building the map: the same
+/// sources in the same precedence (the pool's labels win over the
+/// offering's). The solver reads a node's topology domain for any key with
+/// it, once per offering.
+pub fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> Option<&'a str> {
+    if key == labels::NODEPOOL || key == POOL_LABEL {
+        return Some(&pool.name);
+    }
+    if let Some(v) = pool.labels.get(key) {
+        return Some(v);
+    }
+    if !labels::WELL_KNOWN.contains(&key)
+        && let Some(set) = pool.requirements.keys.get(key)
+        && !set.complement
+        && set.values.len() == 1
+        && let Some(v) = set.values.iter().next()
+    {
+        return Some(v);
+    }
+    cat.offering_label(o, key)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashMap};
@@ -240,6 +262,28 @@ mod tests {
             let got: Vec<usize> = index.filter(&reqs).iter().collect();
             assert_eq!(&got, want, "{k}={v}");
         }
+    }
+
+    /// `node_label` answers every key as the map `node_labels` holds it,
+    /// pool labels overriding catalog ones included.
+    #[test]
+    fn node_label_agrees_with_node_labels() {
+        let cat = catalog();
+        let mut p = pool("web");
+        p.labels.insert("team".into(), "shop".into());
+        p.labels.insert(labels::ARCH.into(), "pool-says".into());
+        p.requirements.keys.insert("tier".into(), one("front"));
+        let mut checked = 0;
+        for o in cat.offerings.iter().step_by(53) {
+            let m = node_labels(&cat, &p, o);
+            let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            keys.extend([labels::HOSTNAME, "not-a-label"]);
+            for k in keys {
+                assert_eq!(node_label(&cat, &p, o, k), m.get(k).map(String::as_str), "{k}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} lookups");
     }
 
     #[test]

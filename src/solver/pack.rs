@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::catalog::node_labels::node_labels;
+use crate::catalog::node_labels::{node_label, node_labels};
 use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
 use crate::workload::{Toleration, untolerated};
@@ -61,7 +61,15 @@ struct Node {
     /// Each class on the node with the variant it was placed under: a later
     /// move (consolidation) must keep the preferences that placement honoured.
     placed: Vec<(usize, Variant)>,
+    /// Per generic topology key (`Topo::keys`): the node's value id
+    /// (`NO_VALUE` = the node lacks the label). A new node's candidates all
+    /// share these values (narrowed when it opens), so its domain for every
+    /// key is fixed whatever type it grows to or falls back to.
+    gvals: Vec<u32>,
 }
+
+/// A node without the label of a generic topology key.
+const NO_VALUE: u32 = u32::MAX;
 
 /// What decides a class's usable offerings and spread domains: classes
 /// equal in all of it share one computation. Borrowed from the workload,
@@ -94,6 +102,9 @@ struct Placing<'b> {
     zmask: u64,
     /// Capacity types (bit 0 on-demand, bit 1 spot) of its spread domains.
     cmask: u8,
+    /// Per spread of the class (by index): for a generic key, the value ids
+    /// of its domains; empty for the fast-path keys.
+    gdoms: &'b [Vec<u32>],
 }
 
 /// The best new node found so far in tier 3.
@@ -152,6 +163,21 @@ pub struct Packer<'t, 'a> {
     /// tolerates a dedicated pool's taint does not strand pods that could
     /// otherwise have shared its node.
     openness: Vec<usize>,
+    /// Zones (one bit each) and capacity types where any pool has a usable
+    /// offering: the domains of a spread with nodeAffinityPolicy Ignore.
+    all_zmask: u64,
+    all_cmask: u8,
+    /// Per generic key, per pool, per offering: the value id a node of it
+    /// carries (`catalog::node_labels`), or `NO_VALUE`. Empty without
+    /// generic keys.
+    gval: Vec<Vec<Vec<u32>>>,
+    /// Per generic key: value id -> value.
+    gnames: Vec<Vec<String>>,
+    /// Per generic key, per selector: matching pods per value id.
+    gcount: Vec<Vec<HashMap<u32, u32>>>,
+    /// (generic key, value id) -> selectors of required anti-affinity terms
+    /// of pods placed in that domain (the symmetric check).
+    anti_g: HashMap<(u16, u32), Vec<usize>>,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -228,8 +254,23 @@ impl<'t, 'a> Packer<'t, 'a> {
                         .sum()
                 })
                 .collect(),
+            all_zmask: 0,
+            all_cmask: 0,
+            gval: Vec::new(),
+            gnames: Vec::new(),
+            gcount: Vec::new(),
+            anti_g: HashMap::new(),
             t,
         };
+        for tab in &p.t.pools {
+            for (d, list) in tab.by_domain.iter().enumerate() {
+                if list.iter().any(|o| tab.usable.get(*o as usize)) {
+                    p.all_zmask |= 1 << (d / 2).min(63);
+                    p.all_cmask |= 1 << (d % 2);
+                }
+            }
+        }
+        p.label_tables();
         for (i, en) in input.workload.nodes.iter().enumerate() {
             let zone = en
                 .labels
@@ -249,11 +290,19 @@ impl<'t, 'a> Packer<'t, 'a> {
                 p.pool_used[pi] = add(&p.pool_used[pi], &alloc);
             }
             let mut sel_count = vec![0u32; nsel];
+            let gvals: Vec<u32> = (0..p.topo.keys.len())
+                .map(|g| p.intern(g, en.labels.get(&p.topo.keys[g])))
+                .collect();
             for bp in &en.pods {
                 for (s, sel) in p.topo.sels.iter().enumerate() {
                     if sel.matches(&bp.namespace, &bp.labels) {
                         sel_count[s] += 1;
                         p.any_count[s] += 1;
+                        for (g, &val) in gvals.iter().enumerate() {
+                            if val != NO_VALUE {
+                                *p.gcount[g][s].entry(val).or_insert(0) += 1;
+                            }
+                        }
                         if let Some(z) = zone {
                             p.zone_count[s][z as usize] += 1;
                         }
@@ -277,6 +326,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 pods: Vec::new(),
                 open_pos: usize::MAX,
                 placed: Vec::new(),
+                gvals,
             });
         }
         let rooms: Vec<Rv> = p.nodes.iter().map(|n| n.room).collect();
@@ -290,13 +340,6 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .flat_map(|t| t.usable.iter().map(|o| &t.net[o]))
                 .chain(&rooms),
         );
-        for c in &p.topo.classes {
-            for u in &c.unsupported {
-                if !p.notes.contains(u) {
-                    p.notes.push(format!("ignored: {u}"));
-                }
-            }
-        }
         if !p.t.dims.overflow.is_empty() {
             p.notes.push(format!(
                 "ignored: too many extended resources; not tracked: {}",
@@ -304,6 +347,73 @@ impl<'t, 'a> Packer<'t, 'a> {
             ));
         }
         p
+    }
+
+    /// Interns the value of generic key `g` (None = the label is absent).
+    fn intern(&mut self, g: usize, v: Option<&String>) -> u32 {
+        let Some(v) = v else { return NO_VALUE };
+        let names = &mut self.gnames[g];
+        match names.iter().position(|x| x == v) {
+            Some(i) => i as u32,
+            None => {
+                names.push(v.clone());
+                (names.len() - 1) as u32
+            }
+        }
+    }
+
+    /// For every generic topology key, the value a node of each (pool,
+    /// offering) carries, as interned ids. Nothing without generic keys.
+    fn label_tables(&mut self) {
+        let nk = self.topo.keys.len();
+        if nk == 0 {
+            return;
+        }
+        let input = self.t.input;
+        let cat = input.catalog;
+        let nsel = self.topo.sels.len();
+        self.gnames = vec![Vec::new(); nk];
+        self.gcount = vec![vec![HashMap::new(); nsel]; nk];
+        for g in 0..nk {
+            let key = self.topo.keys[g].clone();
+            let mut ids: HashMap<&str, u32> = HashMap::new();
+            let mut per_pool = Vec::with_capacity(input.policy.pools.len());
+            for (pi, pool) in input.policy.pools.iter().enumerate() {
+                let usable = &self.t.pools[pi].usable;
+                let vals: Vec<u32> = cat
+                    .offerings
+                    .iter()
+                    .enumerate()
+                    .map(|(oi, o)| {
+                        if !usable.get(oi) {
+                            return NO_VALUE;
+                        }
+                        let Some(v) = node_label(cat, pool, o, &key) else {
+                            return NO_VALUE;
+                        };
+                        *ids.entry(v).or_insert_with(|| {
+                            self.gnames[g].push(v.to_string());
+                            (self.gnames[g].len() - 1) as u32
+                        })
+                    })
+                    .collect();
+                per_pool.push(vals);
+            }
+            self.gval.push(per_pool);
+        }
+    }
+
+    /// The generic-key values of a new node of pool `p` launched from `o`.
+    fn offering_gvals(&self, p: usize, o: u32) -> Vec<u32> {
+        self.gval.iter().map(|k| k[p][o as usize]).collect()
+    }
+
+    /// Whether offering `o` of pool `p` has exactly the generic-key values `vals`.
+    fn same_gvals(&self, p: usize, o: u32, vals: &[u32]) -> bool {
+        self.gval
+            .iter()
+            .zip(vals)
+            .all(|(k, v)| k[p][o as usize] == *v)
     }
 
     /// The relaxation sequence for class `c`, strictest first.
@@ -501,15 +611,18 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 
     /// How many pods of the class `at` places topology allows at a place:
-    /// node `n` (or a new node when None) in `zone` / `ct`.
+    /// node `n` (or a new node when None) in `zone` / `ct`, whose values
+    /// for the generic keys are `gv` (None: not known yet, those terms are
+    /// checked per offering by the caller, `label_limit`).
     fn topo_limit(
         &self,
         at: &Placing<'_>,
         n: Option<usize>,
         zone: Option<u16>,
         ct: Option<CapacityType>,
+        gv: Option<&[u32]>,
     ) -> u32 {
-        let (c, v, zmask, cmask) = (at.c, &at.v, at.zmask, at.cmask);
+        let (c, v) = (at.c, &at.v);
         let tp = &self.topo.classes[c];
         let mut lim = u32::MAX as i64;
         let node = n.map(|i| &self.nodes[i]);
@@ -528,8 +641,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             return 0;
         }
         let req_affs = tp.affs.len() - tp.preferred;
+        if let Some(gv) = gv {
+            lim = lim.min(i64::from(self.label_limit(at, gv)));
+            if lim == 0 {
+                return 0;
+            }
+        }
         for a in tp.affs.iter().take(req_affs + v.pref_pod) {
             let count = match a.key {
+                TKey::Label(_) => continue,
                 TKey::Host => host_count(a.sel),
                 TKey::Zone => match zone {
                     Some(z) => i64::from(self.zone_count[a.sel][z as usize]),
@@ -555,7 +675,13 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !s.hard && !v.soft_spread {
                 continue;
             }
+            let (zmask, cmask) = if s.honor_affinity {
+                (at.zmask, at.cmask)
+            } else {
+                (self.all_zmask, self.all_cmask)
+            };
             let (count, min) = match s.key {
+                TKey::Label(_) => continue,
                 TKey::Host => (host_count(s.sel), 0i64),
                 TKey::Zone => {
                     let Some(z) = zone else { return 0 };
@@ -598,6 +724,144 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         lim.clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// `topo_limit` for the generic-key terms alone, at a node (existing or
+    /// planned `n`, or a new one when None) whose values are `gv`. As
+    /// kube-scheduler: a node without the key fails a hard spread and a
+    /// required affinity term, and passes an anti-affinity term; a spread's
+    /// domains are the values of the nodes the pod may use (`Placing::gdoms`).
+    fn label_limit(&self, at: &Placing<'_>, gv: &[u32]) -> u32 {
+        if self.topo.keys.is_empty() {
+            return u32::MAX;
+        }
+        let (c, v) = (at.c, &at.v);
+        let tp = &self.topo.classes[c];
+        // Symmetric anti-affinity of pods already in the domain.
+        for (g, &val) in gv.iter().enumerate() {
+            if val != NO_VALUE
+                && self
+                    .anti_g
+                    .get(&(g as u16, val))
+                    .is_some_and(|sels| sels.iter().any(|s| self.topo.class_match[c][*s]))
+            {
+                return 0;
+            }
+        }
+        let count_at = |g: u16, sel: usize, val: u32| -> i64 {
+            i64::from(
+                self.gcount[g as usize][sel]
+                    .get(&val)
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        let mut lim = i64::from(u32::MAX);
+        let req_affs = tp.affs.len() - tp.preferred;
+        for a in tp.affs.iter().take(req_affs + v.pref_pod) {
+            let TKey::Label(g) = a.key else { continue };
+            let val = gv[g as usize];
+            if val == NO_VALUE {
+                if a.anti {
+                    continue;
+                }
+                return 0;
+            }
+            let count = count_at(g, a.sel, val);
+            if a.anti {
+                if count > 0 {
+                    return 0;
+                }
+                if a.self_match {
+                    lim = lim.min(1);
+                }
+            } else if count == 0 && !(self.any_count[a.sel] == 0 && a.self_match) {
+                return 0;
+            }
+        }
+        for (si, s) in tp.spreads.iter().enumerate() {
+            let TKey::Label(g) = s.key else { continue };
+            if !s.hard && !v.soft_spread {
+                continue;
+            }
+            let val = gv[g as usize];
+            if val == NO_VALUE {
+                return 0;
+            }
+            let doms = at.gdoms.get(si).map_or(&[][..], |d| &d[..]);
+            let mut min = doms
+                .iter()
+                .map(|d| count_at(g, s.sel, *d))
+                .min()
+                .unwrap_or(0);
+            if (doms.len() as u32) < s.min_domains {
+                min = 0;
+            }
+            let count = count_at(g, s.sel, val);
+            if s.self_match {
+                lim = lim.min(s.max_skew + min - count);
+            } else if count - min > s.max_skew {
+                return 0;
+            }
+        }
+        lim.clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// The domains (value ids) of each generic-key spread of class `c`
+    /// under `v`: the values of the offerings its hard node constraints
+    /// allow (every usable one with nodeAffinityPolicy Ignore) and of the
+    /// existing nodes that pass them. Empty for other spreads.
+    fn label_domains(&mut self, c: usize, v: &Variant) -> Vec<Vec<u32>> {
+        let tp = &self.topo.classes[c];
+        if !tp.spreads.iter().any(|s| matches!(s.key, TKey::Label(_))) {
+            return Vec::new();
+        }
+        let spreads: Vec<(TKey, bool)> = tp
+            .spreads
+            .iter()
+            .map(|s| (s.key, s.honor_affinity))
+            .collect();
+        let hard = Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            ..*v
+        };
+        let np = self.t.pools.len();
+        let bits: Vec<Bits> = (0..np).map(|p| self.t.class_bits(p, c, &hard)).collect();
+        let input = self.t.input;
+        let class = &input.workload.classes[c];
+        spreads
+            .iter()
+            .map(|&(key, honor)| {
+                let TKey::Label(g) = key else {
+                    return Vec::new();
+                };
+                let mut out: Vec<u32> = Vec::new();
+                let mut seen = vec![false; self.gnames[g as usize].len()];
+                for p in 0..np {
+                    let vals = &self.gval[g as usize][p];
+                    for (o, &val) in vals.iter().enumerate() {
+                        if val != NO_VALUE && !seen[val as usize] && (!honor || bits[p].get(o)) {
+                            seen[val as usize] = true;
+                            out.push(val);
+                        }
+                    }
+                }
+                for node in self.nodes.iter().filter(|n| n.existing.is_some()) {
+                    let val = node.gvals[g as usize];
+                    let Some(ei) = node.existing else { continue };
+                    let labels = &input.workload.nodes[ei].labels;
+                    let passes = !honor
+                        || (class.node_selector.matches_map(labels)
+                            && (class.required_affinity.is_empty()
+                                || class.required_affinity.iter().any(|t| t.matches_map(labels))));
+                    if val != NO_VALUE && passes && !out.contains(&val) {
+                        out.push(val);
+                    }
+                }
+                out
+            })
+            .collect()
     }
 
     fn existing_ok(&mut self, c: usize, n: usize, v: &Variant) -> bool {
@@ -703,6 +967,12 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
             node.sel_count[s] += k;
             self.any_count[s] += k;
+            for &g in &self.topo.classes[c].label_keys {
+                let val = node.gvals[g as usize];
+                if val != NO_VALUE {
+                    *self.gcount[g as usize][s].entry(val).or_insert(0) += k;
+                }
+            }
             if let Some(z) = zone {
                 self.zone_count[s][z as usize] += k;
             }
@@ -727,6 +997,15 @@ impl<'t, 'a> Packer<'t, 'a> {
                             self.anti_zone[z as usize].push(a.sel);
                         }
                     }
+                    TKey::Label(g) => {
+                        let val = node.gvals[g as usize];
+                        if val != NO_VALUE {
+                            let marks = self.anti_g.entry((g, val)).or_default();
+                            if !marks.contains(&a.sel) {
+                                marks.push(a.sel);
+                            }
+                        }
+                    }
                     TKey::CapacityType => {}
                 }
             }
@@ -749,12 +1028,14 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     fn place_class(&mut self, c: usize, v: &Variant) {
         let (bits, zmask, cmask) = self.domains(c, v);
+        let gdoms = self.label_domains(c, v);
         let at = Placing {
             c,
             v: *v,
             bits: &bits,
             zmask,
             cmask,
+            gdoms: &gdoms,
         };
         if self.starts_host_group(c, v) {
             // One node big enough for the whole class, chosen as usual among
@@ -941,7 +1222,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         let node = &self.nodes[n];
         let k = k
             .min(self.left[c])
-            .min(self.topo_limit(at, Some(n), node.zone, node.ct));
+            .min(self.topo_limit(at, Some(n), node.zone, node.ct, Some(&node.gvals)));
         if self.together && k < self.left[c] {
             return 0;
         }
@@ -983,7 +1264,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         (0..self.slack.len())
             .filter(|&d| {
                 let (zone, ct) = ((d / 2) as u16, dom_ct(d));
-                self.topo_limit(at, None, Some(zone), Some(ct)) > 0
+                self.topo_limit(at, None, Some(zone), Some(ct), None) > 0
             })
             .collect()
     }
@@ -1184,7 +1465,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 if tab.by_domain[d].is_empty() {
                     continue;
                 }
-                let lim = self.topo_limit(at, None, Some((d / 2) as u16), Some(dom_ct(d)));
+                let lim = self.topo_limit(at, None, Some((d / 2) as u16), Some(dom_ct(d)), None);
                 if lim == 0 {
                     continue;
                 }
@@ -1229,7 +1510,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !at.bits[p].get(oi) || !fits(&self.t.type_cap[ti], headroom) {
                 continue;
             }
-            let k = copies(&req, &tab.net[oi]).min(kk);
+            let k = copies(&req, &tab.net[oi]).min(kk).min(self.new_label_limit(at, p, o));
             if k > 0 && first.is_none() && !(self.together && k < r) {
                 first = Some(o);
             }
@@ -1237,7 +1518,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         first.map(|o| NewNode {
             score: 0.0,
-            k: kmax,
+            k: kmax.min(self.new_label_limit(at, p, o)),
             pool: p,
             offering: o,
         })
@@ -1275,6 +1556,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 break;
             }
             let mut k = copies(&req, &tab.net[oi]).min(kk);
+            if !self.topo.keys.is_empty() {
+                k = k.min(self.new_label_limit(at, p, o));
+            }
             if k == 0 || (self.together && k < r) {
                 continue;
             }
@@ -1325,6 +1609,15 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
     }
 
+    /// The generic-key limit (`label_limit`) of a new node of pool `p`
+    /// launched from offering `o`; unbounded without generic keys.
+    fn new_label_limit(&self, at: &Placing<'_>, p: usize, o: u32) -> u32 {
+        if self.topo.keys.is_empty() {
+            return u32::MAX;
+        }
+        self.label_limit(at, &self.offering_gvals(p, o))
+    }
+
     /// Grows a recent planned node instead of opening `new` when that is
     /// cheaper per pod. Every pool of the new node's weight tier is looked
     /// at (pools of equal weight compete on price), not only its pool.
@@ -1366,8 +1659,24 @@ impl<'t, 'a> Packer<'t, 'a> {
         let off = &self.t.input.catalog.offerings[o as usize];
         let (zone, ct) = (off.zone_index, off.capacity_type);
         let d = dom(zone, ct);
+        let gvals = self.offering_gvals(p, o);
         loop {
-            let cands = self.new_node_candidates(at, p, d, k);
+            let mut cands = self.new_node_candidates(at, p, d, k);
+            if !gvals.is_empty() {
+                // Every candidate keeps the node's generic-key values, so
+                // its domains hold whatever type it grows or falls back to.
+                cands.retain(|x| self.same_gvals(p, *x, &gvals));
+                let mut need = [0; D];
+                for _ in 0..k {
+                    need = add(&need, &self.reqs[at.c]);
+                }
+                let tab = &self.t.pools[p];
+                let first = cands
+                    .iter()
+                    .position(|x| fits(&need, &tab.net[*x as usize]))
+                    .unwrap_or(cands.len());
+                cands.drain(..first);
+            }
             if !cands.is_empty() && self.min_values_ok(p, &cands) {
                 let nsel = self.topo.sels.len();
                 let cap = self.type_cap_of(cands[0]);
@@ -1386,6 +1695,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     pods: Vec::new(),
                     open_pos: self.open_nodes.len(),
                     placed: Vec::new(),
+                    gvals: gvals.clone(),
                 });
                 let n = self.nodes.len() - 1;
                 self.new_nodes.push(n);
@@ -1475,7 +1785,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             let Some(&cur) = node.cands.first() else {
                 continue;
             };
-            let lim = self.topo_limit(at, Some(n), node.zone, node.ct);
+            let lim = self.topo_limit(at, Some(n), node.zone, node.ct, Some(&node.gvals));
             if lim == 0 {
                 continue;
             }

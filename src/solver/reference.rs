@@ -237,6 +237,19 @@ impl Search<'_, '_> {
         let cat = input.catalog;
         let w = input.workload;
         let mut plan = Plan::default();
+        // Fallback options keep the node's value of every key a topology
+        // term counts by (any node label), as the validator demands.
+        let topo_keys: Vec<&str> = w
+            .classes
+            .iter()
+            .flat_map(|c| {
+                c.topology_spread
+                    .iter()
+                    .map(|s| s.topology_key.as_str())
+                    .chain(c.pod_affinity.iter().map(|a| a.topology_key.as_str()))
+            })
+            .filter(|k| *k != labels::HOSTNAME)
+            .collect();
         for g in 0..groups {
             let c = &self.cands[per_group[g][pick[g]]];
             let pool = &input.policy.pools[c.pool];
@@ -249,6 +262,7 @@ impl Search<'_, '_> {
                 instance_type: cat.types[o.type_index as usize].name.as_str().into(),
                 price_per_hour: c.price,
             }];
+            let lbl = node_labels(cat, pool, o);
             let mut others: Vec<&Cand> = per_group[g]
                 .iter()
                 .map(|&ci| &self.cands[ci])
@@ -258,6 +272,10 @@ impl Search<'_, '_> {
                         && x.offering != c.offering
                         && xo.zone_index == o.zone_index
                         && xo.capacity_type == o.capacity_type
+                        && {
+                            let l2 = node_labels(cat, pool, xo);
+                            topo_keys.iter().all(|k| l2.get(*k) == lbl.get(*k))
+                        }
                 })
                 .collect();
             others.sort_by(|a, b| {
@@ -286,7 +304,7 @@ impl Search<'_, '_> {
                 pods,
                 requested: Default::default(),
                 allocatable: Default::default(),
-                labels: node_labels(cat, pool, o),
+                labels: lbl,
                 taints: pool.taints.clone(),
                 startup_taints: pool.startup_taints.clone(),
             });

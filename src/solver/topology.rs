@@ -7,16 +7,21 @@ use std::collections::{BTreeMap, HashMap};
 use crate::ir::labels;
 use crate::workload::{LabelSelector, PodClass, Workload};
 
-/// The topology keys the solver understands.
+/// A topology key: zone, hostname and capacity type have fast paths (a
+/// node's zone and capacity type are fixed by its domain); any other node
+/// label is `Label`, an index into `Topo::keys`, whose value on a node is
+/// that label's value there (the node's labels as the controller writes
+/// them, `catalog::node_labels`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TKey {
     Zone,
     Host,
     CapacityType,
+    Label(u16),
 }
 
 impl TKey {
-    /// Maps a Kubernetes topology key.
+    /// Maps a Kubernetes topology key with a fast path; None for any other label.
     pub fn parse(k: &str) -> Option<TKey> {
         match k {
             labels::ZONE | labels::ZONE_BETA => Some(TKey::Zone),
@@ -52,6 +57,9 @@ pub struct Spread {
     pub max_skew: i64,
     pub hard: bool,
     pub min_domains: u32,
+    /// nodeAffinityPolicy Honor (the default): domains are only where the
+    /// pod's own node constraints let it run; Ignore: every node's.
+    pub honor_affinity: bool,
     /// The class's own pods are counted by the selector.
     pub self_match: bool,
 }
@@ -77,8 +85,10 @@ pub struct ClassTopo {
     pub preferred: usize,
     /// Selectors that count this class's pods.
     pub matched_by: Vec<usize>,
-    /// Constraints on keys the solver does not know (reported as notes).
-    pub unsupported: Vec<String>,
+    /// Generic keys (`TKey::Label`) whose value on the class's node matters:
+    /// a term of the class is on the key, or a term on the key counts the
+    /// class's pods.
+    pub label_keys: Vec<u16>,
 }
 
 /// All selectors of a workload, and every class's compiled constraints.
@@ -88,6 +98,8 @@ pub struct Topo {
     pub classes: Vec<ClassTopo>,
     /// Per class, per selector: whether the class's pods are counted.
     pub class_match: Vec<Vec<bool>>,
+    /// The generic topology keys (`TKey::Label`), in order of first use.
+    pub keys: Vec<String>,
 }
 
 impl Topo {
@@ -109,16 +121,19 @@ impl Topo {
             })
         };
         let mut raw: Vec<ClassTopo> = Vec::new();
+        let key_of = |t: &mut Topo, k: &str| -> TKey {
+            TKey::parse(k).unwrap_or_else(|| {
+                let i = t.keys.iter().position(|x| x == k).unwrap_or_else(|| {
+                    t.keys.push(k.to_string());
+                    t.keys.len() - 1
+                });
+                TKey::Label(i as u16)
+            })
+        };
         for c in &w.classes {
             let mut ct = ClassTopo::default();
             for s in &c.topology_spread {
-                let Some(key) = TKey::parse(&s.topology_key) else {
-                    ct.unsupported.push(format!(
-                        "topology spread on {} (only zone, hostname and capacity type are supported)",
-                        s.topology_key
-                    ));
-                    continue;
-                };
+                let key = key_of(&mut t, &s.topology_key);
                 let sel = intern(
                     &mut t,
                     (&s.selector, Some(std::slice::from_ref(&c.namespace))),
@@ -129,20 +144,14 @@ impl Topo {
                     max_skew: i64::from(s.max_skew.max(1)),
                     hard: s.hard,
                     min_domains: s.min_domains.unwrap_or(0),
+                    honor_affinity: s.honor_node_affinity,
                     self_match: false,
                 });
             }
             let mut req = Vec::new();
             let mut pref = Vec::new();
             for a in &c.pod_affinity {
-                let Some(key) = TKey::parse(&a.topology_key) else {
-                    ct.unsupported.push(format!(
-                        "pod {}affinity on {} (only zone, hostname and capacity type are supported)",
-                        if a.anti { "anti-" } else { "" },
-                        a.topology_key
-                    ));
-                    continue;
-                };
+                let key = key_of(&mut t, &a.topology_key);
                 let namespaces = if a.all_namespaces {
                     None
                 } else if a.namespaces.is_empty() {
@@ -187,6 +196,32 @@ impl Topo {
             }
             ct.matched_by = (0..m.len()).filter(|i| m[*i]).collect();
             t.class_match.push(m);
+        }
+        // Which generic keys each class's node value matters for.
+        let mut sel_keys: Vec<Vec<u16>> = vec![Vec::new(); t.sels.len()];
+        for ct in &raw {
+            let terms = ct.spreads.iter().map(|s| (s.key, s.sel));
+            for (k, s) in terms.chain(ct.affs.iter().map(|a| (a.key, a.sel))) {
+                if let TKey::Label(g) = k
+                    && !sel_keys[s].contains(&g)
+                {
+                    sel_keys[s].push(g);
+                }
+            }
+        }
+        for ct in &mut raw {
+            let own = ct.spreads.iter().map(|s| s.key);
+            let mut keys: Vec<u16> = own
+                .chain(ct.affs.iter().map(|a| a.key))
+                .filter_map(|k| match k {
+                    TKey::Label(g) => Some(g),
+                    _ => None,
+                })
+                .chain(ct.matched_by.iter().flat_map(|s| sel_keys[*s].iter().copied()))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            ct.label_keys = keys;
         }
         t.classes = raw;
         t

@@ -25,74 +25,16 @@ struct Place {
     labels: BTreeMap<String, String>,
 }
 
-/// The labels a new node of `pool` launched from `o` carries.
+/// The labels a new node of `pool` launched from `o` carries: exactly the
+/// set the controller writes on the Node (`catalog::node_labels`), since
+/// that is what kube-scheduler will match and count topology by.
 pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    if let Some(t) = cat.types.get(o.type_index as usize) {
-        for (k, v) in &t.labels {
-            m.insert(k.to_string(), v.to_string());
-        }
-        m.insert(labels::INSTANCE_TYPE.into(), t.name.clone());
-    }
-    for k in [
-        labels::ZONE,
-        labels::ZONE_ID,
-        labels::REGION,
-        labels::CAPACITY_TYPE,
-    ] {
-        if let Some(v) = cat.offering_label(o, k) {
-            m.insert(k.into(), v.to_string());
-        }
-    }
-    for (k, set) in &pool.requirements.keys {
-        if !labels::WELL_KNOWN.contains(&k.as_str())
-            && !set.complement
-            && set.values.len() == 1
-            && let Some(v) = set.values.iter().next()
-        {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    for (k, v) in &pool.labels {
-        m.insert(k.clone(), v.clone());
-    }
-    m.insert(labels::NODEPOOL.into(), pool.name.clone());
-    m
+    crate::catalog::node_labels::node_labels(cat, pool, o)
 }
 
-/// One label of `node_labels(cat, pool, o)` without building the map: the
-/// same sources, in the same order of precedence (later inserts win there).
+/// One label of `node_labels(cat, pool, o)` without building the map.
 fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> Option<&'a str> {
-    if key == labels::NODEPOOL {
-        return Some(&pool.name);
-    }
-    if let Some(v) = pool.labels.get(key) {
-        return Some(v);
-    }
-    if !labels::WELL_KNOWN.contains(&key)
-        && let Some(set) = pool.requirements.keys.get(key)
-        && !set.complement
-        && set.values.len() == 1
-        && let Some(v) = set.values.iter().next()
-    {
-        return Some(v);
-    }
-    if [
-        labels::ZONE,
-        labels::ZONE_ID,
-        labels::REGION,
-        labels::CAPACITY_TYPE,
-    ]
-    .contains(&key)
-        && let Some(v) = cat.offering_label(o, key)
-    {
-        return Some(v);
-    }
-    let t = cat.types.get(o.type_index as usize)?;
-    if key == labels::INSTANCE_TYPE {
-        return Some(&t.name);
-    }
-    t.labels.get(key)
+    crate::catalog::node_labels::node_label(cat, pool, o, key)
 }
 
 fn kubelet_of(input: &SolveInput<'_>, pool: &Pool) -> KubeletConfig {
@@ -248,6 +190,21 @@ pub fn validate_options_of(
             class_of.insert(c.pod_key(i), ci);
         }
     }
+    // Keys some topology term counts by: a fallback option must keep the
+    // node's value for each, or a launch could break the term.
+    let mut topo_keys: Vec<&str> = w
+        .classes
+        .iter()
+        .flat_map(|c| {
+            c.topology_spread
+                .iter()
+                .map(|s| s.topology_key.as_str())
+                .chain(c.pod_affinity.iter().map(|a| a.topology_key.as_str()))
+        })
+        .filter(|k| *k != labels::HOSTNAME)
+        .collect();
+    topo_keys.sort_unstable();
+    topo_keys.dedup();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut places: HashMap<String, Place> = HashMap::new();
     let mut pool_usage: Vec<Resources> = vec![Resources::zero(); input.policy.pools.len()];
@@ -352,6 +309,14 @@ pub fn validate_options_of(
             };
             let t2 = &cat.types[o2.type_index as usize];
             let l2 = node_labels(cat, pool, o2);
+            for k in &topo_keys {
+                if l2.get(*k) != lbl.get(*k) {
+                    errs.push(format!(
+                        "node {}: option {} changes topology label {k}",
+                        n.name, t2.name
+                    ));
+                }
+            }
             let mut u2 = ds_overhead(input, pool, &l2);
             for pod in &n.pods {
                 if let Some(&ci) = class_of.get(pod) {
@@ -514,10 +479,14 @@ fn check_topology(
                 continue;
             }
             let Some(d) = domain(pl, &a.topology_key) else {
-                errs.push(format!(
-                    "pod {pod}: no {} domain for pod affinity",
-                    a.topology_key
-                ));
+                // kube-scheduler: a node without the key matches no
+                // affinity term and passes every anti-affinity term.
+                if !a.anti {
+                    errs.push(format!(
+                        "pod {pod}: no {} label on its node for pod affinity",
+                        a.topology_key
+                    ));
+                }
                 continue;
             };
             let ns_ok = |ns: &str| {
@@ -552,6 +521,20 @@ fn check_topology(
             }
         }
     }
+    // A hard spread filters out nodes without its key.
+    for (pod, pl) in &sorted {
+        let Some(&ci) = class_of.get(*pod) else {
+            continue;
+        };
+        for s in &w.classes[ci].topology_spread {
+            if s.hard && domain(pl, &s.topology_key).is_none() {
+                errs.push(format!(
+                    "pod {pod}: no {} label on its node for its topology spread",
+                    s.topology_key
+                ));
+            }
+        }
+    }
     // Hard spreads, checked on self-contained groups (every pending pod the
     // selector counts carries the same constraint): max - min <= maxSkew.
     let mut done: Vec<(String, TopologySpread)> = Vec::new();
@@ -580,7 +563,12 @@ fn check_topology(
             }
             let mut counts: BTreeMap<String, i64> = BTreeMap::new();
             if s.topology_key != labels::HOSTNAME {
-                for d in eligible_domains(input, &counted_classes, &s.topology_key) {
+                let classes: &[usize] = if s.honor_node_affinity {
+                    &counted_classes
+                } else {
+                    &[]
+                };
+                for d in eligible_domains(input, classes, &s.topology_key) {
                     counts.insert(d, 0);
                 }
             }
@@ -593,7 +581,10 @@ fn check_topology(
                 }
             }
             let max = counts.values().copied().max().unwrap_or(0);
-            let min = if s.topology_key == labels::HOSTNAME {
+            let few = s
+                .min_domains
+                .is_some_and(|m| counts.len() < m as usize);
+            let min = if s.topology_key == labels::HOSTNAME || few {
                 0
             } else {
                 counts.values().copied().min().unwrap_or(0)
@@ -612,7 +603,8 @@ fn check_topology(
     errs
 }
 
-/// Domains (zone or capacity type values) where any of `classes` could run.
+/// Domains (values of `key`) where any of `classes` could run; every
+/// usable offering's when `classes` is empty (nodeAffinityPolicy Ignore).
 fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec<String> {
     let cat = input.catalog;
     let mut out: Vec<String> = Vec::new();
@@ -639,7 +631,8 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
             }
             let lbl = node_labels(cat, pool, o);
             let Some(d) = lbl.get(key) else { continue };
-            if classes.iter().any(|&ci| {
+            if classes.is_empty()
+                || classes.iter().any(|&ci| {
                 node_ok(
                     input,
                     &input.workload.classes[ci],

@@ -87,6 +87,12 @@ impl Packer<'_, '_> {
         {
             return;
         }
+        // A merge may change a node's type, and with it the values of
+        // generic topology keys its pods are counted under; such plans
+        // keep their packing as it is.
+        if !self.topo.keys.is_empty() {
+            return;
+        }
         let (zone_sels, ct_sels) = self.counted_selectors();
         for _ in 0..MERGE_MAX_NODES {
             let live: Vec<usize> = self
@@ -131,7 +137,7 @@ impl Packer<'_, '_> {
                 match k {
                     TKey::Zone => zone.push(s),
                     TKey::CapacityType => ct.push(s),
-                    TKey::Host => {}
+                    TKey::Host | TKey::Label(_) => {}
                 }
             }
         }
