@@ -62,14 +62,18 @@ struct Node {
     /// move (consolidation) must keep the preferences that placement honoured.
     placed: Vec<(usize, Variant)>,
     /// Per generic topology key (`Topo::keys`): the node's value id
-    /// (`NO_VALUE` = the node lacks the label). A new node's candidates all
-    /// share these values (narrowed when it opens), so its domain for every
-    /// key is fixed whatever type it grows to or falls back to.
+    /// (`NO_VALUE` = the node lacks the label), or `FREE` while no pod on
+    /// the node is counted or constrained by the key. A key is fixed when
+    /// the first such pod lands: the candidates are narrowed to the
+    /// offerings with that value, so the domain holds whatever type the
+    /// node grows to or falls back to.
     gvals: Vec<u32>,
 }
 
 /// A node without the label of a generic topology key.
 const NO_VALUE: u32 = u32::MAX;
+/// A new node's generic-key value not fixed yet (see `Node::gvals`).
+const FREE: u32 = u32::MAX - 1;
 
 /// What decides a class's usable offerings and spread domains: classes
 /// equal in all of it share one computation. Borrowed from the workload,
@@ -408,12 +412,26 @@ impl<'t, 'a> Packer<'t, 'a> {
         self.gval.iter().map(|k| k[p][o as usize]).collect()
     }
 
-    /// Whether offering `o` of pool `p` has exactly the generic-key values `vals`.
-    fn same_gvals(&self, p: usize, o: u32, vals: &[u32]) -> bool {
-        self.gval
+    /// Whether offering `o` of pool `p` has the values `vals` for the keys `keys`.
+    fn same_on(&self, p: usize, o: u32, vals: &[u32], keys: &[u16]) -> bool {
+        keys.iter()
+            .all(|&g| self.gval[g as usize][p][o as usize] == vals[g as usize])
+    }
+
+    /// Node `n`'s generic-key values as topology reads them: a key not
+    /// fixed yet reads as its current type's value (`grow` fixes it to that
+    /// value when a pod that needs it lands). Empty without generic keys.
+    fn node_gvals(&self, n: usize) -> Vec<u32> {
+        let node = &self.nodes[n];
+        node.gvals
             .iter()
-            .zip(vals)
-            .all(|(k, v)| k[p][o as usize] == *v)
+            .enumerate()
+            .map(|(g, &v)| match (v, node.cands.first()) {
+                (FREE, Some(&o)) => self.gval[g][node.pool][o as usize],
+                (FREE, None) => NO_VALUE,
+                (v, _) => v,
+            })
+            .collect()
     }
 
     /// The relaxation sequence for class `c`, strictest first.
@@ -969,7 +987,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             self.any_count[s] += k;
             for &g in &self.topo.classes[c].label_keys {
                 let val = node.gvals[g as usize];
-                if val != NO_VALUE {
+                if val != NO_VALUE && val != FREE {
                     *self.gcount[g as usize][s].entry(val).or_insert(0) += k;
                 }
             }
@@ -999,7 +1017,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     }
                     TKey::Label(g) => {
                         let val = node.gvals[g as usize];
-                        if val != NO_VALUE {
+                        if val != NO_VALUE && val != FREE {
                             let marks = self.anti_g.entry((g, val)).or_default();
                             if !marks.contains(&a.sel) {
                                 marks.push(a.sel);
@@ -1222,7 +1240,7 @@ impl<'t, 'a> Packer<'t, 'a> {
         let node = &self.nodes[n];
         let k = k
             .min(self.left[c])
-            .min(self.topo_limit(at, Some(n), node.zone, node.ct, Some(&node.gvals)));
+            .min(self.topo_limit(at, Some(n), node.zone, node.ct, Some(&self.node_gvals(n))));
         if self.together && k < self.left[c] {
             return 0;
         }
@@ -1319,7 +1337,20 @@ impl<'t, 'a> Packer<'t, 'a> {
             .min_values
             .is_empty();
         let known = node.applied.contains(&self.bits_id);
-        if known && !min_values {
+        // Generic keys the class needs that the node has not fixed yet: fixed
+        // now to the values topology was checked with (its current type's).
+        let fix: Vec<u16> = self.topo.classes[c]
+            .label_keys
+            .iter()
+            .copied()
+            .filter(|&g| node.gvals[g as usize] == FREE)
+            .collect();
+        let target = if fix.is_empty() {
+            Vec::new()
+        } else {
+            self.node_gvals(n)
+        };
+        if known && !min_values && fix.is_empty() {
             // The class's offerings are already applied: only the cheapest
             // candidates that no longer fit drop off the front.
             let Some(first) = node
@@ -1342,12 +1373,11 @@ impl<'t, 'a> Packer<'t, 'a> {
             return true;
         }
         let mut cands: Vec<u32> = Vec::with_capacity(node.cands.len());
-        cands.extend(
-            node.cands
-                .iter()
-                .copied()
-                .filter(|o| bits[p].get(*o as usize) && fits(&need, &tab.net[*o as usize])),
-        );
+        cands.extend(node.cands.iter().copied().filter(|o| {
+            bits[p].get(*o as usize)
+                && fits(&need, &tab.net[*o as usize])
+                && self.same_on(p, *o, &target, &fix)
+        }));
         let Some(&new_cur) = cands.first() else {
             return false;
         };
@@ -1365,6 +1395,9 @@ impl<'t, 'a> Packer<'t, 'a> {
         let node = &mut self.nodes[n];
         node.cands = cands;
         node.applied.push(self.bits_id);
+        for &g in &fix {
+            node.gvals[g as usize] = target[g as usize];
+        }
         self.commit(c, n, k, v);
         true
     }
@@ -1659,13 +1692,23 @@ impl<'t, 'a> Packer<'t, 'a> {
         let off = &self.t.input.catalog.offerings[o as usize];
         let (zone, ct) = (off.zone_index, off.capacity_type);
         let d = dom(zone, ct);
-        let gvals = self.offering_gvals(p, o);
+        let want = self.offering_gvals(p, o);
+        let fix = &self.topo.classes[at.c].label_keys;
+        let gvals: Vec<u32> = (0..want.len())
+            .map(|g| {
+                if fix.contains(&(g as u16)) {
+                    want[g]
+                } else {
+                    FREE
+                }
+            })
+            .collect();
         loop {
             let mut cands = self.new_node_candidates(at, p, d, k);
-            if !gvals.is_empty() {
-                // Every candidate keeps the node's generic-key values, so
-                // its domains hold whatever type it grows or falls back to.
-                cands.retain(|x| self.same_gvals(p, *x, &gvals));
+            if !fix.is_empty() {
+                // Every candidate keeps the values the class needs, so its
+                // domains hold whatever type the node grows or falls back to.
+                cands.retain(|x| self.same_on(p, *x, &want, fix));
                 let mut need = [0; D];
                 for _ in 0..k {
                     need = add(&need, &self.reqs[at.c]);
@@ -1785,7 +1828,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             let Some(&cur) = node.cands.first() else {
                 continue;
             };
-            let lim = self.topo_limit(at, Some(n), node.zone, node.ct, Some(&node.gvals));
+            let lim = self.topo_limit(at, Some(n), node.zone, node.ct, Some(&self.node_gvals(n)));
             if lim == 0 {
                 continue;
             }

@@ -190,21 +190,7 @@ pub fn validate_options_of(
             class_of.insert(c.pod_key(i), ci);
         }
     }
-    // Keys some topology term counts by: a fallback option must keep the
-    // node's value for each, or a launch could break the term.
-    let mut topo_keys: Vec<&str> = w
-        .classes
-        .iter()
-        .flat_map(|c| {
-            c.topology_spread
-                .iter()
-                .map(|s| s.topology_key.as_str())
-                .chain(c.pod_affinity.iter().map(|a| a.topology_key.as_str()))
-        })
-        .filter(|k| *k != labels::HOSTNAME)
-        .collect();
-    topo_keys.sort_unstable();
-    topo_keys.dedup();
+    let topo_keys = involved_keys(input);
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut places: HashMap<String, Place> = HashMap::new();
     let mut pool_usage: Vec<Resources> = vec![Resources::zero(); input.policy.pools.len()];
@@ -309,7 +295,15 @@ pub fn validate_options_of(
             };
             let t2 = &cat.types[o2.type_index as usize];
             let l2 = node_labels(cat, pool, o2);
-            for k in &topo_keys {
+            let mut keys: Vec<&str> = n
+                .pods
+                .iter()
+                .filter_map(|pod| class_of.get(pod))
+                .flat_map(|&ci| topo_keys[ci].iter().copied())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for k in &keys {
                 if l2.get(*k) != lbl.get(*k) {
                     errs.push(format!(
                         "node {}: option {} changes topology label {k}",
@@ -412,6 +406,65 @@ pub fn validate_options_of(
     }
     errs.extend(check_topology(input, &class_of, &places));
     errs
+}
+
+/// Per class: the topology keys (hostname aside) its node's value matters
+/// for: its own terms' keys, and the keys of every term that counts its
+/// pods. A fallback option of a node must keep the node's value for each
+/// key of its pods, or a launch could break the term.
+fn involved_keys<'w>(input: &SolveInput<'w>) -> Vec<Vec<&'w str>> {
+    let w = input.workload;
+    // Classes by (namespace, labels): selectors match groups, not classes.
+    let mut groups: Vec<((&str, &BTreeMap<String, String>), Vec<usize>)> = Vec::new();
+    let mut index: HashMap<(&str, &BTreeMap<String, String>), usize> = HashMap::new();
+    for (ci, c) in w.classes.iter().enumerate() {
+        let key = (c.namespace.as_str(), &c.labels);
+        let g = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(ci);
+    }
+    let mut out: Vec<Vec<&str>> = vec![Vec::new(); w.classes.len()];
+    for (ci, c) in w.classes.iter().enumerate() {
+        for s in &c.topology_spread {
+            if s.topology_key == labels::HOSTNAME {
+                continue;
+            }
+            out[ci].push(&s.topology_key);
+            for ((ns, lbl), members) in &groups {
+                if *ns == c.namespace && s.selector.matches(lbl) {
+                    for &cj in members {
+                        out[cj].push(&s.topology_key);
+                    }
+                }
+            }
+        }
+        for a in &c.pod_affinity {
+            if a.topology_key == labels::HOSTNAME {
+                continue;
+            }
+            out[ci].push(&a.topology_key);
+            for ((ns, lbl), members) in &groups {
+                let ns_ok = a.all_namespaces
+                    || if a.namespaces.is_empty() {
+                        *ns == c.namespace
+                    } else {
+                        a.namespaces.iter().any(|x| x == ns)
+                    };
+                if ns_ok && a.selector.matches(lbl) {
+                    for &cj in members {
+                        out[cj].push(&a.topology_key);
+                    }
+                }
+            }
+        }
+    }
+    for keys in &mut out {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    out
 }
 
 /// The key identifying a node for topology purposes.
