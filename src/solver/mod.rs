@@ -105,3 +105,5 @@ pub const PORTFOLIO_MAX_PODS: usize = 500;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_topo;

@@ -880,7 +880,11 @@ impl<'t, 'a> Packer<'t, 'a> {
                 for node in self.nodes.iter().filter(|n| n.existing.is_some()) {
                     let val = node.gvals[g as usize];
                     let Some(ei) = node.existing else { continue };
-                    let labels = &input.workload.nodes[ei].labels;
+                    let en = &input.workload.nodes[ei];
+                    let labels = &en.labels;
+                    if honor_taints && untolerated(&class.tolerations, &en.taints).is_some() {
+                        continue;
+                    }
                     let passes = !honor
                         || (class.node_selector.matches_map(labels)
                             && (class.required_affinity.is_empty()

@@ -405,6 +405,7 @@ impl<'a> Builder<'a> {
             name: &name,
         };
         self.budget(ctx, at, who, &Path::root(), 1, false)?;
+        ctx.object = who.to_string();
         let shape = pods::shape(ctx, at, &Path::dotted("spec"), spec, &labels, &self.env)?;
         let pods = Pods {
             ns: &ns,
@@ -601,6 +602,7 @@ impl<'a> Builder<'a> {
         claims_of: impl Fn(usize) -> Vec<(String, core::PersistentVolumeClaimSpec)>,
     ) -> Result<(), WorkloadError> {
         let sp = Path::dotted("spec.template.spec");
+        ctx.object = r.who().to_string();
         let shape = pods::shape(ctx, at, &sp, want.spec, &want.labels, &self.env)?;
         let owner = OwnerRef {
             kind: r.kind.into(),
@@ -736,6 +738,7 @@ impl<'a> Builder<'a> {
         let job_name = &run.job_name;
         labels.insert("batch.kubernetes.io/job-name".into(), job_name.clone());
         labels.insert("job-name".into(), job_name.clone());
+        ctx.object = who.to_string();
         let shape = pods::shape(
             ctx,
             at,

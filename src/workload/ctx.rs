@@ -107,6 +107,9 @@ pub(super) struct Ctx {
     pub files: Vec<Source>,
     pub docs: Vec<DocRef>,
     pub notes: Vec<Note>,
+    /// The object whose pod spec is being read ("Deployment ns/name"), so
+    /// that a note about a field of the spec names the pods it concerns.
+    pub object: String,
 }
 
 impl Ctx {
@@ -116,6 +119,7 @@ impl Ctx {
             files: files.into_iter().map(|(n, t)| Source::new(n, t)).collect(),
             docs: Vec::new(),
             notes: Vec::new(),
+            object: String::new(),
         }
     }
 

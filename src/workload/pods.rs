@@ -645,7 +645,11 @@ fn affinity_term(
                 ctx.note(
                     at,
                     &path.key("namespaceSelector"),
-                    format!("{}: no Namespace objects in the input to match against; only the listed namespaces are used", path.key("namespaceSelector")),
+                    format!(
+                        "{}: {}: namespaceSelector ignored: no Namespace objects in the input to match it against; only the listed namespaces are counted",
+                        ctx.object,
+                        path.key("namespaceSelector")
+                    ),
                 );
             }
             namespaces.extend(matched.into_iter().cloned());

@@ -1,0 +1,161 @@
+//! The oracle regression cases of topology (tests/oracle/cases), planned
+//! against the embedded catalog: each plan is accepted by the validator and
+//! has the property kube-scheduler would refuse it without. Before generic
+//! topology keys, the zone-id, instance-type and pool-label terms were
+//! dropped with a note and these plans packed the pods together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::validate::validate;
+use super::{Plan, SolveInput, solve};
+use crate::catalog::Catalog;
+use crate::ir::{PolicySet, labels};
+use crate::workload::{LoadOptions, Workload, load_str};
+
+const CASES: &str = "tests/oracle/cases";
+
+fn policy(name: &str) -> PolicySet {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(CASES)
+        .join(format!("{name}.policy"));
+    let path = if own.exists() {
+        own
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.policy")
+    };
+    let text = std::fs::read_to_string(&path).expect("policy readable");
+    let file = crate::policy::parse(&path.to_string_lossy(), &text).expect("policy parses");
+    crate::policy::compile(&[file]).expect("policy compiles").0
+}
+
+fn workload(name: &str) -> Workload {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(CASES)
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).expect("case readable");
+    load_str(&path.to_string_lossy(), &text, &LoadOptions::default()).expect("case loads")
+}
+
+/// Plans case `name`; the validator must accept the plan.
+fn plan(name: &str) -> Plan {
+    let cat = Catalog::embedded().expect("embedded catalog");
+    let p = policy(name);
+    let w = workload(name);
+    let input = SolveInput {
+        policy: &p,
+        catalog: &cat,
+        workload: &w,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input);
+    let errs = validate(&plan, &input);
+    assert!(errs.is_empty(), "{name}: {errs:?}");
+    assert!(
+        !plan.notes.iter().any(|n| n.starts_with("ignored: ")),
+        "{name}: {:?}",
+        plan.notes
+    );
+    plan
+}
+
+/// Per pod (by name suffix match), the value of `key` on its node.
+fn values_of(plan: &Plan, pod_prefix: &str, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &plan.nodes {
+        for p in &n.pods {
+            if p.contains(pod_prefix) {
+                out.push(n.labels.get(key).cloned().unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+fn skew(values: &[String], domains: usize) -> usize {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_insert(0) += 1;
+    }
+    let max = counts.values().copied().max().unwrap_or(0);
+    let min = if counts.len() < domains {
+        0
+    } else {
+        counts.values().copied().min().unwrap_or(0)
+    };
+    max - min
+}
+
+#[test]
+fn spread_on_zone_id_is_honoured() {
+    let plan = plan("spread-zone-id");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let ids = values_of(&plan, "/api-", labels::ZONE_ID);
+    assert_eq!(ids.len(), 6);
+    assert!(ids.iter().all(|v| !v.is_empty()), "{ids:?}");
+    let cat = Catalog::embedded().expect("embedded catalog");
+    assert!(skew(&ids, cat.zones.len()) <= 1, "{ids:?}");
+}
+
+#[test]
+fn anti_affinity_on_instance_type_keeps_types_apart() {
+    let plan = plan("anti-affinity-instance-type");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let types = values_of(&plan, "/canary-", labels::INSTANCE_TYPE);
+    assert_eq!(types.len(), 3);
+    let distinct: BTreeSet<&String> = types.iter().collect();
+    assert_eq!(distinct.len(), 3, "{types:?}");
+    // A fallback of another type would land two replicas on one type.
+    for n in &plan.nodes {
+        assert!(
+            n.instance_type_options
+                .iter()
+                .all(|o| *o.instance_type == *n.instance_type),
+            "{}: {:?}",
+            n.name,
+            n.instance_type_options
+        );
+    }
+}
+
+#[test]
+fn affinity_on_a_pool_label_follows_the_partner() {
+    let plan = plan("affinity-pool-label");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let teams = values_of(&plan, "/worker-", "team");
+    assert_eq!(teams.len(), 4);
+    assert!(teams.iter().all(|t| t == "data"), "{teams:?}");
+}
+
+#[test]
+fn min_domains_caps_each_zone_when_too_few_are_eligible() {
+    let plan = plan("spread-min-domains");
+    let ids = values_of(&plan, "/quorum-", labels::ZONE_ID);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 2, "{ids:?}");
+    assert_eq!(plan.unschedulable.len(), 1);
+}
+
+#[test]
+fn match_label_keys_spread_each_version_alone() {
+    let plan = plan("match-label-keys");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    for v in ["shard-v1-", "shard-v2-"] {
+        let zones = values_of(&plan, v, labels::ZONE);
+        let distinct: BTreeSet<&String> = zones.iter().collect();
+        assert_eq!(distinct.len(), 2, "{v}: {zones:?}");
+    }
+}
+
+#[test]
+fn anti_affinity_across_namespaces_keeps_tenants_apart() {
+    let plan = plan("affinity-namespaces");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    for n in &plan.nodes {
+        let a = n.pods.iter().any(|p| p.starts_with("tenant-a/"));
+        let b = n.pods.iter().any(|p| p.starts_with("tenant-b/"));
+        assert!(!(a && b), "{}: {:?}", n.name, n.pods);
+    }
+}
