@@ -89,8 +89,6 @@ struct DomKey<'a> {
     tolerations: &'a [Toleration],
     /// (prefer rules kept, preferred node terms kept).
     relax: (usize, usize),
-    /// A spread of the class honours taints (nodeTaintsPolicy Honor).
-    honor_taints: bool,
 }
 
 /// One class being placed under one variant: what every step of its
@@ -584,7 +582,6 @@ impl<'t, 'a> Packer<'t, 'a> {
             volume_zones: class.volume_zones.as_deref(),
             tolerations: &class.tolerations,
             relax: (v.prefer_rules, v.pref_node),
-            honor_taints: self.topo.classes[c].spreads.iter().any(|s| s.honor_taints),
         };
         if let Some((bits, zm, cm, id)) = self.dom_cache.get(&key) {
             self.bits_id = *id;
@@ -598,28 +595,27 @@ impl<'t, 'a> Packer<'t, 'a> {
     }
 
     /// The class's usable offerings under `v`, and its spread domains. The
-    /// domains are where kube-scheduler counts them: every node that passes
-    /// the pod's nodeSelector and required node affinity, whatever its
-    /// taints (nodeTaintsPolicy Ignore, the default; Honor leaves out pools
-    /// whose taints the pod does not tolerate). A preference that narrows
-    /// the zones must not shrink the set a hard spread is measured over, or
-    /// honouring the preference would break the spread.
+    /// domains come from hard constraints only (as kube-scheduler counts
+    /// them): a preference that narrows the zones must not shrink the set a
+    /// hard spread is measured over, or honouring the preference would break
+    /// the spread.
     fn domains_uncached(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let np = self.t.pools.len();
-        let honor_taints = self.topo.classes[c].spreads.iter().any(|s| s.honor_taints);
-        let tolerations = &self.t.input.workload.classes[c].tolerations;
+        let hard = Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            ..*v
+        };
+        let preferring = hard != *v;
         let mut bits = Vec::with_capacity(np);
         let mut zm = 0u64;
         let mut cm = 0u8;
         for p in 0..np {
             let b = self.t.class_bits(p, c, v);
-            let pool = &self.t.input.policy.pools[p];
-            let hb = if honor_taints
-                && super::tables::pool_taint_block(pool, tolerations).is_some()
-            {
-                Bits::new(self.t.input.catalog.offerings.len())
+            let hb = if preferring {
+                self.t.class_bits(p, c, &hard)
             } else {
-                self.t.affinity_bits(p, c)
+                b.clone()
             };
             for (d, list) in self.t.pools[p].by_domain.iter().enumerate() {
                 if list.iter().any(|o| hb.get(*o as usize)) {
@@ -829,12 +825,11 @@ impl<'t, 'a> Packer<'t, 'a> {
         lim.clamp(0, i64::from(u32::MAX)) as u32
     }
 
-    /// The domains (value ids) of each generic-key spread of class `c`: the
-    /// values of the offerings its nodeSelector and required node affinity
-    /// allow (`Tables::affinity_bits`; every usable one with
-    /// nodeAffinityPolicy Ignore) and of the existing nodes that pass them.
-    /// Empty for other spreads.
-    fn label_domains(&mut self, c: usize) -> Vec<Vec<u32>> {
+    /// The domains (value ids) of each generic-key spread of class `c`
+    /// under `v`: the values of the offerings its hard node constraints
+    /// allow (every usable one with nodeAffinityPolicy Ignore) and of the
+    /// existing nodes that pass them. Empty for other spreads.
+    fn label_domains(&mut self, c: usize, v: &Variant) -> Vec<Vec<u32>> {
         let tp = &self.topo.classes[c];
         if !tp.spreads.iter().any(|s| matches!(s.key, TKey::Label(_))) {
             return Vec::new();
@@ -844,22 +839,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             .iter()
             .map(|s| (s.key, s.honor_affinity))
             .collect();
+        let hard = Variant {
+            pref_node: 0,
+            prefer_rules: 0,
+            ..*v
+        };
         let np = self.t.pools.len();
+        let bits: Vec<Bits> = (0..np).map(|p| self.t.class_bits(p, c, &hard)).collect();
         let input = self.t.input;
         let class = &input.workload.classes[c];
-        let honor_taints = self.topo.classes[c].spreads.iter().any(|s| s.honor_taints);
-        let bits: Vec<Bits> = (0..np)
-            .map(|p| {
-                let pool = &input.policy.pools[p];
-                if honor_taints
-                    && super::tables::pool_taint_block(pool, &class.tolerations).is_some()
-                {
-                    Bits::new(input.catalog.offerings.len())
-                } else {
-                    self.t.affinity_bits(p, c)
-                }
-            })
-            .collect();
         spreads
             .iter()
             .map(|&(key, honor)| {
@@ -882,7 +870,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                     let Some(ei) = node.existing else { continue };
                     let en = &input.workload.nodes[ei];
                     let labels = &en.labels;
-                    if honor_taints && untolerated(&class.tolerations, &en.taints).is_some() {
+                    // Taints count as for offerings (`class_bits` leaves out
+                    // pools whose taints the pod does not tolerate).
+                    if untolerated(&class.tolerations, &en.taints).is_some() {
                         continue;
                     }
                     let passes = !honor
@@ -1062,7 +1052,7 @@ impl<'t, 'a> Packer<'t, 'a> {
 
     fn place_class(&mut self, c: usize, v: &Variant) {
         let (bits, zmask, cmask) = self.domains(c, v);
-        let gdoms = self.label_domains(c);
+        let gdoms = self.label_domains(c, v);
         let at = Placing {
             c,
             v: *v,

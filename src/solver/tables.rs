@@ -693,26 +693,6 @@ impl<'a> Tables<'a> {
         b
     }
 
-    /// The offerings of pool `p` whose nodes pass class `c`'s nodeSelector
-    /// and required node affinity, and nothing else: where kube-scheduler
-    /// counts topology spread domains for the class (nodeAffinityPolicy
-    /// Honor). Taints, volumes, preferences and policy rules narrow where
-    /// the class may go, not which nodes count.
-    pub fn affinity_bits(&mut self, p: usize, c: usize) -> Bits {
-        let class = &self.input.workload.classes[c];
-        let n = self.input.catalog.offerings.len();
-        let mut b = self.req_bits(p, &class.node_selector);
-        if !class.required_affinity.is_empty() {
-            let mut any = Bits::new(n);
-            for t in &class.required_affinity {
-                let tb = self.req_bits(p, t);
-                any.or_with(&tb);
-            }
-            b.and_with(&any);
-        }
-        b
-    }
-
     /// The offerings of pool `p` class `c` may land on under variant `v`.
     pub fn class_bits(&mut self, p: usize, c: usize, v: &Variant) -> Bits {
         let input = self.input;

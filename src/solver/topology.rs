@@ -60,9 +60,6 @@ pub struct Spread {
     /// nodeAffinityPolicy Honor (the default): domains are only where the
     /// pod's own node constraints let it run; Ignore: every node's.
     pub honor_affinity: bool,
-    /// nodeTaintsPolicy Honor: nodes whose taints the pod does not tolerate
-    /// are not domains (default Ignore: they are).
-    pub honor_taints: bool,
     /// The class's own pods are counted by the selector.
     pub self_match: bool,
 }
@@ -148,7 +145,6 @@ impl Topo {
                     hard: s.hard,
                     min_domains: s.min_domains.unwrap_or(0),
                     honor_affinity: s.honor_node_affinity,
-                    honor_taints: s.honor_node_taints,
                     self_match: false,
                 });
             }

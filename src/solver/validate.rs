@@ -621,7 +621,7 @@ fn check_topology(
                 } else {
                     &[]
                 };
-                for d in eligible_domains(input, classes, &s.topology_key, s.honor_node_taints) {
+                for d in eligible_domains(input, classes, &s.topology_key) {
                     counts.insert(d, 0);
                 }
             }
@@ -656,16 +656,9 @@ fn check_topology(
     errs
 }
 
-/// Domains (values of `key`) as kube-scheduler counts them for `classes`:
-/// nodes that pass one of the classes' nodeSelector and required node
-/// affinity, whatever their taints unless `honor_taints`; every usable
-/// offering's when `classes` is empty (nodeAffinityPolicy Ignore).
-fn eligible_domains(
-    input: &SolveInput<'_>,
-    classes: &[usize],
-    key: &str,
-    honor_taints: bool,
-) -> Vec<String> {
+/// Domains (values of `key`) where any of `classes` could run; every
+/// usable offering's when `classes` is empty (nodeAffinityPolicy Ignore).
+fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec<String> {
     let cat = input.catalog;
     let mut out: Vec<String> = Vec::new();
     for pool in &input.policy.pools {
@@ -693,13 +686,15 @@ fn eligible_domains(
             let Some(d) = lbl.get(key) else { continue };
             if classes.is_empty()
                 || classes.iter().any(|&ci| {
-                    let class = &input.workload.classes[ci];
-                    (!honor_taints || untolerated(&class.tolerations, &pool.taints).is_none())
-                        && class.node_selector.matches_map(&lbl)
-                        && (class.required_affinity.is_empty()
-                            || class.required_affinity.iter().any(|t| t.matches_map(&lbl)))
-                })
-            {
+                node_ok(
+                    input,
+                    &input.workload.classes[ci],
+                    &lbl,
+                    &pool.taints,
+                    o.price,
+                )
+                .is_ok()
+            }) {
                 out.push(d.clone());
             }
         }
