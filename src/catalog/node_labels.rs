@@ -161,7 +161,12 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
 /// sources in the same precedence (the pool's labels win over the
 /// offering's). The solver reads a node's topology domain for any key with
 /// it, once per offering.
-pub fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> Option<&'a str> {
+pub fn node_label<'a>(
+    cat: &'a Catalog,
+    pool: &'a Pool,
+    o: &Offering,
+    key: &str,
+) -> Option<&'a str> {
     if key == labels::NODEPOOL || key == POOL_LABEL {
         return Some(&pool.name);
     }
@@ -279,7 +284,11 @@ mod tests {
             let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
             keys.extend([labels::HOSTNAME, "not-a-label"]);
             for k in keys {
-                assert_eq!(node_label(&cat, &p, o, k), m.get(k).map(String::as_str), "{k}");
+                assert_eq!(
+                    node_label(&cat, &p, o, k),
+                    m.get(k).map(String::as_str),
+                    "{k}"
+                );
                 checked += 1;
             }
         }

@@ -767,12 +767,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             }
         }
         let count_at = |g: u16, sel: usize, val: u32| -> i64 {
-            i64::from(
-                self.gcount[g as usize][sel]
-                    .get(&val)
-                    .copied()
-                    .unwrap_or(0),
-            )
+            i64::from(self.gcount[g as usize][sel].get(&val).copied().unwrap_or(0))
         };
         let mut lim = i64::from(u32::MAX);
         let req_affs = tp.affs.len() - tp.preferred;
@@ -878,7 +873,10 @@ impl<'t, 'a> Packer<'t, 'a> {
                     let passes = !honor
                         || (class.node_selector.matches_map(labels)
                             && (class.required_affinity.is_empty()
-                                || class.required_affinity.iter().any(|t| t.matches_map(labels))));
+                                || class
+                                    .required_affinity
+                                    .iter()
+                                    .any(|t| t.matches_map(labels))));
                     if val != NO_VALUE && passes && !out.contains(&val) {
                         out.push(val);
                     }
@@ -1244,9 +1242,13 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         let c = at.c;
         let node = &self.nodes[n];
-        let k = k
-            .min(self.left[c])
-            .min(self.topo_limit(at, Some(n), node.zone, node.ct, Some(&self.node_gvals(n))));
+        let k = k.min(self.left[c]).min(self.topo_limit(
+            at,
+            Some(n),
+            node.zone,
+            node.ct,
+            Some(&self.node_gvals(n)),
+        ));
         if self.together && k < self.left[c] {
             return 0;
         }
@@ -1549,7 +1551,9 @@ impl<'t, 'a> Packer<'t, 'a> {
             if !at.bits[p].get(oi) || !fits(&self.t.type_cap[ti], headroom) {
                 continue;
             }
-            let k = copies(&req, &tab.net[oi]).min(kk).min(self.new_label_limit(at, p, o));
+            let k = copies(&req, &tab.net[oi])
+                .min(kk)
+                .min(self.new_label_limit(at, p, o));
             if k > 0 && first.is_none() && !(self.together && k < r) {
                 first = Some(o);
             }

@@ -217,7 +217,11 @@ impl Topo {
                     TKey::Label(g) => Some(g),
                     _ => None,
                 })
-                .chain(ct.matched_by.iter().flat_map(|s| sel_keys[*s].iter().copied()))
+                .chain(
+                    ct.matched_by
+                        .iter()
+                        .flat_map(|s| sel_keys[*s].iter().copied()),
+                )
                 .collect();
             keys.sort_unstable();
             keys.dedup();

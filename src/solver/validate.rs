@@ -415,8 +415,9 @@ pub fn validate_options_of(
 fn involved_keys<'w>(input: &SolveInput<'w>) -> Vec<Vec<&'w str>> {
     let w = input.workload;
     // Classes by (namespace, labels): selectors match groups, not classes.
-    let mut groups: Vec<((&str, &BTreeMap<String, String>), Vec<usize>)> = Vec::new();
-    let mut index: HashMap<(&str, &BTreeMap<String, String>), usize> = HashMap::new();
+    type Group<'a> = (&'a str, &'a BTreeMap<String, String>);
+    let mut groups: Vec<(Group<'_>, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<Group<'_>, usize> = HashMap::new();
     for (ci, c) in w.classes.iter().enumerate() {
         let key = (c.namespace.as_str(), &c.labels);
         let g = *index.entry(key).or_insert_with(|| {
@@ -634,9 +635,7 @@ fn check_topology(
                 }
             }
             let max = counts.values().copied().max().unwrap_or(0);
-            let few = s
-                .min_domains
-                .is_some_and(|m| counts.len() < m as usize);
+            let few = s.min_domains.is_some_and(|m| counts.len() < m as usize);
             let min = if s.topology_key == labels::HOSTNAME || few {
                 0
             } else {
@@ -686,15 +685,16 @@ fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec
             let Some(d) = lbl.get(key) else { continue };
             if classes.is_empty()
                 || classes.iter().any(|&ci| {
-                node_ok(
-                    input,
-                    &input.workload.classes[ci],
-                    &lbl,
-                    &pool.taints,
-                    o.price,
-                )
-                .is_ok()
-            }) {
+                    node_ok(
+                        input,
+                        &input.workload.classes[ci],
+                        &lbl,
+                        &pool.taints,
+                        o.price,
+                    )
+                    .is_ok()
+                })
+            {
                 out.push(d.clone());
             }
         }
