@@ -4,6 +4,12 @@
 //! run covers every feature the generator claims (printed as fractions, so a
 //! change that starves a feature fails here, not silently in the oracle).
 //!
+//! A second test gives every object of every case, and a Pod made from each
+//! pod template (what the oracle creates), to a real kube-apiserver as a
+//! server-side dry run with strict field validation: the oracle must never
+//! trip on an object the API server refuses. It needs `NODEWRIGHT_KUBE_BIN`
+//! (run it through `bash scripts/test.sh --test corpus`).
+//!
 //! `PROPTEST_CASES=N` runs N cases (64 by default), from a fixed seed.
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +20,8 @@
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/kube.rs"]
+mod kube_support;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -236,5 +244,114 @@ fn objects_have_valid_names() {
             );
             assert!(v["apiVersion"].is_string() && v["kind"].is_string());
         }
+    }
+}
+
+/// Every object of the corpus (and a Pod from every pod template) passes a
+/// server-side dry-run apply with strict field validation on a real
+/// kube-apiserver. PriorityClasses are applied for real first: the Priority
+/// admission plugin refuses a Pod whose class does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_object_passes_a_server_side_dry_run() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
+    let kube = kube_support::kube_exclusive().await;
+    let client = kube.client().await;
+    let real = PatchParams::apply("nodewright-corpus-test").force();
+    let mut dry = PatchParams::apply("nodewright-corpus-test")
+        .dry_run()
+        .force();
+    dry.field_validation = Some(ValidationDirective::Strict);
+    let mut r = runner(1);
+    let s = case_strategy();
+    let mut checked: BTreeMap<String, usize> = BTreeMap::new();
+    let mut kinds = std::collections::HashMap::new();
+    for _ in 0..cases() {
+        let c = s.new_tree(&mut r).unwrap().current();
+        let mut objs: Vec<(serde_json::Value, bool)> = Vec::new();
+        for doc in c.workload.split("\n---\n") {
+            let v: serde_json::Value = serde_yaml_ng::from_str(doc).unwrap();
+            let kind = v["kind"].as_str().unwrap().to_string();
+            if kind != "Pod" && !v["spec"]["template"].is_null() {
+                let name = v["metadata"]["name"].as_str().unwrap();
+                let mut spec = v["spec"]["template"]["spec"].clone();
+                // The StatefulSet controller adds each claim template as a
+                // volume of the pod (claim TEMPLATE-NAME-ORDINAL).
+                for t in v["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let t = t["metadata"]["name"].as_str().unwrap();
+                    let vols = spec["volumes"].as_array().cloned().unwrap_or_default();
+                    let mut vols = vols;
+                    vols.push(serde_json::json!({
+                        "name": t,
+                        "persistentVolumeClaim": {"claimName": format!("{t}-{name}-0")},
+                    }));
+                    spec["volumes"] = serde_json::Value::Array(vols);
+                }
+                let pod = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {
+                        "name": format!("{name}-probe"), "namespace": "default",
+                        "labels": v["spec"]["template"]["metadata"]["labels"],
+                    },
+                    "spec": spec,
+                });
+                objs.push((pod, true));
+            }
+            objs.push((v.clone(), kind != "PriorityClass"));
+        }
+        // PriorityClasses first, for real.
+        objs.sort_by_key(|(_, dry_run)| *dry_run);
+        for (obj, dry_run) in objs {
+            let tm: kube::api::TypeMeta = serde_json::from_value(obj.clone()).unwrap();
+            let gvk = kube::api::GroupVersionKind::try_from(&tm).unwrap();
+            let (ar, caps) = match kinds.get(&gvk.kind) {
+                Some(found) => std::clone::Clone::clone(found),
+                None => {
+                    let found = kube::discovery::pinned_kind(&client, &gvk)
+                        .await
+                        .unwrap_or_else(|e| panic!("{gvk:?} is not served: {e}"));
+                    kinds.insert(gvk.kind.clone(), found.clone());
+                    found
+                }
+            };
+            let api: Api<DynamicObject> = match caps.scope {
+                kube::discovery::Scope::Namespaced => {
+                    Api::namespaced_with(client.clone(), "default", &ar)
+                }
+                kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+            };
+            let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+            let pp = if dry_run { &dry } else { &real };
+            api.patch(&name, pp, &Patch::Apply(&obj))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "the API server refuses {} {name}: {e}\n{}\ncase: {c:#?}",
+                        gvk.kind,
+                        serde_yaml_ng::to_string(&obj).unwrap()
+                    )
+                });
+            *checked.entry(gvk.kind).or_default() += 1;
+        }
+    }
+    println!("checked by the API server: {checked:?}");
+    for kind in [
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "DaemonSet",
+        "PersistentVolumeClaim",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+    ] {
+        assert!(
+            checked.contains_key(kind),
+            "no {kind} was checked: {checked:?}"
+        );
     }
 }

@@ -1318,7 +1318,13 @@ fn render_workload(spec: &Spec) -> String {
     head.extend(extra);
     head.extend(docs);
     head.iter()
-        .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
+        .map(|d| {
+            // `yes` is a string in YAML 1.2 (serde_yaml_ng leaves it bare) but
+            // a bool to YAML 1.1 readers such as kubectl: quote it.
+            serde_yaml_ng::to_string(d)
+                .unwrap_or_default()
+                .replace(": yes\n", ": \"yes\"\n")
+        })
         .collect::<Vec<_>>()
         .join("---\n")
 }
