@@ -10,7 +10,8 @@
 //! trip on an object the API server refuses. It needs `NODEWRIGHT_KUBE_BIN`
 //! (run it through `bash scripts/test.sh --test corpus`).
 //!
-//! `PROPTEST_CASES=N` runs N cases (64 by default), from a fixed seed.
+//! `PROPTEST_CASES=N` runs N cases (64 by default), from the fixed seed
+//! `PROPTEST_RNG_SEED` (0 by default).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -31,24 +32,13 @@ use nodewright::solver::validate::validate;
 use nodewright::solver::{SolveInput, solve};
 use nodewright::workload::{LoadOptions, load_text};
 use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-use corpus::{Case, FEATURES, case_strategy, features};
+use corpus::{Case, FEATURES, case_strategy, features, runner};
 
+/// The case count of this run: `PROPTEST_CASES`, else 64.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
-fn runner(cases: u32) -> TestRunner {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+    runner(64).config().cases
 }
 
 /// Validator errors of solver bugs this corpus found and that are not fixed
@@ -166,7 +156,7 @@ fn check(case: &Case, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
 fn every_case_loads_plans_and_validates_and_every_feature_is_covered() {
     let n = cases();
     let tally = Mutex::new(Tally::default());
-    let result = runner(n).run(&case_strategy(), |case| check(&case, &tally));
+    let result = runner(64).run(&case_strategy(), |case| check(&case, &tally));
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -35,6 +35,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::{Value, json};
 
 /// One generated case: the policy text and the workload YAML text, given to
@@ -51,6 +52,21 @@ pub struct Case {
 /// toward fewer and simpler pools and workloads.
 pub fn case_strategy() -> impl Strategy<Value = Case> {
     spec_strategy().prop_map(|s| render(&s))
+}
+
+/// A runner for the corpus: `PROPTEST_CASES` cases (else `default_cases`),
+/// from the fixed seed `PROPTEST_RNG_SEED` (else 0), so CI draws the same
+/// corpus on every run and a long run on another seed is one variable away.
+/// No regression file is written: a failing case is printed whole.
+pub fn runner(default_cases: u32) -> TestRunner {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let config = Config {
+        cases: env("PROPTEST_CASES").map_or(default_cases, |n| n.min(u64::from(u32::MAX)) as u32),
+        rng_seed: RngSeed::Fixed(env("PROPTEST_RNG_SEED").unwrap_or(0)),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new(config)
 }
 
 /// The features a case exercises, read back from its text (the YAML parsed
