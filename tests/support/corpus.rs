@@ -17,7 +17,9 @@
 //! workload aimed at a tainted pool tolerates its taint.
 //!
 //! Features covered: cpu/memory requests, ephemeral-storage, `nvidia.com/gpu`
-//! (only with the GPU pool), nodeSelector, required/preferred node affinity
+//! (only with the GPU pool), an extended resource given by a policy
+//! `capacity` rule (NodeOverlay), ephemeral storage past the default root
+//! volume (only on the pool with a 100Gi root), nodeSelector, required/preferred node affinity
 //! (In, NotIn, Exists, Gt, ORed terms), required/preferred pod affinity and
 //! anti-affinity and topology spread on hostname, zone, zone-id,
 //! instance-type, capacity type and a pool's own label (`maxSkew` 1–2,
@@ -94,6 +96,7 @@ pub fn features(case: &Case) -> BTreeSet<&'static str> {
     add("pool:gpu", p.contains("pool gpu "));
     add("pool:zonal", p.contains("pool zonal "));
     add("pool:root-volume", p.contains("    root\n"));
+    add("policy:capacity-overlay", p.contains("\ncapacity "));
 
     let docs: Vec<Value> = case
         .workload
@@ -144,6 +147,14 @@ pub fn features(case: &Case) -> BTreeSet<&'static str> {
                 !req["ephemeral-storage"].is_null(),
             );
             add("request:gpu", !req["nvidia.com/gpu"].is_null());
+            add(
+                "request:extended-resource",
+                !req["example.com/dongle"].is_null(),
+            );
+            add(
+                "request:ephemeral-past-default-root",
+                req["ephemeral-storage"].as_str() == Some("30Gi"),
+            );
             for port in c["ports"].as_array().into_iter().flatten() {
                 if let Some(hp) = port["hostPort"].as_i64() {
                     let proto = port["protocol"].as_str().unwrap_or("TCP").to_string();
@@ -260,6 +271,7 @@ pub const FEATURES: &[&str] = &[
     "pool:gpu",
     "pool:zonal",
     "pool:root-volume",
+    "policy:capacity-overlay",
     "kind:Deployment",
     "kind:StatefulSet",
     "kind:Job",
@@ -273,6 +285,8 @@ pub const FEATURES: &[&str] = &[
     "storageclass:allowedTopologies",
     "request:ephemeral-storage",
     "request:gpu",
+    "request:extended-resource",
+    "request:ephemeral-past-default-root",
     "nodeSelector",
     "nodeAffinity:required",
     "nodeAffinity:ORed-terms",
@@ -468,8 +482,13 @@ struct WorkloadSpec {
     replicas: u8,
     cpu: u8,
     mem: u8,
+    /// Index into the ephemeral-storage sizes; the last (30Gi) only on the
+    /// Batch pool, whose 100Gi root volume has room for it.
     ephemeral: Option<u8>,
     gpu: bool,
+    /// Requests `example.com/dongle`, an extended resource only a policy
+    /// `capacity` rule (NodeOverlay) gives m5 and m6g nodes.
+    dongle: bool,
     /// Index into the policy's pools (modulo).
     target: u8,
     /// `tier` label: frontend / backend.
@@ -605,7 +624,7 @@ fn workload_strategy() -> impl Strategy<Value = WorkloadSpec> {
             1u8..=4,
             0u8..5,
             0u8..6,
-            prop::option::weighted(0.2, 0u8..3),
+            prop::option::weighted(0.2, 0u8..4),
             prop::bool::weighted(0.5),
             any::<u8>(),
             any::<bool>(),
@@ -622,12 +641,13 @@ fn workload_strategy() -> impl Strategy<Value = WorkloadSpec> {
                 prop::option::weighted(0.4, any::<u8>())
                     .prop_map(|prebound| VolumeSpec { prebound }),
             ),
+            prop::bool::weighted(0.05),
         ),
     )
         .prop_map(
             |(
                 (kind, replicas, cpu, mem, ephemeral, gpu, target, tier),
-                (node, pod_affinity, spread, tolerations, host_port, priority, volume),
+                (node, pod_affinity, spread, tolerations, host_port, priority, volume, dongle),
             )| WorkloadSpec {
                 kind,
                 replicas: if matches!(kind, Kind::Pod | Kind::DaemonSet) {
@@ -639,6 +659,7 @@ fn workload_strategy() -> impl Strategy<Value = WorkloadSpec> {
                 mem,
                 ephemeral,
                 gpu,
+                dongle: dongle && kind != Kind::DaemonSet,
                 target,
                 tier,
                 node,
@@ -882,6 +903,9 @@ fn render_policy(spec: &Spec) -> String {
         );
     }
     out.push_str("\nprice spot = on-demand * 0.35 when no spot price known\n");
+    if spec.workloads.iter().any(|w| w.dongle) {
+        out.push_str("capacity example.com/dongle 4 on instance-family in [m5, m6g]\n");
+    }
     out
 }
 
@@ -1046,10 +1070,16 @@ fn pod_spec(ctx: &Ctx<'_>, i: usize, w: &WorkloadSpec, extra: &mut Vec<Value>) -
         requests.insert("cpu".into(), json!(CPU[usize::from(w.cpu) % CPU.len()]));
         requests.insert("memory".into(), json!(MEM[usize::from(w.mem) % MEM.len()]));
         if let Some(e) = w.ephemeral {
-            requests.insert(
-                "ephemeral-storage".into(),
-                json!(EPHEMERAL[usize::from(e) % EPHEMERAL.len()]),
-            );
+            let size = if usize::from(e) >= EPHEMERAL.len() && pool == PoolKind::Batch {
+                "30Gi"
+            } else {
+                EPHEMERAL[usize::from(e) % EPHEMERAL.len()]
+            };
+            requests.insert("ephemeral-storage".into(), json!(size));
+        }
+        if w.dongle {
+            requests.insert("example.com/dongle".into(), json!(1));
+            limits.insert("example.com/dongle".into(), json!(1));
         }
         if w.gpu && pool == PoolKind::Gpu {
             requests.insert("nvidia.com/gpu".into(), json!(1));
