@@ -345,3 +345,23 @@ async fn every_object_passes_a_server_side_dry_run() {
         );
     }
 }
+
+/// `cargo test --test corpus show_cases -- --ignored --nocapture` prints the
+/// first cases of the corpus, to read what the oracle is given.
+#[test]
+#[ignore = "prints cases for reading; nothing to check"]
+fn show_cases() {
+    let mut r = runner(1);
+    let s = case_strategy();
+    let n = std::env::var("CORPUS_SHOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for i in 0..n {
+        let c = s.new_tree(&mut r).unwrap().current();
+        println!(
+            "##### case {i}: policy\n{}\n##### case {i}: workload\n{}",
+            c.policy, c.workload
+        );
+    }
+}

@@ -1365,9 +1365,20 @@ fn render_workload(spec: &Spec) -> String {
     head.extend(docs);
     head.iter()
         .map(|d| {
+            // apiVersion, kind and metadata first, as people write them.
+            let mut doc = serde_yaml_ng::Mapping::new();
+            let mut rest = d.as_object().cloned().unwrap_or_default();
+            for k in ["apiVersion", "kind", "metadata"] {
+                if let Some(v) = rest.remove(k) {
+                    doc.insert(k.into(), serde_yaml_ng::to_value(v).unwrap_or_default());
+                }
+            }
+            for (k, v) in rest {
+                doc.insert(k.into(), serde_yaml_ng::to_value(v).unwrap_or_default());
+            }
             // `yes` is a string in YAML 1.2 (serde_yaml_ng leaves it bare) but
             // a bool to YAML 1.1 readers such as kubectl: quote it.
-            serde_yaml_ng::to_string(d)
+            serde_yaml_ng::to_string(&doc)
                 .unwrap_or_default()
                 .replace(": yes\n", ": \"yes\"\n")
         })
