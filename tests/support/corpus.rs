@@ -508,7 +508,17 @@ struct Spec {
     workloads: Vec<WorkloadSpec>,
     /// The StorageClass lists allowedTopologies (three zones).
     sc_topologies: bool,
+    /// DaemonSet pods carry a `tier` label too, so the other workloads'
+    /// `tier` selectors (pod affinity, anti-affinity) count them, as
+    /// kube-scheduler does.
+    ds_tier: bool,
 }
+
+/// How often DaemonSet pods carry a `tier` label (see `Spec::ds_tier`). The
+/// plan does not count DaemonSet pods in pod (anti-)affinity today
+/// (tests/oracle/cases/daemonset-pods-in-pod-anti-affinity); 0.0 keeps them
+/// out of every selector until that is fixed.
+const DS_TIER_WEIGHT: f64 = 0.3;
 
 fn pool_strategy() -> impl Strategy<Value = PoolSpec> {
     (
@@ -677,12 +687,13 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
     (
         pools_strategy(),
         prop::collection::vec(workload_strategy(), 1..=6),
-        any::<bool>(),
+        (any::<bool>(), prop::bool::weighted(DS_TIER_WEIGHT)),
     )
-        .prop_map(|(pools, workloads, sc_topologies)| Spec {
+        .prop_map(|(pools, workloads, (sc_topologies, ds_tier))| Spec {
             pools,
             workloads,
             sc_topologies,
+            ds_tier,
         })
         .prop_filter("1 to 20 pods", |s| {
             let pods: usize = s
@@ -1268,8 +1279,12 @@ fn pod_spec(ctx: &Ctx<'_>, i: usize, w: &WorkloadSpec, extra: &mut Vec<Value>) -
     Value::Object(spec)
 }
 
-fn labels_of(i: usize, w: &WorkloadSpec) -> Value {
-    json!({"app": format!("w{i}"), "tier": tier_of(w.tier)})
+fn labels_of(i: usize, w: &WorkloadSpec, ds_tier: bool) -> Value {
+    if w.kind == Kind::DaemonSet && !ds_tier {
+        json!({"app": format!("w{i}")})
+    } else {
+        json!({"app": format!("w{i}"), "tier": tier_of(w.tier)})
+    }
 }
 
 fn render_workload(spec: &Spec) -> String {
@@ -1284,7 +1299,7 @@ fn render_workload(spec: &Spec) -> String {
     let mut priorities = BTreeSet::new();
     for (i, w) in spec.workloads.iter().enumerate() {
         let name = name_of(i, w.kind);
-        let labels = labels_of(i, w);
+        let labels = labels_of(i, w, spec.ds_tier);
         let before = extra.len();
         let pod = pod_spec(&ctx, i, w, &mut extra);
         uses_volumes |= extra.len() > before;
