@@ -7,7 +7,9 @@
 //! (`max_pods`, `pods_per_core`, `kube_reserved`, `system_reserved`,
 //! `eviction_hard`, `eviction_soft`) or by `AllocatableOptions`.
 
-use crate::ir::{KubeletConfig, Quantity, Resources};
+use crate::ir::{KubeletConfig, NodeClass, Quantity, Resources};
+
+use super::build::DEFAULT_ROOT_VOLUME_BYTES;
 
 use super::InstanceType;
 
@@ -37,6 +39,76 @@ impl Default for AllocatableOptions {
             reserved_enis: 0,
             root_volume_bytes: None,
         }
+    }
+}
+
+/// The disk the kubelet's ephemeral storage lives on for a node of type `t`
+/// launched with node class `nc`, in bytes: the `ephemeral-storage`
+/// capacity a launched node reports.
+///
+/// Karpenter's rule (karpenter-provider-aws,
+/// `pkg/providers/instancetype/types.go`, `ephemeralStorage`):
+/// 1. `instanceStorePolicy: RAID0` on a type with local NVMe: the NVMe's
+///    total size (EC2 states it in decimal GB);
+/// 2. else, with block devices: the one marked root, if it has a size;
+///    for a `Custom` AMI family the last device's size (or the default);
+///    for any other family the family's ephemeral device (`/dev/xvda` on
+///    AL2 and AL2023, `/dev/xvdb` on Bottlerocket, `/dev/sda1` on Windows);
+/// 3. else 20Gi.
+pub fn ephemeral_storage_bytes(nc: &NodeClass, t: &super::InstanceType) -> i64 {
+    if nc
+        .instance_store_policy
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("RAID0"))
+        && t.local_nvme_gib > 0
+    {
+        // `local_nvme_gib` holds EC2's `TotalSizeInGB` (decimal), as Karpenter reads it.
+        return i64::try_from(t.local_nvme_gib)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+    }
+    let bdms = &nc.block_device_mappings;
+    if bdms.is_empty() {
+        return DEFAULT_ROOT_VOLUME_BYTES;
+    }
+    let size = |b: &crate::ir::BlockDeviceMapping| b.volume_size.map(|q| q.units_ceil());
+    if let Some(root) = bdms.iter().find(|b| b.root_volume)
+        && let Some(s) = size(root)
+    {
+        return s;
+    }
+    let family = ami_family(nc);
+    if family.eq_ignore_ascii_case("Custom") {
+        return bdms
+            .last()
+            .and_then(size)
+            .unwrap_or(DEFAULT_ROOT_VOLUME_BYTES);
+    }
+    let device = if family.eq_ignore_ascii_case("Bottlerocket") {
+        "/dev/xvdb"
+    } else if family.to_ascii_lowercase().starts_with("windows") {
+        "/dev/sda1"
+    } else {
+        "/dev/xvda"
+    };
+    bdms.iter()
+        .find(|b| b.device_name == device)
+        .and_then(size)
+        .unwrap_or(DEFAULT_ROOT_VOLUME_BYTES)
+}
+
+/// A node class's AMI family: as written, else from its first alias
+/// (`bottlerocket@latest` → Bottlerocket), else AL2023 (Karpenter v1's default).
+fn ami_family(nc: &NodeClass) -> String {
+    if let Some(f) = &nc.ami_family {
+        return f.clone();
+    }
+    let alias = nc.ami_selector.iter().find_map(|t| t.alias.as_deref());
+    match alias.and_then(|a| a.split('@').next()) {
+        Some(a) if a.eq_ignore_ascii_case("al2") => "AL2".into(),
+        Some(a) if a.eq_ignore_ascii_case("bottlerocket") => "Bottlerocket".into(),
+        Some(a) if a.to_ascii_lowercase().starts_with("windows") => "Windows".into(),
+        _ => "AL2023".into(),
     }
 }
 
@@ -152,8 +224,12 @@ fn eviction(kubelet: &KubeletConfig, memory: i64, storage: i64) -> (i64, i64) {
 /// - cpu = vCPUs − kube-reserved cpu (sliding scale) − system-reserved cpu;
 /// - memory = memory − VM overhead − kube-reserved memory (11Mi × max pods +
 ///   255Mi) − system-reserved memory − eviction threshold (100Mi);
-/// - ephemeral-storage = root volume − kube-reserved (1Gi) − system-reserved −
-///   eviction threshold (10%);
+/// - ephemeral-storage = root volume (`opts.root_volume_bytes`, see
+///   `ephemeral_storage_bytes`) − kube-reserved (1Gi) − system-reserved −
+///   eviction threshold (10%, rounded up), as Karpenter computes it
+///   (karpenter-provider-aws `pkg/providers/instancetype/types.go`:
+///   `kubeReservedResources` reserves 1Gi of ephemeral storage and
+///   `evictionThreshold` takes ⌈10% × storage⌉ for `nodefs.available`);
 /// - pods = `max_pods`; extended resources as in capacity.
 ///
 /// `kubelet.kube_reserved` / `system_reserved` entries replace the defaults

@@ -74,6 +74,10 @@ pub struct PodClass {
     pub volume_zones: Option<Vec<String>>,
     /// Why `volume_zones` is restricted ("PVC data-0 bound to us-east-1a"), for explain.
     pub volume_reason: Option<String>,
+    /// Host ports its containers bind: two pods whose ports conflict never
+    /// share a node (kube-scheduler's NodePorts filter).
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 impl PodClass {
@@ -103,6 +107,7 @@ impl PodClass {
             pod_affinity: vec![],
             volume_zones: None,
             volume_reason: None,
+            host_ports: vec![],
         }
     }
 
@@ -122,6 +127,49 @@ impl PodClass {
         key.push_str(name);
         key
     }
+}
+
+/// A port a pod binds on its node's network (`containers[].ports[].hostPort`).
+/// Only one pod on a node may hold a given port, protocol and address, so
+/// the solver treats conflicting pods like hostname anti-affinity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HostPort {
+    pub port: i32,
+    /// `TCP` (the API's default), `UDP` or `SCTP`.
+    pub protocol: String,
+    /// The address bound; `0.0.0.0` (also for an empty `hostIP`) binds all of them.
+    pub host_ip: String,
+}
+
+/// The address an empty `hostIP` stands for: every address on the node.
+pub const ALL_HOST_IPS: &str = "0.0.0.0";
+
+impl HostPort {
+    /// Whether `self` and `other` cannot be bound on one node, as
+    /// kube-scheduler's `HostPortInfo.CheckConflict` decides: same port and
+    /// protocol, and the same address or either one binding all addresses.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.host_ip == other.host_ip
+                || self.host_ip == ALL_HOST_IPS
+                || other.host_ip == ALL_HOST_IPS)
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host_ip == ALL_HOST_IPS {
+            write!(f, "host port {}/{}", self.port, self.protocol)
+        } else {
+            write!(f, "host port {}:{}/{}", self.host_ip, self.port, self.protocol)
+        }
+    }
+}
+
+/// The first port of `a` that conflicts with one of `b`, if any.
+pub fn port_conflict<'a>(a: &'a [HostPort], b: &[HostPort]) -> Option<&'a HostPort> {
+    a.iter().find(|p| b.iter().any(|q| p.conflicts(q)))
 }
 
 /// A pod's controlling owner.
@@ -250,6 +298,9 @@ pub struct DaemonSetOverhead {
     pub node_selector: Requirements,
     pub required_affinity: Vec<Requirements>,
     pub tolerations: Vec<Toleration>,
+    /// Host ports its pods hold on every node they run on.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 /// A node already in the cluster.
@@ -271,4 +322,7 @@ pub struct BoundPod {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Host ports it holds on its node.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
