@@ -347,3 +347,45 @@ fn raid0_puts_ephemeral_storage_on_local_nvme() {
         }
     }
 }
+
+#[test]
+fn host_ports_are_read_as_node_ports_reads_them() {
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: web}
+spec:
+  initContainers:
+    - name: setup
+      image: x
+      ports: [{containerPort: 1, hostPort: 1111}]
+    - name: sidecar
+      image: x
+      restartPolicy: Always
+      ports: [{containerPort: 2, hostPort: 2222, protocol: UDP}]
+  containers:
+    - name: app
+      image: x
+      ports:
+        - {containerPort: 3}
+        - {containerPort: 4, hostPort: 0}
+        - {containerPort: 5, hostPort: 80, hostIP: 10.0.0.1}
+        - {containerPort: 6, hostPort: 80, hostIP: ""}
+"#;
+    let w = workload::load_str("p.yaml", text, &LoadOptions::default()).unwrap();
+    let ports: Vec<String> = w.classes[0]
+        .host_ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    // The plain init container's port is gone when the pod runs; the
+    // sidecar's stays. No hostPort (or 0) binds nothing on the node.
+    assert_eq!(
+        ports,
+        [
+            "host port 80/TCP",
+            "host port 10.0.0.1:80/TCP",
+            "host port 2222/UDP"
+        ]
+    );
+}

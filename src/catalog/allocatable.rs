@@ -358,6 +358,82 @@ mod tests {
         assert_eq!(a.memory, (393_216 - 29_492 - 8_362 - 100) * MI);
     }
 
+    fn class(f: impl FnOnce(&mut NodeClass)) -> NodeClass {
+        let mut nc = NodeClass::default();
+        f(&mut nc);
+        nc
+    }
+
+    fn device(name: &str, root: bool, size: Option<&str>) -> crate::ir::BlockDeviceMapping {
+        crate::ir::BlockDeviceMapping {
+            device_name: name.into(),
+            root_volume: root,
+            volume_size: size.map(|s| Quantity::parse(s).expect("qty")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ephemeral_storage_follows_the_node_class() {
+        let cat = embedded_static().expect("the embedded catalog decodes");
+        let m5 = cat.instance_type("m5.large").expect("m5.large");
+        let nvme = cat.instance_type("c6id.4xlarge").expect("c6id.4xlarge");
+        assert_eq!(nvme.local_nvme_gib, 950);
+        // No devices: Karpenter's 20Gi.
+        assert_eq!(ephemeral_storage_bytes(&NodeClass::default(), m5), 20 * GI);
+        // The device marked root wins, wherever it is.
+        let root = class(|nc| {
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("30Gi")),
+                device("/dev/xvdc", true, Some("200Gi")),
+            ]
+        });
+        assert_eq!(ephemeral_storage_bytes(&root, m5), 200 * GI);
+        // No root mark: the family's device (/dev/xvdb on Bottlerocket).
+        let br = class(|nc| {
+            nc.ami_selector = vec![crate::ir::AmiSelectorTerm {
+                alias: Some("bottlerocket@latest".into()),
+                ..Default::default()
+            }];
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("4Gi")),
+                device("/dev/xvdb", false, Some("200Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&br, m5), 200 * GI);
+        // ...and /dev/xvda on AL2023, where /dev/xvdb is a data disk.
+        let al = class(|nc| {
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("80Gi")),
+                device("/dev/xvdb", false, Some("500Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&al, m5), 80 * GI);
+        // Custom AMIs: the last device.
+        let custom = class(|nc| {
+            nc.ami_family = Some("Custom".into());
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("80Gi")),
+                device("/dev/sdf", false, Some("120Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&custom, m5), 120 * GI);
+        // RAID0: the local NVMe (EC2's decimal GB); types without keep the root volume.
+        let raid = class(|nc| {
+            nc.instance_store_policy = Some("RAID0".into());
+            nc.block_device_mappings = vec![device("/dev/xvda", true, Some("50Gi"))];
+        });
+        assert_eq!(ephemeral_storage_bytes(&raid, nvme), 950_000_000_000);
+        assert_eq!(ephemeral_storage_bytes(&raid, m5), 50 * GI);
+        // Allocatable: 200Gi − 1Gi kube-reserved − 20Gi (10%) eviction = 179Gi.
+        let opts = AllocatableOptions {
+            root_volume_bytes: Some(ephemeral_storage_bytes(&root, m5)),
+            ..Default::default()
+        };
+        let a = allocatable(m5, &KubeletConfig::default(), &opts);
+        assert_eq!(a.ephemeral_storage, 179 * GI);
+    }
+
     #[test]
     fn kubelet_settings_override_each_term() {
         let cat = embedded_static().expect("the embedded catalog decodes");

@@ -143,6 +143,46 @@ mod tests {
     }
 
     #[test]
+    fn capacity_rules_set_extended_resources_on_matching_nodes() {
+        use crate::ir::{CapacityRule, CmpOp, Cond, Quantity, Subject, labels};
+        let fam = |f: &str| {
+            Cond::cmp(
+                Subject::NodeLabel(labels::INSTANCE_FAMILY.into()),
+                CmpOp::In,
+                &[f],
+            )
+        };
+        let rule = |when: Cond, k: &str, v: &str| CapacityRule {
+            when,
+            add: [(k.to_string(), Quantity::parse(v).expect("qty"))].into(),
+            origin: None,
+        };
+        let rules = vec![
+            rule(Cond::True, "example.com/fuse", "1"),
+            rule(fam("m5"), "example.com/fuse", "10"),
+            rule(fam("m5"), "cpu", "64"),
+        ];
+        let m5: BTreeMap<String, String> =
+            [(labels::INSTANCE_FAMILY.to_string(), "m5".to_string())].into();
+        let c6: BTreeMap<String, String> =
+            [(labels::INSTANCE_FAMILY.to_string(), "c6i".to_string())].into();
+        // The last matching rule wins; cpu is not the overlay's to change.
+        assert_eq!(
+            overlay(&rules, &NodeMap(&m5)),
+            [("example.com/fuse".to_string(), 10)].into()
+        );
+        assert_eq!(
+            overlay(&rules, &NodeMap(&c6)),
+            [("example.com/fuse".to_string(), 1)].into()
+        );
+        let cat = synth::karpenter_catalog(4);
+        let base = allocatable(&cat.types[3], &KubeletConfig::default(), None);
+        let a = with_overlay(base.clone(), &rules, &NodeMap(&m5));
+        assert_eq!(a.extended.get("example.com/fuse"), Some(&10));
+        assert_eq!(a.cpu_milli, base.cpu_milli);
+    }
+
+    #[test]
     fn real_types_use_the_eni_formula() {
         let cat = crate::catalog::embedded::embedded_static().expect("embedded catalog");
         let t = cat.instance_type("m5.large").expect("m5.large");

@@ -326,3 +326,32 @@ pub struct BoundPod {
     #[serde(default)]
     pub host_ports: Vec<HostPort>,
 }
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    fn hp(port: i32, protocol: &str, ip: &str) -> HostPort {
+        HostPort {
+            port,
+            protocol: protocol.into(),
+            host_ip: ip.into(),
+        }
+    }
+
+    /// kube-scheduler's `HostPortInfo.CheckConflict`: same port and protocol,
+    /// and the same address or either one binding all.
+    #[test]
+    fn host_ports_conflict_as_kube_scheduler_decides() {
+        let all80 = hp(80, "TCP", ALL_HOST_IPS);
+        assert!(all80.conflicts(&all80));
+        assert!(all80.conflicts(&hp(80, "TCP", "10.0.0.1")));
+        assert!(hp(80, "TCP", "10.0.0.1").conflicts(&all80));
+        assert!(!hp(80, "TCP", "10.0.0.1").conflicts(&hp(80, "TCP", "10.0.0.2")));
+        assert!(!all80.conflicts(&hp(80, "UDP", ALL_HOST_IPS)));
+        assert!(!all80.conflicts(&hp(81, "TCP", ALL_HOST_IPS)));
+        let a = [hp(53, "UDP", ALL_HOST_IPS), hp(80, "TCP", "10.0.0.1")];
+        assert_eq!(port_conflict(&a, &[all80.clone()]), Some(&a[1]));
+        assert_eq!(port_conflict(&a, &[hp(53, "TCP", ALL_HOST_IPS)]), None);
+    }
+}
