@@ -83,9 +83,15 @@ fn host_ports_keep_conflicting_pods_on_separate_nodes() {
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
     let table = render::table(&plan);
     for n in &plan.nodes {
-        assert!(count(n, "web/edge-") <= 1, "TCP 80 twice on a node:\n{table}");
+        assert!(
+            count(n, "web/edge-") <= 1,
+            "TCP 80 twice on a node:\n{table}"
+        );
         // The sidecar's port counts as the pod's (NodePorts reads sidecars).
-        assert!(count(n, "web/metrics-") <= 1, "10.0.0.1:9100 twice:\n{table}");
+        assert!(
+            count(n, "web/metrics-") <= 1,
+            "10.0.0.1:9100 twice:\n{table}"
+        );
         assert!(count(n, "web/dns-") <= 1, "UDP 80 twice:\n{table}");
     }
     // Three edge replicas need three nodes; UDP 80 is another port, so the
@@ -232,14 +238,18 @@ fn ports_held_by_daemonsets_and_bound_pods_are_taken() {
         scraper
             .reasons
             .iter()
-            .any(|r| r.contains("host port 10.0.0.7:9200/TCP is held by DaemonSet kube-system/agent")),
+            .any(|r| r
+                .contains("host port 10.0.0.7:9200/TCP is held by DaemonSet kube-system/agent")),
         "{:?}",
         scraper.reasons
     );
     // The existing node has room, but its bound pod holds TCP 80.
     let on_old: Vec<&String> = plan.existing.iter().flat_map(|e| &e.pods).collect();
     assert!(on_old.contains(&&"web/other".to_string()), "{on_old:?}");
-    assert!(!on_old.contains(&&"web/ingress-new".to_string()), "{on_old:?}");
+    assert!(
+        !on_old.contains(&&"web/ingress-new".to_string()),
+        "{on_old:?}"
+    );
     assert!(
         plan.nodes
             .iter()
@@ -312,7 +322,10 @@ fn overlay_capacity_makes_extended_resources_schedulable() {
         assert!(n.instance_type.starts_with("m5."), "{table}");
         assert!(k <= 10, "{table}");
         assert_eq!(n.allocatable.extended.get("example.com/fuse"), Some(&10));
-        assert_eq!(n.requested.extended.get("example.com/fuse"), Some(&(k as i64)));
+        assert_eq!(
+            n.requested.extended.get("example.com/fuse"),
+            Some(&(k as i64))
+        );
     }
     assert_eq!(placed, 12, "{table}");
 }
@@ -322,7 +335,11 @@ fn the_root_volume_sets_ephemeral_storage() {
     let (_, _, plan) = case("root-volume-ephemeral");
     let table = render::table(&plan);
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
-    assert_eq!(plan.nodes.len(), 3, "one 100Gi pod per 179Gi node:\n{table}");
+    assert_eq!(
+        plan.nodes.len(),
+        3,
+        "one 100Gi pod per 179Gi node:\n{table}"
+    );
     for n in &plan.nodes {
         // 200Gi − 1Gi kube-reserved − ⌈10% of 200Gi⌉ eviction.
         assert_eq!(n.allocatable.ephemeral_storage, 200 * GI - GI - 20 * GI);
@@ -339,7 +356,11 @@ fn raid0_puts_ephemeral_storage_on_local_nvme() {
         assert!(t.local_nvme_gib > 0, "{table}");
         let disk = t.local_nvme_gib as i64 * 1_000_000_000;
         let evict = (disk as f64 * 0.1).ceil() as i64;
-        assert_eq!(n.allocatable.ephemeral_storage, disk - GI - evict, "{table}");
+        assert_eq!(
+            n.allocatable.ephemeral_storage,
+            disk - GI - evict,
+            "{table}"
+        );
         assert!(n.requested.ephemeral_storage <= n.allocatable.ephemeral_storage);
         for o in &n.instance_type_options {
             let ot = catalog().instance_type(&o.instance_type).unwrap();

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{AllocatableOptions, InstanceType, ephemeral_storage_bytes};
-use crate::ir::{Attrs, CapacityRule, KubeletConfig, NodeClass, Pool, PolicySet, Resources};
+use crate::ir::{Attrs, CapacityRule, KubeletConfig, NodeClass, PolicySet, Pool, Resources};
 
 /// The kubelet settings nodes of `pool` start with: its node class's,
 /// overridden term by term by the pool's own.

@@ -920,7 +920,9 @@ fn compile_pools(
             ds_keys.extend(t.keys.keys().map(String::as_str));
         }
     }
-    let mut allocs: Vec<((KubeletConfig, &str), Arc<[Rv]>)> = Vec::new();
+    // Allocatable per type, by (kubelet settings, node class name).
+    type AllocKey<'p> = (KubeletConfig, &'p str);
+    let mut allocs: Vec<(AllocKey<'_>, Arc<[Rv]>)> = Vec::new();
     let mut prices: HashMap<Vec<Option<&str>>, Prices> = HashMap::new();
     type RoomKey<'p> = (usize, Vec<bool>, Vec<Option<&'p str>>);
     let mut rooms: HashMap<RoomKey<'_>, Room> = HashMap::new();

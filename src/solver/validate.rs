@@ -199,10 +199,11 @@ fn port_clashes(
             continue;
         };
         let ports = &w.classes[ci].host_ports;
-        if let Some((hp, who)) = ports
-            .iter()
-            .find_map(|p| held.iter().find(|(h, _)| h.conflicts(p)).map(|(_, who)| (p, who)))
-        {
+        if let Some((hp, who)) = ports.iter().find_map(|p| {
+            held.iter()
+                .find(|(h, _)| h.conflicts(p))
+                .map(|(_, who)| (p, who))
+        }) {
             errs.push(format!("pod {pod}: {hp} already held by {who}"));
         }
         held.extend(ports.iter().map(|p| (p.clone(), format!("pod {pod}"))));
@@ -415,8 +416,13 @@ pub fn validate_options_of(
                 }
             }
             if any_ports
-                && !port_clashes(w, &class_of, ds_ports(&ds_running(input, pool, &l2)), &n.pods)
-                    .is_empty()
+                && !port_clashes(
+                    w,
+                    &class_of,
+                    ds_ports(&ds_running(input, pool, &l2)),
+                    &n.pods,
+                )
+                .is_empty()
             {
                 errs.push(format!(
                     "node {}: option {}: host ports clash",

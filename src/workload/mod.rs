@@ -76,7 +76,7 @@ pub struct PodClass {
     pub volume_reason: Option<String>,
     /// Host ports its containers bind: two pods whose ports conflict never
     /// share a node (kube-scheduler's NodePorts filter).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<HostPort>,
 }
 
@@ -162,7 +162,11 @@ impl std::fmt::Display for HostPort {
         if self.host_ip == ALL_HOST_IPS {
             write!(f, "host port {}/{}", self.port, self.protocol)
         } else {
-            write!(f, "host port {}:{}/{}", self.host_ip, self.port, self.protocol)
+            write!(
+                f,
+                "host port {}:{}/{}",
+                self.host_ip, self.port, self.protocol
+            )
         }
     }
 }
@@ -299,7 +303,7 @@ pub struct DaemonSetOverhead {
     pub required_affinity: Vec<Requirements>,
     pub tolerations: Vec<Toleration>,
     /// Host ports its pods hold on every node they run on.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<HostPort>,
 }
 
@@ -323,7 +327,7 @@ pub struct BoundPod {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// Host ports it holds on its node.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<HostPort>,
 }
 
@@ -351,7 +355,7 @@ mod port_tests {
         assert!(!all80.conflicts(&hp(80, "UDP", ALL_HOST_IPS)));
         assert!(!all80.conflicts(&hp(81, "TCP", ALL_HOST_IPS)));
         let a = [hp(53, "UDP", ALL_HOST_IPS), hp(80, "TCP", "10.0.0.1")];
-        assert_eq!(port_conflict(&a, &[all80.clone()]), Some(&a[1]));
+        assert_eq!(port_conflict(&a, std::slice::from_ref(&all80)), Some(&a[1]));
         assert_eq!(port_conflict(&a, &[hp(53, "TCP", ALL_HOST_IPS)]), None);
     }
 }
