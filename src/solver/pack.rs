@@ -535,7 +535,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             if node.is_some_and(|nd| port_conflict(ports, &nd.ports).is_some()) {
                 return 0;
             }
-            lim = 1;
+            lim = lim.min(1);
         }
         if let Some(z) = zone
             && self.anti_zone[z as usize]
