@@ -297,6 +297,7 @@ fn build(case: &Case) -> (PolicySet, Catalog, Workload) {
                 pod_affinity,
                 volume_zones: None,
                 volume_reason: None,
+                host_ports: vec![],
             }
         })
         .collect();

@@ -7,7 +7,9 @@
 //! (`max_pods`, `pods_per_core`, `kube_reserved`, `system_reserved`,
 //! `eviction_hard`, `eviction_soft`) or by `AllocatableOptions`.
 
-use crate::ir::{KubeletConfig, Quantity, Resources};
+use crate::ir::{KubeletConfig, NodeClass, Quantity, Resources};
+
+use super::build::DEFAULT_ROOT_VOLUME_BYTES;
 
 use super::InstanceType;
 
@@ -37,6 +39,76 @@ impl Default for AllocatableOptions {
             reserved_enis: 0,
             root_volume_bytes: None,
         }
+    }
+}
+
+/// The disk the kubelet's ephemeral storage lives on for a node of type `t`
+/// launched with node class `nc`, in bytes: the `ephemeral-storage`
+/// capacity a launched node reports.
+///
+/// Karpenter's rule (karpenter-provider-aws,
+/// `pkg/providers/instancetype/types.go`, `ephemeralStorage`):
+/// 1. `instanceStorePolicy: RAID0` on a type with local NVMe: the NVMe's
+///    total size (EC2 states it in decimal GB);
+/// 2. else, with block devices: the one marked root, if it has a size;
+///    for a `Custom` AMI family the last device's size (or the default);
+///    for any other family the family's ephemeral device (`/dev/xvda` on
+///    AL2 and AL2023, `/dev/xvdb` on Bottlerocket, `/dev/sda1` on Windows);
+/// 3. else 20Gi.
+pub fn ephemeral_storage_bytes(nc: &NodeClass, t: &super::InstanceType) -> i64 {
+    if nc
+        .instance_store_policy
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("RAID0"))
+        && t.local_nvme_gib > 0
+    {
+        // `local_nvme_gib` holds EC2's `TotalSizeInGB` (decimal), as Karpenter reads it.
+        return i64::try_from(t.local_nvme_gib)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+    }
+    let bdms = &nc.block_device_mappings;
+    if bdms.is_empty() {
+        return DEFAULT_ROOT_VOLUME_BYTES;
+    }
+    let size = |b: &crate::ir::BlockDeviceMapping| b.volume_size.map(|q| q.units_ceil());
+    if let Some(root) = bdms.iter().find(|b| b.root_volume)
+        && let Some(s) = size(root)
+    {
+        return s;
+    }
+    let family = ami_family(nc);
+    if family.eq_ignore_ascii_case("Custom") {
+        return bdms
+            .last()
+            .and_then(size)
+            .unwrap_or(DEFAULT_ROOT_VOLUME_BYTES);
+    }
+    let device = if family.eq_ignore_ascii_case("Bottlerocket") {
+        "/dev/xvdb"
+    } else if family.to_ascii_lowercase().starts_with("windows") {
+        "/dev/sda1"
+    } else {
+        "/dev/xvda"
+    };
+    bdms.iter()
+        .find(|b| b.device_name == device)
+        .and_then(size)
+        .unwrap_or(DEFAULT_ROOT_VOLUME_BYTES)
+}
+
+/// A node class's AMI family: as written, else from its first alias
+/// (`bottlerocket@latest` → Bottlerocket), else AL2023 (Karpenter v1's default).
+fn ami_family(nc: &NodeClass) -> String {
+    if let Some(f) = &nc.ami_family {
+        return f.clone();
+    }
+    let alias = nc.ami_selector.iter().find_map(|t| t.alias.as_deref());
+    match alias.and_then(|a| a.split('@').next()) {
+        Some(a) if a.eq_ignore_ascii_case("al2") => "AL2".into(),
+        Some(a) if a.eq_ignore_ascii_case("bottlerocket") => "Bottlerocket".into(),
+        Some(a) if a.to_ascii_lowercase().starts_with("windows") => "Windows".into(),
+        _ => "AL2023".into(),
     }
 }
 
@@ -152,8 +224,12 @@ fn eviction(kubelet: &KubeletConfig, memory: i64, storage: i64) -> (i64, i64) {
 /// - cpu = vCPUs − kube-reserved cpu (sliding scale) − system-reserved cpu;
 /// - memory = memory − VM overhead − kube-reserved memory (11Mi × max pods +
 ///   255Mi) − system-reserved memory − eviction threshold (100Mi);
-/// - ephemeral-storage = root volume − kube-reserved (1Gi) − system-reserved −
-///   eviction threshold (10%);
+/// - ephemeral-storage = root volume (`opts.root_volume_bytes`, see
+///   `ephemeral_storage_bytes`) − kube-reserved (1Gi) − system-reserved −
+///   eviction threshold (10%, rounded up), as Karpenter computes it
+///   (karpenter-provider-aws `pkg/providers/instancetype/types.go`:
+///   `kubeReservedResources` reserves 1Gi of ephemeral storage and
+///   `evictionThreshold` takes ⌈10% × storage⌉ for `nodefs.available`);
 /// - pods = `max_pods`; extended resources as in capacity.
 ///
 /// `kubelet.kube_reserved` / `system_reserved` entries replace the defaults
@@ -280,6 +356,82 @@ mod tests {
         assert_eq!(a.cpu_milli, 96_000 - 310);
         // 393216 − ⌈29491.2⌉ − (11 × 737 + 255 = 8362) − 100
         assert_eq!(a.memory, (393_216 - 29_492 - 8_362 - 100) * MI);
+    }
+
+    fn class(f: impl FnOnce(&mut NodeClass)) -> NodeClass {
+        let mut nc = NodeClass::default();
+        f(&mut nc);
+        nc
+    }
+
+    fn device(name: &str, root: bool, size: Option<&str>) -> crate::ir::BlockDeviceMapping {
+        crate::ir::BlockDeviceMapping {
+            device_name: name.into(),
+            root_volume: root,
+            volume_size: size.map(|s| Quantity::parse(s).expect("qty")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ephemeral_storage_follows_the_node_class() {
+        let cat = embedded_static().expect("the embedded catalog decodes");
+        let m5 = cat.instance_type("m5.large").expect("m5.large");
+        let nvme = cat.instance_type("c6id.4xlarge").expect("c6id.4xlarge");
+        assert_eq!(nvme.local_nvme_gib, 950);
+        // No devices: Karpenter's 20Gi.
+        assert_eq!(ephemeral_storage_bytes(&NodeClass::default(), m5), 20 * GI);
+        // The device marked root wins, wherever it is.
+        let root = class(|nc| {
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("30Gi")),
+                device("/dev/xvdc", true, Some("200Gi")),
+            ]
+        });
+        assert_eq!(ephemeral_storage_bytes(&root, m5), 200 * GI);
+        // No root mark: the family's device (/dev/xvdb on Bottlerocket).
+        let br = class(|nc| {
+            nc.ami_selector = vec![crate::ir::AmiSelectorTerm {
+                alias: Some("bottlerocket@latest".into()),
+                ..Default::default()
+            }];
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("4Gi")),
+                device("/dev/xvdb", false, Some("200Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&br, m5), 200 * GI);
+        // ...and /dev/xvda on AL2023, where /dev/xvdb is a data disk.
+        let al = class(|nc| {
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("80Gi")),
+                device("/dev/xvdb", false, Some("500Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&al, m5), 80 * GI);
+        // Custom AMIs: the last device.
+        let custom = class(|nc| {
+            nc.ami_family = Some("Custom".into());
+            nc.block_device_mappings = vec![
+                device("/dev/xvda", false, Some("80Gi")),
+                device("/dev/sdf", false, Some("120Gi")),
+            ];
+        });
+        assert_eq!(ephemeral_storage_bytes(&custom, m5), 120 * GI);
+        // RAID0: the local NVMe (EC2's decimal GB); types without keep the root volume.
+        let raid = class(|nc| {
+            nc.instance_store_policy = Some("RAID0".into());
+            nc.block_device_mappings = vec![device("/dev/xvda", true, Some("50Gi"))];
+        });
+        assert_eq!(ephemeral_storage_bytes(&raid, nvme), 950_000_000_000);
+        assert_eq!(ephemeral_storage_bytes(&raid, m5), 50 * GI);
+        // Allocatable: 200Gi − 1Gi kube-reserved − 20Gi (10%) eviction = 179Gi.
+        let opts = AllocatableOptions {
+            root_volume_bytes: Some(ephemeral_storage_bytes(&root, m5)),
+            ..Default::default()
+        };
+        let a = allocatable(m5, &KubeletConfig::default(), &opts);
+        assert_eq!(a.ephemeral_storage, 179 * GI);
     }
 
     #[test]

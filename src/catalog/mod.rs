@@ -21,7 +21,7 @@ pub mod type_labels;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Requirements, Resources, labels};
-pub use allocatable::{AllocatableOptions, allocatable, max_pods};
+pub use allocatable::{AllocatableOptions, allocatable, ephemeral_storage_bytes, max_pods};
 pub use availability::{Availability, UnavailableOfferings};
 pub use bits::Bits;
 pub use embedded::embedded;

@@ -145,6 +145,7 @@ impl Claims {
                         namespace: ns.clone(),
                         name,
                         labels: class.labels.clone(),
+                        host_ports: class.host_ports.clone(),
                     });
                 }
             }

@@ -228,6 +228,8 @@ pub(crate) fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
                 )
             } else if let Some(msg) = rule_block(t, p, c, oi) {
                 (msg, 0)
+            } else if let Some(msg) = t.ds_port_block(p, c, oi) {
+                (msg, 0)
             } else if !usable_class.get(oi) {
                 ("node requirements of the pod not met".to_string(), 0)
             } else if copies(&req, &t.pools[p].net[oi]) == 0 {
@@ -343,6 +345,11 @@ fn topology_lines(input: &SolveInput<'_>, c: usize) -> Option<Vec<String>> {
             },
             if a.anti { "anti-" } else { "" },
             a.topology_key
+        ));
+    }
+    for hp in &class.host_ports {
+        out.push(format!(
+            "{hp}: one pod per node holds it (kube-scheduler's NodePorts), so its pods need a node each"
         ));
     }
     let _ = labels::ZONE;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::catalog::node_labels::{node_label, node_labels};
 use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
-use crate::workload::{Toleration, untolerated};
+use crate::workload::{HostPort, Toleration, port_conflict, untolerated};
 
 use super::tables::{
     D, Rv, Tables, Variant, add, copies, copies_after, dom, dom_ct, fits, fits_on, sub,
@@ -55,6 +55,8 @@ struct Node {
     room: Rv,
     sel_count: Vec<u32>,
     anti_host: Vec<usize>,
+    /// Host ports held on the node (by bound pods, or by the classes placed).
+    ports: Vec<HostPort>,
     pods: Vec<(usize, u32)>,
     /// Position in `open_nodes` (new nodes).
     open_pos: usize,
@@ -87,6 +89,8 @@ struct DomKey<'a> {
     preferred: Vec<&'a (i32, Requirements)>,
     volume_zones: Option<&'a [String]>,
     tolerations: &'a [Toleration],
+    /// Host ports: offerings whose DaemonSets hold a conflicting one are out.
+    host_ports: &'a [HostPort],
     /// (prefer rules kept, preferred node terms kept).
     relax: (usize, usize),
 }
@@ -297,7 +301,9 @@ impl<'t, 'a> Packer<'t, 'a> {
             let gvals: Vec<u32> = (0..p.topo.keys.len())
                 .map(|g| p.intern(g, en.labels.get(&p.topo.keys[g])))
                 .collect();
+            let mut ports: Vec<HostPort> = Vec::new();
             for bp in &en.pods {
+                ports.extend(bp.host_ports.iter().cloned());
                 for (s, sel) in p.topo.sels.iter().enumerate() {
                     if sel.matches(&bp.namespace, &bp.labels) {
                         sel_count[s] += 1;
@@ -327,6 +333,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 room: sub(&alloc, &p.t.dims.rv(&en.used)),
                 sel_count,
                 anti_host: Vec::new(),
+                ports,
                 pods: Vec::new(),
                 open_pos: usize::MAX,
                 placed: Vec::new(),
@@ -581,6 +588,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .collect(),
             volume_zones: class.volume_zones.as_deref(),
             tolerations: &class.tolerations,
+            host_ports: &class.host_ports,
             relax: (v.prefer_rules, v.pref_node),
         };
         if let Some((bits, zm, cm, id)) = self.dom_cache.get(&key) {
@@ -650,6 +658,15 @@ impl<'t, 'a> Packer<'t, 'a> {
             && nd.anti_host.iter().any(|s| self.topo.class_match[c][*s])
         {
             return 0;
+        }
+        // Host ports: one pod per node holds a port (its replicas' ports
+        // conflict with its own), and none where the port is taken.
+        let ports = &self.t.input.workload.classes[c].host_ports;
+        if !ports.is_empty() {
+            if node.is_some_and(|nd| port_conflict(ports, &nd.ports).is_some()) {
+                return 0;
+            }
+            lim = lim.min(1);
         }
         if let Some(z) = zone
             && self.anti_zone[z as usize]
@@ -977,6 +994,11 @@ impl<'t, 'a> Packer<'t, 'a> {
         match node.pods.last_mut() {
             Some((lc, lk)) if *lc == c => *lk += k,
             _ => node.pods.push((c, k)),
+        }
+        for hp in &self.t.input.workload.classes[c].host_ports {
+            if !node.ports.contains(hp) {
+                node.ports.push(hp.clone());
+            }
         }
         if !node.placed.contains(&(c, *v)) {
             node.placed.push((c, *v));
@@ -1745,6 +1767,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                     room: [0; D],
                     sel_count: vec![0; nsel],
                     anti_host: Vec::new(),
+                    ports: Vec::new(),
                     pods: Vec::new(),
                     open_pos: self.open_nodes.len(),
                     placed: Vec::new(),

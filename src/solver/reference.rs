@@ -12,7 +12,7 @@ use crate::catalog::Offering;
 use crate::ir::cost::{PriceInput, PriceOutcome, effective_price};
 use crate::ir::{Attrs, Subject, labels};
 
-use super::capacity::allocatable;
+use super::capacity::{NodeMap, node_allocatable};
 use super::validate::{node_labels, node_ok, validate};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
@@ -212,19 +212,27 @@ impl Search<'_, '_> {
         let pool = &input.policy.pools[c.pool];
         let o = &cat.offerings[c.offering];
         let lbl = node_labels(cat, pool, o);
-        let kubelet = input
-            .policy
-            .node_classes
-            .get(&pool.node_class)
-            .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
-            .unwrap_or_else(|| pool.kubelet.clone());
-        let alloc = allocatable(&cat.types[o.type_index as usize], &kubelet);
+        let alloc = node_allocatable(
+            input.policy,
+            pool,
+            &cat.types[o.type_index as usize],
+            &NodeMap(&lbl),
+        );
         let mut used = crate::ir::Resources::zero();
+        let mut ports: Vec<&crate::workload::HostPort> = Vec::new();
         for &m in members {
             let class = &input.workload.classes[self.pods[m].0];
             if node_ok(input, class, &lbl, &pool.taints, Some(c.price)).is_err() {
                 return false;
             }
+            // Host ports: no two members may hold conflicting ones (the
+            // validator also checks the DaemonSets' ports).
+            for hp in &class.host_ports {
+                if ports.iter().any(|q| q.conflicts(hp)) {
+                    return false;
+                }
+            }
+            ports.extend(&class.host_ports);
             let mut r = class.requests.clone();
             r.pods = r.pods.max(1);
             used.add(&r);

@@ -22,7 +22,7 @@ use crate::ir::{
     Attrs, Cond, PlacementKind, Pool, Requirements, Resources, Subject, ValueSet, labels,
 };
 use crate::scoring::{OfferingView, Verdict};
-use crate::workload::{DaemonSetOverhead, PodClass, Toleration, untolerated};
+use crate::workload::{DaemonSetOverhead, PodClass, Toleration, port_conflict, untolerated};
 
 use super::SolveInput;
 use super::capacity::allocatable;
@@ -556,6 +556,35 @@ impl<'a> Tables<'a> {
         v
     }
 
+    /// Allocatable of a node of `pool` launched from `o`: the type's
+    /// (`alloc`, per type index) with the capacity rules matching the
+    /// offering applied (NodeOverlay `capacity`).
+    fn offering_alloc(
+        input: &SolveInput<'_>,
+        dims: &Dims,
+        pool: &Pool,
+        alloc: &[Rv],
+        o: &Offering,
+    ) -> Rv {
+        let mut a = alloc[o.type_index as usize];
+        if input.policy.capacity.is_empty() {
+            return a;
+        }
+        let attrs = OfferAttrs {
+            catalog: input.catalog,
+            pool,
+            offering: o,
+            price: None,
+            class: None,
+        };
+        for (k, v) in super::capacity::overlay(&input.policy.capacity, &attrs) {
+            if let Some(d) = dims.names.iter().skip(4).position(|n| *n == k) {
+                a[d + 4] = v;
+            }
+        }
+        a
+    }
+
     /// Why offering `o` is not usable in `pool`, or Ok.
     fn reject_reason(
         input: &SolveInput<'_>,
@@ -585,7 +614,7 @@ impl<'a> Tables<'a> {
         }
         Self::priced(input, pool, od, o)?;
         let ds = Self::ds_overhead(input, dims, pool, o);
-        let net = sub(&alloc[o.type_index as usize], &ds);
+        let net = sub(&Self::offering_alloc(input, dims, pool, alloc, o), &ds);
         if let Some(i) = (0..D).find(|i| net[*i] < 0) {
             return Err(OfferingReject::Overhead(
                 dims.names.get(i).cloned().unwrap_or_default(),
@@ -737,7 +766,33 @@ impl<'a> Tables<'a> {
             let rb = self.rule_bits(p, r, c);
             b.and_with(&rb);
         }
+        if !class.host_ports.is_empty() {
+            for i in b.iter().collect::<Vec<_>>() {
+                if self.ds_port_block(p, c, i).is_some() {
+                    b.clear(i);
+                }
+            }
+        }
         b
+    }
+
+    /// The DaemonSet holding a host port class `c` needs, on nodes of pool
+    /// `p` launched from offering `o` (a DaemonSet pod runs on every node
+    /// it selects, so the port is never free there): "host port 80/TCP
+    /// (DaemonSet kube-system/proxy)".
+    pub fn ds_port_block(&self, p: usize, c: usize, o: usize) -> Option<String> {
+        let input = self.input;
+        let class = &input.workload.classes[c];
+        if class.host_ports.is_empty() {
+            return None;
+        }
+        let pool = &input.policy.pools[p];
+        let off = input.catalog.offerings.get(o)?;
+        input.workload.daemonsets.iter().find_map(|ds| {
+            let hp = port_conflict(&class.host_ports, &ds.host_ports)?;
+            daemonset_runs(input.catalog, pool, off, ds)
+                .then(|| format!("{hp} is held by DaemonSet {}/{}", ds.namespace, ds.name))
+        })
     }
 
     /// Whether a placement rule with a pod-only condition has `Cond::True` semantics (helper for explain).
@@ -855,13 +910,19 @@ fn compile_pools(
         node_label_keys(&r.when, &mut price_keys);
     }
     let mut ds_keys = BTreeSet::new();
+    // Capacity rules change a pool's room too: their label keys split rooms like DaemonSets'.
+    for r in &input.policy.capacity {
+        node_label_keys(&r.when, &mut ds_keys);
+    }
     for ds in &input.workload.daemonsets {
         ds_keys.extend(ds.node_selector.keys.keys().map(String::as_str));
         for t in &ds.required_affinity {
             ds_keys.extend(t.keys.keys().map(String::as_str));
         }
     }
-    let mut allocs: Vec<(KubeletConfig, Arc<[Rv]>)> = Vec::new();
+    // Allocatable per type, by (kubelet settings, node class name).
+    type AllocKey<'p> = (KubeletConfig, &'p str);
+    let mut allocs: Vec<(AllocKey<'_>, Arc<[Rv]>)> = Vec::new();
     let mut prices: HashMap<Vec<Option<&str>>, Prices> = HashMap::new();
     type RoomKey<'p> = (usize, Vec<bool>, Vec<Option<&'p str>>);
     let mut rooms: HashMap<RoomKey<'_>, Room> = HashMap::new();
@@ -877,15 +938,21 @@ fn compile_pools(
             .get(&pool.node_class)
             .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
             .unwrap_or_else(|| pool.kubelet.clone());
-        let ki = match allocs.iter().position(|(k, _)| *k == kubelet) {
+        // The node class sets the ephemeral storage (root volume or RAID0).
+        let nc = input.policy.node_classes.get(&pool.node_class);
+        let nc_key = nc.map_or("", |_| pool.node_class.as_str());
+        let ki = match allocs
+            .iter()
+            .position(|((k, n), _)| *k == kubelet && *n == nc_key)
+        {
             Some(i) => i,
             None => {
                 let alloc: Arc<[Rv]> = cat
                     .types
                     .iter()
-                    .map(|t| dims.rv(&allocatable(t, &kubelet)))
+                    .map(|t| dims.rv(&allocatable(t, &kubelet, nc)))
                     .collect();
-                allocs.push((kubelet.clone(), alloc));
+                allocs.push(((kubelet.clone(), nc_key), alloc));
                 allocs.len() - 1
             }
         };
@@ -923,7 +990,8 @@ fn compile_pools(
             for (i, o) in cat.offerings.iter().enumerate() {
                 if listed(cat, o) {
                     ds[i] = Tables::ds_overhead(input, dims, pool, o);
-                    net[i] = sub(&alloc[o.type_index as usize], &ds[i]);
+                    let a = Tables::offering_alloc(input, dims, pool, &alloc, o);
+                    net[i] = sub(&a, &ds[i]);
                 }
             }
             Room {

@@ -152,6 +152,7 @@ fn daemonset_overhead_counts_where_it_runs() {
             node_selector: Requirements::new(),
             required_affinity: vec![],
             tolerations: vec![],
+            host_ports: vec![],
         }],
         nodes: vec![],
     };
@@ -509,6 +510,7 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
             node_selector: sel,
             required_affinity: vec![],
             tolerations: vec![],
+            host_ports: vec![],
         }],
         nodes: vec![],
     };

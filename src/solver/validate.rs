@@ -10,10 +10,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{CapacityType, Catalog, Offering};
-use crate::ir::{Attrs, KubeletConfig, PlacementKind, Pool, Resources, Subject, labels};
-use crate::workload::{PodClass, TopologySpread, untolerated};
+use crate::ir::{Attrs, PlacementKind, Pool, Resources, Subject, labels};
+use crate::workload::{DaemonSetOverhead, HostPort, PodClass, TopologySpread, untolerated};
 
-use super::capacity::allocatable;
+use super::capacity::{NodeMap, node_allocatable};
 use super::{Plan, SolveInput};
 
 /// Where a pod ended up, as the validator sees it.
@@ -35,15 +35,6 @@ pub fn node_labels(cat: &Catalog, pool: &Pool, o: &Offering) -> BTreeMap<String,
 /// One label of `node_labels(cat, pool, o)` without building the map.
 fn node_label<'a>(cat: &'a Catalog, pool: &'a Pool, o: &Offering, key: &str) -> Option<&'a str> {
     crate::catalog::node_labels::node_label(cat, pool, o, key)
-}
-
-fn kubelet_of(input: &SolveInput<'_>, pool: &Pool) -> KubeletConfig {
-    input
-        .policy
-        .node_classes
-        .get(&pool.node_class)
-        .map(|nc| nc.kubelet.overridden_by(&pool.kubelet))
-        .unwrap_or_else(|| pool.kubelet.clone())
 }
 
 struct LabelAttrs<'a>(&'a BTreeMap<String, String>, &'a PodClass, Option<f64>);
@@ -105,25 +96,72 @@ pub fn node_ok(
     Ok(())
 }
 
+/// The DaemonSets that run on a node of `pool` carrying labels `lbl`.
+fn ds_running<'i>(
+    input: &SolveInput<'i>,
+    pool: &Pool,
+    lbl: &BTreeMap<String, String>,
+) -> Vec<&'i DaemonSetOverhead> {
+    input
+        .workload
+        .daemonsets
+        .iter()
+        .filter(|ds| {
+            untolerated(&ds.tolerations, &pool.taints).is_none()
+                && ds.node_selector.matches_map(lbl)
+                && (ds.required_affinity.is_empty()
+                    || ds.required_affinity.iter().any(|t| t.matches_map(lbl)))
+        })
+        .collect()
+}
+
 fn ds_overhead(input: &SolveInput<'_>, pool: &Pool, lbl: &BTreeMap<String, String>) -> Resources {
     let mut r = Resources::zero();
-    for ds in &input.workload.daemonsets {
-        if untolerated(&ds.tolerations, &pool.taints).is_some() {
-            continue;
-        }
-        if !ds.node_selector.matches_map(lbl) {
-            continue;
-        }
-        if !ds.required_affinity.is_empty()
-            && !ds.required_affinity.iter().any(|t| t.matches_map(lbl))
-        {
-            continue;
-        }
+    for ds in ds_running(input, pool, lbl) {
         let mut q = ds.requests.clone();
         q.pods = q.pods.max(1);
         r.add(&q);
     }
     r
+}
+
+/// Host ports on one node (kube-scheduler's NodePorts filter): `held` are
+/// the ports already taken, with who holds them (DaemonSet pods, pods
+/// bound there); each pod of `pods` in turn must find its ports free.
+/// One message per pod that finds one taken.
+fn port_clashes(
+    w: &crate::workload::Workload,
+    class_of: &HashMap<String, usize>,
+    mut held: Vec<(HostPort, String)>,
+    pods: &[String],
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    for pod in pods {
+        let Some(&ci) = class_of.get(pod) else {
+            continue;
+        };
+        let ports = &w.classes[ci].host_ports;
+        if let Some((hp, who)) = ports.iter().find_map(|p| {
+            held.iter()
+                .find(|(h, _)| h.conflicts(p))
+                .map(|(_, who)| (p, who))
+        }) {
+            errs.push(format!("pod {pod}: {hp} already held by {who}"));
+        }
+        held.extend(ports.iter().map(|p| (p.clone(), format!("pod {pod}"))));
+    }
+    errs
+}
+
+/// The ports DaemonSets `ds` hold on a node, for `port_clashes`.
+fn ds_ports(ds: &[&DaemonSetOverhead]) -> Vec<(HostPort, String)> {
+    ds.iter()
+        .flat_map(|d| {
+            d.host_ports
+                .iter()
+                .map(|p| (p.clone(), format!("DaemonSet {}/{}", d.namespace, d.name)))
+        })
+        .collect()
 }
 
 fn pod_requests(c: &PodClass) -> Resources {
@@ -191,6 +229,8 @@ pub fn validate_options_of(
         }
     }
     let topo_keys = involved_keys(input);
+    // Host ports are checked only when some pod asks for one.
+    let any_ports = w.classes.iter().any(|c| !c.host_ports.is_empty());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut places: HashMap<String, Place> = HashMap::new();
     let mut pool_usage: Vec<Resources> = vec![Resources::zero(); input.policy.pools.len()];
@@ -243,7 +283,6 @@ pub fn validate_options_of(
         }
         let ty = &cat.types[off.type_index as usize];
         pool_usage[pi].add(&ty.capacity);
-        let kubelet = kubelet_of(input, pool);
         let mut used = ds_overhead(input, pool, &lbl);
         for pod in &n.pods {
             *seen.entry(pod.as_str()).or_insert(0) += 1;
@@ -265,7 +304,13 @@ pub fn validate_options_of(
                 },
             );
         }
-        let alloc = allocatable(ty, &kubelet);
+        if any_ports {
+            let held = ds_ports(&ds_running(input, pool, &lbl));
+            for e in port_clashes(w, &class_of, held, &n.pods) {
+                errs.push(format!("node {}: {e}", n.name));
+            }
+        }
+        let alloc = node_allocatable(input.policy, pool, ty, &NodeMap(&lbl));
         if let Some(r) = used.first_exceeding(&alloc) {
             errs.push(format!(
                 "node {}: {r} requested exceeds allocatable",
@@ -329,7 +374,24 @@ pub fn validate_options_of(
                     }
                 }
             }
-            if u2.first_exceeding(&allocatable(t2, &kubelet)).is_some() {
+            if any_ports
+                && !port_clashes(
+                    w,
+                    &class_of,
+                    ds_ports(&ds_running(input, pool, &l2)),
+                    &n.pods,
+                )
+                .is_empty()
+            {
+                errs.push(format!(
+                    "node {}: option {}: host ports clash",
+                    n.name, t2.name
+                ));
+            }
+            if u2
+                .first_exceeding(&node_allocatable(input.policy, pool, t2, &NodeMap(&l2)))
+                .is_some()
+            {
                 errs.push(format!("node {}: option {} too small", n.name, t2.name));
             }
             for k in pool.requirements.min_values.keys() {
@@ -379,6 +441,18 @@ pub fn validate_options_of(
         }
         if let Some(r) = used.first_exceeding(&en.allocatable) {
             errs.push(format!("existing {}: {r} over allocatable", e.node));
+        }
+        let bound: Vec<(HostPort, String)> = en
+            .pods
+            .iter()
+            .flat_map(|bp| {
+                bp.host_ports
+                    .iter()
+                    .map(|p| (p.clone(), format!("pod {}/{}", bp.namespace, bp.name)))
+            })
+            .collect();
+        for er in port_clashes(w, &class_of, bound, &e.pods) {
+            errs.push(format!("existing {}: {er}", e.node));
         }
     }
     for u in &plan.unschedulable {

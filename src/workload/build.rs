@@ -392,6 +392,7 @@ impl<'a> Builder<'a> {
                 namespace: ns,
                 name,
                 labels,
+                host_ports: pods::host_ports(spec),
             };
             return bind(ctx, at, spec, node, pod, nodes);
         }
@@ -641,6 +642,7 @@ impl<'a> Builder<'a> {
             node_selector,
             required_affinity,
             tolerations,
+            host_ports: pods::host_ports(pspec),
         });
         Ok(())
     }

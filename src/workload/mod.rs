@@ -74,6 +74,10 @@ pub struct PodClass {
     pub volume_zones: Option<Vec<String>>,
     /// Why `volume_zones` is restricted ("PVC data-0 bound to us-east-1a"), for explain.
     pub volume_reason: Option<String>,
+    /// Host ports its containers bind: two pods whose ports conflict never
+    /// share a node (kube-scheduler's NodePorts filter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<HostPort>,
 }
 
 impl PodClass {
@@ -103,6 +107,7 @@ impl PodClass {
             pod_affinity: vec![],
             volume_zones: None,
             volume_reason: None,
+            host_ports: vec![],
         }
     }
 
@@ -122,6 +127,53 @@ impl PodClass {
         key.push_str(name);
         key
     }
+}
+
+/// A port a pod binds on its node's network (`containers[].ports[].hostPort`).
+/// Only one pod on a node may hold a given port, protocol and address, so
+/// the solver treats conflicting pods like hostname anti-affinity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HostPort {
+    pub port: i32,
+    /// `TCP` (the API's default), `UDP` or `SCTP`.
+    pub protocol: String,
+    /// The address bound; `0.0.0.0` (also for an empty `hostIP`) binds all of them.
+    pub host_ip: String,
+}
+
+/// The address an empty `hostIP` stands for: every address on the node.
+pub const ALL_HOST_IPS: &str = "0.0.0.0";
+
+impl HostPort {
+    /// Whether `self` and `other` cannot be bound on one node, as
+    /// kube-scheduler's `HostPortInfo.CheckConflict` decides: same port and
+    /// protocol, and the same address or either one binding all addresses.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.host_ip == other.host_ip
+                || self.host_ip == ALL_HOST_IPS
+                || other.host_ip == ALL_HOST_IPS)
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host_ip == ALL_HOST_IPS {
+            write!(f, "host port {}/{}", self.port, self.protocol)
+        } else {
+            write!(
+                f,
+                "host port {}:{}/{}",
+                self.host_ip, self.port, self.protocol
+            )
+        }
+    }
+}
+
+/// The first port of `a` that conflicts with one of `b`, if any.
+pub fn port_conflict<'a>(a: &'a [HostPort], b: &[HostPort]) -> Option<&'a HostPort> {
+    a.iter().find(|p| b.iter().any(|q| p.conflicts(q)))
 }
 
 /// A pod's controlling owner.
@@ -250,6 +302,9 @@ pub struct DaemonSetOverhead {
     pub node_selector: Requirements,
     pub required_affinity: Vec<Requirements>,
     pub tolerations: Vec<Toleration>,
+    /// Host ports its pods hold on every node they run on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<HostPort>,
 }
 
 /// A node already in the cluster.
@@ -271,4 +326,36 @@ pub struct BoundPod {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Host ports it holds on its node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<HostPort>,
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    fn hp(port: i32, protocol: &str, ip: &str) -> HostPort {
+        HostPort {
+            port,
+            protocol: protocol.into(),
+            host_ip: ip.into(),
+        }
+    }
+
+    /// kube-scheduler's `HostPortInfo.CheckConflict`: same port and protocol,
+    /// and the same address or either one binding all.
+    #[test]
+    fn host_ports_conflict_as_kube_scheduler_decides() {
+        let all80 = hp(80, "TCP", ALL_HOST_IPS);
+        assert!(all80.conflicts(&all80));
+        assert!(all80.conflicts(&hp(80, "TCP", "10.0.0.1")));
+        assert!(hp(80, "TCP", "10.0.0.1").conflicts(&all80));
+        assert!(!hp(80, "TCP", "10.0.0.1").conflicts(&hp(80, "TCP", "10.0.0.2")));
+        assert!(!all80.conflicts(&hp(80, "UDP", ALL_HOST_IPS)));
+        assert!(!all80.conflicts(&hp(81, "TCP", ALL_HOST_IPS)));
+        let a = [hp(53, "UDP", ALL_HOST_IPS), hp(80, "TCP", "10.0.0.1")];
+        assert_eq!(port_conflict(&a, std::slice::from_ref(&all80)), Some(&a[1]));
+        assert_eq!(port_conflict(&a, &[hp(53, "TCP", ALL_HOST_IPS)]), None);
+    }
 }

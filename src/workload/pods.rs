@@ -16,8 +16,8 @@ use super::error::{ErrorKind, WorkloadError};
 use super::labels;
 use super::yaml::Path;
 use super::{
-    LabelSelector, OwnerRef, PodAffinityTerm, PodClass, Toleration, TolerationOperator,
-    TopologySpread,
+    ALL_HOST_IPS, HostPort, LabelSelector, OwnerRef, PodAffinityTerm, PodClass, Toleration,
+    TolerationOperator, TopologySpread,
 };
 use crate::ir::{Operator, Quantity, Requirement, Requirements, Resources, TaintEffect};
 
@@ -44,6 +44,7 @@ pub(super) struct Shape {
     pub pod_affinity: Vec<PodAffinityTerm>,
     pub priority_class: Option<String>,
     pub priority: i32,
+    pub host_ports: Vec<HostPort>,
 }
 
 fn quantity(
@@ -106,6 +107,44 @@ fn container_requests(
         }
     }
     Ok(r)
+}
+
+/// The host ports a pod holds, as kube-scheduler's NodePorts plugin reads
+/// them (`GetHostPorts` in pkg/scheduler/util): every port with a
+/// `hostPort` above 0 of the app containers and of the init containers that
+/// run beside them (`restartPolicy: Always`, sidecars); protocol TCP and
+/// address 0.0.0.0 when unset. Sorted, without duplicates.
+pub(super) fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let mut out: Vec<HostPort> = spec
+        .containers
+        .iter()
+        .chain(sidecars)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = p.host_port.filter(|h| *h > 0)?;
+            Some(HostPort {
+                port,
+                protocol: p
+                    .protocol
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "TCP".into()),
+                host_ip: p
+                    .host_ip
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| ALL_HOST_IPS.into()),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Effective requests of a pod, as kube-scheduler computes them:
@@ -789,6 +828,7 @@ pub(super) fn shape(
         pod_affinity,
         priority_class,
         priority,
+        host_ports: host_ports(spec),
     })
 }
 
@@ -814,6 +854,7 @@ pub(super) fn shape_key(
         &shape.topology_spread,
         &shape.pod_affinity,
         (&shape.priority_class, shape.priority),
+        &shape.host_ports,
     ))
     .unwrap_or_default()
 }
@@ -875,6 +916,7 @@ impl Grouper {
                     pod_affinity: shape.pod_affinity.clone(),
                     volume_zones: zones,
                     volume_reason: None,
+                    host_ports: shape.host_ports.clone(),
                 });
                 self.reasons.push(Vec::new());
                 self.index.insert(key, self.classes.len() - 1);

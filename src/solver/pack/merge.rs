@@ -174,7 +174,11 @@ impl Packer<'_, '_> {
                         .any(|s| s.key == TKey::Host && !s.hard)
             })
         };
-        !clash(na, nb) && !clash(nb, na) && !soft_host(na) && !soft_host(nb)
+        !clash(na, nb)
+            && !clash(nb, na)
+            && !soft_host(na)
+            && !soft_host(nb)
+            && port_conflict(&na.ports, &nb.ports).is_none()
     }
 
     /// The zone and capacity type the merged node must keep, if its pods
@@ -365,6 +369,11 @@ impl Packer<'_, '_> {
                 na.anti_host.push(*s);
             }
         }
+        for hp in &nb.ports {
+            if !na.ports.contains(hp) {
+                na.ports.push(hp.clone());
+            }
+        }
         na.pods.extend(nb.pods.iter().copied());
         for pv in &nb.placed {
             if !na.placed.contains(pv) {
@@ -518,6 +527,14 @@ impl Packer<'_, '_> {
                     }
                 }
             }
+            let mut ports: Vec<HostPort> = Vec::new();
+            for &(c, _) in &pods {
+                for hp in &self.t.input.workload.classes[c].host_ports {
+                    if !ports.contains(hp) {
+                        ports.push(hp.clone());
+                    }
+                }
+            }
             let node = &mut self.nodes[n];
             node.pool = p;
             node.zone = Some(z);
@@ -527,6 +544,7 @@ impl Packer<'_, '_> {
             node.used = used;
             node.sel_count = sel_count;
             node.anti_host = anti_host;
+            node.ports = ports;
             node.pods = pods;
             node.placed = placed_here;
         }
