@@ -116,10 +116,13 @@ async fn examples_bind_as_planned() {
     assert_no_refusals(&results);
 }
 
+/// (NodePools file, workload file, replica overrides).
+type KarpenterCase = (&'static str, &'static str, &'static [(&'static str, u32)]);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn karpenter_examples_bind_as_planned() {
     // (NodePools, workload, replica overrides), as tests/plan_karpenter.rs pairs them.
-    let cases: &[(&str, &str, &[(&str, u32)])] = &[
+    let cases: &[KarpenterCase] = &[
         ("multiple-arch.yaml", "arm64.yaml", &[("arm64", 10)]),
         (
             "multiple-arch.yaml",

@@ -367,26 +367,35 @@ pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report 
             }
         }
     }
-    let placements = plan
-        .nodes
-        .iter()
-        .map(|n| (&n.name, &n.pods))
-        .chain(plan.existing.iter().map(|e| (&e.node, &e.pods)));
-    for (node, pods) in placements {
-        for key in pods {
-            let class = w.class_of(key);
-            if let Some(why) = honours_taints(class) {
-                report.not_checkable.push(format!("{key}: {why}"));
-            }
-            let (pod, claims) = w.pod(key, class, Some(node));
+    // Where the plan puts each pod.
+    let mut planned: HashMap<&str, &str> = HashMap::new();
+    for n in &plan.nodes {
+        for key in &n.pods {
+            planned.insert(key, &n.name);
+        }
+    }
+    for e in &plan.existing {
+        for key in &e.pods {
+            planned.insert(key, &e.node);
+        }
+    }
+    // Pods are created in the workload's order (as `kubectl apply` of it
+    // would), not node by node: kube-scheduler takes them in creation order,
+    // and a required spread is judged against the pods bound before it.
+    for class in &p.workload.classes {
+        for name in &class.pod_names {
+            let key = format!("{}/{name}", class.namespace);
+            let Some(node) = planned.get(key.as_str()).copied() else {
+                continue;
+            };
+            let (pod, claims) = w.pod(&key, class, Some(node));
             let created = create_pod(&client, pod).await;
             create_claims(&client, claims, &created).await;
-            if !report
-                .not_checkable
-                .iter()
-                .any(|s| s.starts_with(&format!("{key}:")))
-            {
-                want.insert(key.clone(), node.clone());
+            match honours_taints(class) {
+                Some(why) => report.not_checkable.push(format!("{key}: {why}")),
+                None => {
+                    want.insert(key, node.to_string());
+                }
             }
         }
     }
@@ -811,6 +820,10 @@ fn pinned_node(n: &Value) -> Value {
     n["spec"]["taints"] = Value::Array(taints);
     if n["metadata"]["labels"]["kubernetes.io/hostname"].is_null() {
         n["metadata"]["labels"]["kubernetes.io/hostname"] = json!(name);
+    }
+    let zone = n["metadata"]["labels"]["topology.kubernetes.io/zone"].clone();
+    if zone.is_string() && n["metadata"]["labels"][EBS_ZONE].is_null() {
+        n["metadata"]["labels"][EBS_ZONE] = zone;
     }
     n
 }
