@@ -215,6 +215,60 @@ async fn regression_cases_bind_as_planned() {
     assert_no_refusals(&results);
 }
 
+/// The oracle can fail: a plan whose node is too small for its pods, and a
+/// plan calling a pod unschedulable that fits, are both refused, with the
+/// scheduler's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_plans_are_refused() {
+    let p = load(&Inputs {
+        policy: vec![root("policies/default.policy")],
+        workload: vec![root("examples/arm64-services.yaml")],
+        ..Default::default()
+    });
+    let _guard = LOCK.lock().await;
+    let c = cluster().await;
+    let good = p.plan();
+    assert!(good.unschedulable.is_empty(), "{:?}", good.unschedulable);
+
+    // Too small: the first node's allocatable CPU shrinks to 10m.
+    let mut small = good.clone();
+    small.nodes[0].allocatable.cpu_milli = 10;
+    let r = oracle::check_plan_within(c, &p, &small, std::time::Duration::from_secs(15)).await;
+    eprintln!("too small: {}", r.summary());
+    assert!(!r.refused.is_empty(), "{}", r.summary());
+    assert!(
+        r.refused.iter().all(|x| x.node == small.nodes[0].name),
+        "{}",
+        r.summary()
+    );
+    assert!(
+        r.refused
+            .iter()
+            .any(|x| x.message.contains("Insufficient cpu")),
+        "{}",
+        r.summary()
+    );
+
+    // Called unschedulable, yet it fits: the second direction finds it.
+    let mut wrong = good.clone();
+    let node = wrong.nodes.pop().expect("a node");
+    for pod in node.pods {
+        wrong.unschedulable.push(nodewright::solver::Unschedulable {
+            pod,
+            reasons: vec!["(made up by the test)".into()],
+        });
+    }
+    let r = oracle::check_plan(c, &p, &wrong).await;
+    eprintln!("wrongly unschedulable: {}", r.summary());
+    assert!(
+        r.refused
+            .iter()
+            .any(|x| x.message.contains("kube-scheduler bound it")),
+        "{}",
+        r.summary()
+    );
+}
+
 /// The generated corpus: a fixed seed, 24 cases unless `PROPTEST_CASES` says
 /// otherwise, little shrinking (each case takes a cluster round).
 #[test]

@@ -333,6 +333,16 @@ pub async fn check(cluster: &Cluster, p: &Prepared) -> (Plan, Report) {
 
 /// [`check`] of a given plan.
 pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report {
+    check_plan_within(cluster, p, plan, BIND_TIMEOUT).await
+}
+
+/// [`check_plan`], giving the pods `timeout` to bind.
+pub async fn check_plan_within(
+    cluster: &Cluster,
+    p: &Prepared,
+    plan: &Plan,
+    timeout: Duration,
+) -> Report {
     cluster.check_alive();
     let client = cluster.kube.client().await;
     let mut report = Report::default();
@@ -348,8 +358,9 @@ pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report 
         if pod["spec"]["nodeName"]
             .as_str()
             .is_some_and(|s| !s.is_empty())
+            && let Err(e) = create_pod(&client, clean(pod)).await
         {
-            create_pod(&client, clean(pod)).await;
+            report.not_checkable.push(e);
         }
     }
     for n in &plan.nodes {
@@ -362,8 +373,12 @@ pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report 
         for ds in w.objects_of("DaemonSet") {
             if let Some(pod) = daemon_pod(ds, &n.name, &n.labels, &node_taints(n)) {
                 let key = pod_key(&pod);
-                create_pod(&client, pod).await;
-                want.insert(key, n.name.clone());
+                match create_pod(&client, pod).await {
+                    Ok(_) => {
+                        want.insert(key, n.name.clone());
+                    }
+                    Err(e) => report.not_checkable.push(e),
+                }
             }
         }
     }
@@ -389,7 +404,13 @@ pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report 
                 continue;
             };
             let (pod, claims) = w.pod(&key, class, Some(node));
-            let created = create_pod(&client, pod).await;
+            let created = match create_pod(&client, pod).await {
+                Ok(c) => c,
+                Err(e) => {
+                    report.not_checkable.push(e);
+                    continue;
+                }
+            };
             create_claims(&client, claims, &created).await;
             match honours_taints(class) {
                 Some(why) => report.not_checkable.push(format!("{key}: {why}")),
@@ -400,7 +421,7 @@ pub async fn check_plan(cluster: &Cluster, p: &Prepared, plan: &Plan) -> Report 
         }
     }
     report.total = want.len();
-    let (bound, refused) = wait_bound(cluster, &client, &want, BIND_TIMEOUT).await;
+    let (bound, refused) = wait_bound(cluster, &client, &want, timeout).await;
     report.bound = bound;
     report.refused = refused;
 
@@ -870,14 +891,16 @@ fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-/// Creates a pod; returns it as stored (its uid names it as an owner).
-async fn create_pod(client: &kube::Client, v: Value) -> Pod {
+/// Creates a pod; returns it as stored (its uid names it as an owner), or
+/// why the API server refused it (a PriorityClass the input lacks, say:
+/// such a pod is not checkable, which the report says).
+async fn create_pod(client: &kube::Client, v: Value) -> Result<Pod, String> {
     let key = pod_key(&v);
-    let pod: Pod = serde_json::from_value(v).unwrap_or_else(|e| panic!("pod {key}: {e}"));
+    let pod: Pod = serde_json::from_value(v).map_err(|e| format!("{key}: not a pod: {e}"))?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod_key_ns(&key));
     api.create(&PostParams::default(), &pod)
         .await
-        .unwrap_or_else(|e| panic!("create pod {key}: {e}"))
+        .map_err(|e| format!("{key}: the API server refused the pod: {e}"))
 }
 
 fn pod_key_ns(key: &str) -> String {
@@ -1374,34 +1397,45 @@ async fn second_direction(
             ));
             continue;
         }
-        let mut candidates = Vec::new();
+        // The sharpest sample: offerings whose labels (and zone) the pod
+        // accepts first, the biggest first, one per instance type: these
+        // are the ones a resource, taint or volume misjudgment would wrongly reject.
+        let mut ranked = Vec::new();
         for pool in &w.p.policy.pools {
-            let offs: Vec<usize> = index.filter(&pool.requirements).iter().collect();
-            let alloc_of = |o: usize| {
+            for o in index.filter(&pool.requirements).iter() {
                 let off = &cat.offerings[o];
                 let t = &cat.types[off.type_index as usize];
-                nodewright::catalog::allocatable(t, &pool.kubelet, &Default::default())
-            };
-            // The biggest (most likely to take the pod), the cheapest, one between.
-            let mut by_size: Vec<usize> = offs.clone();
-            by_size.sort_by_key(|o| {
-                let a = alloc_of(*o);
-                (
+                let labels =
+                    nodewright::catalog::node_labels::planned_node_labels(cat, pool, off, "probe");
+                let zone_ok = class.volume_zones.as_ref().is_none_or(|zs| {
+                    labels
+                        .get("topology.kubernetes.io/zone")
+                        .is_some_and(|z| zs.contains(z))
+                });
+                let fits_labels = class.node_selector.matches_map(&labels)
+                    && (class.required_affinity.is_empty()
+                        || class
+                            .required_affinity
+                            .iter()
+                            .any(|r| r.matches_map(&labels)))
+                    && zone_ok;
+                let a = nodewright::catalog::allocatable(t, &pool.kubelet, &Default::default());
+                ranked.push((
+                    !fits_labels,
                     std::cmp::Reverse(a.cpu_milli),
                     std::cmp::Reverse(a.memory),
-                    *o,
-                )
-            });
-            let mut pick = Vec::new();
-            pick.extend(by_size.first().copied());
-            pick.extend(by_size.last().copied());
-            pick.extend(by_size.get(by_size.len() / 2).copied());
-            for o in pick {
-                if !candidates.iter().any(|(_, x)| *x == o) {
-                    candidates.push((pool, o));
-                }
+                    o,
+                    pool,
+                ));
             }
         }
+        ranked.sort_by_key(|r| (r.0, r.1, r.2, r.3));
+        let mut types_seen = BTreeSet::new();
+        let candidates: Vec<_> = ranked
+            .into_iter()
+            .filter(|r| types_seen.insert(cat.offerings[r.3].type_index))
+            .map(|r| (r.4, r.3))
+            .collect();
         let mut probes = 0;
         let mut refused_here = false;
         for (pool, o) in candidates.into_iter().take(SAMPLE) {
@@ -1423,11 +1457,19 @@ async fn second_direction(
             for ds in w.objects_of("DaemonSet") {
                 if let Some(pod) = daemon_pod(ds, &name, &labels, &taints) {
                     want.insert(pod_key(&pod), name.clone());
-                    create_pod(client, pod).await;
+                    if let Err(e) = create_pod(client, pod).await {
+                        report.not_checkable.push(e);
+                    }
                 }
             }
             let (pod, claims) = w.pod(&u.pod, class, Some(&name));
-            let created = create_pod(client, pod).await;
+            let created = match create_pod(client, pod).await {
+                Ok(c) => c,
+                Err(e) => {
+                    report.not_checkable.push(e);
+                    break;
+                }
+            };
             create_claims(client, claims, &created).await;
             probes += 1;
             if let Some(node) = probe(client, &u.pod, PROBE_TIMEOUT).await {
