@@ -1387,7 +1387,7 @@ async fn second_direction(
         if !seen.insert(class.id.clone()) {
             continue;
         }
-        if u.reasons.iter().any(|r| r.contains("limit")) {
+        if u.reasons.iter().any(|r| r.contains(": limit reached: ")) {
             continue;
         }
         if honours_taints(class).is_some() {
