@@ -22,9 +22,14 @@
 //!    zonal PV for a `WaitForFirstConsumer` claim once the scheduler picks a node);
 //! 4. waits until every pod is bound, else reports each pending pod with the
 //!    scheduler's `FailedScheduling` message;
-//! 5. for every pod the plan calls unschedulable, creates a lone node of up to
-//!    [`SAMPLE`] offerings its pools allow and checks that kube-scheduler refuses
-//!    the pod there too (a pod it accepts is a refusal of the plan).
+//! 5. for every pod the plan calls unschedulable (but not for a pool limit),
+//!    creates a lone node of each of up to [`SAMPLE`] offerings its pools allow
+//!    (those whose labels and zone the pod accepts first, the biggest first)
+//!    and checks that kube-scheduler refuses the pod there too (a pod it
+//!    accepts is a refusal of the plan).
+//!
+//! Pods are created in the workload's order. `N/M pods bound` counts the
+//! planned pods and the DaemonSet pods on new nodes.
 #![allow(
     dead_code,
     reason = "the example and the test each use part of this module"
