@@ -1545,3 +1545,84 @@ async fn probe(client: &kube::Client, key: &str, timeout: Duration) -> Option<St
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_unpack_lists_and_skip_empty_documents() {
+        let objs = parse_objects(
+            "---\n\
+             apiVersion: v1\nkind: List\nitems:\n- {kind: Pod, metadata: {name: a}}\n\
+             - {kind: Node, metadata: {name: n}}\n\
+             ---\n\
+             ---\n\
+             kind: Deployment\nmetadata: {name: d, namespace: web}\n",
+        )
+        .expect("parses");
+        let kinds: Vec<&str> = objs.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(kinds, ["Pod", "Node", "Deployment"]);
+        assert_eq!(ns_of(&objs[0]), "default");
+        assert_eq!(pod_key(&objs[2]), "web/d");
+    }
+
+    fn ds(spec: Value) -> Value {
+        json!({"kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "kube-system"},
+               "spec": {"template": {"metadata": {"labels": {"app": "agent"}}, "spec": spec}}})
+    }
+
+    #[test]
+    fn daemon_pods_go_where_the_daemonset_controller_puts_them() {
+        let labels: BTreeMap<String, String> =
+            [("kubernetes.io/arch".to_string(), "arm64".to_string())].into();
+        let gpu = json!({"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"});
+        let plain = ds(json!({"containers": [{"name": "c", "image": "x"}]}));
+        // A NoSchedule taint it does not tolerate keeps it off; PreferNoSchedule does not.
+        assert!(daemon_pod(&plain, "n1", &labels, std::slice::from_ref(&gpu)).is_none());
+        let soft = json!({"key": "k", "effect": "PreferNoSchedule"});
+        let pod = daemon_pod(&plain, "n1", &labels, &[soft]).expect("runs there");
+        assert_eq!(pod_key(&pod), "kube-system/agent-n1");
+        let term = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0];
+        assert_eq!(term["matchFields"][0]["values"][0], "n1");
+        let tols = pod["spec"]["tolerations"].as_array().expect("tolerations");
+        assert!(tols.contains(&pin_toleration("n1")), "{tols:?}");
+        // Tolerating every taint (empty key, Exists) takes the GPU node.
+        let all = ds(json!({"tolerations": [{"operator": "Exists"}], "containers": []}));
+        assert!(daemon_pod(&all, "n2", &labels, std::slice::from_ref(&gpu)).is_some());
+        // Node selector and required node affinity are honoured.
+        let amd = ds(json!({"nodeSelector": {"kubernetes.io/arch": "amd64"}}));
+        assert!(daemon_pod(&amd, "n1", &labels, &[]).is_none());
+        let aff = ds(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/arch", "operator": "NotIn", "values": ["amd64"]}]}]}}}}),
+        );
+        assert!(daemon_pod(&aff, "n1", &labels, &[]).is_some());
+        // A toleration with the wrong value does not tolerate.
+        let wrong = json!({"key": "nvidia.com/gpu", "operator": "Equal", "value": "false"});
+        assert!(!tolerates(&wrong, &gpu));
+    }
+
+    #[test]
+    fn the_summary_is_one_line_naming_each_refusal() {
+        let mut r = Report {
+            bound: 3,
+            total: 4,
+            ..Default::default()
+        };
+        assert_eq!(r.summary(), "3/4 pods bound; 0 refused: none");
+        r.refused.push(Refusal {
+            pod: "web/a".into(),
+            node: "default-1".into(),
+            message: "0/2 nodes are available: 1 Insufficient cpu".into(),
+        });
+        let s = r.summary();
+        assert!(
+            s.starts_with("3/4 pods bound; 1 refused: web/a on default-1: 0/2 nodes"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'), "{s}");
+    }
+}
