@@ -15,17 +15,19 @@ if ! "$VENV/bin/python" -c "import moto, flask; assert moto.__version__ == '$MOT
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 export NODEWRIGHT_PYTHON="$VENV/bin/python"
-# A real Kubernetes control plane (kube-apiserver + etcd) built from Go modules
-# (tools/kube/go.mod); cached, so this only prints the folder once built.
+# A real Kubernetes control plane (kube-apiserver + etcd, and kube-scheduler for the
+# scheduler oracle, tests/oracle.rs) built from Go modules (tools/kube/go.mod); cached, so
+# this only prints the folder once built.
 command -v openssl >/dev/null || { echo "ERROR: the Kubernetes tests need 'openssl'" >&2; exit 1; }
-echo "== kube-apiserver + etcd (scripts/kube-bins.sh)"
+echo "== kube-apiserver + etcd + kube-scheduler (scripts/kube-bins.sh)"
 if ! KUBE_BIN_OUT="$(bash scripts/kube-bins.sh)"; then
-  echo "ERROR: scripts/kube-bins.sh failed: cannot build kube-apiserver/etcd" >&2
+  echo "ERROR: scripts/kube-bins.sh failed: cannot build kube-apiserver/etcd/kube-scheduler" >&2
   exit 1
 fi
 NODEWRIGHT_KUBE_BIN="$(printf '%s\n' "$KUBE_BIN_OUT" | tail -n 1)"
-[ -x "$NODEWRIGHT_KUBE_BIN/kube-apiserver" ] && [ -x "$NODEWRIGHT_KUBE_BIN/etcd" ] ||
-  { echo "ERROR: no kube-apiserver/etcd in '$NODEWRIGHT_KUBE_BIN'" >&2; exit 1; }
+[ -x "$NODEWRIGHT_KUBE_BIN/kube-apiserver" ] && [ -x "$NODEWRIGHT_KUBE_BIN/etcd" ] &&
+  [ -x "$NODEWRIGHT_KUBE_BIN/kube-scheduler" ] ||
+  { echo "ERROR: no kube-apiserver/etcd/kube-scheduler in '$NODEWRIGHT_KUBE_BIN'" >&2; exit 1; }
 export NODEWRIGHT_KUBE_BIN
 # helm, for the chart tests (tests/chart.rs), also built from Go modules (tools/helm/go.mod).
 echo "== helm (scripts/helm-bin.sh)"

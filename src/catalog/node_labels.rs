@@ -18,6 +18,10 @@ use crate::ir::{Pool, labels};
 /// between the launcher, the claims and garbage collection).
 pub const POOL_LABEL: &str = "nodewright.io/pool";
 
+/// The label a node gets naming the NodeClaim (= planned node) it was
+/// launched for; the controller writes it when it adopts the Node.
+pub const CLAIM_LABEL: &str = "nodewright.io/claim";
+
 /// Every key an offering answers beyond its type's own labels (the type
 /// labels already hold family, cpu, memory, arch, os, gpu-*, ...).
 pub const OFFERING_KEYS: &[&str] = &[
@@ -182,6 +186,22 @@ pub fn node_label<'a>(
         return Some(v);
     }
     cat.offering_label(o, key)
+}
+
+/// Every label the planned node `name` (its claim's name) carries once the
+/// controller adopts it: [`node_labels`] plus [`CLAIM_LABEL`]. The plan lists
+/// exactly these, so that what the plan promises and what the Node carries
+/// can be compared (the kubelet adds `kubernetes.io/hostname` itself, with a
+/// name only EC2 knows).
+pub fn planned_node_labels(
+    cat: &Catalog,
+    pool: &Pool,
+    o: &Offering,
+    name: &str,
+) -> BTreeMap<String, String> {
+    let mut m = node_labels(cat, pool, o);
+    m.insert(CLAIM_LABEL.to_string(), name.to_string());
+    m
 }
 
 #[cfg(test)]
@@ -350,6 +370,9 @@ mod tests {
         assert_eq!(m[labels::NODEPOOL], "web");
         assert_eq!(m[POOL_LABEL], "web");
         assert_eq!(m[labels::INSTANCE_TYPE], "m5.large");
+        let planned = planned_node_labels(&cat, &pool, &o, "web-7");
+        assert_eq!(planned[CLAIM_LABEL], "web-7");
+        assert_eq!(planned.len(), m.len() + 1, "node_labels plus the claim");
         let common = pool_labels(&pool);
         assert!(common.keys().all(|k| !is_offering_key(k)), "{common:?}");
     }

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::catalog::node_labels::{node_label, node_labels};
+use crate::catalog::node_labels::{CLAIM_LABEL, node_label, node_labels};
 use crate::catalog::{Bits, CapacityType};
 use crate::ir::{Attrs, PlacementKind, Requirements, Subject, labels};
 use crate::workload::{HostPort, Toleration, port_conflict, untolerated};
@@ -1999,16 +1999,19 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .map(|z| z.name.clone())
                 .unwrap_or_default();
             // Every label the node will carry: the offering's well-known
-            // labels (the values requirements were matched against) and the
-            // pool's own.
-            let lbl = labels_of
+            // labels (the values requirements were matched against), the
+            // pool's own, and the claim label naming the node itself (as the
+            // controller writes it; `planned_node_labels`, with the rest cached).
+            let name = format!("{}-{}", pool.name, seq);
+            let mut lbl = labels_of
                 .entry((p, cur))
                 .or_insert_with(|| node_labels(cat, pool, off))
                 .clone();
+            lbl.insert(CLAIM_LABEL.to_string(), name.clone());
             let requested = add(&node.used, &tab.ds[cur as usize]);
             let alloc = add(&tab.net[cur as usize], &tab.ds[cur as usize]);
             plan.nodes.push(PlannedNode {
-                name: format!("{}-{}", pool.name, seq),
+                name,
                 pool: pool.name.clone(),
                 node_class: pool.node_class.clone(),
                 zone,

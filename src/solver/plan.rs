@@ -49,7 +49,11 @@ pub struct PlannedNode {
     pub requested: Resources,
     /// Allocatable of the chosen type.
     pub allocatable: Resources,
-    /// Labels the node will carry (pool labels, and requirement-implied single values).
+    /// Every label the node will carry once the controller adopts it: the
+    /// offering's well-known labels, the pool's labels and single-valued
+    /// custom requirements, `karpenter.sh/nodepool`, `nodewright.io/pool` and
+    /// `nodewright.io/claim` (`catalog::node_labels::planned_node_labels`).
+    /// Only `kubernetes.io/hostname`, which the kubelet sets, is missing.
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub startup_taints: Vec<Taint>,

@@ -300,8 +300,9 @@ impl Search<'_, '_> {
                     price_per_hour: x.price,
                 }
             }));
+            let name = format!("{}-{}", pool.name, g + 1);
             plan.nodes.push(PlannedNode {
-                name: format!("{}-{}", pool.name, g + 1),
+                name: name.clone(),
                 pool: pool.name.clone(),
                 node_class: pool.node_class.clone(),
                 zone: cat.zones[o.zone_index as usize].name.clone(),
@@ -312,7 +313,7 @@ impl Search<'_, '_> {
                 pods,
                 requested: Default::default(),
                 allocatable: Default::default(),
-                labels: lbl,
+                labels: crate::catalog::node_labels::planned_node_labels(cat, pool, o, &name),
                 taints: pool.taints.clone(),
                 startup_taints: pool.startup_taints.clone(),
             });

@@ -114,7 +114,7 @@ fn apiserver_command(bin: &Path, d: &Path, etcd_url: &str, api_port: u16) -> Com
 
 /// A process that kills `pids` (and removes `dir`, if given) as soon as this test
 /// process exits (its stdin closes).
-fn watchdog(pids: &[u32], dir: Option<&Path>) -> Child {
+pub fn watchdog(pids: &[u32], dir: Option<&Path>) -> Child {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let script = match dir {
         Some(d) => format!(
@@ -178,7 +178,7 @@ fn openssl(args: &[&str]) -> std::process::Output {
 }
 
 /// A handle on `path`, opened for appending (stdout and stderr share the file).
-fn log_file(path: &Path) -> std::fs::File {
+pub fn log_file(path: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
