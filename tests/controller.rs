@@ -1550,22 +1550,26 @@ async fn identical_nodes_launch_with_one_fleet_and_every_claim_is_launched() {
         ec2,
         client,
         dir,
-    } = fixture("batch").await;
+    } = fixture("fleet").await;
     std::fs::write(dir.path().join("general.policy"), one_type_policy()).expect("write policy");
     // Three pods of 1.5 vCPU: one m5.large (2 vCPU) each. They exist before
     // the controller starts, so its first pass plans all three.
     for i in 0..3 {
-        unschedulable_pod(&client, "batch", &format!("job-{i}"), "1500m", "1Gi").await;
+        unschedulable_pod(&client, "fleet", &format!("job-{i}"), "1500m", "1Gi").await;
     }
     let (_addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-    let launched = wait_for("three Launched claims", Duration::from_secs(60), async || {
-        let cs = claims(&client).await;
-        let up: Vec<NodeClaim> = cs
-            .into_iter()
-            .filter(|c| condition(c, "Launched").is_some_and(|x| x.0 == "True"))
-            .collect();
-        (up.len() >= 3).then_some(up)
-    })
+    let launched = wait_for(
+        "three Launched claims",
+        Duration::from_secs(60),
+        async || {
+            let cs = claims(&client).await;
+            let up: Vec<NodeClaim> = cs
+                .into_iter()
+                .filter(|c| condition(c, "Launched").is_some_and(|x| x.0 == "True"))
+                .collect();
+            (up.len() >= 3).then_some(up)
+        },
+    )
     .await;
     assert_eq!(launched.len(), 3, "one claim per pod");
     let all = instances(&ec2, &["pending", "running"]).await;
@@ -1580,9 +1584,15 @@ async fn identical_nodes_launch_with_one_fleet_and_every_claim_is_launched() {
             .and_then(|p| p.rsplit('/').next())
             .expect("provider id")
             .to_string();
-        let inst = all.iter().find(|i| i.0 == id).expect("the claim's instance");
+        let inst = all
+            .iter()
+            .find(|i| i.0 == id)
+            .expect("the claim's instance");
         assert_eq!(inst.2, name, "tagged with its claim: {all:?}");
-        assert_eq!((inst.1.as_str(), inst.3.as_str()), ("m5.large", "us-east-1a"));
+        assert_eq!(
+            (inst.1.as_str(), inst.3.as_str()),
+            ("m5.large", "us-east-1a")
+        );
     }
     // All three from one CreateFleet (moto keeps every fleet it made).
     let fleets = ec2.describe_fleets().send().await.expect("DescribeFleets");
@@ -1593,8 +1603,7 @@ async fn identical_nodes_launch_with_one_fleet_and_every_claim_is_launched() {
         .collect();
     assert_eq!(capacities, [3], "one CreateFleet for three nodes");
     // The pods are still told which node is theirs (after the launches).
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "batch");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "fleet");
     let told = wait_for("Nominated Events", Duration::from_secs(30), async || {
         let list = events.list(&ListParams::default()).await.ok()?;
         let pods: std::collections::BTreeSet<String> = list

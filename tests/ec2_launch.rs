@@ -1230,7 +1230,14 @@ async fn identical_nodes_launch_with_one_fleet_and_each_instance_names_its_claim
     let l = launcher(&ec2);
     let (nc, p) = (node_class(), pool());
     let nodes: Vec<PlannedNode> = (0..4)
-        .map(|i| planned(&format!("general-b{i}"), "us-east-1a", CapacityType::OnDemand, M5))
+        .map(|i| {
+            planned(
+                &format!("general-b{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                M5,
+            )
+        })
         .collect();
     assert_eq!(launch_groups(&nodes, 100), vec![vec![0, 1, 2, 3]]);
     let reqs: Vec<LaunchRequest<'_>> = nodes
@@ -1249,7 +1256,10 @@ async fn identical_nodes_launch_with_one_fleet_and_each_instance_names_its_claim
         .map(|r| r.expect("launched"))
         .collect();
     let claims: Vec<&str> = got.iter().map(|g| g.claim.as_str()).collect();
-    assert_eq!(claims, ["general-b0", "general-b1", "general-b2", "general-b3"]);
+    assert_eq!(
+        claims,
+        ["general-b0", "general-b1", "general-b2", "general-b3"]
+    );
     let ids: std::collections::BTreeSet<&str> =
         got.iter().map(|g| g.instance_id.as_str()).collect();
     assert_eq!(ids.len(), 4, "one instance per claim: {got:?}");
@@ -1290,7 +1300,10 @@ async fn identical_nodes_launch_with_one_fleet_and_each_instance_names_its_claim
         .await;
     let id = &r[0].as_ref().expect("launched").instance_id;
     assert_eq!(
-        instance_tags(&ec2, id).await.get(TAG_CLAIM).map(String::as_str),
+        instance_tags(&ec2, id)
+            .await
+            .get(TAG_CLAIM)
+            .map(String::as_str),
         Some("general-c0")
     );
 }
@@ -1307,7 +1320,14 @@ async fn a_partly_filled_fleet_fails_only_the_claims_left_without_an_instance() 
     let (nc, p) = (node_class(), pool());
     let only_large = &M5[..1];
     let nodes: Vec<PlannedNode> = (0..3)
-        .map(|i| planned(&format!("general-p{i}"), "us-east-1a", CapacityType::OnDemand, only_large))
+        .map(|i| {
+            planned(
+                &format!("general-p{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                only_large,
+            )
+        })
         .collect();
     let reqs: Vec<LaunchRequest<'_>> = nodes
         .iter()
@@ -1332,12 +1352,23 @@ async fn a_partly_filled_fleet_fails_only_the_claims_left_without_an_instance() 
     let owned = l.list_owned().await.expect("list");
     let mut tagged: Vec<Option<&str>> = owned.iter().map(|o| o.claim.as_deref()).collect();
     tagged.sort();
-    assert_eq!(tagged, [Some("general-p0"), Some("general-p1")], "nothing for the third");
+    assert_eq!(
+        tagged,
+        [Some("general-p0"), Some("general-p1")],
+        "nothing for the third"
+    );
 
     // With a fallback type (a fresh launcher: nothing cached unavailable),
     // two go to m5.large and the third to m5.xlarge in a second fleet.
     let nodes: Vec<PlannedNode> = (0..3)
-        .map(|i| planned(&format!("general-q{i}"), "us-east-1a", CapacityType::OnDemand, M5))
+        .map(|i| {
+            planned(
+                &format!("general-q{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                M5,
+            )
+        })
         .collect();
     let reqs: Vec<LaunchRequest<'_>> = nodes
         .iter()
@@ -1362,5 +1393,9 @@ async fn a_partly_filled_fleet_fails_only_the_claims_left_without_an_instance() 
             Some(&g.claim)
         );
     }
-    assert_eq!(fleets(&ec2).await.len(), 3, "one fleet, then one for the rest");
+    assert_eq!(
+        fleets(&ec2).await.len(),
+        3,
+        "one fleet, then one for the rest"
+    );
 }

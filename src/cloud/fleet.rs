@@ -126,7 +126,10 @@ mod tests {
         assert!(!same_launch(&a, &other), "the ranked overrides");
         let mut other = b.clone();
         other.instance_type_options[1].price_per_hour = 0.5;
-        assert!(!same_launch(&a, &other), "prices decide the allocation strategy");
+        assert!(
+            !same_launch(&a, &other),
+            "prices decide the allocation strategy"
+        );
         let mut other = b.clone();
         other.pool = "batch".into();
         assert!(!same_launch(&a, &other), "pool: template and tags");

@@ -384,6 +384,27 @@ impl Controller {
             ttl,
         );
         self.report_claims(&tracked);
+        if !tracked.relaunch.is_empty() {
+            // A launch of several nodes tags each instance with its claim
+            // after CreateFleet; stopped in between, it leaves instances with
+            // the cluster's tag and no claim's. Nothing finds them by claim:
+            // the claims launch again, and those instances go after the grace.
+            let untagged: Vec<&str> = obs
+                .owned
+                .iter()
+                .filter(|o| o.claim.is_none() && matches!(o.state.as_str(), "pending" | "running"))
+                .map(|o| o.instance_id.as_str())
+                .collect();
+            if !untagged.is_empty() {
+                tracing::warn!(
+                    "{} claims have no launch on record, and instances {} carry no claim tag \
+                     (a launch stopped before tagging them?): the claims are launched again, \
+                     and garbage collection terminates those instances after the orphan grace",
+                    tracked.relaunch.len(),
+                    untagged.join(", ")
+                );
+            }
+        }
         let mut in_flight = lifecycle::claims_view(&claims, &obs.objs.nodes);
         for gone in tracked.expired.iter().chain(&tracked.deleted) {
             in_flight.remove(gone);
@@ -982,12 +1003,11 @@ impl Controller {
         nodes: &[PlannedNode],
     ) -> Option<(&'v Pool, &'v NodeClass)> {
         let first = nodes.first()?;
-        let found = ctx.version.policy.pool(&first.pool).zip(
-            ctx.version
-                .policy
-                .node_classes
-                .get(&first.node_class),
-        );
+        let found = ctx
+            .version
+            .policy
+            .pool(&first.pool)
+            .zip(ctx.version.policy.node_classes.get(&first.node_class));
         if found.is_none() {
             // `steps::launches` checked this against the same version; a
             // claim launched again after a restart may name a removed pool.
