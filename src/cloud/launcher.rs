@@ -625,7 +625,7 @@ impl Ec2Launcher {
     }
 
     /// One launch of `reqs`, identical launch requests for different claims
-    /// (see [`same_launch`]): one CreateFleet round asks for every claim
+    /// (see [`super::fleet::same_launch`]): one CreateFleet round asks for every claim
     /// still without an instance. The outer error is one the whole group
     /// shares (resolution, IAM, an API error before anything launched); the
     /// inner results are per claim, in the order of `reqs`.
