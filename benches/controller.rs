@@ -380,12 +380,19 @@ fn main() {
             "controller burst: {pods} unschedulable pods + {nodes} existing nodes, {runs} runs"
         );
         println!(
-            "run | created in | batch close -> last launch | pass wall | pass CPU | launched | batch passes | phases (wall/CPU s)"
+            "run | created in | batch close -> last launch | pass wall | pass CPU | launched | fleets | batch passes | phases (wall/CPU s)"
         );
         let mut all = Vec::new();
         for i in 1..=runs {
             clean(&client, &moto, &ec2).await;
             let r = run_once(&kube, &moto, dir.path(), pods, nodes).await;
+            // CreateFleet calls: moto keeps every fleet it made (reset between runs).
+            let fleets = ec2
+                .describe_fleets()
+                .send()
+                .await
+                .map(|f| f.fleets().len())
+                .unwrap_or(0);
             let ph: Vec<String> = r
                 .phases
                 .iter()
@@ -393,7 +400,7 @@ fn main() {
                 .map(|(k, (wall, cpu))| format!("{k} {wall:.3}/{cpu:.3}"))
                 .collect();
             println!(
-                "{i} | {:.1} s | {:.3} s | {:.3} s | {:.3} s | {} | {} | {}",
+                "{i} | {:.1} s | {:.3} s | {:.3} s | {:.3} s | {} | {fleets} | {} | {}",
                 r.create,
                 r.to_last_launch,
                 r.pass,

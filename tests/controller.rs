@@ -1533,3 +1533,89 @@ async fn the_watch_caches_survive_an_apiserver_restart() {
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }
+
+/// One type in one zone: pods too big to share a node become identical nodes.
+fn one_type_policy() -> String {
+    policy_text("m5").replace(
+        "  label team = \"platform\"\n",
+        "  label team = \"platform\"\n  require node.kubernetes.io/instance-type in [m5.large]\n  require topology.kubernetes.io/zone in [us-east-1a]\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_nodes_launch_with_one_fleet_and_every_claim_is_launched() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("fleet").await;
+    std::fs::write(dir.path().join("general.policy"), one_type_policy()).expect("write policy");
+    // Three pods of 1.5 vCPU: one m5.large (2 vCPU) each. They exist before
+    // the controller starts, so its first pass plans all three.
+    for i in 0..3 {
+        unschedulable_pod(&client, "fleet", &format!("job-{i}"), "1500m", "1Gi").await;
+    }
+    let (_addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    let launched = wait_for(
+        "three Launched claims",
+        Duration::from_secs(60),
+        async || {
+            let cs = claims(&client).await;
+            let up: Vec<NodeClaim> = cs
+                .into_iter()
+                .filter(|c| condition(c, "Launched").is_some_and(|x| x.0 == "True"))
+                .collect();
+            (up.len() >= 3).then_some(up)
+        },
+    )
+    .await;
+    assert_eq!(launched.len(), 3, "one claim per pod");
+    let all = instances(&ec2, &["pending", "running"]).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    // Each instance carries its own claim's tag, and each claim records it.
+    for c in &launched {
+        let name = c.metadata.name.clone().expect("name");
+        let id = c
+            .status
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(|p| p.rsplit('/').next())
+            .expect("provider id")
+            .to_string();
+        let inst = all
+            .iter()
+            .find(|i| i.0 == id)
+            .expect("the claim's instance");
+        assert_eq!(inst.2, name, "tagged with its claim: {all:?}");
+        assert_eq!(
+            (inst.1.as_str(), inst.3.as_str()),
+            ("m5.large", "us-east-1a")
+        );
+    }
+    // All three from one CreateFleet (moto keeps every fleet it made).
+    let fleets = ec2.describe_fleets().send().await.expect("DescribeFleets");
+    let capacities: Vec<i32> = fleets
+        .fleets()
+        .iter()
+        .filter_map(|f| f.target_capacity_specification()?.total_target_capacity())
+        .collect();
+    assert_eq!(capacities, [3], "one CreateFleet for three nodes");
+    // The pods are still told which node is theirs (after the launches).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "fleet");
+    let told = wait_for("Nominated Events", Duration::from_secs(30), async || {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let pods: std::collections::BTreeSet<String> = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Nominated"))
+            .filter_map(|e| e.regarding.as_ref()?.name.clone())
+            .collect();
+        (pods.len() >= 3).then_some(pods)
+    })
+    .await;
+    assert_eq!(told.len(), 3, "{told:?}");
+    stop.send(true).expect("stop");
+    task.await.expect("controller task");
+}

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use nodewright::catalog::{CapacityType, UnavailableOfferings};
+use nodewright::cloud::fleet::launch_groups;
 use nodewright::cloud::launcher::{
     Ec2Launcher, LaunchError, LaunchRequest, Launcher, launched_labels,
 };
@@ -1197,5 +1198,204 @@ async fn cli_resolve_reads_node_class_from_policy_and_karpenter_yaml() {
     assert!(
         stderr.contains("the policy defines no node class `gpu`") && stderr.contains("workers"),
         "{stderr}"
+    );
+}
+
+/// The fleets moto holds: (id, total target capacity).
+async fn fleets(ec2: &aws_sdk_ec2::Client) -> Vec<(String, i32)> {
+    ec2.describe_fleets()
+        .send()
+        .await
+        .expect("DescribeFleets")
+        .fleets()
+        .iter()
+        .map(|f| {
+            (
+                f.fleet_id().unwrap_or_default().to_string(),
+                f.target_capacity_specification()
+                    .and_then(|t| t.total_target_capacity())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+// 8. Identical nodes share one CreateFleet; each instance is tagged with its
+// claim afterwards, so it is found by its claim like a single launch.
+#[tokio::test]
+async fn identical_nodes_launch_with_one_fleet_and_each_instance_names_its_claim() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    let l = launcher(&ec2);
+    let (nc, p) = (node_class(), pool());
+    let nodes: Vec<PlannedNode> = (0..4)
+        .map(|i| {
+            planned(
+                &format!("general-b{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                M5,
+            )
+        })
+        .collect();
+    assert_eq!(launch_groups(&nodes, 100), vec![vec![0, 1, 2, 3]]);
+    let reqs: Vec<LaunchRequest<'_>> = nodes
+        .iter()
+        .map(|node| LaunchRequest {
+            node,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .collect();
+    let got: Vec<_> = l
+        .launch_new_group(&reqs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("launched"))
+        .collect();
+    let claims: Vec<&str> = got.iter().map(|g| g.claim.as_str()).collect();
+    assert_eq!(
+        claims,
+        ["general-b0", "general-b1", "general-b2", "general-b3"]
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().map(|g| g.instance_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "one instance per claim: {got:?}");
+    assert!(
+        got.iter()
+            .all(|g| g.instance_type == "m5.large" && g.zone == "us-east-1a" && !g.already_existed)
+    );
+    let f = fleets(&ec2).await;
+    assert_eq!(f.len(), 1, "one CreateFleet: {f:?}");
+    assert_eq!(f[0].1, 4, "for four instances");
+    for g in &got {
+        let tags = instance_tags(&ec2, &g.instance_id).await;
+        assert_eq!(tags.get(TAG_CLAIM), Some(&g.claim), "{tags:?}");
+        assert_eq!(tags.get("Name"), Some(&g.claim));
+        assert_eq!(tags.get(TAG_CLUSTER).map(String::as_str), Some("demo"));
+        assert_eq!(tags.get(TAG_POOL).map(String::as_str), Some("general"));
+        assert_eq!(tags.get("owner").map(String::as_str), Some("platform"));
+    }
+    // Found by claim as a single launch is: a restarted controller's retry
+    // of one of them launches nothing, and termination by claim finds it.
+    let again = launcher(&ec2).launch(reqs[2]).await.expect("retry");
+    assert!(again.already_existed);
+    assert_eq!(again.instance_id, got[2].instance_id);
+    assert_eq!(fleets(&ec2).await.len(), 1, "no second fleet");
+    assert_eq!(
+        l.terminate("general-b1").await.expect("terminate"),
+        vec![got[1].instance_id.clone()]
+    );
+    // A group of one is today's single launch: the claim's tag at launch.
+    let one = planned("general-c0", "us-east-1a", CapacityType::OnDemand, M5);
+    let r = l
+        .launch_new_group(&[LaunchRequest {
+            node: &one,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        }])
+        .await;
+    let id = &r[0].as_ref().expect("launched").instance_id;
+    assert_eq!(
+        instance_tags(&ec2, id)
+            .await
+            .get(TAG_CLAIM)
+            .map(String::as_str),
+        Some("general-c0")
+    );
+}
+
+// 9. A fleet EC2 fills only partly: the claims left without an instance
+// fail alone (with the refused offering), the others are launched; with a
+// fallback type the rest goes there in a second round.
+#[tokio::test]
+async fn a_partly_filled_fleet_fails_only_the_claims_left_without_an_instance() {
+    let moto = support::moto().await;
+    let ec2 = nodewright::cloud::ec2::connect(&moto.settings()).await;
+    setup(&ec2).await;
+    moto.limit(&[("m5.large", "us-east-1a", 2)]);
+    let (nc, p) = (node_class(), pool());
+    let only_large = &M5[..1];
+    let nodes: Vec<PlannedNode> = (0..3)
+        .map(|i| {
+            planned(
+                &format!("general-p{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                only_large,
+            )
+        })
+        .collect();
+    let reqs: Vec<LaunchRequest<'_>> = nodes
+        .iter()
+        .map(|node| LaunchRequest {
+            node,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .collect();
+    let l = launcher(&ec2);
+    let r = l.launch_new_group(&reqs).await;
+    assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+    match &r[2] {
+        Err(LaunchError::NoCapacity { claim, failed, .. }) => {
+            assert_eq!(claim, "general-p2");
+            assert_eq!(failed[0].instance_type, "m5.large");
+            assert_eq!(failed[0].code, "InsufficientInstanceCapacity");
+        }
+        other => panic!("expected NoCapacity for the third claim, got {other:?}"),
+    }
+    let owned = l.list_owned().await.expect("list");
+    let mut tagged: Vec<Option<&str>> = owned.iter().map(|o| o.claim.as_deref()).collect();
+    tagged.sort();
+    assert_eq!(
+        tagged,
+        [Some("general-p0"), Some("general-p1")],
+        "nothing for the third"
+    );
+
+    // With a fallback type (a fresh launcher: nothing cached unavailable),
+    // two go to m5.large and the third to m5.xlarge in a second fleet.
+    let nodes: Vec<PlannedNode> = (0..3)
+        .map(|i| {
+            planned(
+                &format!("general-q{i}"),
+                "us-east-1a",
+                CapacityType::OnDemand,
+                M5,
+            )
+        })
+        .collect();
+    let reqs: Vec<LaunchRequest<'_>> = nodes
+        .iter()
+        .map(|node| LaunchRequest {
+            node,
+            pool: &p,
+            node_class: &nc,
+            catalog: None,
+        })
+        .collect();
+    let got: Vec<_> = launcher(&ec2)
+        .launch_new_group(&reqs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("launched"))
+        .collect();
+    let types: Vec<&str> = got.iter().map(|g| g.instance_type.as_str()).collect();
+    assert_eq!(types, ["m5.large", "m5.large", "m5.xlarge"]);
+    for g in &got {
+        assert_eq!(
+            instance_tags(&ec2, &g.instance_id).await.get(TAG_CLAIM),
+            Some(&g.claim)
+        );
+    }
+    assert_eq!(
+        fleets(&ec2).await.len(),
+        3,
+        "one fleet, then one for the rest"
     );
 }

@@ -27,6 +27,7 @@ use aws_sdk_ec2::types::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::fleet::assign_instances;
 use super::iam::{IamError, InstanceProfiles};
 use super::resolve::{ResolveError, Resolved, Resolver};
 use super::retry::{Ec2Error, RetryPolicy, with_retry};
@@ -623,14 +624,22 @@ impl Ec2Launcher {
         Ok(ids.to_vec())
     }
 
+    /// One launch of `reqs`, identical launch requests for different claims
+    /// (see [`super::fleet::same_launch`]): one CreateFleet round asks for every claim
+    /// still without an instance. The outer error is one the whole group
+    /// shares (resolution, IAM, an API error before anything launched); the
+    /// inner results are per claim, in the order of `reqs`.
     async fn launch_inner(
         &self,
-        req: LaunchRequest<'_>,
+        reqs: &[LaunchRequest<'_>],
         look_up: bool,
-    ) -> Result<Launched, LaunchError> {
-        let node = req.node;
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let Some(first) = reqs.first() else {
+            return Ok(Vec::new());
+        };
+        let node = first.node;
         let ct = node.capacity_type;
-        let existing = if look_up {
+        let existing = if look_up && reqs.len() == 1 {
             self.describe(vec![Self::claim_filter(&node.name)])
                 .await?
                 .into_iter()
@@ -640,7 +649,7 @@ impl Ec2Launcher {
         };
         if let Some(found) = existing {
             tracing::info!(claim = %node.name, instance = %found.instance_id, "claim already launched");
-            return Ok(Launched {
+            return Ok(vec![Ok(Launched {
                 claim: node.name.clone(),
                 instance_id: found.instance_id,
                 instance_type: found.instance_type,
@@ -651,16 +660,16 @@ impl Ec2Launcher {
                 already_existed: true,
                 failed_offerings: Vec::new(),
                 allocation_strategy: String::new(),
-            });
+            })]);
         }
-        let resolved = self.resolver.resolve(req.node_class).await?;
-        let prioritized = needs_priority(node, req.catalog);
+        let resolved = self.resolver.resolve(first.node_class).await?;
+        let prioritized = needs_priority(node, first.catalog);
         let strategy = allocation_strategy(ct, prioritized);
         let subnets: Vec<_> = resolved.subnets_in(&node.zone).cloned().collect();
         let mut skipped = Vec::new();
         let mut candidates = Vec::new();
         for (rank, o) in node.instance_type_options.iter().enumerate() {
-            let arch = arch_of(&o.instance_type, req.catalog);
+            let arch = arch_of(&o.instance_type, first.catalog);
             if !resolved.amis.contains_key(&arch) {
                 skipped.push(format!("{} (no {arch} AMI)", o.instance_type));
             } else if subnets.is_empty() {
@@ -673,19 +682,27 @@ impl Ec2Launcher {
                 });
             }
         }
-        let tags = self.tags(req.pool, req.node_class);
-        let profile = self.ensure_profile(req.node_class).await?;
+        let tags = self.tags(first.pool, first.node_class);
+        let profile = self.ensure_profile(first.node_class).await?;
         let user_data = self.user_data(
             &resolved,
-            req.pool,
-            req.node_class,
+            first.pool,
+            first.node_class,
             &node.labels,
             &node.taints,
             &node.startup_taints,
         );
+        let claims: Vec<&str> = reqs.iter().map(|r| r.node.name.as_str()).collect();
+        let mut got: Vec<Option<Launched>> = vec![None; reqs.len()];
         let mut failed: Vec<FailedOffering> = Vec::new();
-        // Each round removes at least one offering, so this ends.
+        let mut fatal: Option<LaunchError> = None;
+        // Each round either fills every claim, or removes at least one
+        // offering (refused ones are marked unavailable), or stops: this ends.
         for _round in 0..=candidates.len() {
+            let pending: Vec<usize> = (0..reqs.len()).filter(|&i| got[i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
             let remaining: Vec<&Candidate> = candidates
                 .iter()
                 .filter(|c| !self.unavailable.contains(&c.instance_type, &node.zone, ct))
@@ -693,9 +710,10 @@ impl Ec2Launcher {
             if remaining.is_empty() {
                 break;
             }
-            match self
+            let names: Vec<&str> = pending.iter().map(|&i| claims[i]).collect();
+            let answer = self
                 .create_fleet(
-                    &req,
+                    first,
                     &resolved,
                     &remaining,
                     &subnets,
@@ -703,38 +721,116 @@ impl Ec2Launcher {
                     profile.as_deref(),
                     &tags,
                     strategy,
+                    &names,
                 )
-                .await?
-            {
-                FleetOutcome::Launched(mut l, errs) => {
-                    failed.extend(errs);
-                    l.failed_offerings = failed;
-                    return Ok(l);
+                .await;
+            let (instances, errs) = match answer {
+                Ok(a) => a,
+                // Nothing launched yet: the whole group failed the same way.
+                Err(e) if got.iter().all(Option::is_none) => return Err(e),
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
                 }
-                FleetOutcome::Refused(errs) => {
-                    if errs.is_empty() {
-                        break;
+            };
+            let assigned = assign_instances(&names, instances);
+            for (name, l) in assigned.launched {
+                if let Some(slot) = claims.iter().position(|c| *c == name) {
+                    got[slot] = Some(Launched {
+                        claim: name.to_string(),
+                        ..l
+                    });
+                }
+            }
+            if !assigned.extra.is_empty() {
+                // More than asked for (never expected): no claim will own
+                // them, so they go now rather than after the orphan grace.
+                let ids: Vec<String> = assigned.extra.into_iter().map(|l| l.instance_id).collect();
+                tracing::warn!(instances = ?ids, "CreateFleet launched more instances than asked for; terminating the extra");
+                if let Err(e) = self.terminate_instances(&ids).await {
+                    tracing::error!("terminating extra instances {ids:?}: {e}");
+                }
+            }
+            let refused = !errs.is_empty();
+            failed.extend(errs);
+            if !refused {
+                break;
+            }
+        }
+        // A fleet for several claims carries none of their names: each
+        // instance gets its claim's tag now (one CreateTags each, as the
+        // values differ), all at once.
+        let mut tag_errors: Vec<Option<Ec2Error>> = vec![None; reqs.len()];
+        if reqs.len() > 1 {
+            let tagging = got.iter().enumerate().filter_map(|(i, l)| {
+                let l = l.as_ref()?;
+                Some(async move { (i, self.tag_claim(&l.instance_id, &l.claim).await) })
+            });
+            let mut untagged = Vec::new();
+            for (i, r) in futures_util::future::join_all(tagging).await {
+                if let Err(e) = r {
+                    if let Some(l) = &got[i] {
+                        untagged.push(l.instance_id.clone());
                     }
-                    failed.extend(errs);
+                    tag_errors[i] = Some(e);
+                }
+            }
+            if !untagged.is_empty() {
+                // An instance without its claim's tag is one nothing finds
+                // by its claim: it goes now (the claim fails and is deleted).
+                if let Err(e) = self.terminate_instances(&untagged).await {
+                    tracing::error!("terminating untagged instances {untagged:?}: {e}");
                 }
             }
         }
-        for c in &candidates {
-            if self.unavailable.contains(&c.instance_type, &node.zone, ct)
-                && !failed.iter().any(|f| f.instance_type == c.instance_type)
-            {
-                skipped.push(format!("{} (recently unavailable)", c.instance_type));
+        if got.iter().any(Option::is_none) {
+            for c in &candidates {
+                if self.unavailable.contains(&c.instance_type, &node.zone, ct)
+                    && !failed.iter().any(|f| f.instance_type == c.instance_type)
+                {
+                    skipped.push(format!("{} (recently unavailable)", c.instance_type));
+                }
             }
         }
-        Err(LaunchError::NoCapacity {
-            claim: node.name.clone(),
-            zone: node.zone.clone(),
-            capacity_type: ct.as_str(),
-            failed,
-            skipped,
-        })
+        Ok(got
+            .into_iter()
+            .zip(tag_errors)
+            .zip(&claims)
+            .map(|((l, tag_error), claim)| match (l, tag_error) {
+                (Some(_), Some(e)) => Err(LaunchError::Api(e)),
+                (Some(mut l), None) => {
+                    l.failed_offerings = failed.clone();
+                    Ok(l)
+                }
+                (None, _) => Err(fatal.clone().unwrap_or_else(|| LaunchError::NoCapacity {
+                    claim: claim.to_string(),
+                    zone: node.zone.clone(),
+                    capacity_type: ct.as_str(),
+                    failed: failed.clone(),
+                    skipped: skipped.clone(),
+                })),
+            })
+            .collect())
     }
 
+    /// Tags one instance of a several-claim fleet with its claim.
+    async fn tag_claim(&self, instance_id: &str, claim: &str) -> Result<(), Ec2Error> {
+        with_retry(&self.retry, "CreateTags", || {
+            self.client
+                .create_tags()
+                .resources(instance_id)
+                .tags(Tag::builder().key(TAG_CLAIM).value(claim).build())
+                .tags(Tag::builder().key("Name").value(claim).build())
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// One CreateFleet for `claims` (total target capacity: one per claim):
+    /// the instances it launched (claim left empty) and the offerings it
+    /// refused (marked unavailable). An error when it launched nothing and
+    /// failed for another reason than capacity.
     #[allow(
         clippy::too_many_arguments,
         reason = "one CreateFleet call's inputs, each used once; a struct would only rename them"
@@ -749,7 +845,8 @@ impl Ec2Launcher {
         profile: Option<&str>,
         tags: &BTreeMap<String, String>,
         strategy: &str,
-    ) -> Result<FleetOutcome, LaunchError> {
+        claims: &[&str],
+    ) -> Result<(Vec<Launched>, Vec<FailedOffering>), LaunchError> {
         let node = req.node;
         let ct = node.capacity_type;
         let sg_ids: Vec<String> = resolved
@@ -794,9 +891,13 @@ impl Ec2Launcher {
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        instance_tags.push(Tag::builder().key(TAG_CLAIM).value(&node.name).build());
-        instance_tags.push(Tag::builder().key("Name").value(&node.name).build());
-        let token = client_token(&self.cluster.name, &node.name, &asked);
+        // One claim: its tag goes on at launch. Several: the fleet carries
+        // only what they share, and `tag_claim` names each instance after.
+        if let [claim] = claims {
+            instance_tags.push(Tag::builder().key(TAG_CLAIM).value(*claim).build());
+            instance_tags.push(Tag::builder().key("Name").value(*claim).build());
+        }
+        let token = client_token(&self.cluster.name, &claims.join(","), &asked);
         let ltc: Vec<FleetLaunchTemplateConfigRequest> = configs
             .into_iter()
             .map(|(id, overrides)| {
@@ -812,7 +913,7 @@ impl Ec2Launcher {
             })
             .collect();
         let target = TargetCapacitySpecificationRequest::builder()
-            .total_target_capacity(1)
+            .total_target_capacity(i32::try_from(claims.len()).unwrap_or(i32::MAX))
             .default_target_capacity_type(match ct {
                 CapacityType::OnDemand => DefaultTargetCapacityType::OnDemand,
                 CapacityType::Spot => DefaultTargetCapacityType::Spot,
@@ -905,11 +1006,8 @@ impl Ec2Launcher {
                 });
             }
         }
-        if let Some(inst) = resp
-            .instances()
-            .iter()
-            .find(|i| !i.instance_ids().is_empty())
-        {
+        let mut launched = Vec::new();
+        for inst in resp.instances() {
             let ov = inst
                 .launch_template_and_overrides()
                 .and_then(|l| l.overrides());
@@ -926,32 +1024,28 @@ impl Ec2Launcher {
                 .get(&arch_of(&instance_type, req.catalog))
                 .map(|a| a.id.clone())
                 .unwrap_or_default();
-            return Ok(FleetOutcome::Launched(
-                Launched {
-                    claim: node.name.clone(),
-                    instance_id: inst.instance_ids()[0].clone(),
-                    instance_type,
+            for id in inst.instance_ids() {
+                launched.push(Launched {
+                    claim: String::new(),
+                    instance_id: id.clone(),
+                    instance_type: instance_type.clone(),
                     zone: zone_of(&subnet),
-                    subnet_id: subnet,
+                    subnet_id: subnet.clone(),
                     capacity_type: ct,
-                    image_id,
+                    image_id: image_id.clone(),
                     already_existed: false,
                     failed_offerings: Vec::new(),
                     allocation_strategy: strategy.to_string(),
-                },
-                errs,
-            ));
+                });
+            }
         }
-        if let Some(f) = fatal {
+        if launched.is_empty()
+            && let Some(f) = fatal
+        {
             return Err(f.into());
         }
-        Ok(FleetOutcome::Refused(errs))
+        Ok((launched, errs))
     }
-}
-
-enum FleetOutcome {
-    Launched(Launched, Vec<FailedOffering>),
-    Refused(Vec<FailedOffering>),
 }
 
 impl Ec2Launcher {
@@ -960,22 +1054,44 @@ impl Ec2Launcher {
     /// (the name is new), and the look-up is a DescribeInstances per node.
     /// CreateFleet's client token still guards a retried request.
     pub async fn launch_new(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
-        self.launch_with(req, false).await
+        one(self.launch_with(&[req], false).await, &req)
+    }
+
+    /// Launches claims written moments ago in this same pass whose launch
+    /// requests are identical ([`super::fleet::launch_groups`]) with one CreateFleet of
+    /// total target capacity `reqs.len()`, as Karpenter's fleet batcher
+    /// does: one EC2 call (and one fleet for EC2 to build) instead of one
+    /// per node. The instances are handed to the claims in order
+    /// ([`super::fleet::assign_instances`]) and each is tagged with its claim
+    /// (CreateTags) before this returns. A claim left without an instance
+    /// (EC2 launched fewer) fails alone, with the offerings EC2 refused; an
+    /// instance whose tagging failed is terminated and its claim fails.
+    /// One result per request, in order. A crash between CreateFleet and
+    /// the tagging leaves instances with the cluster's tag and no claim's:
+    /// garbage collection terminates them after its grace (see
+    /// docs/controller.md).
+    pub async fn launch_new_group(
+        &self,
+        reqs: &[LaunchRequest<'_>],
+    ) -> Vec<Result<Launched, LaunchError>> {
+        self.launch_with(reqs, false).await
     }
 
     async fn launch_with(
         &self,
-        req: LaunchRequest<'_>,
+        reqs: &[LaunchRequest<'_>],
         look_up: bool,
-    ) -> Result<Launched, LaunchError> {
+    ) -> Vec<Result<Launched, LaunchError>> {
         let mut retried = false;
         loop {
-            let r = self.launch_inner(req, look_up).await;
+            let r = self.launch_inner(reqs, look_up).await;
             let code = match &r {
                 Err(LaunchError::Api(e)) => e.code().map(str::to_string),
                 _ => None,
             };
-            let Some(code) = code else { return r };
+            let Some(code) = code else {
+                return spread(r, reqs.len());
+            };
             // A template or resource deleted behind our back: forget what we
             // remember so the next attempt re-resolves and recreates. A missing
             // template is ours to recreate, so that case is retried once here.
@@ -988,22 +1104,50 @@ impl Ec2Launcher {
             .iter()
             .any(|p| code.starts_with(p));
             if !stale {
-                return r;
+                return spread(r, reqs.len());
             }
             self.templates.invalidate();
             self.resolver.invalidate();
             if retried || !code.starts_with("InvalidLaunchTemplate") {
-                return r;
+                return spread(r, reqs.len());
             }
-            tracing::warn!(claim = %req.node.name, %code, "launch template vanished; recreating it");
+            let claims: Vec<&str> = reqs.iter().map(|r| r.node.name.as_str()).collect();
+            tracing::warn!(claims = ?claims, %code, "launch template vanished; recreating it");
             retried = true;
         }
     }
 }
 
+/// Per-claim results from a group's: an error the whole group shares goes to each claim.
+fn spread(
+    r: Result<Vec<Result<Launched, LaunchError>>, LaunchError>,
+    n: usize,
+) -> Vec<Result<Launched, LaunchError>> {
+    match r {
+        Ok(v) => v,
+        Err(e) => vec![Err(e); n],
+    }
+}
+
+/// The one result of a one-request launch.
+fn one(
+    results: Vec<Result<Launched, LaunchError>>,
+    req: &LaunchRequest<'_>,
+) -> Result<Launched, LaunchError> {
+    results.into_iter().next().unwrap_or_else(|| {
+        Err(LaunchError::NoCapacity {
+            claim: req.node.name.clone(),
+            zone: req.node.zone.clone(),
+            capacity_type: req.node.capacity_type.as_str(),
+            failed: Vec::new(),
+            skipped: Vec::new(),
+        })
+    })
+}
+
 impl Launcher for Ec2Launcher {
     async fn launch(&self, req: LaunchRequest<'_>) -> Result<Launched, LaunchError> {
-        self.launch_with(req, true).await
+        one(self.launch_with(&[req], true).await, &req)
     }
 
     async fn terminate(&self, claim: &str) -> Result<Vec<String>, Ec2Error> {

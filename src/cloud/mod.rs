@@ -2,7 +2,8 @@
 //!
 //! `ec2` builds the client, `resolve` turns node-class selectors into
 //! subnets, security groups and AMIs, `template` and `userdata` make the
-//! launch templates, `launcher` runs CreateFleet with fallback and cleans up,
+//! launch templates, `launcher` runs CreateFleet with fallback and cleans up
+//! (`fleet` decides which nodes share one CreateFleet),
 //! `discover` reads the live catalog from EC2's describe APIs and `refresh`
 //! keeps the controller's copy fresh, `iam` makes the instance profiles of
 //! node classes that name a role, `ssm` turns AMI aliases into image
@@ -13,13 +14,14 @@
 //! launcher marks them there.
 //!
 //! Everything that talks to EC2 needs the `aws` feature (the AWS SDK and the
-//! async runtime are optional: a planner-only build has neither); `tags` and
-//! `userdata` do not.
+//! async runtime are optional: a planner-only build has neither); `tags`,
+//! `fleet` and `userdata` do not.
 
 #[cfg(feature = "aws")]
 pub mod discover;
 #[cfg(feature = "aws")]
 pub mod ec2;
+pub mod fleet;
 #[cfg(feature = "aws")]
 pub mod iam;
 #[cfg(feature = "aws")]

@@ -20,9 +20,15 @@ pub(super) enum Action {
     /// (the instance's `nodewright.io/claim` tag); `pool` and `node_class`
     /// name entries of the policy version the pass planned with.
     Launch(Box<PlannedNode>),
-    /// Write the NodeClaim for a planned node (before launching it), named
-    /// like the node and carrying the `nodewright.io/termination` finalizer.
-    CreateClaim(Box<PlannedNode>),
+    /// Launch planned nodes whose claims this pass wrote and whose launch
+    /// requests are identical (`launcher::same_launch`), with one
+    /// CreateFleet for all of them; each instance is then tagged with its
+    /// claim. Only the nodes whose claim was written are launched.
+    LaunchGroup(Vec<PlannedNode>),
+    /// Write the NodeClaims for planned nodes (before launching them), each
+    /// named like its node and carrying the `nodewright.io/termination`
+    /// finalizer. Succeeds when at least one was written.
+    CreateClaims(Vec<PlannedNode>),
     /// Merge the labels of what EC2 launched into a NodeClaim's `spec.labels`
     /// (a fallback type carries its own), so its Node gets them at registration.
     ClaimLabels {

@@ -46,7 +46,7 @@ use crate::cloud::iam::InstanceProfiles;
 use crate::cloud::launcher::{Ec2Launcher, LaunchRequest, Launcher, launched_labels};
 use crate::cloud::refresh::{CatalogSource, DEFAULT_REFRESH};
 use crate::cloud::userdata::ClusterInfo;
-use crate::ir::{PolicySet, Resources};
+use crate::ir::{NodeClass, PolicySet, Pool, Resources};
 use crate::reload::{Outcome, ReloadOptions, Reloader, Version, WatchOptions};
 use crate::solver::{Plan, PlannedNode};
 use crate::workload::Workload;
@@ -384,6 +384,27 @@ impl Controller {
             ttl,
         );
         self.report_claims(&tracked);
+        if !tracked.relaunch.is_empty() {
+            // A launch of several nodes tags each instance with its claim
+            // after CreateFleet; stopped in between, it leaves instances with
+            // the cluster's tag and no claim's. Nothing finds them by claim:
+            // the claims launch again, and those instances go after the grace.
+            let untagged: Vec<&str> = obs
+                .owned
+                .iter()
+                .filter(|o| o.claim.is_none() && matches!(o.state.as_str(), "pending" | "running"))
+                .map(|o| o.instance_id.as_str())
+                .collect();
+            if !untagged.is_empty() {
+                tracing::warn!(
+                    "{} claims have no launch on record, and instances {} carry no claim tag \
+                     (a launch stopped before tagging them?): the claims are launched again, \
+                     and garbage collection terminates those instances after the orphan grace",
+                    tracked.relaunch.len(),
+                    untagged.join(", ")
+                );
+            }
+        }
         let mut in_flight = lifecycle::claims_view(&claims, &obs.objs.nodes);
         for gone in tracked.expired.iter().chain(&tracked.deleted) {
             in_flight.remove(gone);
@@ -394,6 +415,7 @@ impl Controller {
             obs: &obs,
             pods: std::sync::OnceLock::new(),
             fresh: Mutex::default(),
+            nominations: Mutex::default(),
         };
         self.apply(&sink, None, tracked.actions).await;
         // 1b. Garbage: claims whose instance is gone, instances no claim owns.
@@ -470,6 +492,8 @@ impl Controller {
             .claims_in_flight
             .set((in_flight.in_flight() + launching) as i64);
         sink.st.clock.phase("launch");
+        self.publish_nominations(&sink).await;
+        sink.st.clock.phase("nominate");
 
         // 6. Remove empty nodes we launched.
         let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
@@ -787,7 +811,6 @@ impl Controller {
         ctx: Option<&LaunchContext<'_>>,
         action: Action,
     ) -> Option<Vec<Action>> {
-        let io = sink.io;
         match action {
             Action::Launch(node) => {
                 let Some(ctx) = ctx else {
@@ -796,6 +819,37 @@ impl Controller {
                     return None;
                 };
                 self.launch(sink, ctx, &node).await
+            }
+            Action::CreateClaims(nodes) => {
+                let Some(ctx) = ctx else {
+                    tracing::error!("{} claims outside the launch step", nodes.len());
+                    return None;
+                };
+                self.create_claims(sink, ctx, &nodes).await
+            }
+            Action::LaunchGroup(nodes) => {
+                let Some(ctx) = ctx else {
+                    tracing::error!("launch of {} nodes outside the launch step", nodes.len());
+                    self.metrics.launch_failures.inc();
+                    return None;
+                };
+                self.launch_group(sink, ctx, nodes).await;
+                Some(Vec::new())
+            }
+            other => self.apply_write(sink, other).await,
+        }
+    }
+
+    /// Carries out one action that launches nothing (a write to the API
+    /// server, a termination, an Event): `apply_one` without the launch
+    /// steps, so the launch steps can run these themselves.
+    async fn apply_write(&self, sink: &Sink<'_, '_>, action: Action) -> Option<Vec<Action>> {
+        let io = sink.io;
+        match action {
+            Action::Launch(_) | Action::CreateClaims(_) | Action::LaunchGroup(_) => {
+                tracing::error!("a launch step outside the launch step");
+                self.metrics.launch_failures.inc();
+                None
             }
             Action::Terminate { claim, reason } => match io.launcher.terminate(&claim).await {
                 Ok(ids) => {
@@ -835,31 +889,6 @@ impl Controller {
                     Err(kube::Error::Api(e)) if e.code == 404 => Some(Vec::new()),
                     Err(e) => {
                         tracing::error!("deleting node {node}: {e}");
-                        None
-                    }
-                }
-            }
-            Action::CreateClaim(node) => {
-                let Some(ctx) = ctx else {
-                    tracing::error!("claim {} outside the launch step", node.name);
-                    return None;
-                };
-                let claim = lifecycle::new_claim(
-                    &node,
-                    ctx.version.policy.pool(&node.pool),
-                    &steps::overhead(&node, &ctx.requests),
-                );
-                let api: Api<NodeClaim> = Api::all(io.client.clone());
-                match api.create(&PostParams::default(), &claim).await {
-                    Ok(_) => {
-                        if let Ok(mut f) = sink.fresh.lock() {
-                            f.insert(node.name.clone());
-                        }
-                        Some(Vec::new())
-                    }
-                    Err(e) => {
-                        self.metrics.launch_failures.inc();
-                        tracing::error!("writing NodeClaim {}: {e}; not launching it", node.name);
                         None
                     }
                 }
@@ -937,25 +966,15 @@ impl Controller {
         }
     }
 
-    /// Launches one named node; on success records its claim and returns
-    /// the Events for its pods.
+    /// Launches one named node (a claim written before a restart, whose
+    /// launch never reported back); returns what records the result.
     async fn launch(
         &self,
         sink: &Sink<'_, '_>,
         ctx: &LaunchContext<'_>,
         node: &PlannedNode,
     ) -> Option<Vec<Action>> {
-        let (Some(pool), Some(nc)) = (
-            ctx.version.policy.pool(&node.pool),
-            ctx.version.policy.node_classes.get(&node.node_class),
-        ) else {
-            // `steps::launches` checked this against the same version; a
-            // claim launched again after a restart may name a removed pool.
-            tracing::error!(
-                "claim {} names a pool or node class the policy no longer has; deleting it",
-                node.name
-            );
-            self.metrics.launch_failures.inc();
+        let Some((pool, nc)) = self.launchable(ctx, std::slice::from_ref(node)) else {
             return Some(vec![Action::DeleteClaim {
                 claim: node.name.clone(),
             }]);
@@ -973,6 +992,147 @@ impl Controller {
         } else {
             sink.io.launcher.launch(req).await
         };
+        Some(self.record_launch(sink, ctx, pool, node, launched))
+    }
+
+    /// The pool and node class of planned nodes (one pool and class for
+    /// all); None, counted and logged, when the policy has them no more.
+    fn launchable<'v>(
+        &self,
+        ctx: &LaunchContext<'v>,
+        nodes: &[PlannedNode],
+    ) -> Option<(&'v Pool, &'v NodeClass)> {
+        let first = nodes.first()?;
+        let found = ctx
+            .version
+            .policy
+            .pool(&first.pool)
+            .zip(ctx.version.policy.node_classes.get(&first.node_class));
+        if found.is_none() {
+            // `steps::launches` checked this against the same version; a
+            // claim launched again after a restart may name a removed pool.
+            for n in nodes {
+                tracing::error!(
+                    "claim {} names a pool or node class the policy no longer has; deleting it",
+                    n.name
+                );
+                self.metrics.launch_failures.inc();
+            }
+        }
+        found
+    }
+
+    /// Writes the NodeClaims of `nodes`, several at once, before anything
+    /// is launched for them; each one written is marked fresh (launched
+    /// without a look-up). None when not one was written.
+    async fn create_claims(
+        &self,
+        sink: &Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        nodes: &[PlannedNode],
+    ) -> Option<Vec<Action>> {
+        // A group is at most `steps::FLEET_BATCH_MAX` claims: all at once.
+        let written =
+            futures_util::future::join_all(nodes.iter().map(|n| self.create_claim(sink, ctx, n)))
+                .await;
+        written.contains(&true).then(Vec::new)
+    }
+
+    /// Writes one NodeClaim (see `create_claims`); false when it failed.
+    async fn create_claim(
+        &self,
+        sink: &Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        node: &PlannedNode,
+    ) -> bool {
+        let claim = lifecycle::new_claim(
+            node,
+            ctx.version.policy.pool(&node.pool),
+            &steps::overhead(node, &ctx.requests),
+        );
+        let api: Api<NodeClaim> = Api::all(sink.io.client.clone());
+        match api.create(&PostParams::default(), &claim).await {
+            Ok(_) => {
+                if let Ok(mut f) = sink.fresh.lock() {
+                    f.insert(node.name.clone());
+                }
+                true
+            }
+            Err(e) => {
+                self.metrics.launch_failures.inc();
+                tracing::error!("writing NodeClaim {}: {e}; not launching it", node.name);
+                false
+            }
+        }
+    }
+
+    /// Launches the nodes of one group (identical launch requests) whose
+    /// claims this pass wrote, with one CreateFleet, then records every
+    /// claim's result, several at once.
+    async fn launch_group(
+        &self,
+        sink: &Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        nodes: Vec<PlannedNode>,
+    ) {
+        let nodes: Vec<PlannedNode> = match sink.fresh.lock() {
+            Ok(f) => nodes.into_iter().filter(|n| f.contains(&n.name)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let follow: Vec<Vec<Action>> = match self.launchable(ctx, &nodes) {
+            None => nodes
+                .iter()
+                .map(|n| {
+                    vec![Action::DeleteClaim {
+                        claim: n.name.clone(),
+                    }]
+                })
+                .collect(),
+            Some((pool, nc)) => {
+                let reqs: Vec<LaunchRequest<'_>> = nodes
+                    .iter()
+                    .map(|node| LaunchRequest {
+                        node,
+                        pool,
+                        node_class: nc,
+                        catalog: Some(ctx.catalog),
+                    })
+                    .collect();
+                let results = sink.io.launcher.launch_new_group(&reqs).await;
+                nodes
+                    .iter()
+                    .zip(results)
+                    .map(|(node, r)| self.record_launch(sink, ctx, pool, node, r))
+                    .collect()
+            }
+        };
+        // Each claim's writes in order, the claims at once.
+        futures_util::future::join_all(follow.into_iter().map(|seq| self.apply_writes(sink, seq)))
+            .await;
+    }
+
+    /// Carries out `seq` (actions that launch nothing) in order, up to its
+    /// first failure or the gate closing.
+    async fn apply_writes(&self, sink: &Sink<'_, '_>, seq: Vec<Action>) {
+        for a in seq {
+            if !sink.io.gate.open() || self.apply_write(sink, a).await.is_none() {
+                break;
+            }
+        }
+    }
+
+    /// What records one claim's launch: its status (and the labels of a
+    /// fallback type or zone) on success, its deletion on failure (logged
+    /// and counted here). Its pods' Nominated Events are kept aside in
+    /// `sink.nominations`, published once every launch of the pass is done.
+    fn record_launch(
+        &self,
+        sink: &Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        pool: &Pool,
+        node: &PlannedNode,
+        launched: Result<crate::cloud::launcher::Launched, crate::cloud::launcher::LaunchError>,
+    ) -> Vec<Action> {
         match launched {
             Ok(l) => {
                 sink.st.clock.launched();
@@ -1023,8 +1183,10 @@ impl Controller {
                     claim: node.name.clone(),
                     status: serde_json::to_value(&status).unwrap_or_default(),
                 });
-                follow.extend(steps::nominated(node, &placed));
-                Some(follow)
+                if let Ok(mut n) = sink.nominations.lock() {
+                    n.extend(steps::nominated(node, &placed));
+                }
+                follow
             }
             Err(e) => {
                 self.metrics.launch_failures.inc();
@@ -1033,11 +1195,26 @@ impl Controller {
                     node.name,
                     miette::Report::new(e)
                 );
-                Some(vec![Action::DeleteClaim {
+                vec![Action::DeleteClaim {
                     claim: node.name.clone(),
-                }])
+                }]
             }
         }
+    }
+
+    /// Publishes the Nominated Events the pass's launches kept aside,
+    /// several at once. They come after the launches so that thousands of
+    /// Event writes (one per pod) do not compete with the claims, fleets
+    /// and status writes of launches still under way.
+    async fn publish_nominations(&self, sink: &Sink<'_, '_>) {
+        use futures_util::StreamExt;
+        let events = match sink.nominations.lock() {
+            Ok(mut n) => std::mem::take(&mut *n),
+            Err(_) => Vec::new(),
+        };
+        futures_util::stream::iter(events)
+            .for_each_concurrent(EVENT_CONCURRENCY, |a| self.apply_writes(sink, vec![a]))
+            .await;
     }
 }
 
@@ -1045,6 +1222,10 @@ impl Controller {
 /// runs at once. EC2 throttles CreateFleet per account; eight keeps a burst
 /// of a few hundred nodes to seconds without meeting that limit.
 const LAUNCH_CONCURRENCY: usize = 8;
+
+/// How many Nominated Events (one POST each) are published at once after
+/// the launches.
+const EVENT_CONCURRENCY: usize = 16;
 
 /// The clients one pass talks through.
 struct Io<'a> {
@@ -1094,9 +1275,12 @@ struct Sink<'a, 'o> {
     st: &'a mut State,
     obs: &'o Observed,
     pods: std::sync::OnceLock<HashMap<String, &'o Pod>>,
-    /// Claims written by this pass (`CreateClaim`): launched without looking
+    /// Claims written by this pass (`CreateClaims`): launched without looking
     /// for an instance of theirs first.
     fresh: Mutex<std::collections::HashSet<String>>,
+    /// The Nominated Events of this pass's launches, published after the
+    /// last launch (`publish_nominations`).
+    nominations: Mutex<Vec<Action>>,
 }
 
 /// What recording a launch needs beyond the action.

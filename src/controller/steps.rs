@@ -29,6 +29,7 @@ use super::snapshot::{
 };
 use crate::catalog::Availability;
 use crate::catalog::{CapacityType, Catalog};
+use crate::cloud::fleet::launch_groups;
 use crate::cloud::tags::OwnedInstance;
 use crate::ir::{PolicySet, Pool, Resources, labels};
 use crate::scoring::Scorer;
@@ -160,6 +161,7 @@ pub(super) fn launches(
 ) -> Launches {
     let mut taken: HashSet<String> = obs.owned.iter().filter_map(|o| o.claim.clone()).collect();
     let mut out = Launches::default();
+    let mut named: Vec<PlannedNode> = Vec::new();
     for planned in &plan.nodes {
         if policy.pool(&planned.pool).is_none()
             || !policy.node_classes.contains_key(&planned.node_class)
@@ -179,13 +181,23 @@ pub(super) fn launches(
         taken.insert(name.clone());
         let mut node = planned.clone();
         node.name = name;
+        named.push(node);
+    }
+    // Nodes with identical launch requests share one CreateFleet.
+    for group in launch_groups(&named, FLEET_BATCH_MAX) {
+        let nodes: Vec<PlannedNode> = group.into_iter().map(|i| named[i].clone()).collect();
         out.actions.push(Sequence(vec![
-            Action::CreateClaim(Box::new(node.clone())),
-            Action::Launch(Box::new(node)),
+            Action::CreateClaims(nodes.clone()),
+            Action::LaunchGroup(nodes),
         ]));
     }
     out
 }
+
+/// At most this many claims share one CreateFleet: a bound of our own on
+/// one request (and on what one failed call costs), far above a usual
+/// burst's nodes of one kind.
+pub(super) const FLEET_BATCH_MAX: usize = 100;
 
 /// Where EC2 put a launched node (the part of the launcher's answer the
 /// controller keeps).

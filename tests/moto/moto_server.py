@@ -12,7 +12,10 @@ Usage: moto_server.py PORT [REFUSED_JSON]
 The refused-pools file (argument, else $NODEWRIGHT_MOTO_REFUSED) is re-read on
 every CreateFleet, so a test can change it between calls. Its content is a JSON
 list of objects: {"instance_type": "m5.large", "zone": "us-east-1a",
-"capacity_type": "on-demand"|"spot" (optional: both when absent)}.
+"capacity_type": "on-demand"|"spot" (optional: both when absent)}. With
+"limit": N the pool is not refused but fills partly: a fleet gets at most N
+instances of it, and the rest of what it asked of that pool is reported in
+`Errors` as refused (a partly fulfilled instant fleet).
 A missing or empty file refuses nothing.
 
 SSM: PutParameter also accepts names under /aws/service/eks/ and
@@ -54,14 +57,41 @@ def _zone_of(fleet, spec):
     return fleet.ec2_backend.get_subnet(spec.subnet_id).availability_zone
 
 
+def _matches(p, instance_type, zone, lifecycle):
+    if p.get("instance_type") != instance_type or p.get("zone") != zone:
+        return False
+    ct = p.get("capacity_type")
+    return ct is None or ct == lifecycle
+
+
 def _is_refused(pools, instance_type, zone, lifecycle):
+    return any(
+        "limit" not in p and _matches(p, instance_type, zone, lifecycle) for p in pools
+    )
+
+
+def _limit(pools, instance_type, zone, lifecycle):
+    """At most this many instances of the pool per fleet (None: no limit)."""
     for p in pools:
-        if p.get("instance_type") != instance_type or p.get("zone") != zone:
-            continue
-        ct = p.get("capacity_type")
-        if ct is None or ct == lifecycle:
-            return True
-    return False
+        if "limit" in p and _matches(p, instance_type, zone, lifecycle):
+            return int(p["limit"])
+    return None
+
+
+def _capacity_error(spec, lifecycle, zone):
+    return {
+        "LaunchTemplateAndOverrides": {
+            "LaunchTemplateSpecification": spec.launch_template_spec,
+            "Overrides": dict(spec.overrides or {}),
+        },
+        "Lifecycle": lifecycle,
+        "ErrorCode": "InsufficientInstanceCapacity",
+        "ErrorMessage": (
+            "We currently do not have sufficient "
+            f"{spec.instance_type} capacity in the Availability Zone "
+            f"you requested ({zone}). (refused by nodewright's moto launcher)"
+        ),
+    }
 
 
 _orig_counts = fleet_models.Fleet.get_launch_spec_counts
@@ -77,22 +107,7 @@ def _counts(self, weight_to_add):
     for spec in self.launch_specs:
         zone = _zone_of(self, spec)
         if _is_refused(pools, spec.instance_type, zone, lifecycle):
-            override = dict(spec.overrides or {})
-            self._nw_errors.append(
-                {
-                    "LaunchTemplateAndOverrides": {
-                        "LaunchTemplateSpecification": spec.launch_template_spec,
-                        "Overrides": override,
-                    },
-                    "Lifecycle": lifecycle,
-                    "ErrorCode": "InsufficientInstanceCapacity",
-                    "ErrorMessage": (
-                        "We currently do not have sufficient "
-                        f"{spec.instance_type} capacity in the Availability Zone "
-                        f"you requested ({zone}). (refused by nodewright's moto launcher)"
-                    ),
-                }
-            )
+            self._nw_errors.append(_capacity_error(spec, lifecycle, zone))
         else:
             allowed.append(spec)
     if not allowed:
@@ -100,9 +115,21 @@ def _counts(self, weight_to_add):
     saved = self.launch_specs
     self.launch_specs = allowed
     try:
-        return _orig_counts(self, weight_to_add)
+        counts, weight = _orig_counts(self, weight_to_add)
     finally:
         self.launch_specs = saved
+    # A pool with a limit fills partly: up to the limit, the rest refused.
+    for spec, n in list(counts.items()):
+        zone = _zone_of(self, spec)
+        limit = _limit(pools, spec.instance_type, zone, lifecycle)
+        if limit is not None and n > limit:
+            self._nw_errors.append(_capacity_error(spec, lifecycle, zone))
+            weight -= (n - limit) * spec.weighted_capacity
+            if limit > 0:
+                counts[spec] = limit
+            else:
+                del counts[spec]
+    return counts, weight
 
 
 def _spot(self, weight_to_add):

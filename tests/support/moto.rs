@@ -162,6 +162,21 @@ impl Moto {
         .expect("write refused.json");
     }
 
+    /// Makes CreateFleet fill these pools only partly: at most `limit`
+    /// instances of (instance type, zone) per fleet, the rest refused with
+    /// InsufficientInstanceCapacity. Replaces what [`Self::refuse`] set.
+    pub fn limit(&self, pools: &[(&str, &str, usize)]) {
+        let list: Vec<serde_json::Value> = pools
+            .iter()
+            .map(|(t, z, n)| serde_json::json!({"instance_type": t, "zone": z, "limit": n}))
+            .collect();
+        std::fs::write(
+            &self.refused_path,
+            serde_json::to_string(&list).expect("json"),
+        )
+        .expect("write refused.json");
+    }
+
     /// An EC2 client for this server: static test credentials, us-east-1, no SDK retries.
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
         nodewright::cloud::ec2::connect(&self.settings()).await

@@ -113,6 +113,14 @@ fn planned(name: &str, pool: &str, node_class: &str, pods: &[&str]) -> PlannedNo
     }
 }
 
+fn list(nodes: &[PlannedNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
     seqs.iter()
         .map(|s| {
@@ -120,7 +128,8 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                 .iter()
                 .map(|a| match a {
                     Action::Launch(n) => format!("launch {}", n.name),
-                    Action::CreateClaim(n) => format!("claim {}", n.name),
+                    Action::CreateClaims(ns) => format!("claim {}", list(ns)),
+                    Action::LaunchGroup(ns) => format!("launch {}", list(ns)),
                     Action::ClaimLabels { claim, .. } => format!("labels {claim}"),
                     Action::ClaimStatus { claim, .. } => format!("status {claim}"),
                     Action::PatchNode { node, .. } => format!("patch {node}"),
@@ -234,6 +243,10 @@ fn launches_get_unique_claim_names_and_unknown_pools_are_refused() {
             planned("general-2", "general", "default", &["shop/b"]),
             planned("gone-1", "gone", "default", &["shop/c"]),
             planned("general-3", "general", "missing", &["shop/d"]),
+            PlannedNode {
+                zone: "us-east-1b".into(),
+                ..planned("general-4", "general", "default", &["shop/e"])
+            },
         ],
         ..Default::default()
     };
@@ -247,21 +260,26 @@ fn launches_get_unique_claim_names_and_unknown_pools_are_refused() {
     let mut claims = Claims::default();
     claims.insert(claim("general-bbbbb", &[]));
     // Taken by an instance, by a claim, then by the first launch of this pass.
-    let mut draws = ["aaaaa", "bbbbb", "ccccc", "ccccc", "ddddd"].into_iter();
+    let mut draws = ["aaaaa", "bbbbb", "ccccc", "ccccc", "ddddd", "eeeee"].into_iter();
     let mut suffix = || draws.next().unwrap_or("zzzzz").to_string();
     let l = launches(&plan, &p, &obs, &claims, &mut suffix);
     assert_eq!(
         names(&l.actions),
         [
-            ["claim general-ccccc", "launch general-ccccc"],
-            ["claim general-ddddd", "launch general-ddddd"]
+            [
+                "claim general-ccccc,general-ddddd",
+                "launch general-ccccc,general-ddddd"
+            ],
+            ["claim general-eeeee", "launch general-eeeee"]
         ],
-        "the NodeClaim is written before the launch"
+        "the NodeClaims are written before the launch; identical launch requests share one \
+         (one CreateFleet), another zone is another"
     );
-    let Action::Launch(n) = &l.actions[0].actions()[1] else {
+    let Action::LaunchGroup(ns) = &l.actions[0].actions()[1] else {
         panic!("{l:?}")
     };
-    assert_eq!(n.pods, ["shop/a"], "the planned node, renamed");
+    assert_eq!(ns[0].pods, ["shop/a"], "the planned node, renamed");
+    assert_eq!(ns[1].pods, ["shop/b"]);
     assert_eq!(
         l.refused,
         [
