@@ -6,3 +6,4 @@
 //! and `nodewright plan --consolidate` prints them, through the same functions.
 
 pub mod consolidate;
+pub mod facts;
