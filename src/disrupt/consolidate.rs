@@ -286,11 +286,14 @@ pub fn decide_with_result(
             .then_with(|| a.remove.cmp(&b.remove))
     });
     let mut first = true;
+    // A node that receives pods in this round stays until the next one: no pod moves twice
+    // in a round (the next round, on the cluster this one leaves, may move it again).
+    let mut receiving: HashSet<String> = HashSet::new();
     for p in proposals {
         let remove: Vec<String> = p
             .remove
             .iter()
-            .filter(|n| st.has(n))
+            .filter(|n| st.has(n) && !receiving.contains(*n))
             .cloned()
             .collect();
         if remove.is_empty() {
@@ -323,7 +326,10 @@ pub fn decide_with_result(
         for n in &remove {
             refusals.remove(n);
         }
-        moves.push(st.apply(p));
+        receiving.extend(p.plan.existing.iter().map(|e| e.node.clone()));
+        let m = st.apply(p);
+        receiving.extend(m.launch.iter().map(|n| n.name.clone()));
+        moves.push(m);
     }
     for (node, reason) in refusals {
         if st.has(&node) {
