@@ -816,3 +816,118 @@ fn capacity_rules(
     }
     Ok(())
 }
+
+/// The cluster a plan leaves once its nodes are launched and its pods bound, with `keep`
+/// deciding which pods are still there (the others have gone away since). For benchmarks
+/// and tests: a real cluster is read from the API server instead.
+pub fn cluster_from_plan(
+    plan: &Plan,
+    workload: &Workload,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Cluster {
+    use crate::ir::labels as l;
+    let mut class_of: HashMap<String, (usize, usize)> = HashMap::new();
+    for (ci, c) in workload.classes.iter().enumerate() {
+        for i in 0..c.count() {
+            class_of.insert(c.pod_key(i), (ci, i));
+        }
+    }
+    let mut cluster = Workload {
+        classes: vec![],
+        daemonsets: workload.daemonsets.clone(),
+        nodes: workload.nodes.clone(),
+    };
+    let mut pods = Vec::new();
+    let mut nodes = Vec::new();
+    for n in &plan.nodes {
+        let mut labels = n.labels.clone();
+        labels.insert(l::HOSTNAME.into(), n.name.clone());
+        labels.insert(l::ZONE.into(), n.zone.clone());
+        labels.insert(l::CAPACITY_TYPE.into(), n.capacity_type.as_str().into());
+        labels.insert(l::INSTANCE_TYPE.into(), n.instance_type.clone());
+        labels.insert(crate::catalog::node_labels::POOL_LABEL.into(), n.pool.clone());
+        let mut used = n.requested.clone();
+        let mut bound = Vec::new();
+        let mut classes: Vec<PodClass> = Vec::new();
+        for key in &n.pods {
+            let Some(&(ci, i)) = class_of.get(key) else {
+                continue;
+            };
+            let c = &workload.classes[ci];
+            let name = c.pod_names[i].clone();
+            if !keep(key) {
+                let mut r = c.requests.clone();
+                r.pods = r.pods.max(1);
+                used.sub(&r);
+                continue;
+            }
+            bound.push(BoundPod {
+                namespace: c.namespace.clone(),
+                name: name.clone(),
+                labels: c.labels.clone(),
+            });
+            match classes.iter_mut().find(|x| x.id == c.id) {
+                Some(x) => x.pod_names.push(name),
+                None => classes.push(PodClass {
+                    pod_names: vec![name],
+                    ..c.clone()
+                }),
+            }
+        }
+        cluster.nodes.push(ExistingNode {
+            name: n.name.clone(),
+            labels,
+            taints: n.taints.clone(),
+            allocatable: n.allocatable.clone(),
+            used,
+            pods: bound,
+        });
+        pods.push(NodePods {
+            node: n.name.clone(),
+            classes,
+        });
+        nodes.push(NodeFacts {
+            name: n.name.clone(),
+            pool: Some(n.pool.clone()),
+            initialized: true,
+            instance_type: n.instance_type.clone(),
+            zone: n.zone.clone(),
+            capacity_type: n.capacity_type,
+            price_per_hour: n.price_per_hour,
+            stable_for: None,
+            do_not_disrupt: None,
+            pdb_blocked: None,
+        });
+    }
+    Cluster {
+        cluster,
+        pods,
+        nodes,
+    }
+}
+
+impl Cluster {
+    /// Every workload pod of the cluster, as pending classes (one per class id): what a
+    /// fresh plan of the same pods would place.
+    pub fn pending(&self) -> Vec<PodClass> {
+        let mut out: Vec<PodClass> = Vec::new();
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for np in &self.pods {
+            for c in &np.classes {
+                match by_id.get(&c.id) {
+                    Some(&i) => out[i].pod_names.extend(c.pod_names.iter().cloned()),
+                    None => {
+                        by_id.insert(c.id.clone(), out.len());
+                        out.push(c.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// $/hour of the nodes with facts.
+    pub fn price_per_hour(&self) -> f64 {
+        self.nodes.iter().map(|f| f.price_per_hour).sum()
+    }
+}
