@@ -80,7 +80,12 @@ fn json_has_exactly_the_documented_fields() {
     };
     assert_eq!(
         keys(&c),
-        ["blocked", "moves", "price_per_hour_after", "price_per_hour_before"]
+        [
+            "blocked",
+            "moves",
+            "price_per_hour_after",
+            "price_per_hour_before"
+        ]
     );
     let m = &c["moves"][0];
     assert_eq!(
@@ -97,7 +102,10 @@ fn json_has_exactly_the_documented_fields() {
         .iter()
         .map(|m| m["saving_per_hour"].as_f64().unwrap())
         .sum();
-    assert!((before - after - saved).abs() < 1e-6, "{before} - {after} != {saved}");
+    assert!(
+        (before - after - saved).abs() < 1e-6,
+        "{before} - {after} != {saved}"
+    );
 }
 
 #[test]
@@ -111,7 +119,11 @@ fn blockers_are_named() {
             .collect()
     };
     assert!(reasons("pdb").iter().all(|r| r.contains("shop/db")));
-    assert!(reasons("do-not-disrupt").iter().any(|r| r.contains("pod shop/web-1")));
+    assert!(
+        reasons("do-not-disrupt")
+            .iter()
+            .any(|r| r.contains("pod shop/web-1"))
+    );
     assert!(reasons("spot-to-spot")[0].contains("15 cheaper instance types"));
     assert!(json("spot-to-spot")["moves"].as_array().unwrap().is_empty());
 }

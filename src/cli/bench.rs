@@ -32,6 +32,9 @@ pub(super) struct BenchArgs {
     /// solver, so profiles of the solver are clearer without it).
     #[arg(long)]
     pub no_ffd: bool,
+    /// With `consolidate`: single-node moves tried per round (least disruptive first).
+    #[arg(long, default_value_t = crate::disrupt::consolidate::ConsolidationOptions::default().max_single_node_tries)]
+    pub single_node_tries: usize,
 }
 
 /// Which benchmark `nodewright bench` runs.
@@ -112,11 +115,14 @@ fn consolidate(args: &BenchArgs) -> miette::Result<ExitCode> {
         ..Default::default()
     };
     let sizes: Vec<usize> = if args.pods == [1000, 5000, 10000, 20000] {
-        vec![10_000, 250]
+        vec![10_000, 300]
     } else {
         args.pods.clone()
     };
-    let opts = ConsolidationOptions::default();
+    let opts = ConsolidationOptions {
+        max_single_node_tries: args.single_node_tries,
+        ..ConsolidationOptions::default()
+    };
     for n in sizes {
         let workload = synth::diverse_workload(n, args.seed);
         let plan = solve_with(

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize as _;
+use serde::de::DeserializeOwned;
 
 use crate::catalog::Catalog;
 use crate::disrupt::consolidate::{
@@ -40,12 +40,13 @@ pub(super) fn consolidate(
 fn read_objects(paths: &[PathBuf]) -> miette::Result<ClusterObjects> {
     let mut objs = ClusterObjects::default();
     for p in paths {
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| miette::miette!("{}: {e}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).map_err(|e| miette::miette!("{}: {e}", p.display()))?;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let v = serde_yaml_ng::Value::deserialize(doc).map_err(|e| {
                 miette::miette!(
-                    help = "--consolidate reads Kubernetes YAML (`kubectl get nodes,pods -A -o yaml`)",
+                    help =
+                        "--consolidate reads Kubernetes YAML (`kubectl get nodes,pods -A -o yaml`)",
                     "{}: {e}",
                     p.display()
                 )
@@ -56,9 +57,21 @@ fn read_objects(paths: &[PathBuf]) -> miette::Result<ClusterObjects> {
     Ok(objs)
 }
 
-fn add(objs: &mut ClusterObjects, v: serde_yaml_ng::Value, p: &std::path::Path) -> miette::Result<()> {
-    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
-    fn typed<T: DeserializeOwned>(v: serde_yaml_ng::Value, p: &std::path::Path, kind: &str) -> miette::Result<T> {
+fn add(
+    objs: &mut ClusterObjects,
+    v: serde_yaml_ng::Value,
+    p: &std::path::Path,
+) -> miette::Result<()> {
+    let kind = v
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("")
+        .to_string();
+    fn typed<T: DeserializeOwned>(
+        v: serde_yaml_ng::Value,
+        p: &std::path::Path,
+        kind: &str,
+    ) -> miette::Result<T> {
         serde_yaml_ng::from_value(v).map_err(|e| miette::miette!("{}: a {kind}: {e}", p.display()))
     }
     match kind.as_str() {

@@ -130,7 +130,7 @@ impl Default for ConsolidationOptions {
             margin_fraction: 0.05,
             margin_min_per_hour: 0.005,
             spot_to_spot_min_types: 15,
-            max_single_node_tries: 100,
+            max_single_node_tries: 20,
         }
     }
 }
@@ -227,7 +227,10 @@ pub fn decide_with_result(
             continue;
         };
         if let Some(why) = over_budget(input, &used, &[&f], Reason::Empty) {
-            blocked.push(Blocked { node: n, reason: why });
+            blocked.push(Blocked {
+                node: n,
+                reason: why,
+            });
             continue;
         }
         count(&mut used, &[&f], Reason::Empty);
@@ -266,7 +269,10 @@ pub fn decide_with_result(
         if let Ok(p) = st.evaluate(input, opts, &prefix) {
             best = Some(p);
         } else {
-            while lo <= hi {
+            // A few halvings find a good prefix; each step is a whole re-plan.
+            let mut steps = 0;
+            while lo <= hi && steps < MULTI_NODE_STEPS {
+                steps += 1;
                 let mid = (lo + hi) / 2;
                 match st.evaluate(input, opts, &prefix[..mid]) {
                     Ok(p) => {
@@ -346,6 +352,9 @@ pub fn decide_with_result(
     };
     (out, st.into_cluster())
 }
+
+/// Binary-search steps for the multi-node prefix after the whole prefix is refused.
+const MULTI_NODE_STEPS: usize = 5;
 
 enum Candidacy {
     No,
@@ -585,7 +594,23 @@ impl State {
             pools: vec![],
             ..input.policy.clone()
         };
-        let delete = self.try_plan(input, &no_pools, &w);
+        // The rest of the cluster's free room bounds what a delete can place: when the pods
+        // ask for more cpu or memory than it has, skip that solve.
+        let (mut need_cpu, mut need_mem) = (0i64, 0i64);
+        for c in &w.classes {
+            need_cpu += c.requests.cpu_milli * c.count() as i64;
+            need_mem += c.requests.memory * c.count() as i64;
+        }
+        let (mut free_cpu, mut free_mem) = (0i64, 0i64);
+        for n in &w.nodes {
+            free_cpu += (n.allocatable.cpu_milli - n.used.cpu_milli).max(0);
+            free_mem += (n.allocatable.memory - n.used.memory).max(0);
+        }
+        let delete = if need_cpu <= free_cpu && need_mem <= free_mem {
+            self.try_plan(input, &no_pools, &w)
+        } else {
+            Err(String::new())
+        };
         if let Ok(plan) = delete {
             return Ok(Proposal {
                 remove: remove.to_vec(),
@@ -845,7 +870,10 @@ pub fn cluster_from_plan(
         labels.insert(l::ZONE.into(), n.zone.clone());
         labels.insert(l::CAPACITY_TYPE.into(), n.capacity_type.as_str().into());
         labels.insert(l::INSTANCE_TYPE.into(), n.instance_type.clone());
-        labels.insert(crate::catalog::node_labels::POOL_LABEL.into(), n.pool.clone());
+        labels.insert(
+            crate::catalog::node_labels::POOL_LABEL.into(),
+            n.pool.clone(),
+        );
         let mut used = n.requested.clone();
         let mut bound = Vec::new();
         let mut classes: Vec<PodClass> = Vec::new();

@@ -17,7 +17,10 @@ use crate::ir::{BudgetNodes, DisruptionReason, PolicySet, labels};
 use crate::workload::{ApiObjects, WorkloadError, load_api};
 
 /// The annotations that block voluntary disruption when `"true"` (on a pod or a node).
-pub const DO_NOT_DISRUPT: [&str; 2] = ["karpenter.sh/do-not-disrupt", "nodewright.io/do-not-disrupt"];
+pub const DO_NOT_DISRUPT: [&str; 2] = [
+    "karpenter.sh/do-not-disrupt",
+    "nodewright.io/do-not-disrupt",
+];
 
 /// The objects of a cluster that consolidation reads.
 #[derive(Debug, Clone, Default)]
@@ -75,10 +78,13 @@ pub fn gather(catalog: &Catalog, objs: ClusterObjects) -> Result<Cluster, Worklo
             }
         }
         for (n, names) in by_node {
-            per_node.entry(n.to_string()).or_default().push(crate::workload::PodClass {
-                pod_names: names,
-                ..c.clone()
-            });
+            per_node
+                .entry(n.to_string())
+                .or_default()
+                .push(crate::workload::PodClass {
+                    pod_names: names,
+                    ..c.clone()
+                });
         }
     }
     let pods = per_node
@@ -102,7 +108,11 @@ pub fn gather(catalog: &Catalog, objs: ClusterObjects) -> Result<Cluster, Worklo
             .unwrap_or(0.0);
         let mut do_not_disrupt = annotated(&n.metadata).map(|k| format!("node annotation {k}"));
         let mut pdb_blocked = None;
-        for p in objs.pods.iter().filter(|p| bound_node(p) == Some(name.as_str())) {
+        for p in objs
+            .pods
+            .iter()
+            .filter(|p| bound_node(p) == Some(name.as_str()))
+        {
             if do_not_disrupt.is_none() && is_workload(p) && annotated(&p.metadata).is_some() {
                 do_not_disrupt = Some(format!("pod {}", key(p)));
             }
@@ -208,7 +218,9 @@ fn key(p: &core::Pod) -> String {
 }
 
 /// The do-not-disrupt annotation set to "true" on an object, if any.
-fn annotated(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&'static str> {
+fn annotated(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&'static str> {
     let a = m.annotations.as_ref()?;
     DO_NOT_DISRUPT
         .into_iter()
@@ -271,8 +283,12 @@ fn scaled(v: &IntOrString, of: i64) -> i64 {
 /// count (from `minAvailable` or `maxUnavailable`, over the pods it selects), at least 0.
 pub fn pdb_allowed(pdb: &PodDisruptionBudget, pods: &[core::Pod]) -> i64 {
     let ns = pdb.metadata.namespace.as_deref().unwrap_or("default");
-    let Some(spec) = &pdb.spec else { return i64::MAX };
-    let Some(sel) = &spec.selector else { return i64::MAX };
+    let Some(spec) = &pdb.spec else {
+        return i64::MAX;
+    };
+    let Some(sel) = &spec.selector else {
+        return i64::MAX;
+    };
     let matching: Vec<&core::Pod> = pods
         .iter()
         .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == ns)

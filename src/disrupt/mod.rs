@@ -7,3 +7,6 @@
 
 pub mod consolidate;
 pub mod facts;
+
+#[cfg(test)]
+mod consolidate_tests;
