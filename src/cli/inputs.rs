@@ -257,7 +257,7 @@ pub(super) struct PlanInputs {
     #[arg(long, required = true)]
     pub policy: Vec<PathBuf>,
     /// Kubernetes YAML with the pending work (repeat the flag for more).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "nodes")]
     pub workload: Vec<PathBuf>,
     /// Existing Node objects with their bound pods (repeat the flag for more).
     #[arg(long)]

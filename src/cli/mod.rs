@@ -8,6 +8,7 @@
 mod bench;
 mod catalog;
 mod check;
+mod consolidate;
 mod controller;
 mod crds;
 mod ec2;
