@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("solver", 4),
     ("reload", 4),
     ("cloud", 5),
+    ("disrupt", 5),
     ("controller", 6),
     ("cli", 7),
 ];
