@@ -472,7 +472,14 @@ impl Controller {
         sink.st.clock.phase("launch");
 
         // 6. Remove empty nodes we launched.
-        let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
+        let removals = steps::removals(
+            &obs,
+            &policy,
+            &plan,
+            &in_flight,
+            &mut sink.st.empty,
+            jiff::Timestamp::now(),
+        );
         if removals.targeted > 0 {
             tracing::debug!(
                 "{} nodes are about to receive pending pods; empty-node removal waits",
