@@ -593,8 +593,12 @@ async fn kubelet(client: &kube::Client, node: &str, instance: &Instance) {
 }
 
 /// A pod, a launch for it, and its Node registered and Ready: the one instance.
-async fn one_initialized_node(client: &kube::Client, ec2: &aws_sdk_ec2::Client) -> Instance {
-    unschedulable_pod(client, "ops", "web-0", "1", "2Gi").await;
+async fn one_initialized_node(
+    client: &kube::Client,
+    ec2: &aws_sdk_ec2::Client,
+    ns: &str,
+) -> Instance {
+    unschedulable_pod(client, ns, "web-0", "1", "2Gi").await;
     let first = first_launch(ec2).await;
     assert_eq!(first.len(), 1, "{first:?}");
     kubelet(client, "node-old", &first[0]).await;
@@ -616,11 +620,11 @@ async fn a_drifted_node_is_replaced_first_then_removed() {
         ec2,
         client,
         dir,
-    } = fixture("ops").await;
+    } = fixture("drift").await;
     let keep = "    consolidate when-empty after 1h\n    budget 100%";
     configmap_publish(dir.path(), 1, &policy_text("platform", keep));
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-    let old = one_initialized_node(&client, &ec2).await;
+    let old = one_initialized_node(&client, &ec2, "drift").await;
     let c = claim_of_instance(&client, &old.0).await;
     let recorded = annotation(&c, "nodewright.io/pool-hash")
         .expect("a claim records its pool's hash")
@@ -705,11 +709,11 @@ async fn a_budget_holds_drift_until_it_opens_and_expiry_replaces() {
         ec2,
         client,
         dir,
-    } = fixture("ops").await;
+    } = fixture("budget").await;
     let held = "    consolidate when-empty after 1h\n    budget 0 reasons [drifted]";
     configmap_publish(dir.path(), 1, &policy_text("platform", held));
     let (_addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-    let old = one_initialized_node(&client, &ec2).await;
+    let old = one_initialized_node(&client, &ec2, "budget").await;
 
     // Drifted, but the budget for drift is 0: no replacement.
     configmap_publish(dir.path(), 2, &policy_text("web", held));
@@ -754,12 +758,12 @@ async fn an_empty_node_is_removed_directly() {
         ec2,
         client,
         dir,
-    } = fixture("ops").await;
+    } = fixture("empty").await;
     let empty = "    consolidate when-empty after 1s\n    budget 100%";
     configmap_publish(dir.path(), 1, &policy_text("platform", empty));
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-    let old = one_initialized_node(&client, &ec2).await;
-    Api::<Pod>::namespaced(client.clone(), "ops")
+    let old = one_initialized_node(&client, &ec2, "empty").await;
+    Api::<Pod>::namespaced(client.clone(), "empty")
         .delete("web-0", &DeleteParams::default().grace_period(0))
         .await
         .expect("delete the pod");

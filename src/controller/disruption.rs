@@ -6,7 +6,10 @@
 //!    does not hold them);
 //! 2. **drifted** claims (`crate::disrupt::drift`; do-not-disrupt holds them);
 //! 3. **empty** nodes: `steps::removals`, removed directly;
-//! 4. **underutilized** nodes: the moves of consolidation.
+//! 4. consolidation's moves (**underutilized**, and empty nodes it names),
+//!    each taken whole or not at all: its new nodes are launched first, its
+//!    old ones removed once those are Initialized; a move that launches
+//!    nothing removes its nodes directly.
 //!
 //! Expired and drifted claims are replaced first: a replacement claim of
 //! the same offering, shaped by the pool as it is now (its labels, taints
@@ -27,12 +30,13 @@ use super::nodeclaim::lifecycle::{self, INITIALIZED, is_true, planned_node};
 use super::nodeclaim::{NodeClaim, NodeClaimStatus};
 use super::snapshot::{is_workload_pod, pod_key};
 use crate::disrupt::budget::{BudgetsLeft, PoolCount};
+use crate::disrupt::consolidate::{Move, Reason as ConsolidationReason};
 use crate::disrupt::drift::{self, ClaimFacts, Drift, POOL_HASH};
 use crate::disrupt::expiry;
 use crate::ir::{DisruptionReason, PolicySet};
 use crate::solver::PlannedNode;
 
-/// Annotation on a claim being replaced: the replacement claim's name.
+/// Annotation on a claim being replaced: the replacement claims' names, comma-separated.
 pub(super) const REPLACING: &str = "nodewright.io/replacing";
 /// Annotation on a claim being replaced: why (`expired`, `drifted`, ...).
 pub(super) const REPLACING_REASON: &str = "nodewright.io/replacing-reason";
@@ -50,6 +54,8 @@ pub(super) struct Facts<'a> {
     pub policy: &'a PolicySet,
     /// Per node class, the images it resolves to now (absent: unknown).
     pub images: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Consolidation's moves (`disrupt::consolidate::decide`), best first.
+    pub moves: &'a [Move],
     pub now: Timestamp,
 }
 
@@ -61,11 +67,12 @@ pub(super) enum Step {
         claim: String,
         status: serde_json::Value,
     },
-    /// Annotate `old` with its replacement, then write and launch it.
+    /// Annotate every claim of `old` with the replacements, then write and
+    /// launch them (drift and expiry: one for one; consolidation: N for M).
     Replace {
-        old: String,
+        old: Vec<String>,
         reason: DisruptionReason,
-        replacement: Box<PlannedNode>,
+        replacements: Vec<PlannedNode>,
     },
     /// The replacement is Initialized: hand `claim` to termination.
     Remove {
@@ -90,6 +97,15 @@ pub(super) struct Decisions {
     pub held: Vec<(String, String)>,
     /// Claims launched as replacements still under way: kept from empty-node removal.
     pub protected: HashSet<String>,
+}
+
+/// The claims named in a [`REPLACING`] annotation.
+pub(super) fn replacements_of(annotation: &str) -> Vec<&str> {
+    annotation
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Decides the pass. `name` gives the replacement of a claim a fresh name
@@ -175,31 +191,35 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
         // A replacement under way: wait for it, finish, or give up.
         if let Some(r) = replacing {
             count.deleting += 1;
-            out.protected.insert(r.clone());
+            let names = replacements_of(r);
+            out.protected.extend(names.iter().map(|n| n.to_string()));
             let reason = annotations
                 .and_then(|a| a.get(REPLACING_REASON))
                 .and_then(|s| parse_reason(s))
                 .unwrap_or(DisruptionReason::Drifted);
-            match by_name.get(r.as_str()) {
-                None => out.steps.push(Step::Abandon {
+            let lost = names.iter().any(|n| {
+                by_name
+                    .get(n)
+                    .is_none_or(|rc| rc.metadata.deletion_timestamp.is_some())
+            });
+            let ready = names.iter().all(|n| {
+                by_name
+                    .get(n)
+                    .is_some_and(|rc| is_true(rc.status.as_ref(), INITIALIZED))
+            });
+            if lost {
+                out.steps.push(Step::Abandon {
                     old: name.to_string(),
                     replacement: r.clone(),
-                }),
-                Some(rc) if rc.metadata.deletion_timestamp.is_some() => {
-                    out.steps.push(Step::Abandon {
-                        old: name.to_string(),
-                        replacement: r.clone(),
-                    })
-                }
-                Some(rc) if is_true(rc.status.as_ref(), INITIALIZED) => {
-                    out.steps.push(Step::Remove {
-                        claim: name.to_string(),
-                        reason,
-                    })
-                }
-                Some(_) => out
-                    .held
-                    .push((name.to_string(), format!("waiting for replacement {r}"))),
+                });
+            } else if ready {
+                out.steps.push(Step::Remove {
+                    claim: name.to_string(),
+                    reason,
+                });
+            } else {
+                out.held
+                    .push((name.to_string(), format!("waiting for replacement {r}")));
             }
             continue;
         }
@@ -236,6 +256,7 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
     let order = |r: DisruptionReason| DisruptionReason::ALL.iter().position(|x| *x == r);
     candidates.sort_by(|a, b| order(a.0).cmp(&order(b.0)).then(a.1.cmp(&b.1)));
     let mut budgets = BudgetsLeft::new(f.policy, &counts, f.now);
+    let mut busy: HashSet<String> = HashSet::new();
     for (reason, _, c, _) in candidates {
         let name = c.metadata.name.clone().unwrap_or_default();
         let Some(mut replacement) = replacement_for(c, f.policy, &pods_on, &node_of) else {
@@ -265,10 +286,92 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
             }
         };
         replacement.name = new_name;
+        busy.insert(name.clone());
         out.steps.push(Step::Replace {
-            old: name,
+            old: vec![name],
             reason,
-            replacement: Box::new(replacement),
+            replacements: vec![replacement],
+        });
+    }
+
+    // Consolidation's moves, in its order, each whole or not at all.
+    let claim_of_node: HashMap<&str, &NodeClaim> = f
+        .claims
+        .iter()
+        .filter_map(|c| {
+            let id = lifecycle::instance_id(c)?;
+            Some((node_of.get(id)?.metadata.name.as_deref()?, c))
+        })
+        .collect();
+    for m in f.moves {
+        let reason = match m.reason {
+            ConsolidationReason::Empty => DisruptionReason::Empty,
+            ConsolidationReason::Underutilized => DisruptionReason::Underutilized,
+        };
+        let olds: Option<Vec<&NodeClaim>> = m
+            .remove
+            .iter()
+            .map(|n| claim_of_node.get(n.as_str()).copied())
+            .collect();
+        let Some(olds) = olds.filter(|o| !o.is_empty()) else {
+            continue; // a node that is not ours (or gone): not this pass
+        };
+        let names: Vec<String> = olds
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        if names.iter().any(|n| busy.contains(n))
+            || olds.iter().any(|c| {
+                c.metadata.deletion_timestamp.is_some()
+                    || c.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(REPLACING))
+            })
+        {
+            continue; // already going, for another reason
+        }
+        let mut need: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in &olds {
+            *need.entry(c.spec.pool.as_str()).or_default() += 1;
+        }
+        if need
+            .iter()
+            .any(|(p, n)| budgets.left(p, reason).is_some_and(|l| l < *n))
+        {
+            out.held.push((
+                names.join(","),
+                format!("{}: the disruption budget is used up", reason.as_str()),
+            ));
+            continue;
+        }
+        for c in &olds {
+            budgets.take(&c.spec.pool, reason);
+        }
+        busy.extend(names.iter().cloned());
+        if m.launch.is_empty() {
+            // The pods fit on the nodes that stay: nothing to launch first.
+            out.steps.extend(names.into_iter().map(|claim| Step::Remove { claim, reason }));
+            continue;
+        }
+        let replacements = m
+            .launch
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.name = loop {
+                    let n = format!("{}-{}", p.pool, suffix());
+                    if taken.insert(n.clone()) {
+                        break n;
+                    }
+                };
+                p
+            })
+            .collect();
+        out.steps.push(Step::Replace {
+            old: names,
+            reason,
+            replacements,
         });
     }
     out

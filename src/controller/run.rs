@@ -532,6 +532,15 @@ impl Controller {
                 images.insert(nc.to_string(), ids);
             }
         }
+        // STAND-IN input until consolidation merges: the real input is the
+        // cluster as `plan --nodes` sees it plus each node's disruption facts.
+        let consolidation = crate::disrupt::consolidate::decide(
+            &crate::disrupt::consolidate::ConsolidationInput::default(),
+            &crate::disrupt::consolidate::ConsolidationOptions::default(),
+        );
+        for b in &consolidation.blocked {
+            tracing::debug!("consolidation of {} blocked: {}", b.node, b.reason);
+        }
         let d = disruption::decide(
             &disruption::Facts {
                 claims,
@@ -539,6 +548,7 @@ impl Controller {
                 pods: &sink.obs.objs.pods,
                 policy,
                 images: &images,
+                moves: &consolidation.moves,
                 now: k8s_openapi::jiff::Timestamp::now(),
             },
             &mut random_suffix,
@@ -575,29 +585,42 @@ impl Controller {
                 disruption::Step::Replace {
                     old,
                     reason,
-                    replacement,
+                    replacements,
                 } => {
-                    // The old claim names its replacement first: a restart resumes from it.
+                    // The old claims name their replacements first: a restart resumes from them.
+                    let names: Vec<&str> = replacements.iter().map(|p| p.name.as_str()).collect();
                     let patch = serde_json::json!({ "metadata": { "annotations": {
-                        disruption::REPLACING: replacement.name,
+                        disruption::REPLACING: names.join(","),
                         disruption::REPLACING_REASON: reason.as_str(),
                     } } });
-                    match api
-                        .patch(&old, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(_) => {
-                            tracing::info!(
-                                "claim {old} is {}; launching its replacement {} first",
-                                reason.as_str(),
-                                replacement.name
-                            );
-                            launches.push(Sequence(vec![
-                                Action::CreateClaim(replacement.clone()),
-                                Action::Launch(replacement),
-                            ]));
+                    let mut marked = true;
+                    for o in &old {
+                        if let Err(e) = api
+                            .patch(o, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                        {
+                            tracing::error!("marking claim {o} for replacement: {e}");
+                            marked = false;
+                            break;
                         }
-                        Err(e) => tracing::error!("marking claim {old} for replacement: {e}"),
+                    }
+                    if !marked {
+                        // A claim marked before the failure names replacements that
+                        // never come: the next pass lifts its mark (nothing drained).
+                        continue;
+                    }
+                    tracing::info!(
+                        "claims {} are {}; launching {} first",
+                        old.join(", "),
+                        reason.as_str(),
+                        names.join(", ")
+                    );
+                    for p in replacements {
+                        let p = Box::new(p);
+                        launches.push(Sequence(vec![
+                            Action::CreateClaim(p.clone()),
+                            Action::Launch(p),
+                        ]));
                     }
                 }
                 disruption::Step::Remove { claim, reason } => {

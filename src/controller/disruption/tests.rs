@@ -90,6 +90,16 @@ fn pod(name: &str, node: &str, annotations: serde_json::Value) -> Pod {
 }
 
 fn run(p: &PolicySet, claims: &[NodeClaim], nodes: &[Node], pods: &[Pod]) -> Decisions {
+    run_moves(p, claims, nodes, pods, &[])
+}
+
+fn run_moves(
+    p: &PolicySet,
+    claims: &[NodeClaim],
+    nodes: &[Node],
+    pods: &[Pod],
+    moves: &[Move],
+) -> Decisions {
     let images: BTreeMap<String, BTreeSet<String>> =
         [("default".to_string(), ["ami-1".to_string()].into())].into();
     let mut n = 0;
@@ -100,6 +110,7 @@ fn run(p: &PolicySet, claims: &[NodeClaim], nodes: &[Node], pods: &[Pod]) -> Dec
             pods,
             policy: p,
             images: &images,
+            moves,
             now: now(),
         },
         &mut || {
@@ -116,8 +127,8 @@ fn replaced(d: &Decisions) -> Vec<(&str, DisruptionReason, &str)> {
             Step::Replace {
                 old,
                 reason,
-                replacement,
-            } => Some((old.as_str(), *reason, replacement.name.as_str())),
+                replacements,
+            } => Some((old[0].as_str(), *reason, replacements[0].name.as_str())),
             _ => None,
         })
         .collect()
@@ -145,9 +156,10 @@ fn a_changed_pool_drifts_its_claims_which_are_replaced_shaped_by_the_pool_now() 
         replaced(&d),
         [("general-aaaaa", DisruptionReason::Drifted, "general-r1")]
     );
-    let Some(Step::Replace { replacement, .. }) = d.steps.get(1) else {
+    let Some(Step::Replace { replacements, .. }) = d.steps.get(1) else {
         panic!("{:?}", d.steps)
     };
+    let replacement = &replacements[0];
     assert_eq!(replacement.labels.get("team").map(String::as_str), Some("b"));
     assert_eq!(replacement.instance_type, "m5.large");
     assert_eq!(replacement.instance_type_options.len(), 1, "only the launched offering");
@@ -262,4 +274,100 @@ fn a_new_image_drifts_and_unmet_requirements_without_a_fitting_offering_hold() {
     assert_eq!(d.drifted, 1);
     assert!(replaced(&d).is_empty());
     assert!(d.held[0].1.contains("no replacement"), "{:?}", d.held);
+}
+
+fn planned(pool: &str) -> PlannedNode {
+    let mut p = planned_node(&claim("x", 0, json!({}))).unwrap();
+    p.pool = pool.into();
+    p.instance_type = "m5a.large".into();
+    p
+}
+
+fn a_move(reason: crate::disrupt::consolidate::Reason, remove: &[&str], launch: usize) -> Move {
+    Move {
+        reason,
+        remove: remove.iter().map(|s| s.to_string()).collect(),
+        launch: (0..launch).map(|_| planned("general")).collect(),
+        pods: Vec::new(),
+        saving_per_hour: 0.01,
+    }
+}
+
+#[test]
+fn consolidation_moves_launch_first_whole_within_budgets() {
+    use crate::disrupt::consolidate::Reason;
+    let p = policy("  label team = a\n  disruption {\n    budget 2\n  }");
+    let claims = [
+        claim("general-a", 3, json!({})),
+        claim("general-b", 3, json!({})),
+        claim("general-c", 3, json!({})),
+    ];
+    let nodes = [
+        node("ip-a", "general-a", json!({})),
+        node("ip-b", "general-b", json!({})),
+        node("ip-c", "general-c", json!({})),
+    ];
+    // 2 -> 1, then a third node whose move would exceed the budget of 2.
+    let moves = [
+        a_move(Reason::Underutilized, &["ip-a", "ip-b"], 1),
+        a_move(Reason::Underutilized, &["ip-c"], 0),
+    ];
+    let d = run_moves(&p, &claims, &nodes, &[], &moves);
+    assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+    let Step::Replace {
+        old,
+        reason,
+        replacements,
+    } = &d.steps[0]
+    else {
+        panic!("{:?}", d.steps)
+    };
+    assert_eq!(old, &["general-a", "general-b"]);
+    assert_eq!(*reason, DisruptionReason::Underutilized);
+    assert_eq!(replacements.len(), 1);
+    assert!(replacements[0].name.starts_with("general-r"));
+    assert!(d.held.iter().any(|(c, _)| c == "general-c"));
+
+    // A move that launches nothing removes its nodes directly.
+    let moves = [a_move(Reason::Empty, &["ip-c"], 0)];
+    let d = run_moves(&p, &claims, &nodes, &[], &moves);
+    assert_eq!(
+        d.steps,
+        [Step::Remove {
+            claim: "general-c".into(),
+            reason: DisruptionReason::Empty
+        }]
+    );
+    // A node that is not ours: the move is skipped.
+    let d = run_moves(&p, &claims, &nodes, &[], &[a_move(Reason::Empty, &["ip-zzz"], 0)]);
+    assert!(d.steps.is_empty());
+}
+
+#[test]
+fn an_n_for_m_replacement_finishes_only_when_every_new_node_is_initialized() {
+    let p = policy("  label team = a");
+    let marks = json!({ REPLACING: "general-n1,general-n2", REPLACING_REASON: "underutilized" });
+    let mut waiting = unlaunched("general-n2");
+    waiting.metadata.name = Some("general-n2".into());
+    let claims = [
+        claim("general-a", 3, marks.clone()),
+        claim("general-n1", 0, json!({})),
+        waiting,
+    ];
+    let d = run(&p, &claims, &[], &[]);
+    assert!(d.steps.is_empty(), "{:?}", d.steps);
+    assert!(d.protected.contains("general-n1") && d.protected.contains("general-n2"));
+    let claims = [
+        claim("general-a", 3, marks),
+        claim("general-n1", 0, json!({})),
+        claim("general-n2", 0, json!({})),
+    ];
+    let d = run(&p, &claims, &[], &[]);
+    assert_eq!(
+        d.steps,
+        [Step::Remove {
+            claim: "general-a".into(),
+            reason: DisruptionReason::Underutilized
+        }]
+    );
 }
