@@ -204,7 +204,10 @@ mod tests {
         let p = policy("consolidate when-empty after 0s\nbudget 10%\nbudget 0 reasons [drifted]");
         let mut nodes: Vec<NodeView> = (0..12).map(|i| view(&format!("n{i:02}"), 0)).collect();
         let mut e = EmptySince::default();
-        assert_eq!(e.empty_to_remove(&nodes, &p, &none, t0, wall()), ["n00", "n01"]);
+        assert_eq!(
+            e.empty_to_remove(&nodes, &p, &none, t0, wall()),
+            ["n00", "n01"]
+        );
         nodes[5].deleting = true;
         assert_eq!(e.empty_to_remove(&nodes, &p, &none, t0, wall()), ["n00"]);
         // A zero budget for empty nodes stops them all.

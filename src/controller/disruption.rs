@@ -43,8 +43,10 @@ pub(super) const REPLACING_REASON: &str = "nodewright.io/replacing-reason";
 /// Condition on a claim whose node no longer matches its pool.
 pub(super) const DRIFTED: &str = "Drifted";
 /// Annotations (on a node or a pod) that forbid voluntary disruption.
-pub(super) const DO_NOT_DISRUPT: [&str; 2] =
-    ["karpenter.sh/do-not-disrupt", "nodewright.io/do-not-disrupt"];
+pub(super) const DO_NOT_DISRUPT: [&str; 2] = [
+    "karpenter.sh/do-not-disrupt",
+    "nodewright.io/do-not-disrupt",
+];
 
 /// What the pass reads.
 pub(super) struct Facts<'a> {
@@ -171,7 +173,9 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
             .cloned()
             .unwrap_or_else(|| lifecycle::node_labels(c));
         let facts = ClaimFacts {
-            recorded_hash: annotations.and_then(|a| a.get(POOL_HASH)).map(String::as_str),
+            recorded_hash: annotations
+                .and_then(|a| a.get(POOL_HASH))
+                .map(String::as_str),
             image_id: status.and_then(|s| s.image_id.as_deref()),
             labels: Some(&labels),
         };
@@ -237,8 +241,9 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
                 .and_then(|n| n.metadata.name.as_deref())
                 .and_then(|n| pods_on.get(n))
                 .is_some_and(|ps| {
-                    ps.iter()
-                        .any(|p| is_workload_pod(p) && do_not_disrupt(p.metadata.annotations.as_ref()))
+                    ps.iter().any(|p| {
+                        is_workload_pod(p) && do_not_disrupt(p.metadata.annotations.as_ref())
+                    })
                 });
         if expiry::is_expired(pool, created, f.now) {
             candidates.push((DisruptionReason::Expired, created, c, name.to_string()));
@@ -351,7 +356,11 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
         busy.extend(names.iter().cloned());
         if m.launch.is_empty() {
             // The pods fit on the nodes that stay: nothing to launch first.
-            out.steps.extend(names.into_iter().map(|claim| Step::Remove { claim, reason }));
+            out.steps.extend(
+                names
+                    .into_iter()
+                    .map(|claim| Step::Remove { claim, reason }),
+            );
             continue;
         }
         let replacements = m
@@ -466,7 +475,11 @@ pub(super) fn parse_reason(s: &str) -> Option<DisruptionReason> {
 
 /// Whether annotations forbid voluntary disruption.
 fn do_not_disrupt(a: Option<&BTreeMap<String, String>>) -> bool {
-    a.is_some_and(|a| DO_NOT_DISRUPT.iter().any(|k| a.get(*k).is_some_and(|v| v == "true")))
+    a.is_some_and(|a| {
+        DO_NOT_DISRUPT
+            .iter()
+            .any(|k| a.get(*k).is_some_and(|v| v == "true"))
+    })
 }
 
 #[cfg(test)]

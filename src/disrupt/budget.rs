@@ -187,7 +187,10 @@ mod tests {
         let p = policy("budget 50%\nbudget 2 reasons [drifted, expired]\nbudget 0 reasons [empty]");
         let pool = &p.pools[0];
         let now = at("2026-03-02T12:00:00Z");
-        assert_eq!(allowed(pool, 10, DisruptionReason::Underutilized, now), Some(5));
+        assert_eq!(
+            allowed(pool, 10, DisruptionReason::Underutilized, now),
+            Some(5)
+        );
         assert_eq!(allowed(pool, 10, DisruptionReason::Drifted, now), Some(2));
         assert_eq!(allowed(pool, 10, DisruptionReason::Expired, now), Some(2));
         assert_eq!(allowed(pool, 10, DisruptionReason::Empty, now), Some(0));
@@ -237,7 +240,10 @@ mod tests {
         assert!(is_active(b, at("2026-03-02T00:30:00Z")));
         assert!(!is_active(b, at("2026-03-02T01:30:00Z")));
         let p = policy("budget 3");
-        assert!(is_active(&p.pools[0].disruption.budgets[0], at("2026-03-02T01:30:00Z")));
+        assert!(is_active(
+            &p.pools[0].disruption.budgets[0],
+            at("2026-03-02T01:30:00Z")
+        ));
     }
 
     #[test]
@@ -267,8 +273,14 @@ mod tests {
     fn no_budget_means_no_limit() {
         let mut p = policy("budget 1");
         p.pools[0].disruption.budgets.clear();
-        let counts: BTreeMap<String, PoolCount> =
-            [("general".to_string(), PoolCount { total: 3, deleting: 3 })].into();
+        let counts: BTreeMap<String, PoolCount> = [(
+            "general".to_string(),
+            PoolCount {
+                total: 3,
+                deleting: 3,
+            },
+        )]
+        .into();
         let mut b = BudgetsLeft::new(&p, &counts, at("2026-03-02T12:00:00Z"));
         assert_eq!(b.left("general", DisruptionReason::Empty), None);
         assert!(b.take("general", DisruptionReason::Empty));

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(hash(&base), hash(&base.clone()), "stable");
         let relabelled = policy("  label team = b", CLASS);
         assert_ne!(hash(&base), hash(&relabelled));
-        let tainted = policy("  label team = a\n  taint dedicated = gpu : NoSchedule", CLASS);
+        let tainted = policy(
+            "  label team = a\n  taint dedicated = gpu : NoSchedule",
+            CLASS,
+        );
         assert_ne!(hash(&base), hash(&tainted));
         let other_class = policy(
             "  label team = a",
@@ -192,12 +195,18 @@ mod tests {
 
     #[test]
     fn drift_by_hash_image_and_requirements() {
-        let p = policy("  label team = a\n  require karpenter.sh/capacity-type in [on-demand]", CLASS);
+        let p = policy(
+            "  label team = a\n  require karpenter.sh/capacity-type in [on-demand]",
+            CLASS,
+        );
         let pool = &p.pools[0];
         let class = p.node_classes.get("default");
         let h = hash(&p);
-        let labels: BTreeMap<String, String> =
-            [("karpenter.sh/capacity-type".to_string(), "on-demand".to_string())].into();
+        let labels: BTreeMap<String, String> = [(
+            "karpenter.sh/capacity-type".to_string(),
+            "on-demand".to_string(),
+        )]
+        .into();
         let images: BTreeSet<String> = ["ami-new".to_string()].into();
         let facts = ClaimFacts {
             recorded_hash: Some(&h),

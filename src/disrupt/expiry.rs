@@ -44,13 +44,25 @@ mod tests {
     fn expires_at_expire_after_since_creation() {
         let p = pool("24h");
         let created: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
-        assert!(!is_expired(&p, created, "2026-03-02T09:59:59Z".parse().unwrap()));
-        assert!(is_expired(&p, created, "2026-03-02T10:00:00Z".parse().unwrap()));
+        assert!(!is_expired(
+            &p,
+            created,
+            "2026-03-02T09:59:59Z".parse().unwrap()
+        ));
+        assert!(is_expired(
+            &p,
+            created,
+            "2026-03-02T10:00:00Z".parse().unwrap()
+        ));
         assert_eq!(
             expires_at(&p, created),
             Some("2026-03-02T10:00:00Z".parse().unwrap())
         );
         let never = pool("Never");
-        assert!(!is_expired(&never, created, "2999-01-01T00:00:00Z".parse().unwrap()));
+        assert!(!is_expired(
+            &never,
+            created,
+            "2999-01-01T00:00:00Z".parse().unwrap()
+        ));
     }
 }

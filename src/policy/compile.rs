@@ -945,12 +945,21 @@ impl<'a> FileCx<'a> {
                     if let Some(s) = &b.schedule {
                         let fields = s.text.split_whitespace().count();
                         let bad = if fields != 5 && !s.text.starts_with('@') {
-                            Some("it does not have 5 fields".to_string())
+                            Some(format!(
+                                "schedule `{}` is not a 5-field cron expression",
+                                s.text
+                            ))
                         } else {
-                            ir::parse_schedule(&s.text).err()
+                            ir::parse_schedule(&s.text).err().map(|why| {
+                                format!(
+                                    "schedule `{}` is not a valid cron schedule ({})",
+                                    s.text,
+                                    why.to_lowercase().trim_end_matches('.')
+                                )
+                            })
                         };
-                        if let Some(why) = bad {
-                            self.err(s.span, Code::MalformedSchedule, format!("schedule `{}` is not a 5-field cron expression: {why}", s.text))
+                        if let Some(message) = bad {
+                            self.err(s.span, Code::MalformedSchedule, message)
                                 .help = Some("write minute hour day-of-month month day-of-week (UTC), e.g. \"0 9 * * mon-fri\", or @daily, @weekly, @monthly".into());
                         }
                         if b.duration.is_none() {
@@ -978,7 +987,8 @@ impl<'a> FileCx<'a> {
                                     DISRUPTION_REASONS.iter().copied(),
                                 ) {
                                     Some(s) => format!("did you mean `{s}`?"),
-                                    None => "reasons are underutilized, empty, drifted and expired".into(),
+                                    None => "reasons are underutilized, empty, drifted and expired"
+                                        .into(),
                                 };
                                 self.err(
                                     r.span,

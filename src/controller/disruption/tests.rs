@@ -160,9 +160,16 @@ fn a_changed_pool_drifts_its_claims_which_are_replaced_shaped_by_the_pool_now() 
         panic!("{:?}", d.steps)
     };
     let replacement = &replacements[0];
-    assert_eq!(replacement.labels.get("team").map(String::as_str), Some("b"));
+    assert_eq!(
+        replacement.labels.get("team").map(String::as_str),
+        Some("b")
+    );
     assert_eq!(replacement.instance_type, "m5.large");
-    assert_eq!(replacement.instance_type_options.len(), 1, "only the launched offering");
+    assert_eq!(
+        replacement.instance_type_options.len(),
+        1,
+        "only the launched offering"
+    );
     assert_eq!(replacement.pods, ["default/web-1"]);
 }
 
@@ -177,7 +184,11 @@ fn budgets_hold_drift_and_replacements_under_way_count_against_them() {
     ];
     let d = run(&after, &claims, &[], &[]);
     assert_eq!(d.drifted, 2);
-    assert_eq!(replaced(&d), [("general-a", DisruptionReason::Drifted, "general-r1")], "oldest first");
+    assert_eq!(
+        replaced(&d),
+        [("general-a", DisruptionReason::Drifted, "general-r1")],
+        "oldest first"
+    );
     assert_eq!(d.held.len(), 1);
     assert!(d.held[0].1.contains("budget"), "{:?}", d.held);
 
@@ -199,7 +210,11 @@ fn budgets_hold_drift_and_replacements_under_way_count_against_them() {
     let d = run(&after, &claims, &[], &[]);
     assert!(replaced(&d).is_empty(), "{:?}", d.steps);
     assert!(d.protected.contains("general-new"));
-    assert!(d.held.iter().any(|(c, why)| c == "general-a" && why.contains("waiting")));
+    assert!(
+        d.held
+            .iter()
+            .any(|(c, why)| c == "general-a" && why.contains("waiting"))
+    );
 }
 
 #[test]
@@ -210,7 +225,12 @@ fn a_replacement_initialized_releases_the_old_claim_and_a_lost_one_drains_nothin
         3,
         json!({ REPLACING: "general-new", REPLACING_REASON: "expired" }),
     );
-    let d = run(&p, &[old.clone(), claim("general-new", 0, json!({}))], &[], &[]);
+    let d = run(
+        &p,
+        &[old.clone(), claim("general-new", 0, json!({}))],
+        &[],
+        &[],
+    );
     assert_eq!(
         d.steps,
         [Step::Remove {
@@ -231,13 +251,23 @@ fn a_replacement_initialized_releases_the_old_claim_and_a_lost_one_drains_nothin
 #[test]
 fn expiry_is_forceful_but_paced_and_do_not_disrupt_holds_drift_only() {
     let p = policy("  label team = a\n  disruption {\n    expire-after 24h\n    budget 100%\n  }");
-    let claims = [claim("general-old", 25, json!({})), claim("general-young", 1, json!({}))];
+    let claims = [
+        claim("general-old", 25, json!({})),
+        claim("general-young", 1, json!({})),
+    ];
     let nodes = [
-        node("ip-old", "general-old", json!({"karpenter.sh/do-not-disrupt": "true"})),
+        node(
+            "ip-old",
+            "general-old",
+            json!({"karpenter.sh/do-not-disrupt": "true"}),
+        ),
         node("ip-young", "general-young", json!({})),
     ];
     let d = run(&p, &claims, &nodes, &[]);
-    assert_eq!(replaced(&d), [("general-old", DisruptionReason::Expired, "general-r1")]);
+    assert_eq!(
+        replaced(&d),
+        [("general-old", DisruptionReason::Expired, "general-r1")]
+    );
 
     let paced = policy(
         "  label team = a\n  disruption {\n    expire-after 24h\n    budget 0 reasons [expired]\n  }",
@@ -249,7 +279,11 @@ fn expiry_is_forceful_but_paced_and_do_not_disrupt_holds_drift_only() {
     let after = policy("  label team = b\n  disruption {\n    budget 100%\n  }");
     let c = claim("general-x", 1, json!({ POOL_HASH: hash(&before) }));
     let nodes = [node("ip-x", "general-x", json!({}))];
-    let pods = [pod("db-0", "ip-x", json!({"nodewright.io/do-not-disrupt": "true"}))];
+    let pods = [pod(
+        "db-0",
+        "ip-x",
+        json!({"nodewright.io/do-not-disrupt": "true"}),
+    )];
     let d = run(&after, std::slice::from_ref(&c), &nodes, &pods);
     assert!(replaced(&d).is_empty());
     assert!(d.held.iter().any(|(_, why)| why.contains("do-not-disrupt")));
@@ -339,7 +373,13 @@ fn consolidation_moves_launch_first_whole_within_budgets() {
         }]
     );
     // A node that is not ours: the move is skipped.
-    let d = run_moves(&p, &claims, &nodes, &[], &[a_move(Reason::Empty, &["ip-zzz"], 0)]);
+    let d = run_moves(
+        &p,
+        &claims,
+        &nodes,
+        &[],
+        &[a_move(Reason::Empty, &["ip-zzz"], 0)],
+    );
     assert!(d.steps.is_empty());
 }
 
