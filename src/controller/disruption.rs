@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use super::nodeclaim::lifecycle::{self, INITIALIZED, is_true, planned_node};
@@ -64,11 +65,10 @@ pub(super) struct Facts<'a> {
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Step {
-    /// Write `status.conditions` (with `Drifted` set or lifted).
-    Conditions {
-        claim: String,
-        status: serde_json::Value,
-    },
+    /// Set `Drifted` on the claim (`Some`), or turn it `False` (`None`).
+    /// Written onto the claim as read back at the write ([`with_drifted`]),
+    /// so that the lifecycle's conditions of this pass are kept.
+    Drifted { claim: String, drift: Option<Drift> },
     /// Annotate every claim of `old` with the replacements, then write and
     /// launch them (drift and expiry: one for one; consolidation: N for M).
     Replace {
@@ -436,24 +436,35 @@ fn replacement_for(
     Some(p)
 }
 
-/// The status write that brings `Drifted` in line with `drift`, if any is needed.
+/// The step that brings `Drifted` in line with `drift`, if one is needed.
 fn drifted_condition(
     claim: &str,
     status: Option<&NodeClaimStatus>,
     drift: Option<&Drift>,
     now: Timestamp,
 ) -> Option<Step> {
-    let conds = status.map(|s| s.conditions.clone()).unwrap_or_default();
+    let conds = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    (with_drifted(conds, drift, now).as_slice() != conds).then(|| Step::Drifted {
+        claim: claim.to_string(),
+        drift: drift.cloned(),
+    })
+}
+
+/// `conds` with `Drifted` set from `drift`: `True` with its reason, or
+/// `False` once a drifted node matches again (absent stays absent).
+pub(super) fn with_drifted(
+    conds: &[Condition],
+    drift: Option<&Drift>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let mut next = conds.to_vec();
     let current = conds.iter().find(|c| c.type_ == DRIFTED);
-    let mut next = conds.clone();
     match (drift, current) {
-        (None, None) => return None,
-        (None, Some(c)) if c.status != "True" => return None,
-        (Some(d), Some(c)) if c.status == "True" && c.reason == d.reason() => return None,
+        (Some(d), Some(c)) if c.status == "True" && c.reason == d.reason() => {}
         (Some(d), _) => {
             lifecycle::set_condition(&mut next, DRIFTED, true, d.reason(), d.message(), now)
         }
-        (None, Some(_)) => lifecycle::set_condition(
+        (None, Some(c)) if c.status == "True" => lifecycle::set_condition(
             &mut next,
             DRIFTED,
             false,
@@ -461,11 +472,9 @@ fn drifted_condition(
             "the node matches its pool again".into(),
             now,
         ),
+        (None, _) => {}
     }
-    Some(Step::Conditions {
-        claim: claim.to_string(),
-        status: serde_json::json!({ "conditions": next }),
-    })
+    next
 }
 
 /// A reason from its annotation spelling.

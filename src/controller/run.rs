@@ -578,9 +578,36 @@ impl Controller {
                 break;
             }
             match step {
-                disruption::Step::Conditions { claim, status } => {
-                    self.apply_one(sink, None, Action::ClaimStatus { claim, status })
-                        .await;
+                disruption::Step::Drifted { claim, drift } => {
+                    // Onto the claim as it is now: this pass's lifecycle writes stay.
+                    let Ok(Some(fresh)) = api.get_opt(&claim).await else {
+                        continue;
+                    };
+                    let conds = fresh
+                        .status
+                        .as_ref()
+                        .map(|s| s.conditions.as_slice())
+                        .unwrap_or_default();
+                    let next = disruption::with_drifted(
+                        conds,
+                        drift.as_ref(),
+                        k8s_openapi::jiff::Timestamp::now(),
+                    );
+                    let patch = serde_json::json!({
+                        "metadata": { "resourceVersion": fresh.metadata.resource_version },
+                        "status": { "conditions": next },
+                    });
+                    match api
+                        .patch_status(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => match &drift {
+                            Some(d) => tracing::info!("claim {claim} drifted: {}", d.message()),
+                            None => tracing::info!("claim {claim} matches its pool again"),
+                        },
+                        // A conflict: the next pass writes it again.
+                        Err(e) => tracing::debug!("the Drifted condition of {claim}: {e}"),
+                    }
                 }
                 disruption::Step::Replace {
                     old,

@@ -149,9 +149,22 @@ fn a_changed_pool_drifts_its_claims_which_are_replaced_shaped_by_the_pool_now() 
 
     let d = run(&after, std::slice::from_ref(&c), &nodes, &pods);
     assert_eq!(d.drifted, 1);
-    assert!(matches!(&d.steps[0], Step::Conditions { claim, status }
-        if claim == "general-aaaaa" && status["conditions"][2]["type"] == "Drifted"
-            && status["conditions"][2]["reason"] == "PoolChanged"));
+    let Step::Drifted { claim, drift } = &d.steps[0] else {
+        panic!("{:?}", d.steps)
+    };
+    assert_eq!(claim, "general-aaaaa");
+    let drift = drift.as_ref().unwrap();
+    assert_eq!(drift.reason(), "PoolChanged");
+    let conds = with_drifted(&c.status.as_ref().unwrap().conditions, Some(drift), now());
+    assert_eq!(conds.len(), 3, "Launched and Initialized kept");
+    assert_eq!(
+        (conds[2].type_.as_str(), conds[2].status.as_str()),
+        ("Drifted", "True")
+    );
+    // Back as it was: False; never drifted: nothing written.
+    let back = with_drifted(&conds, None, now());
+    assert_eq!(back[2].status, "False");
+    assert_eq!(with_drifted(&conds[..2], None, now()), conds[..2]);
     assert_eq!(
         replaced(&d),
         [("general-aaaaa", DisruptionReason::Drifted, "general-r1")]
