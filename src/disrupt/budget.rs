@@ -285,4 +285,43 @@ mod tests {
         assert_eq!(b.left("general", DisruptionReason::Empty), None);
         assert!(b.take("general", DisruptionReason::Empty));
     }
+
+    proptest::proptest! {
+        /// Whatever the budgets, counts and takes, a pool never has more
+        /// nodes disrupted for a reason than its most restrictive active
+        /// budget for that reason allows (nodes already deleting included).
+        #[test]
+        fn budgets_are_never_exceeded(
+            sizes in proptest::collection::vec((0u8..=100, proptest::bool::ANY, 0u32..5), 1..4),
+            reasons in proptest::collection::vec(0usize..4, 1..4),
+            total in 0usize..40,
+            deleting in 0usize..10,
+            takes in proptest::collection::vec(0usize..4, 0..30),
+        ) {
+            let budgets: Vec<String> = sizes
+                .iter()
+                .zip(reasons.iter().cycle())
+                .map(|((pct, percent, count), r)| {
+                    let nodes = if *percent { format!("{pct}%") } else { count.to_string() };
+                    format!("budget {nodes} reasons [{}]", DisruptionReason::ALL[*r].as_str())
+                })
+                .collect();
+            let p = policy(&budgets.join("\n"));
+            let now = at("2026-03-02T12:00:00Z");
+            let deleting = deleting.min(total);
+            let counts: BTreeMap<String, PoolCount> =
+                [("general".to_string(), PoolCount { total, deleting })].into();
+            let mut b = BudgetsLeft::new(&p, &counts, now);
+            let mut taken = 0usize;
+            for t in takes {
+                let reason = DisruptionReason::ALL[t];
+                if b.take("general", reason) {
+                    taken += 1;
+                    if let Some(limit) = allowed(&p.pools[0], total, reason, now) {
+                        proptest::prop_assert!(deleting + taken <= limit);
+                    }
+                }
+            }
+        }
+    }
 }
