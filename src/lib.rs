@@ -17,7 +17,7 @@
 //! | 2 | `import`, `synth` | Karpenter YAML → the policy AST; synthetic benchmark inputs (not product code) |
 //! | 3 | `scoring` | the rhai sandbox that scores candidates |
 //! | 4 | `solver`, `reload` | the plan, a pure function of its inputs; watching and swapping policy versions |
-//! | 5 | `cloud`, `disrupt` | EC2 I/O: live discovery, launch templates, CreateFleet; pure disruption decisions (consolidation) |
+//! | 5 | `cloud`, `disrupt` | EC2 I/O: live discovery, launch templates, CreateFleet; pure disruption decisions (budgets, drift, expiry, consolidation) |
 //! | 6 | `controller` | the in-cluster loop: observe, decide (pure steps), act |
 //! | 7 | `cli` | the `nodewright` command, kept thin |
 //!

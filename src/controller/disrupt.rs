@@ -7,15 +7,16 @@
 //! - a node the current plan puts pending pods on;
 //! - a node, or a node with a pod, annotated `karpenter.sh/do-not-disrupt: "true"`;
 //! - a node of a pool the policy no longer has (left for a person to decide);
-//! - more nodes of a pool at once than its disruption budgets allow. Budgets
-//!   with a schedule are treated as always active, the stricter reading.
+//! - more nodes of a pool at once than its disruption budgets allow
+//!   (`crate::disrupt::budget`: schedules open a budget only in its window).
 //!
 //! Pure: the controller gathers [`NodeView`]s and acts on the answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use crate::ir::{BudgetNodes, DisruptionReason, Duration as IrDuration, PolicySet, Pool};
+use crate::disrupt::budget;
+use crate::ir::{DisruptionReason, Duration as IrDuration, PolicySet};
 
 /// Annotation (on a node or a pod) that forbids voluntary disruption.
 pub(super) const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
@@ -41,34 +42,16 @@ pub(super) struct EmptySince {
     since: HashMap<String, Instant>,
 }
 
-/// How many nodes of a pool of `total` nodes may be disrupted at once for `reason`
-/// (None: no budget applies, so no limit).
-pub(super) fn allowed_disruptions(
-    pool: &Pool,
-    total: usize,
-    reason: DisruptionReason,
-) -> Option<usize> {
-    pool.disruption
-        .budgets
-        .iter()
-        .filter(|b| b.reasons.is_empty() || b.reasons.contains(&reason))
-        .map(|b| match b.nodes {
-            // Rounded up, as Karpenter does: 10% of 3 nodes allows one.
-            BudgetNodes::Percent(p) => (total * p as usize).div_ceil(100),
-            BudgetNodes::Count(n) => n as usize,
-        })
-        .min()
-}
-
 impl EmptySince {
     /// The nodes to remove now. `targeted` names the nodes the current plan
-    /// places pending pods on.
+    /// places pending pods on; `wall` is the time budget windows are read at.
     pub(super) fn empty_to_remove(
         &mut self,
         nodes: &[NodeView],
         policy: &PolicySet,
         targeted: &HashSet<String>,
         now: Instant,
+        wall: jiff::Timestamp,
     ) -> Vec<String> {
         // Forget nodes that are gone or busy.
         self.since.retain(|n, _| {
@@ -86,7 +69,7 @@ impl EmptySince {
                 continue;
             };
             let deleting = views.iter().filter(|v| v.deleting).count();
-            let mut budget = allowed_disruptions(pool, views.len(), DisruptionReason::Empty)
+            let mut budget = budget::allowed(pool, views.len(), DisruptionReason::Empty, wall)
                 .map(|a| a.saturating_sub(deleting));
             let after = match pool.disruption.consolidate_after {
                 IrDuration::Finite(d) => Some(d),
@@ -131,6 +114,10 @@ mod tests {
             .0
     }
 
+    fn wall() -> jiff::Timestamp {
+        jiff::Timestamp::UNIX_EPOCH
+    }
+
     fn view(name: &str, pods: usize) -> NodeView {
         NodeView {
             name: name.into(),
@@ -150,39 +137,39 @@ mod tests {
         let nodes = [view("a", 0), view("b", 2)];
         let none = HashSet::new();
         assert!(
-            e.empty_to_remove(&nodes, &p, &none, t0).is_empty(),
+            e.empty_to_remove(&nodes, &p, &none, t0, wall()).is_empty(),
             "clock starts"
         );
         assert!(
-            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(29))
+            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(29), wall())
                 .is_empty()
         );
         assert_eq!(
-            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(30)),
+            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(30), wall()),
             ["a"]
         );
         // A pod landing resets the clock.
         let busy = [view("a", 1), view("b", 2)];
         assert!(
-            e.empty_to_remove(&busy, &p, &none, t0 + Duration::from_secs(31))
+            e.empty_to_remove(&busy, &p, &none, t0 + Duration::from_secs(31), wall())
                 .is_empty()
         );
         assert!(
-            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(40))
+            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(40), wall())
                 .is_empty()
         );
         // So does being the target of the current plan.
         let targeted: HashSet<String> = ["a".to_string()].into();
         assert!(
-            e.empty_to_remove(&nodes, &p, &targeted, t0 + Duration::from_secs(80))
+            e.empty_to_remove(&nodes, &p, &targeted, t0 + Duration::from_secs(80), wall())
                 .is_empty()
         );
         assert!(
-            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(81))
+            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(81), wall())
                 .is_empty()
         );
         assert_eq!(
-            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(111)),
+            e.empty_to_remove(&nodes, &p, &none, t0 + Duration::from_secs(111), wall()),
             ["a"]
         );
     }
@@ -195,9 +182,9 @@ mod tests {
         let p = policy("consolidate when-empty after Never");
         assert_eq!(p.pools[0].disruption.consolidate_after, IrDuration::Never);
         let mut e = EmptySince::default();
-        e.empty_to_remove(&[view("a", 0)], &p, &none, t0);
+        e.empty_to_remove(&[view("a", 0)], &p, &none, t0, wall());
         assert!(
-            e.empty_to_remove(&[view("a", 0)], &p, &none, later)
+            e.empty_to_remove(&[view("a", 0)], &p, &none, later, wall())
                 .is_empty()
         );
 
@@ -209,7 +196,7 @@ mod tests {
         let mut starting = view("s", 0);
         starting.initialized = false;
         assert!(
-            e.empty_to_remove(&[dnd, other, starting], &p, &none, later)
+            e.empty_to_remove(&[dnd, other, starting], &p, &none, later, wall())
                 .is_empty()
         );
 
@@ -217,14 +204,17 @@ mod tests {
         let p = policy("consolidate when-empty after 0s\nbudget 10%\nbudget 0 reasons [drifted]");
         let mut nodes: Vec<NodeView> = (0..12).map(|i| view(&format!("n{i:02}"), 0)).collect();
         let mut e = EmptySince::default();
-        assert_eq!(e.empty_to_remove(&nodes, &p, &none, t0), ["n00", "n01"]);
+        assert_eq!(
+            e.empty_to_remove(&nodes, &p, &none, t0, wall()),
+            ["n00", "n01"]
+        );
         nodes[5].deleting = true;
-        assert_eq!(e.empty_to_remove(&nodes, &p, &none, t0), ["n00"]);
+        assert_eq!(e.empty_to_remove(&nodes, &p, &none, t0, wall()), ["n00"]);
         // A zero budget for empty nodes stops them all.
         let p = policy("consolidate when-empty after 0s\nbudget 0 reasons [empty]");
-        assert!(e.empty_to_remove(&nodes, &p, &none, t0).is_empty());
+        assert!(e.empty_to_remove(&nodes, &p, &none, t0, wall()).is_empty());
         assert_eq!(
-            allowed_disruptions(&p.pools[0], 12, DisruptionReason::Drifted),
+            budget::allowed(&p.pools[0], 12, DisruptionReason::Drifted, wall()),
             None
         );
     }

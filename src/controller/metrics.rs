@@ -61,6 +61,12 @@ pub(super) struct Metrics {
     /// 1 while this replica holds the leader lease (or runs without
     /// election), 0 while it stands by.
     pub leader: Gauge,
+    /// Nodes handed to termination by the disruption pass, by reason
+    /// (`expired`, `drifted`, `empty`, `underutilized`).
+    pub disruptions: ByLabel<Counter>,
+    /// What the nodes nodewright launched cost per hour, at the catalog's
+    /// prices (the price of the launched offering).
+    pub cluster_price_per_hour: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// Metrics with one label (`kind`, `trigger` or `phase`).
@@ -117,6 +123,8 @@ impl Metrics {
             pass_phase_seconds: Family::new_with_constructor(phase_histogram),
             pass_phase_cpu_seconds: Family::new_with_constructor(phase_histogram),
             leader: Gauge::default(),
+            disruptions: Family::new_with_constructor(Counter::default),
+            cluster_price_per_hour: Gauge::default(),
         };
         r.register(
             "pending_pods",
@@ -229,6 +237,16 @@ impl Metrics {
             "1 while this replica holds the leader lease and acts, 0 while it stands by",
             m.leader.clone(),
         );
+        r.register(
+            "disruptions",
+            "Nodes handed to termination by the disruption pass, by reason",
+            m.disruptions.clone(),
+        );
+        r.register(
+            "cluster_price_per_hour",
+            "What the nodes nodewright launched cost per hour, at catalog prices",
+            m.cluster_price_per_hour.clone(),
+        );
         m
     }
 }
@@ -251,6 +269,8 @@ mod tests {
             .get_or_create(&[("trigger", "batch")])
             .observe(0.3);
         m.batch_to_last_launch_seconds.observe(0.5);
+        m.disruptions.get_or_create(&[("reason", "drifted")]).inc();
+        m.cluster_price_per_hour.set(1.25);
         let mut text = String::new();
         encode(&mut text, &r).unwrap_or_else(|e| panic!("{e}"));
         for line in [
@@ -274,6 +294,8 @@ mod tests {
             "nodewright_controller_gc_launch_templates_deleted_total 0",
             "nodewright_controller_gc_instance_profiles_deleted_total 0",
             "nodewright_controller_leader 0",
+            "nodewright_controller_disruptions_total{reason=\"drifted\"} 1",
+            "nodewright_controller_cluster_price_per_hour 1.25",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

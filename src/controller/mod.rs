@@ -39,6 +39,8 @@ mod catalog_report;
 #[cfg(feature = "controller")]
 mod clock;
 #[cfg(feature = "controller")]
+mod disruption;
+#[cfg(feature = "controller")]
 mod kube_version;
 #[cfg(feature = "controller")]
 pub mod nodeclaim;
@@ -46,6 +48,9 @@ pub mod nodeclaim;
 mod serve;
 #[cfg(feature = "controller")]
 mod stores;
+// STAND-IN for the termination flow's `terminate::request_removal` (deleted at merge).
+#[cfg(feature = "controller")]
+mod terminate_standin;
 
 #[cfg(feature = "controller")]
 pub mod run;

@@ -29,6 +29,7 @@ use super::batch::Batcher;
 use super::claims::random_suffix;
 use super::clock::{PassClock, Trigger};
 use super::disrupt::EmptySince;
+use super::disruption;
 use super::gc::{self, GcAction, GcOptions};
 use super::launchable::{Reach, narrow};
 use super::leader::{LeaderError, LeaderOptions, Standing, elect};
@@ -495,8 +496,30 @@ impl Controller {
         self.publish_nominations(&sink).await;
         sink.st.clock.phase("nominate");
 
-        // 6. Remove empty nodes we launched.
-        let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
+        // 6. Disruption: expired, then drifted claims, replaced first, within budgets.
+        let ctx = LaunchContext {
+            version: &version,
+            catalog: &catalog,
+            requests: steps::pod_requests(&workload),
+        };
+        let protected = self.disruption(&mut sink, &ctx, &claims).await;
+        sink.st.clock.phase("disrupt");
+
+        // 7. Remove empty nodes we launched (not a replacement under way).
+        let mut removals = steps::removals(
+            &obs,
+            &policy,
+            &plan,
+            &in_flight,
+            &mut sink.st.empty,
+            jiff::Timestamp::now(),
+        );
+        removals.actions.retain(|seq| {
+            !seq.0.iter().any(|a| {
+                matches!(a, Action::Terminate { claim, .. } | Action::DeleteClaim { claim }
+                    if protected.contains(claim))
+            })
+        });
         if removals.targeted > 0 {
             tracing::debug!(
                 "{} nodes are about to receive pending pods; empty-node removal waits",
@@ -506,9 +529,189 @@ impl Controller {
         self.apply(&sink, None, removals.actions).await;
         sink.st.clock.phase("remove");
 
-        // 7. Launch templates no pool launches with any more (every `gc.template_interval`).
+        // 8. Launch templates no pool launches with any more (every `gc.template_interval`).
         self.collect_templates(io, sink.st, &version.policy).await;
         Ok(())
+    }
+
+    /// The disruption pass (`disruption::decide`), carried out: the
+    /// `Drifted` conditions, replacements written and launched, old claims
+    /// handed to termination once their replacement is Initialized.
+    /// Returns the replacement claims under way (kept from empty removal).
+    async fn disruption(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        ctx: &LaunchContext<'_>,
+        claims: &[NodeClaim],
+    ) -> std::collections::HashSet<String> {
+        let io = sink.io;
+        let policy = &ctx.version.policy;
+        // The images each node class resolves to now (cached by the resolver).
+        let mut images = BTreeMap::new();
+        for nc in steps::node_classes(policy) {
+            if let Some(class) = policy.node_classes.get(nc)
+                && let Ok(r) = io.launcher.resolver.resolve(class).await
+            {
+                let ids: BTreeSet<String> = r.amis.values().map(|a| a.id.clone()).collect();
+                images.insert(nc.to_string(), ids);
+            }
+        }
+        // Underutilized consolidation is decided offline today (`plan --consolidate`,
+        // `disrupt::consolidate::decide`); the controller does not yet gather its live
+        // input (PDBs, time since each node's last pod event), so it proposes no moves
+        // here. `disruption::decide` carries moves out, within budgets, once it does.
+        let moves: Vec<crate::disrupt::consolidate::Move> = Vec::new();
+        let d = disruption::decide(
+            &disruption::Facts {
+                claims,
+                nodes: &sink.obs.objs.nodes,
+                pods: &sink.obs.objs.pods,
+                policy,
+                images: &images,
+                moves: &moves,
+                now: k8s_openapi::jiff::Timestamp::now(),
+            },
+            &mut random_suffix,
+        );
+        self.metrics.cluster_price_per_hour.set(d.price_per_hour);
+        // Once per change: a reload that drifts nodes says how many.
+        let seen = Some((ctx.version.number, d.drifted));
+        if sink.st.drift_seen != seen {
+            if d.drifted > 0 {
+                tracing::info!(
+                    "policy v{}: {} of {} nodes drifted; replacing them within the budgets",
+                    ctx.version.number,
+                    d.drifted,
+                    d.total
+                );
+            }
+            sink.st.drift_seen = seen;
+        }
+        let sink = &*sink;
+        for (claim, why) in &d.held {
+            tracing::debug!("disruption of {claim} waits: {why}");
+        }
+        let api: Api<NodeClaim> = Api::all(io.client.clone());
+        let mut launches = Vec::new();
+        for step in d.steps {
+            if !io.gate.open() {
+                break;
+            }
+            match step {
+                disruption::Step::Drifted { claim, drift } => {
+                    // Onto the claim as it is now: this pass's lifecycle writes stay.
+                    let Ok(Some(fresh)) = api.get_opt(&claim).await else {
+                        continue;
+                    };
+                    let conds = fresh
+                        .status
+                        .as_ref()
+                        .map(|s| s.conditions.as_slice())
+                        .unwrap_or_default();
+                    let next = disruption::with_drifted(
+                        conds,
+                        drift.as_ref(),
+                        k8s_openapi::jiff::Timestamp::now(),
+                    );
+                    let patch = serde_json::json!({
+                        "metadata": { "resourceVersion": fresh.metadata.resource_version },
+                        "status": { "conditions": next },
+                    });
+                    match api
+                        .patch_status(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => match &drift {
+                            Some(d) => tracing::info!("claim {claim} drifted: {}", d.message()),
+                            None => tracing::info!("claim {claim} matches its pool again"),
+                        },
+                        // A conflict: the next pass writes it again.
+                        Err(e) => tracing::debug!("the Drifted condition of {claim}: {e}"),
+                    }
+                }
+                disruption::Step::Replace {
+                    old,
+                    reason,
+                    replacements,
+                } => {
+                    // The old claims name their replacements first: a restart resumes from them.
+                    let names: Vec<&str> = replacements.iter().map(|p| p.name.as_str()).collect();
+                    let patch = serde_json::json!({ "metadata": { "annotations": {
+                        disruption::REPLACING: names.join(","),
+                        disruption::REPLACING_REASON: reason.as_str(),
+                    } } });
+                    let mut marked = true;
+                    for o in &old {
+                        if let Err(e) = api
+                            .patch(o, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                        {
+                            tracing::error!("marking claim {o} for replacement: {e}");
+                            marked = false;
+                            break;
+                        }
+                    }
+                    if !marked {
+                        // A claim marked before the failure names replacements that
+                        // never come: the next pass lifts its mark (nothing drained).
+                        continue;
+                    }
+                    tracing::info!(
+                        "claims {} are {}; launching {} first",
+                        old.join(", "),
+                        reason.as_str(),
+                        names.join(", ")
+                    );
+                    for p in replacements {
+                        let p = Box::new(p);
+                        launches.push(Sequence(vec![
+                            Action::CreateClaims(vec![(*p).clone()]),
+                            Action::Launch(p),
+                        ]));
+                    }
+                }
+                disruption::Step::Remove { claim, reason } => {
+                    match super::terminate_standin::request_removal(
+                        io.client,
+                        &claim,
+                        reason.as_str(),
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            self.metrics
+                                .disruptions
+                                .get_or_create(&[("reason", reason.as_str())])
+                                .inc();
+                            tracing::info!(
+                                "claim {claim} ({}): its replacement is initialized; terminating it",
+                                reason.as_str()
+                            );
+                        }
+                        Err(e) => tracing::error!("handing claim {claim} to termination: {e}"),
+                    }
+                }
+                disruption::Step::Abandon { old, replacement } => {
+                    let patch = serde_json::json!({ "metadata": { "annotations": {
+                        disruption::REPLACING: null,
+                        disruption::REPLACING_REASON: null,
+                    } } });
+                    match api
+                        .patch(&old, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => tracing::warn!(
+                            "replacement {replacement} of claim {old} is gone (its launch failed?); nothing was drained, it will be tried again"
+                        ),
+                        Err(e) => tracing::error!("lifting the replacement of claim {old}: {e}"),
+                    }
+                }
+            }
+        }
+        if !launches.is_empty() {
+            self.apply_concurrently(sink, Some(ctx), launches).await;
+        }
+        d.protected
     }
 
     /// Deletes the NodeClaims whose instance is gone (and their Nodes) and
@@ -855,6 +1058,10 @@ impl Controller {
                 Ok(ids) => {
                     if reason == TerminateReason::Empty {
                         self.metrics.removed.inc();
+                        self.metrics
+                            .disruptions
+                            .get_or_create(&[("reason", "empty")])
+                            .inc();
                         tracing::info!(
                             "empty node of claim {claim} removed; terminated {}",
                             ids.join(", ")
@@ -1045,11 +1252,23 @@ impl Controller {
         ctx: &LaunchContext<'_>,
         node: &PlannedNode,
     ) -> bool {
-        let claim = lifecycle::new_claim(
+        let mut claim = lifecycle::new_claim(
             node,
             ctx.version.policy.pool(&node.pool),
             &steps::overhead(node, &ctx.requests),
         );
+        // What shaped the node, to tell drift by (`disrupt::drift`).
+        if let Some(pool) = ctx.version.policy.pool(&node.pool) {
+            let hash = crate::disrupt::drift::pool_hash(
+                pool,
+                ctx.version.policy.node_classes.get(&pool.node_class),
+            );
+            claim
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(crate::disrupt::drift::POOL_HASH.to_string(), hash);
+        }
         let api: Api<NodeClaim> = Api::all(sink.io.client.clone());
         match api.create(&PostParams::default(), &claim).await {
             Ok(_) => {
@@ -1300,6 +1519,8 @@ struct State {
     clock: PassClock,
     /// When launch templates were last garbage-collected.
     templates_collected: Option<Instant>,
+    /// The (policy version, drifted count) last logged.
+    drift_seen: Option<(u64, usize)>,
 }
 
 /// Reads the cluster (from the watch caches) and our instances: the

@@ -362,10 +362,11 @@ pub(super) fn removals(
     plan: &Plan,
     claims: &Claims,
     empty: &mut EmptySince,
+    wall: jiff::Timestamp,
 ) -> Removals {
     let (views, claim_of) = node_views(obs, policy, claims);
     let targeted: HashSet<String> = plan.existing.iter().map(|e| e.node.clone()).collect();
-    let remove = empty.empty_to_remove(&views, policy, &targeted, obs.now);
+    let remove = empty.empty_to_remove(&views, policy, &targeted, obs.now, wall);
     if !targeted.is_empty() {
         return Removals {
             actions: Vec::new(),

@@ -754,6 +754,7 @@ impl State {
             namespace: c.namespace.clone(),
             name: name.clone(),
             labels: c.labels.clone(),
+            host_ports: c.host_ports.clone(),
         });
         let cs = self.pods.entry(n.to_string()).or_default();
         match cs.iter_mut().find(|x| x.id == c.id) {
@@ -893,6 +894,7 @@ pub fn cluster_from_plan(
                 namespace: c.namespace.clone(),
                 name: name.clone(),
                 labels: c.labels.clone(),
+                host_ports: c.host_ports.clone(),
             });
             match classes.iter_mut().find(|x| x.id == c.id) {
                 Some(x) => x.pod_names.push(name),

@@ -1380,6 +1380,7 @@ fn reason_word(r: crate::ir::DisruptionReason) -> &'static str {
         crate::ir::DisruptionReason::Underutilized => "underutilized",
         crate::ir::DisruptionReason::Empty => "empty",
         crate::ir::DisruptionReason::Drifted => "drifted",
+        crate::ir::DisruptionReason::Expired => "expired",
     }
 }
 

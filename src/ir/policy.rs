@@ -248,6 +248,42 @@ pub enum DisruptionReason {
     Underutilized,
     Empty,
     Drifted,
+    /// Older than the pool's `expire-after`.
+    Expired,
+}
+
+impl DisruptionReason {
+    /// Every reason, in the order the controller's disruption pass acts on them.
+    pub const ALL: [DisruptionReason; 4] = [
+        DisruptionReason::Expired,
+        DisruptionReason::Drifted,
+        DisruptionReason::Empty,
+        DisruptionReason::Underutilized,
+    ];
+
+    /// The policy's spelling, also the `nodewright.io/disruption-reason` annotation's value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DisruptionReason::Underutilized => "underutilized",
+            DisruptionReason::Empty => "empty",
+            DisruptionReason::Drifted => "drifted",
+            DisruptionReason::Expired => "expired",
+        }
+    }
+}
+
+/// Parses a budget's `schedule` the way Karpenter does (robfig/cron's
+/// standard parser, in UTC): five fields (minute hour day-of-month month
+/// day-of-week) with names, ranges and steps, or a macro like `@daily`; a
+/// restricted day-of-month and day-of-week match either, as in Vixie cron.
+/// One parser for the policy compiler (which rejects a bad schedule with its
+/// location) and the controller (which evaluates the window).
+pub fn parse_schedule(text: &str) -> Result<croner::Cron, String> {
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build();
+    parser.parse(text.trim()).map_err(|e| e.to_string())
 }
 
 /// How to launch a node: AMI, network, IAM, storage and metadata (Karpenter's EC2NodeClass).

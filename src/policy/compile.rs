@@ -251,7 +251,7 @@ const POD_ATTRS: &[&str] = &[
     "owner-name",
 ];
 
-const DISRUPTION_REASONS: &[&str] = &["underutilized", "empty", "drifted"];
+const DISRUPTION_REASONS: &[&str] = &["underutilized", "empty", "drifted", "expired"];
 
 impl<'a> FileCx<'a> {
     fn new(file: &'a Path, source: &'a Arc<str>, c: &'a mut Compiler) -> FileCx<'a> {
@@ -944,9 +944,23 @@ impl<'a> FileCx<'a> {
                         .and_then(|w| self.duration(w, "budget duration"));
                     if let Some(s) = &b.schedule {
                         let fields = s.text.split_whitespace().count();
-                        if fields != 5 && !s.text.starts_with('@') {
-                            self.err(s.span, Code::MalformedSchedule, format!("schedule `{}` is not a 5-field cron expression", s.text))
-                                .help = Some("write minute hour day-of-month month day-of-week, e.g. \"0 9 * * mon-fri\"".into());
+                        let bad = if fields != 5 && !s.text.starts_with('@') {
+                            Some(format!(
+                                "schedule `{}` is not a 5-field cron expression",
+                                s.text
+                            ))
+                        } else {
+                            ir::parse_schedule(&s.text).err().map(|why| {
+                                format!(
+                                    "schedule `{}` is not a valid cron schedule ({})",
+                                    s.text,
+                                    why.to_lowercase().trim_end_matches('.')
+                                )
+                            })
+                        };
+                        if let Some(message) = bad {
+                            self.err(s.span, Code::MalformedSchedule, message)
+                                .help = Some("write minute hour day-of-month month day-of-week (UTC), e.g. \"0 9 * * mon-fri\", or @daily, @weekly, @monthly".into());
                         }
                         if b.duration.is_none() {
                             self.err(
@@ -966,13 +980,15 @@ impl<'a> FileCx<'a> {
                             }
                             "empty" | "Empty" => reasons.push(ir::DisruptionReason::Empty),
                             "drifted" | "Drifted" => reasons.push(ir::DisruptionReason::Drifted),
+                            "expired" | "Expired" => reasons.push(ir::DisruptionReason::Expired),
                             other => {
                                 let help = match did_you_mean(
                                     &other.to_lowercase(),
                                     DISRUPTION_REASONS.iter().copied(),
                                 ) {
                                     Some(s) => format!("did you mean `{s}`?"),
-                                    None => "reasons are underutilized, empty and drifted".into(),
+                                    None => "reasons are underutilized, empty, drifted and expired"
+                                        .into(),
                                 };
                                 self.err(
                                     r.span,

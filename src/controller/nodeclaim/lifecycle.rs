@@ -144,7 +144,7 @@ pub(crate) fn is_true(status: Option<&NodeClaimStatus>, type_: &str) -> bool {
 }
 
 /// Sets a condition; its transition time moves only when its status changes.
-fn set_condition(
+pub(crate) fn set_condition(
     conds: &mut Vec<Condition>,
     type_: &str,
     status: bool,

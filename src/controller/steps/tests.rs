@@ -361,7 +361,14 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
     ];
     let obs = observed(nodes, pods, owned, t0);
     let mut empty = EmptySince::default();
-    let r = removals(&obs, &p, &Plan::default(), &Claims::default(), &mut empty);
+    let r = removals(
+        &obs,
+        &p,
+        &Plan::default(),
+        &Claims::default(),
+        &mut empty,
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     assert_eq!(r.targeted, 0);
     assert_eq!(
         names(&r.actions),
@@ -388,7 +395,14 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
     booting.node_name = Some("empty".into());
     claims.insert(booting);
     let mut empty = EmptySince::default();
-    let r = removals(&obs, &p, &Plan::default(), &claims, &mut empty);
+    let r = removals(
+        &obs,
+        &p,
+        &Plan::default(),
+        &claims,
+        &mut empty,
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     assert_eq!(
         names(&r.actions)[0],
         ["cordon unclaimed", "delete unclaimed"],
@@ -413,7 +427,14 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
         }],
         ..Default::default()
     };
-    let r = removals(&obs, &p, &plan, &Claims::default(), &mut empty);
+    let r = removals(
+        &obs,
+        &p,
+        &plan,
+        &Claims::default(),
+        &mut empty,
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     assert_eq!(r.targeted, 1);
     assert!(r.actions.is_empty());
 }
