@@ -33,6 +33,7 @@ mod metrics;
 mod notice;
 pub mod snapshot;
 mod steps;
+mod terminate;
 
 #[cfg(feature = "controller")]
 mod catalog_report;
