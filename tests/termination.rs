@@ -589,6 +589,14 @@ async fn bound_pod(client: &kube::Client, name: &str, node: &str, extra: serde_j
         .create(&PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
+    // Running and Ready, as its kubelet reports: a Pending or unready pod is
+    // evicted whatever its PDB says.
+    let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}]}});
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod running");
 }
 
 fn merge(a: &mut serde_json::Value, b: serde_json::Value) {

@@ -162,11 +162,21 @@ mod io {
                 }
             }
         }
-        for key in &step.evict {
+        if !step.evict.is_empty() {
             if !(ctx.open)() {
                 return Progress::Stopped;
             }
-            evict(ctx.client, key, backoffs, now).await;
+            // All at once, each for at most EVICT_WAIT (see `evict`).
+            let results = futures_util::future::join_all(
+                step.evict.iter().map(|key| evict(ctx.client, key)),
+            )
+            .await;
+            for (key, refused) in step.evict.iter().zip(results) {
+                if let Some(why) = refused {
+                    let wait = backoffs.refused(key, now);
+                    tracing::info!("eviction of pod {key} refused ({why}); retrying in {wait:?}");
+                }
+            }
         }
         for key in &step.delete {
             if !(ctx.open)() {
@@ -300,25 +310,29 @@ mod io {
         key.split_once('/').unwrap_or(("", key))
     }
 
-    /// Evicts one pod through the Eviction API. A 429 (a PodDisruptionBudget
-    /// allows no disruption now) backs off; a 404 means it is gone already.
-    async fn evict(client: &kube::Client, key: &str, backoffs: &mut Backoffs, now: Instant) {
+    /// How long one eviction may take. The client retries a 429 itself
+    /// (honouring the server's Retry-After, for minutes); a pass cannot wait
+    /// that long, so an eviction unanswered by then counts as refused and is
+    /// tried again after its back-off. Dropping the request cancels it.
+    const EVICT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Evicts one pod through the Eviction API; Some(why) when refused (a
+    /// PodDisruptionBudget allows no disruption now: 429, retried later).
+    /// A pod already gone (404) is fine.
+    async fn evict(client: &kube::Client, key: &str) -> Option<String> {
         let (ns, name) = split(key);
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-        match api.evict(name, &EvictParams::default()).await {
-            Ok(_) => tracing::info!("evicted pod {key}"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(kube::Error::Api(e)) if e.code == 429 => {
-                let wait = backoffs.refused(key, now);
-                tracing::info!(
-                    "eviction of pod {key} refused ({}); retrying in {wait:?}",
-                    e.message
-                );
+        match tokio::time::timeout(EVICT_WAIT, api.evict(name, &EvictParams::default())).await {
+            Ok(Ok(_)) => {
+                tracing::info!("evicted pod {key}");
+                None
             }
-            Err(e) => {
-                let wait = backoffs.refused(key, now);
-                tracing::warn!("evicting pod {key}: {e}; retrying in {wait:?}");
-            }
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => None,
+            Ok(Err(kube::Error::Api(e))) if e.code == 429 => Some(e.message),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {EVICT_WAIT:?}: the API server answers 429 while a PodDisruptionBudget allows no disruption"
+            )),
         }
     }
 
