@@ -539,7 +539,6 @@ async fn first_launch(ec2: &aws_sdk_ec2::Client) -> Vec<Instance> {
     new_launches(ec2, "the first launch", Duration::from_secs(60), &[]).await
 }
 
-
 const NS: &str = "term";
 
 /// Has the controller launch one node (for a seed pod the scheduler gave up
@@ -563,15 +562,19 @@ async fn launch_one(
     register_node(client, node, &id, &zone, annotations).await;
     // The controller registers the claim (labels, finalizer on the Node).
     let claims: Api<NodeClaim> = Api::all(client.clone());
-    wait_for("the claim registered", Duration::from_secs(30), async || {
-        let c = claims.get(&claim).await.ok()?;
-        c.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Registered" && c.status == "True")
-            .then_some(())
-    })
+    wait_for(
+        "the claim registered",
+        Duration::from_secs(30),
+        async || {
+            let c = claims.get(&claim).await.ok()?;
+            c.status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Registered" && c.status == "True")
+                .then_some(())
+        },
+    )
     .await;
     (node.to_string(), id, claim)
 }
@@ -662,7 +665,10 @@ fn tainted(n: &Node) -> bool {
     n.spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| ts.iter().any(|t| t.key == "nodewright.io/disrupted" && t.effect == "NoSchedule"))
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.key == "nodewright.io/disrupted" && t.effect == "NoSchedule")
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,7 +722,8 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
     );
     let n = nodes.get(&node_c).await.expect("node-c");
     assert!(!tainted(&n), "no termination began");
-    let undo = serde_json::json!({"metadata": {"annotations": {"nodewright.io/do-not-disrupt": null}}});
+    let undo =
+        serde_json::json!({"metadata": {"annotations": {"nodewright.io/do-not-disrupt": null}}});
     nodes
         .patch(&node_c, &PatchParams::default(), &Patch::Merge(&undo))
         .await
@@ -728,7 +735,10 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
         "{id_c} terminated: {running:?}"
     );
     assert_eq!(
-        metric(&metrics(addr).await, "nodewright_controller_nodes_removed_total"),
+        metric(
+            &metrics(addr).await,
+            "nodewright_controller_nodes_removed_total"
+        ),
         Some(1.0)
     );
 
@@ -769,13 +779,22 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
         tainted(&nodes.get(&node_a).await.ok()?).then_some(())
     })
     .await;
-    wait_for("the eviction refused", Duration::from_secs(30), async || {
-        logged("eviction of pod term/web refused").then_some(())
-    })
+    wait_for(
+        "the eviction refused",
+        Duration::from_secs(30),
+        async || logged("eviction of pod term/web refused").then_some(()),
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(pod_state(&client, "web").await, Some(false), "the PDB holds web");
-    let c = claims.get(&claim_a).await.expect("claim held by its finalizer");
+    assert_eq!(
+        pod_state(&client, "web").await,
+        Some(false),
+        "the PDB holds web"
+    );
+    let c = claims
+        .get(&claim_a)
+        .await
+        .expect("claim held by its finalizer");
     let disrupting = c
         .status
         .as_ref()
@@ -794,7 +813,11 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
     gone(&client, "the drained node removed", &node_a, &claim_a).await;
     assert_eq!(pod_state(&client, "web").await, None, "web was evicted");
     for p in ["ds", "mirror", "tolerant"] {
-        assert_eq!(pod_state(&client, p).await, Some(false), "{p} was left alone");
+        assert_eq!(
+            pod_state(&client, p).await,
+            Some(false),
+            "{p} was left alone"
+        );
     }
     assert!(
         !instances(&ec2, &["pending", "running"])
@@ -826,10 +849,18 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
         .delete(&claim_b, &DeleteParams::default())
         .await
         .expect("delete claim");
-    gone(&client, "the node removed after its grace period", &node_b, &claim_b).await;
+    gone(
+        &client,
+        "the node removed after its grace period",
+        &node_b,
+        &claim_b,
+    )
+    .await;
     assert_eq!(pod_state(&client, "guarded").await, None);
     assert_eq!(pod_state(&client, "precious").await, None);
-    assert!(logged("termination grace period over; pod term/guarded deleted"));
+    assert!(logged(
+        "termination grace period over; pod term/guarded deleted"
+    ));
     assert!(
         !instances(&ec2, &["pending", "running"])
             .await

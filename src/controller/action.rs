@@ -49,10 +49,7 @@ pub(super) enum Action {
     },
     /// Ask for a node's removal: record `reason` on its NodeClaim and delete
     /// the claim; its finalizer runs the termination flow (`terminate`).
-    RequestRemoval {
-        claim: String,
-        reason: &'static str,
-    },
+    RequestRemoval { claim: String, reason: &'static str },
     /// Mark a Node unschedulable, so nothing new lands on it.
     Cordon { node: String },
     /// Delete a Node object.

@@ -6,7 +6,8 @@
 //! logic lives in the pure modules here, tested without a cluster: `steps`
 //! (one function per step of a pass, each returning `action`s), and what
 //! they build on (`batch`, `snapshot`, `claims`, `nodeclaim`, `disrupt`,
-//! `launchable`, `notice`), and `gc` (what no claim accounts for any more).
+//! `launchable`, `notice`), `gc` (what no claim accounts for any more) and
+//! `terminate` (the one way a node goes: taint, drain, terminate, release).
 //! `run` only moves data between the API server,
 //! the solver and EC2, and `metrics` counts it; `stores` keeps the watch
 //! caches a pass reads, and `clock` times passes.

@@ -403,7 +403,8 @@ impl Controller {
         };
         self.apply(&sink, None, tracked.actions).await;
         // 1a. Claims being deleted: the termination flow, a step each.
-        self.terminate(&mut sink, &claims, &tracked.terminating).await;
+        self.terminate(&mut sink, &claims, &tracked.terminating)
+            .await;
         // 1b. Garbage: claims whose instance is gone, instances no claim owns.
         self.collect_garbage(&mut sink, &claims).await;
 
@@ -537,9 +538,12 @@ impl Controller {
             else {
                 continue;
             };
-            let node = node
-                .as_deref()
-                .and_then(|n| obs.objs.nodes.iter().find(|o| o.metadata.name.as_deref() == Some(n)));
+            let node = node.as_deref().and_then(|n| {
+                obs.objs
+                    .nodes
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(n))
+            });
             match terminate::advance(&ctx, claim, node, &mut sink.st.evictions).await {
                 Progress::Done { instances } => {
                     let reason = terminate::reason_of(claim);
@@ -606,9 +610,9 @@ impl Controller {
                                     .unwrap_or_default()
                             );
                         }
-                        Err(e) => tracing::error!(
-                            "garbage collection: deleting claim {claim}: {e}"
-                        ),
+                        Err(e) => {
+                            tracing::error!("garbage collection: deleting claim {claim}: {e}")
+                        }
                     }
                 }
                 GcAction::TerminateInstance {

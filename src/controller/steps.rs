@@ -321,8 +321,7 @@ pub(super) fn node_views(
                     .iter()
                     .any(|p| is_workload_pod(p) && dnd(p.metadata.annotations.as_ref())),
             // Deleted, or its claim is (the termination flow taints it first).
-            deleting: n.metadata.deletion_timestamp.is_some()
-                || super::terminate::plan::tainted(n),
+            deleting: n.metadata.deletion_timestamp.is_some() || super::terminate::plan::tainted(n),
         });
     }
     (views, claim_of)

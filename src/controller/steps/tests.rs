@@ -370,10 +370,7 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
         ["cordon unclaimed", "delete unclaimed"],
         "empty stays"
     );
-    assert_eq!(
-        names(&r.actions)[1],
-        ["remove general-eeeee empty"]
-    );
+    assert_eq!(names(&r.actions)[1], ["remove general-eeeee empty"]);
 
     // While the plan puts pods on an existing node, nothing is removed.
     let plan = Plan {

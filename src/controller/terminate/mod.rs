@@ -26,9 +26,7 @@ mod io {
     use k8s_openapi::api::core::v1::{Node, Pod};
     use k8s_openapi::api::storage::v1::VolumeAttachment;
     use k8s_openapi::jiff::Timestamp;
-    use kube::api::{
-        Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams,
-    };
+    use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams};
 
     use super::plan::{self, Backoffs, Facts, Then};
     use crate::cloud::launcher::{Ec2Launcher, Launcher};
@@ -118,13 +116,12 @@ mod io {
             node,
             pods,
             attachments: 0,
-            grace: ctx
-                .policy
-                .pool(&claim.spec.pool)
-                .and_then(|p| match p.disruption.termination_grace_period {
+            grace: ctx.policy.pool(&claim.spec.pool).and_then(|p| {
+                match p.disruption.termination_grace_period {
                     Some(crate::ir::Duration::Finite(d)) => Some(d),
                     _ => None,
-                }),
+                }
+            }),
             since: claim
                 .metadata
                 .deletion_timestamp
@@ -167,10 +164,9 @@ mod io {
                 return Progress::Stopped;
             }
             // All at once, each for at most EVICT_WAIT (see `evict`).
-            let results = futures_util::future::join_all(
-                step.evict.iter().map(|key| evict(ctx.client, key)),
-            )
-            .await;
+            let results =
+                futures_util::future::join_all(step.evict.iter().map(|key| evict(ctx.client, key)))
+                    .await;
             for (key, refused) in step.evict.iter().zip(results) {
                 if let Some(why) = refused {
                     let wait = backoffs.refused(key, now);
@@ -222,7 +218,11 @@ mod io {
             }
         }
         let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
-        if !(ctx.open)() || crate::controller::run::release(&claims, claim).await.is_none() {
+        if !(ctx.open)()
+            || crate::controller::run::release(&claims, claim)
+                .await
+                .is_none()
+        {
             return Progress::Stopped;
         }
         Progress::Done { instances }
@@ -344,9 +344,9 @@ mod io {
             .delete(name, &DeleteParams::default().grace_period(0))
             .await
         {
-            Ok(_) => tracing::warn!(
-                "claim {claim}: termination grace period over; pod {key} deleted"
-            ),
+            Ok(_) => {
+                tracing::warn!("claim {claim}: termination grace period over; pod {key} deleted")
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => tracing::error!("deleting pod {key}: {e}"),
         }

@@ -19,8 +19,10 @@ use k8s_openapi::jiff::Timestamp;
 /// Taint key set on a Node the moment its termination begins.
 pub(crate) const DISRUPTED_TAINT: &str = "nodewright.io/disrupted";
 /// Annotations (value `"true"`, on a pod or a Node) that block voluntary disruption.
-pub(crate) const DO_NOT_DISRUPT: [&str; 2] =
-    ["karpenter.sh/do-not-disrupt", "nodewright.io/do-not-disrupt"];
+pub(crate) const DO_NOT_DISRUPT: [&str; 2] = [
+    "karpenter.sh/do-not-disrupt",
+    "nodewright.io/do-not-disrupt",
+];
 /// Claim annotation saying why it is being removed.
 pub(crate) const REASON_ANNOTATION: &str = "nodewright.io/disruption-reason";
 /// The reason of a claim whose instance is already gone: nothing is left to drain.
@@ -179,7 +181,12 @@ pub(crate) fn step(f: &Facts<'_>, due: impl Fn(&str) -> bool) -> Step {
         return out;
     }
     let over = grace_over(f);
-    let to_drain: Vec<&Pod> = f.pods.iter().copied().filter(|p| skip(p).is_none()).collect();
+    let to_drain: Vec<&Pod> = f
+        .pods
+        .iter()
+        .copied()
+        .filter(|p| skip(p).is_none())
+        .collect();
     if over {
         out.delete = to_drain.iter().map(|p| pod_key(p)).collect();
     } else if !out.taint {
@@ -306,7 +313,10 @@ mod tests {
             "m",
             serde_json::json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}}),
         );
-        let done = pod("done", serde_json::json!({"status": {"phase": "Succeeded"}}));
+        let done = pod(
+            "done",
+            serde_json::json!({"status": {"phase": "Succeeded"}}),
+        );
         let tol = pod(
             "tol",
             serde_json::json!({"spec": {"tolerations": [{"key": DISRUPTED_TAINT,
@@ -326,7 +336,11 @@ mod tests {
         assert_eq!(skip(&done), Some(Skip::Terminal));
         assert_eq!(skip(&tol), Some(Skip::Tolerates));
         assert_eq!(skip(&all), Some(Skip::Tolerates));
-        assert_eq!(skip(&other), None, "a NoExecute toleration does not cover NoSchedule");
+        assert_eq!(
+            skip(&other),
+            None,
+            "a NoExecute toleration does not cover NoSchedule"
+        );
 
         let n = node(true);
         let pods = [ds, mirror, done, tol, other];
@@ -409,10 +423,18 @@ mod tests {
         assert_eq!(step(&f, |_| true).then, Then::Finish);
 
         assert!(do_not_disrupt(Some(
-            &[("karpenter.sh/do-not-disrupt".to_string(), "true".to_string())].into()
+            &[(
+                "karpenter.sh/do-not-disrupt".to_string(),
+                "true".to_string()
+            )]
+            .into()
         )));
         assert!(!do_not_disrupt(Some(
-            &[("nodewright.io/do-not-disrupt".to_string(), "false".to_string())].into()
+            &[(
+                "nodewright.io/do-not-disrupt".to_string(),
+                "false".to_string()
+            )]
+            .into()
         )));
         assert!(!do_not_disrupt(None));
     }
