@@ -481,7 +481,12 @@ impl Controller {
         sink.st.clock.phase("launch");
 
         // 6. Remove empty nodes we launched.
-        let removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
+        let mut removals = steps::removals(&obs, &policy, &plan, &in_flight, &mut sink.st.empty);
+        // A claim already terminating (this pass's snapshot predates its taint) is not asked again.
+        removals.actions.retain(|seq| {
+            !matches!(seq.0.first(), Some(Action::RequestRemoval { claim, .. })
+                if tracked.terminating.iter().any(|(c, _)| c == claim))
+        });
         if removals.targeted > 0 {
             tracing::debug!(
                 "{} nodes are about to receive pending pods; empty-node removal waits",

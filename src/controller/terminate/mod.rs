@@ -134,17 +134,19 @@ mod io {
         };
         let now = Instant::now();
         let mut step = plan::step(&facts, |k| backoffs.due(k, now));
-        if step.then == Then::Finish && facts.drain && !plan::grace_over(&facts) {
-            if let Some(n) = node_name {
-                match attachments(ctx.client, n).await {
-                    Ok(count) => facts.attachments = count,
-                    Err(e) => {
-                        tracing::error!("listing the VolumeAttachments of node {n}: {e}");
-                        return Progress::Stopped;
-                    }
+        if step.then == Then::Finish
+            && facts.drain
+            && !plan::grace_over(&facts)
+            && let Some(n) = node_name
+        {
+            match attachments(ctx.client, n).await {
+                Ok(count) => facts.attachments = count,
+                Err(e) => {
+                    tracing::error!("listing the VolumeAttachments of node {n}: {e}");
+                    return Progress::Stopped;
                 }
-                step = plan::step(&facts, |k| backoffs.due(k, now));
             }
+            step = plan::step(&facts, |k| backoffs.due(k, now));
         }
         if step.set_disrupting {
             if !(ctx.open)() || !set_disrupting(ctx.client, claim, reason).await {
@@ -152,12 +154,11 @@ mod io {
             }
             tracing::info!("claim {name}: termination begins ({reason})");
         }
-        if step.taint {
-            if let Some(n) = node {
-                if !(ctx.open)() || !taint(ctx.client, n).await {
-                    return Progress::Stopped;
-                }
-            }
+        if step.taint
+            && let Some(n) = node
+            && (!(ctx.open)() || !taint(ctx.client, n).await)
+        {
+            return Progress::Stopped;
         }
         if !step.evict.is_empty() {
             if !(ctx.open)() {
@@ -224,6 +225,12 @@ mod io {
                 .is_none()
         {
             return Progress::Stopped;
+        }
+        // Deleted already unless only its Node was (`kubectl delete node`).
+        match claims.delete(claim, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!("deleting NodeClaim {claim}: {e}"),
         }
         Progress::Done { instances }
     }
