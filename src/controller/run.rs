@@ -580,6 +580,14 @@ impl Controller {
         let wall = SystemTime::now();
         let (ours, owners) = gc::views_from_claims(claims, &obs.objs.nodes, wall);
         let mut actions = gc::gone_claims(&ours, &obs.owned, wall, &self.opts.gc);
+        // A claim already being deleted is in the termination flow's hands.
+        actions.retain(|a| match a {
+            GcAction::DeleteClaim { claim, .. } => !claims.iter().any(|c| {
+                c.metadata.name.as_deref() == Some(claim.as_str())
+                    && c.metadata.deletion_timestamp.is_some()
+            }),
+            GcAction::TerminateInstance { .. } => true,
+        });
         actions.extend(gc::orphan_instances(
             &owners,
             &obs.owned,
