@@ -153,7 +153,7 @@ async fn launched_claim(client: &kube::Client, name: &str, instance: &str, node:
     let claims: Api<NodeClaim> = Api::all(client.clone());
     let c: NodeClaim = serde_json::from_value(serde_json::json!({
         "apiVersion": "nodewright.io/v1alpha1", "kind": "NodeClaim",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "finalizers": ["nodewright.io/termination"]},
         "spec": {"pool": "general", "nodeClass": "default",
             "requirements": {"instanceTypes": [{"name": "m5.large", "pricePerHour": 0.096}],
                 "zones": ["us-east-1a"], "capacityTypes": ["on-demand"]},

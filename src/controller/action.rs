@@ -46,9 +46,6 @@ pub(super) enum Action {
         node: String,
         patch: serde_json::Value,
     },
-    /// Lift our finalizer from a Node (its instance is terminated), letting a
-    /// deleted Node go.
-    ReleaseNode { node: String },
     /// Lift our finalizer from a NodeClaim and delete it.
     DeleteClaim { claim: String },
     /// Terminate every instance of a claim.
@@ -56,6 +53,9 @@ pub(super) enum Action {
         claim: String,
         reason: TerminateReason,
     },
+    /// Ask for a node's removal: record `reason` on its NodeClaim and delete
+    /// the claim; its finalizer runs the termination flow (`terminate`).
+    RequestRemoval { claim: String, reason: &'static str },
     /// Mark a Node unschedulable, so nothing new lands on it.
     Cordon { node: String },
     /// Delete a Node object.
@@ -69,8 +69,6 @@ pub(super) enum Action {
 pub(super) enum TerminateReason {
     /// Launched, but its Node never registered within the registration timeout.
     RegistrationTimeout,
-    /// Its Node was empty long enough and has been deleted.
-    Empty,
     /// Its NodeClaim or its Node was deleted (by someone else, or a removal
     /// that stopped half-way).
     Deleted,

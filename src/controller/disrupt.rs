@@ -5,7 +5,8 @@
 //! `consolidate ... after` time, as Karpenter's empty-node consolidation
 //! does. It never removes:
 //! - a node the current plan puts pending pods on;
-//! - a node, or a node with a pod, annotated `karpenter.sh/do-not-disrupt: "true"`;
+//! - a node, or a node with a pod, annotated `karpenter.sh/do-not-disrupt: "true"`
+//!   or `nodewright.io/do-not-disrupt: "true"` (`terminate::plan::do_not_disrupt`);
 //! - a node of a pool the policy no longer has (left for a person to decide);
 //! - more nodes of a pool at once than its disruption budgets allow
 //!   (`crate::disrupt::budget`: schedules open a budget only in its window).
@@ -18,9 +19,6 @@ use std::time::Instant;
 use crate::disrupt::budget;
 use crate::ir::{DisruptionReason, Duration as IrDuration, PolicySet};
 
-/// Annotation (on a node or a pod) that forbids voluntary disruption.
-pub(super) const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
-
 /// What the disruption pass needs to know about one node nodewright launched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NodeView {
@@ -28,7 +26,7 @@ pub(super) struct NodeView {
     pub pool: String,
     /// Non-terminal pods bound to it that are neither DaemonSet nor mirror pods.
     pub workload_pods: usize,
-    /// The node or one of its pods carries `karpenter.sh/do-not-disrupt: "true"`.
+    /// The node or one of its pods carries a do-not-disrupt annotation.
     pub do_not_disrupt: bool,
     /// Already being removed (deletion timestamp set).
     pub deleting: bool,

@@ -6,7 +6,8 @@
 //! logic lives in the pure modules here, tested without a cluster: `steps`
 //! (one function per step of a pass, each returning `action`s), and what
 //! they build on (`batch`, `snapshot`, `claims`, `nodeclaim`, `disrupt`,
-//! `launchable`, `notice`), and `gc` (what no claim accounts for any more).
+//! `launchable`, `notice`), `gc` (what no claim accounts for any more) and
+//! `terminate` (the one way a node goes: taint, drain, terminate, release).
 //! `run` only moves data between the API server,
 //! the solver and EC2, and `metrics` counts it; `stores` keeps the watch
 //! caches a pass reads, and `clock` times passes.
@@ -33,6 +34,7 @@ mod metrics;
 mod notice;
 pub mod snapshot;
 mod steps;
+mod terminate;
 
 #[cfg(feature = "controller")]
 mod catalog_report;
@@ -48,9 +50,6 @@ pub mod nodeclaim;
 mod serve;
 #[cfg(feature = "controller")]
 mod stores;
-// STAND-IN for the termination flow's `terminate::request_removal` (deleted at merge).
-#[cfg(feature = "controller")]
-mod terminate_standin;
 
 #[cfg(feature = "controller")]
 pub mod run;

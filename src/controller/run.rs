@@ -24,7 +24,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
 use super::action::Sequence as Seq;
-use super::action::{Action, PodEvent, Sequence, TerminateReason};
+use super::action::{Action, PodEvent, Sequence};
 use super::batch::Batcher;
 use super::claims::random_suffix;
 use super::clock::{PassClock, Trigger};
@@ -40,6 +40,7 @@ use super::notice::Notices;
 use super::serve::{Endpoints, serve};
 use super::steps::{self, Observed, Placed};
 use super::stores::Stores;
+use super::terminate::{self, Progress, plan::Backoffs};
 use crate::catalog::Catalog;
 use crate::catalog::UnavailableOfferings;
 use crate::cloud::ec2::{Ec2Settings, iam, load, ssm};
@@ -407,7 +408,12 @@ impl Controller {
             }
         }
         let mut in_flight = lifecycle::claims_view(&claims, &obs.objs.nodes);
-        for gone in tracked.expired.iter().chain(&tracked.deleted) {
+        for gone in tracked
+            .expired
+            .iter()
+            .chain(&tracked.deleted)
+            .chain(tracked.terminating.iter().map(|(c, _)| c))
+        {
             in_flight.remove(gone);
         }
         let mut sink = Sink {
@@ -419,6 +425,9 @@ impl Controller {
             nominations: Mutex::default(),
         };
         self.apply(&sink, None, tracked.actions).await;
+        // 1a. Claims being deleted: the termination flow, a step each.
+        self.terminate(&mut sink, &claims, &tracked.terminating)
+            .await;
         // 1b. Garbage: claims whose instance is gone, instances no claim owns.
         self.collect_garbage(&mut sink, &claims).await;
 
@@ -514,10 +523,13 @@ impl Controller {
             &mut sink.st.empty,
             jiff::Timestamp::now(),
         );
+        // Neither a replacement under way nor a claim already terminating (this
+        // pass's snapshot predates its taint) is asked again.
         removals.actions.retain(|seq| {
             !seq.0.iter().any(|a| {
-                matches!(a, Action::Terminate { claim, .. } | Action::DeleteClaim { claim }
-                    if protected.contains(claim))
+                matches!(a, Action::RequestRemoval { claim, .. } | Action::DeleteClaim { claim }
+                    if protected.contains(claim)
+                        || tracked.terminating.iter().any(|(c, _)| c == claim))
             })
         });
         if removals.targeted > 0 {
@@ -671,7 +683,7 @@ impl Controller {
                     }
                 }
                 disruption::Step::Remove { claim, reason } => {
-                    match super::terminate_standin::request_removal(
+                    match terminate::request_removal(
                         io.client,
                         &claim,
                         reason.as_str(),
@@ -714,6 +726,82 @@ impl Controller {
         d.protected
     }
 
+    /// Carries each claim being deleted one step further through the
+    /// termination flow (see `terminate`); never waits for a drain.
+    async fn terminate(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        claims: &[NodeClaim],
+        terminating: &[(String, Option<String>)],
+    ) {
+        let obs = sink.obs;
+        let draining: std::collections::HashSet<&str> = terminating
+            .iter()
+            .filter_map(|(_, n)| n.as_deref())
+            .collect();
+        sink.st.evictions.retain(|key| {
+            obs.objs.pods.iter().any(|p| {
+                terminate::plan::pod_key(p) == key
+                    && p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| draining.contains(n))
+            })
+        });
+        if terminating.is_empty() {
+            return;
+        }
+        let version = self.reloader.active();
+        let gate = sink.io.gate;
+        let open = move || gate.open();
+        let ctx = terminate::Ctx {
+            client: sink.io.client,
+            launcher: sink.io.launcher,
+            policy: &version.policy,
+            pods: &obs.objs.pods,
+            open: &open,
+        };
+        for (name, node) in terminating {
+            let Some(claim) = claims
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(name))
+            else {
+                continue;
+            };
+            let node = node.as_deref().and_then(|n| {
+                obs.objs
+                    .nodes
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(n))
+            });
+            match terminate::advance(&ctx, claim, node, &mut sink.st.evictions).await {
+                Progress::Done { instances } => {
+                    let reason = terminate::reason_of(claim);
+                    if reason == "empty" {
+                        self.metrics.removed.inc();
+                        self.metrics
+                            .disruptions
+                            .get_or_create(&[("reason", "empty")])
+                            .inc();
+                    }
+                    tracing::info!(
+                        "claim {name} terminated ({reason}): instances {}{}",
+                        instances.join(", "),
+                        node.and_then(|n| n.metadata.name.as_deref())
+                            .map(|n| format!(", node {n} deleted"))
+                            .unwrap_or_default()
+                    );
+                }
+                Progress::Waiting(then) => tracing::debug!("claim {name}: {then:?}"),
+                Progress::Stopped => {
+                    if !gate.open() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Deletes the NodeClaims whose instance is gone (and their Nodes) and
     /// terminates the instances no claim owns (see `gc`).
     async fn collect_garbage(&self, sink: &mut Sink<'_, '_>, claims: &[NodeClaim]) {
@@ -721,6 +809,14 @@ impl Controller {
         let wall = SystemTime::now();
         let (ours, owners) = gc::views_from_claims(claims, &obs.objs.nodes, wall);
         let mut actions = gc::gone_claims(&ours, &obs.owned, wall, &self.opts.gc);
+        // A claim already being deleted is in the termination flow's hands.
+        actions.retain(|a| match a {
+            GcAction::DeleteClaim { claim, .. } => !claims.iter().any(|c| {
+                c.metadata.name.as_deref() == Some(claim.as_str())
+                    && c.metadata.deletion_timestamp.is_some()
+            }),
+            GcAction::TerminateInstance { .. } => true,
+        });
         actions.extend(gc::orphan_instances(
             &owners,
             &obs.owned,
@@ -738,32 +834,27 @@ impl Controller {
                     instance_id,
                     node,
                 } => {
-                    // The Node first (its finalizer lifted: the instance is gone
-                    // already), then the claim; a failure leaves the rest for
-                    // the next pass.
-                    let mut seq = Vec::new();
-                    if let Some(n) = &node {
-                        seq.push(Action::DeleteNode { node: n.clone() });
-                        seq.push(Action::ReleaseNode { node: n.clone() });
-                    }
-                    seq.push(Action::DeleteClaim {
-                        claim: claim.clone(),
-                    });
-                    let mut done = true;
-                    for step in seq {
-                        if !sink.io.gate.open() || self.apply_one(sink, None, step).await.is_none()
-                        {
-                            done = false;
-                            break;
+                    // Through the termination flow like every removal; with
+                    // reason `gone` it drains nothing (the instance is gone
+                    // already) and deletes the Node, then releases the claim.
+                    match terminate::request_removal(
+                        sink.io.client,
+                        &claim,
+                        terminate::plan::REASON_GONE,
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            self.metrics.gc_claims_deleted.inc();
+                            tracing::info!(
+                                "garbage collection: instance {instance_id} of claim {claim} is gone; claim deleted{}",
+                                node.map(|n| format!(", node {n} to be deleted"))
+                                    .unwrap_or_default()
+                            );
                         }
-                    }
-                    if done {
-                        self.metrics.gc_claims_deleted.inc();
-                        tracing::info!(
-                            "garbage collection: instance {instance_id} of claim {claim} is gone; claim deleted{}",
-                            node.map(|n| format!(", node {n} deleted"))
-                                .unwrap_or_default()
-                        );
+                        Err(e) => {
+                            tracing::error!("garbage collection: deleting claim {claim}: {e}")
+                        }
                     }
                 }
                 GcAction::TerminateInstance {
@@ -1056,17 +1147,7 @@ impl Controller {
             }
             Action::Terminate { claim, reason } => match io.launcher.terminate(&claim).await {
                 Ok(ids) => {
-                    if reason == TerminateReason::Empty {
-                        self.metrics.removed.inc();
-                        self.metrics
-                            .disruptions
-                            .get_or_create(&[("reason", "empty")])
-                            .inc();
-                        tracing::info!(
-                            "empty node of claim {claim} removed; terminated {}",
-                            ids.join(", ")
-                        );
-                    }
+                    tracing::info!("claim {claim} ({reason:?}): terminated {}", ids.join(", "));
                     Some(Vec::new())
                 }
                 Err(e) => {
@@ -1074,6 +1155,18 @@ impl Controller {
                     None
                 }
             },
+            Action::RequestRemoval { claim, reason } => {
+                match terminate::request_removal(io.client, &claim, reason).await {
+                    Ok(()) => {
+                        tracing::info!("claim {claim}: removal requested ({reason})");
+                        Some(Vec::new())
+                    }
+                    Err(e) => {
+                        tracing::error!("requesting the removal of claim {claim}: {e}");
+                        None
+                    }
+                }
+            }
             Action::Cordon { node } => {
                 tracing::info!("node {node} is empty; removing it");
                 let cordon = serde_json::json!({"spec": {"unschedulable": true}});
@@ -1140,10 +1233,6 @@ impl Controller {
                         None
                     }
                 }
-            }
-            Action::ReleaseNode { node } => {
-                let nodes: Api<Node> = Api::all(io.client.clone());
-                release(&nodes, &node).await.map(|()| Vec::new())
             }
             Action::DeleteClaim { claim } => {
                 let api: Api<NodeClaim> = Api::all(io.client.clone());
@@ -1514,6 +1603,8 @@ struct LaunchContext<'a> {
 #[derive(Default)]
 struct State {
     empty: EmptySince,
+    /// Eviction back-off of the pods being drained (`terminate`).
+    evictions: Backoffs,
     notices: Notices,
     /// The clock of the pass under way.
     clock: PassClock,
@@ -1561,7 +1652,7 @@ async fn list_claims(client: &kube::Client) -> Result<Vec<NodeClaim>, PassError>
 
 /// Lifts our finalizer from an object (a Node or a NodeClaim); one already
 /// gone is fine. None when it failed (logged).
-async fn release<K>(api: &Api<K>, name: &str) -> Option<()>
+pub(super) async fn release<K>(api: &Api<K>, name: &str) -> Option<()>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

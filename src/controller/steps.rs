@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use super::action::{Action, EventKind, PodEvent, Sequence, TerminateReason};
+use super::action::{Action, EventKind, PodEvent, Sequence};
 use super::claims::{Claims, instance_id_of};
-use super::disrupt::{DO_NOT_DISRUPT, EmptySince, NodeView};
+use super::disrupt::{EmptySince, NodeView};
 use super::notice::Notices;
 use super::snapshot::{
     ClusterObjects, EPHEMERAL_TAINTS, is_provisionable, is_workload_pod, pod_key,
@@ -291,10 +291,7 @@ pub(super) fn node_views(
             pods_on.entry(node).or_default().push(p);
         }
     }
-    let dnd = |a: Option<&BTreeMap<String, String>>| {
-        a.and_then(|a| a.get(DO_NOT_DISRUPT))
-            .is_some_and(|v| v == "true")
-    };
+    let dnd = |a: Option<&BTreeMap<String, String>>| super::terminate::plan::do_not_disrupt(a);
     let mut views = Vec::new();
     let mut claim_of = HashMap::new();
     for n in &obs.objs.nodes {
@@ -335,7 +332,8 @@ pub(super) fn node_views(
                 || on_node
                     .iter()
                     .any(|p| is_workload_pod(p) && dnd(p.metadata.annotations.as_ref())),
-            deleting: n.metadata.deletion_timestamp.is_some(),
+            // Deleted, or its claim is (the termination flow taints it first).
+            deleting: n.metadata.deletion_timestamp.is_some() || super::terminate::plan::tainted(n),
         });
     }
     (views, claim_of)
@@ -353,8 +351,8 @@ pub(super) struct Removals {
 }
 
 /// Step 6: the empty nodes we launched that `disrupt` says to remove now:
-/// cordon, delete the Node (our finalizer holds it), terminate the
-/// instance, lift the finalizer, delete the NodeClaim. The empty-since
+/// their NodeClaims are deleted with reason `empty`, and the termination
+/// flow (`terminate`) takes it from there. The empty-since
 /// clocks are kept even when removal waits.
 pub(super) fn removals(
     obs: &Observed,
@@ -376,21 +374,19 @@ pub(super) fn removals(
     let actions = remove
         .into_iter()
         .map(|node| {
-            let mut seq = vec![
-                Action::Cordon { node: node.clone() },
-                Action::DeleteNode { node: node.clone() },
-            ];
+            // A claimed node goes through the termination flow (its claim's
+            // finalizer); a node of ours without a claim (launched before
+            // claims existed) is cordoned and deleted as before.
             if let Some(claim) = claim_of.get(&node) {
-                seq.push(Action::Terminate {
+                return Sequence::from(Action::RequestRemoval {
                     claim: claim.clone(),
-                    reason: TerminateReason::Empty,
-                });
-                seq.push(Action::ReleaseNode { node: node.clone() });
-                seq.push(Action::DeleteClaim {
-                    claim: claim.clone(),
+                    reason: "empty",
                 });
             }
-            Sequence(seq)
+            Sequence(vec![
+                Action::Cordon { node: node.clone() },
+                Action::DeleteNode { node },
+            ])
         })
         .collect();
     Removals {

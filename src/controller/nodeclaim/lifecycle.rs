@@ -424,8 +424,11 @@ pub(crate) struct Tracked {
     pub initialized: Vec<String>,
     /// Claims whose Node did not register within the timeout.
     pub expired: Vec<String>,
-    /// Claims (or their Nodes) being deleted: finished here.
+    /// Claims whose Node is gone: finished here.
     pub deleted: Vec<String>,
+    /// Claims (or their Nodes) being deleted, with their Node: carried
+    /// through the termination flow (`terminate`), a step per pass.
+    pub terminating: Vec<(String, Option<String>)>,
     /// Claims without `Launched` (written, then the controller stopped
     /// before CreateFleet returned): to launch again, idempotently.
     pub relaunch: Vec<PlannedNode>,
@@ -456,9 +459,6 @@ pub(crate) fn track(
             claim: c.metadata.name.clone().unwrap_or_default(),
             reason,
         };
-        let release = |n: &str| Action::ReleaseNode {
-            node: n.to_string(),
-        };
         let delete = Action::DeleteClaim {
             claim: name.clone(),
         };
@@ -467,14 +467,7 @@ pub(crate) fn track(
         if c.metadata.deletion_timestamp.is_some()
             || node.is_some_and(|n| n.metadata.deletion_timestamp.is_some())
         {
-            let mut seq = vec![terminate(TerminateReason::Deleted)];
-            if let Some(n) = &node_name {
-                seq.push(Action::DeleteNode { node: n.clone() });
-                seq.push(release(n));
-            }
-            seq.push(delete);
-            out.deleted.push(name);
-            out.actions.push(Sequence(seq));
+            out.terminating.push((name, node_name));
             continue;
         }
         if !launched {

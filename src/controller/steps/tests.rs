@@ -133,9 +133,9 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                     Action::ClaimLabels { claim, .. } => format!("labels {claim}"),
                     Action::ClaimStatus { claim, .. } => format!("status {claim}"),
                     Action::PatchNode { node, .. } => format!("patch {node}"),
-                    Action::ReleaseNode { node } => format!("release {node}"),
                     Action::DeleteClaim { claim } => format!("delete-claim {claim}"),
                     Action::Terminate { claim, reason } => format!("terminate {claim} {reason:?}"),
+                    Action::RequestRemoval { claim, reason } => format!("remove {claim} {reason}"),
                     Action::Cordon { node } => format!("cordon {node}"),
                     Action::DeleteNode { node } => format!("delete {node}"),
                     Action::Event(e) => format!("{} {}", e.kind.reason(), e.pod),
@@ -373,13 +373,7 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
     assert_eq!(
         names(&r.actions),
         [
-            vec![
-                "cordon empty",
-                "delete empty",
-                "terminate general-aaaaa Empty",
-                "release empty",
-                "delete-claim general-aaaaa",
-            ],
+            vec!["remove general-aaaaa empty"],
             // An instance without a claim tag: its Node goes, nothing to terminate by claim.
             vec!["cordon unclaimed", "delete unclaimed"],
         ]
@@ -408,16 +402,7 @@ fn empty_nodes_of_ours_are_cordoned_deleted_and_terminated() {
         ["cordon unclaimed", "delete unclaimed"],
         "empty stays"
     );
-    assert_eq!(
-        names(&r.actions)[1],
-        [
-            "cordon not-ours",
-            "delete not-ours",
-            "terminate general-eeeee Empty",
-            "release not-ours",
-            "delete-claim general-eeeee",
-        ]
-    );
+    assert_eq!(names(&r.actions)[1], ["remove general-eeeee empty"]);
 
     // While the plan puts pods on an existing node, nothing is removed.
     let plan = Plan {

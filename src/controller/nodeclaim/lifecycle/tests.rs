@@ -127,7 +127,6 @@ fn names(seqs: &[Sequence]) -> Vec<Vec<String>> {
                     Action::DeleteNode { node } => format!("delete {node}"),
                     Action::PatchNode { node, .. } => format!("patch {node}"),
                     Action::ClaimStatus { claim, .. } => format!("status {claim}"),
-                    Action::ReleaseNode { node } => format!("release {node}"),
                     Action::DeleteClaim { claim } => format!("delete-claim {claim}"),
                     other => format!("{other:?}"),
                 })
@@ -367,25 +366,24 @@ fn a_node_registers_then_initializes_once_its_taints_and_gpus_are_there() {
 }
 
 #[test]
-fn deleting_a_claim_or_its_node_terminates_and_releases_both() {
+fn deleting_a_claim_or_its_node_hands_it_to_the_termination_flow() {
     let mut c = launched_claim();
     c.metadata.deletion_timestamp = Some(Time(later(100)));
     let n = node(true, "", 1);
     let t = track(&[c], std::slice::from_ref(&n), later(101), TTL);
-    assert_eq!(t.deleted, ["gpu-k3j2h"]);
+    assert!(t.deleted.is_empty());
+    assert!(t.actions.is_empty(), "the termination flow acts, not track");
     assert_eq!(
-        names(&t.actions),
-        [[
-            "terminate gpu-k3j2h Deleted",
-            "delete ip-10-0-0-1.ec2.internal",
-            "release ip-10-0-0-1.ec2.internal",
-            "delete-claim gpu-k3j2h"
-        ]]
+        t.terminating,
+        [(
+            "gpu-k3j2h".to_string(),
+            Some("ip-10-0-0-1.ec2.internal".to_string())
+        )]
     );
     let mut gone = n;
     gone.metadata.deletion_timestamp = Some(Time(later(100)));
     let t = track(&[launched_claim()], &[gone], later(101), TTL);
-    assert_eq!(t.deleted, ["gpu-k3j2h"]);
+    assert_eq!(t.terminating.len(), 1);
     // A registered claim whose Node disappeared.
     let mut c = launched_claim();
     if let Some(s) = c.status.as_mut() {
