@@ -39,6 +39,8 @@ mod catalog_report;
 #[cfg(feature = "controller")]
 mod clock;
 #[cfg(feature = "controller")]
+mod interruption;
+#[cfg(feature = "controller")]
 mod kube_version;
 #[cfg(feature = "controller")]
 pub mod nodeclaim;

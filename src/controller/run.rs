@@ -79,6 +79,9 @@ pub struct Options {
     /// Leader election on a Lease, so that of two replicas only one acts;
     /// None: this process always acts (one replica only).
     pub leader: Option<LeaderOptions>,
+    /// The SQS queue (name or URL) EventBridge feeds with interruption
+    /// events (`interruption`); None: no interruption handling.
+    pub interruption_queue: Option<String>,
 }
 
 impl Options {
@@ -98,6 +101,7 @@ impl Options {
             catalog_refresh: DEFAULT_REFRESH,
             gc: GcOptions::default(),
             leader: None,
+            interruption_queue: None,
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Controller {
     reloader: Arc<Reloader>,
     catalog: CatalogSource,
     metrics: Metrics,
+    /// `nodewright_interruption_messages_total{kind, outcome}`.
+    interruption_messages: super::interruption::MessageCounter,
     ready: Arc<AtomicBool>,
     /// Whether this replica leads (served on `/readyz`).
     leading: Arc<AtomicBool>,
@@ -168,6 +174,12 @@ impl Controller {
         reloader.register_metrics(&mut registry);
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));
         metrics.catalog_types.set(catalog.get().types.len() as i64);
+        let interruption_messages = super::interruption::MessageCounter::default();
+        registry.register(
+            "interruption_messages",
+            "Interruption queue messages, by kind and by what became of them",
+            interruption_messages.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let ready = Arc::new(AtomicBool::new(false));
         let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
@@ -193,6 +205,7 @@ impl Controller {
             reloader,
             catalog,
             metrics,
+            interruption_messages,
             ready,
             leading,
             metrics_addr,
@@ -289,6 +302,24 @@ impl Controller {
             closed: AtomicBool::new(false),
         };
         let mut term = 0;
+        // The interruption queue, read by the leader only (its own gate, same standing).
+        let interruption_task = self.opts.interruption_queue.clone().map(|queue| {
+            tokio::spawn(
+                super::interruption::Queue {
+                    sqs: crate::cloud::ec2::sqs(&aws),
+                    queue,
+                    client: client.clone(),
+                    unavailable: Arc::clone(&unavailable),
+                    gate: Gate {
+                        standing: gate.standing.clone(),
+                        shutdown: shutdown.clone(),
+                        closed: AtomicBool::new(false),
+                    },
+                    messages: self.interruption_messages.clone(),
+                }
+                .run(),
+            )
+        });
 
         let mut state = State::default();
         let recorder = Recorder::new(
@@ -359,6 +390,9 @@ impl Controller {
             }
         }
         version_task.abort();
+        if let Some(t) = interruption_task {
+            t.abort();
+        }
         if let Some(t) = refresh_task {
             t.abort();
         }
@@ -1057,17 +1091,17 @@ struct Io<'a> {
 }
 
 /// Whether a write may go out: this replica leads and is not shutting down.
-struct Gate {
-    standing: tokio::sync::watch::Receiver<Standing>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+pub(super) struct Gate {
+    pub(super) standing: tokio::sync::watch::Receiver<Standing>,
+    pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Set when the gate first refuses in a pass (logged once).
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
 }
 
 impl Gate {
     /// Asked before every write: a pass abandoned here leaves nothing half
     /// done that the next leader's pass does not pick up from the cluster.
-    fn open(&self) -> bool {
+    pub(super) fn open(&self) -> bool {
         let leads = self.standing.borrow().may_act(std::time::SystemTime::now());
         let stopping = *self.shutdown.borrow();
         if leads && !stopping {
