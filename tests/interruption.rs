@@ -139,10 +139,9 @@ async fn next_launch(ec2: &aws_sdk_ec2::Client, what: &str, known: &[Instance]) 
 
 async fn apply_crds(admin: &kube::Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(include_str!(
-        "../deploy/crds/nodewright.io_nodeclaims.yaml"
-    ))
-    .expect("the committed CRD parses");
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
+            .expect("the committed CRD parses");
     match Api::<CustomResourceDefinition>::all(admin.clone())
         .create(&PostParams::default(), &crd)
         .await
@@ -410,60 +409,100 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     )
     .await;
     send(&sqs, &url, fixture_body("state_change_running.json", &id1)).await;
-    let m = wait_for("the first five messages counted", Duration::from_secs(60), async || {
-        let (_, text) = support::http(addr.port(), "GET", "/metrics", "").ok()?;
-        (metric(&text, "malformed", "malformed") >= 2.0
-            && metric(&text, "spot_interruption", "not_ours") >= 1.0
-            && metric(&text, "rebalance_recommendation", "ignored") >= 1.0
-            && metric(&text, "state_change", "ignored") >= 1.0)
-            .then_some(text)
-    })
+    let m = wait_for(
+        "the first five messages counted",
+        Duration::from_secs(60),
+        async || {
+            let (_, text) = support::http(addr.port(), "GET", "/metrics", "").ok()?;
+            (metric(&text, "malformed", "malformed") >= 2.0
+                && metric(&text, "spot_interruption", "not_ours") >= 1.0
+                && metric(&text, "rebalance_recommendation", "ignored") >= 1.0
+                && metric(&text, "state_change", "ignored") >= 1.0)
+                .then_some(text)
+        },
+    )
     .await;
     assert_eq!(metric(&m, "malformed", "malformed"), 2.0, "{m}");
     wait_for("the queue to empty", Duration::from_secs(30), async || {
         queue_empty(&sqs, &url).await.then_some(())
     })
     .await;
-    assert_eq!(running(&ec2).await, [first.clone()], "nothing was removed");
-    assert!(seen.lock().unwrap().get(&claim1).is_none_or(|s| s.interrupted.is_none()));
+    assert_eq!(
+        running(&ec2).await,
+        std::slice::from_ref(&first),
+        "nothing was removed"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .get(&claim1)
+            .is_none_or(|s| s.interrupted.is_none())
+    );
 
     // 3. A spot interruption warning: the claim is marked and removed, its
     //    instance terminated, and the pod's replacement avoids the offering.
     send(&sqs, &url, fixture_body("spot_interruption.json", &id1)).await;
     claim_gone(&client, &claim1).await;
-    let s = seen.lock().unwrap().get(&claim1).cloned().unwrap_or_default();
+    let s = seen
+        .lock()
+        .unwrap()
+        .get(&claim1)
+        .cloned()
+        .unwrap_or_default();
     let (reason, message) = s.interrupted.expect("claim marked Interrupted");
     assert_eq!(reason, "SpotInterruption");
     assert!(message.contains(&id1), "{message}");
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
-    let second = next_launch(&ec2, "the replacement", &[first.clone()]).await;
+    let second = next_launch(&ec2, "the replacement", std::slice::from_ref(&first)).await;
     let (id2, ty2, claim2, zone2) = second.clone();
     assert_ne!(
         (ty2.as_str(), zone2.as_str()),
         (ty1.as_str(), zone1.as_str()),
         "the interrupted spot offering is unavailable for the replacement"
     );
-    wait_for("the first instance terminated", Duration::from_secs(60), async || {
-        (!running(&ec2).await.iter().any(|i| i.0 == id1)).then_some(())
-    })
+    wait_for(
+        "the first instance terminated",
+        Duration::from_secs(60),
+        async || (!running(&ec2).await.iter().any(|i| i.0 == id1)).then_some(()),
+    )
     .await;
 
     // 4. A scheduled change (AWS Health): the same.
     send(&sqs, &url, fixture_body("scheduled_change.json", &id2)).await;
     claim_gone(&client, &claim2).await;
-    let s = seen.lock().unwrap().get(&claim2).cloned().unwrap_or_default();
+    let s = seen
+        .lock()
+        .unwrap()
+        .get(&claim2)
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         s.interrupted.map(|x| x.0).as_deref(),
         Some("ScheduledChange")
     );
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
-    let third = next_launch(&ec2, "the second replacement", &[first.clone(), second.clone()]).await;
+    let third = next_launch(
+        &ec2,
+        "the second replacement",
+        &[first.clone(), second.clone()],
+    )
+    .await;
     let (id3, _, claim3, _) = third.clone();
 
     // 5. A state change to terminated: the claim goes, reason `gone`.
-    send(&sqs, &url, fixture_body("state_change_terminated.json", &id3)).await;
+    send(
+        &sqs,
+        &url,
+        fixture_body("state_change_terminated.json", &id3),
+    )
+    .await;
     claim_gone(&client, &claim3).await;
-    let s = seen.lock().unwrap().get(&claim3).cloned().unwrap_or_default();
+    let s = seen
+        .lock()
+        .unwrap()
+        .get(&claim3)
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         s.interrupted.map(|x| x.0).as_deref(),
         Some("InstanceStateChange")

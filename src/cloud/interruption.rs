@@ -276,12 +276,12 @@ mod tests {
 
     #[test]
     fn a_health_event_of_another_service_or_category_is_ignored() {
-        let other = fixture("scheduled_change.json").replace("\"service\": \"EC2\"", "\"service\": \"RDS\"");
+        let other = fixture("scheduled_change.json")
+            .replace("\"service\": \"EC2\"", "\"service\": \"RDS\"");
         let m = parse(&other).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.kind, Kind::Other);
         assert!(matches!(decide(&m), Decision::Ignore(_)));
-        let issue = fixture("scheduled_change.json")
-            .replace("\"scheduledChange\"", "\"issue\"");
+        let issue = fixture("scheduled_change.json").replace("\"scheduledChange\"", "\"issue\"");
         let m = parse(&issue).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.kind, Kind::Other);
     }
