@@ -560,6 +560,9 @@ fn the_iam_policy_allows_every_aws_call_the_code_makes() {
         "ec2:CreateFleet",
         "ec2:TerminateInstances",
         "ec2:DescribeInstances",
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
     ] {
         assert!(calls.contains(must), "scan missed {must}: {calls:?}");
     }
