@@ -531,3 +531,137 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     drop(kube);
     drop(moto);
 }
+
+/// A follower leaves the queue alone: a message stays visible, unreceived,
+/// until this replica holds the lease; then it is handled (here: deleted as
+/// malformed) at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_receives() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    const LEASE: &str = "intr-lease";
+    let moto = support::moto().await;
+    let kube = kube_support::kube_exclusive().await;
+    let ec2 = moto.ec2().await;
+    world::setup(&ec2).await;
+    world::node_role(&moto.settings()).await;
+    let client = kube.client().await;
+    apply_crds(&client).await;
+    clean_cluster(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("general.policy"), POLICY).expect("policy");
+    let aws = nodewright::cloud::ec2::load(&moto.settings()).await;
+    let sqs = nodewright::cloud::ec2::sqs(&aws);
+    let url = sqs
+        .create_queue()
+        .queue_name("intr-follower")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("queue URL");
+
+    // Another replica holds the lease.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let _ = leases.delete(LEASE, &DeleteParams::default()).await;
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": LEASE},
+        "spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 600,
+            "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now())}
+    }))
+    .expect("lease");
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create the lease");
+
+    let mut opts = Options::new(
+        vec![dir.path().to_path_buf()],
+        nodewright::cloud::userdata::ClusterInfo {
+            name: CLUSTER.into(),
+            endpoint: kube.server.clone(),
+            ca_bundle: String::new(),
+            service_cidr: "10.0.0.0/24".into(),
+        },
+        moto.settings(),
+    );
+    opts.resync = Duration::from_millis(500);
+    opts.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    // By URL this time.
+    opts.interruption_queue = Some(url.clone());
+    let mut leader = nodewright::controller::leader::LeaderOptions::new(
+        LEASE.into(),
+        "default".into(),
+        "replica-a".into(),
+    );
+    leader.lease_duration = Duration::from_secs(3);
+    leader.renew_every = Duration::from_secs(1);
+    leader.retry = Duration::from_millis(500);
+    opts.leader = Some(leader);
+    let catalog = Arc::new(nodewright::catalog::Catalog::embedded().expect("catalog"));
+    let controller = Controller::new(opts, catalog).await.expect("starts");
+    let addr = controller.metrics_addr().expect("metrics");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let run_client = client.clone();
+    let task = tokio::spawn(async move {
+        controller.run(run_client, rx).await.expect("runs");
+    });
+    let metrics = || {
+        let (_, text) = support::http(addr.port(), "GET", "/metrics", "").expect("metrics");
+        text
+    };
+    wait_for(
+        "the follower's first metrics",
+        Duration::from_secs(30),
+        async || {
+            metrics()
+                .contains("nodewright_controller_leader 0")
+                .then_some(())
+        },
+    )
+    .await;
+
+    send(&sqs, &url, "not an event".into()).await;
+    // Long enough for a receiving task to have taken it (it looks every second).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let visible = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .cloned()
+        });
+    assert_eq!(
+        visible.as_deref(),
+        Some("1"),
+        "a follower received the message"
+    );
+    assert_eq!(metric(&metrics(), "malformed", "malformed"), 0.0);
+
+    // The other replica gives the lease up: this one leads and handles the message.
+    let free = serde_json::json!({"spec": {"holderIdentity": null, "renewTime": null,
+        "acquireTime": null, "leaseDurationSeconds": null}});
+    leases
+        .patch(LEASE, &PatchParams::default(), &Patch::Merge(&free))
+        .await
+        .expect("release the lease");
+    wait_for(
+        "the leader to delete the message",
+        Duration::from_secs(60),
+        async || {
+            (metric(&metrics(), "malformed", "malformed") == 1.0 && queue_empty(&sqs, &url).await)
+                .then_some(())
+        },
+    )
+    .await;
+
+    stop.send(true).expect("stop");
+    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    drop(kube);
+    drop(moto);
+}
