@@ -304,7 +304,8 @@ impl Queue {
             if t.deleting {
                 continue;
             }
-            if !self.gate.open() {
+            if !self.leads() {
+                // No longer the leader: the message stays for the next one.
                 return (m.kind, Outcome::Error);
             }
             let message = format!(

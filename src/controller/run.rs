@@ -1101,7 +1101,7 @@ pub(super) struct Gate {
 impl Gate {
     /// Asked before every write: a pass abandoned here leaves nothing half
     /// done that the next leader's pass does not pick up from the cluster.
-    pub(super) fn open(&self) -> bool {
+    fn open(&self) -> bool {
         let leads = self.standing.borrow().may_act(std::time::SystemTime::now());
         let stopping = *self.shutdown.borrow();
         if leads && !stopping {
