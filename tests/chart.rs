@@ -159,6 +159,11 @@ fn value_sets_render_what_they_set() {
         .collect();
     assert!(args.contains(&"--leader-elect=true"), "{args:?}");
     assert!(args.contains(&"--lease-name=nodewright-controller"));
+    // No queue by default: no interruption handling.
+    assert!(
+        !args.iter().any(|a| a.starts_with("--interruption-queue")),
+        "{args:?}"
+    );
     let env = |c: &serde_json::Value, name: &str| {
         c["env"]
             .as_array()
@@ -202,6 +207,19 @@ fn value_sets_render_what_they_set() {
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env(c, "NODEWRIGHT_LOG_FORMAT").unwrap()["value"], "text");
     assert_eq!(env(c, "AWS_REGION").unwrap()["value"], "us-east-1");
+    let args_of = |c: &serde_json::Value| -> Vec<String> {
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        args_of(c).contains(&"--interruption-queue=nodewright-prod-east".to_string()),
+        "{:?}",
+        args_of(c)
+    );
 
     let custom = render(Some(VALUE_SETS[1]), "nodewright");
     let dep = of_kind(&custom, "Deployment")[0];
@@ -542,6 +560,9 @@ fn the_iam_policy_allows_every_aws_call_the_code_makes() {
         "ec2:CreateFleet",
         "ec2:TerminateInstances",
         "ec2:DescribeInstances",
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
     ] {
         assert!(calls.contains(must), "scan missed {must}: {calls:?}");
     }

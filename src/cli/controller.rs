@@ -88,6 +88,13 @@ pub(super) struct ControllerArgs {
     /// The leader renews the lease this often (seconds, less than the duration).
     #[arg(long, default_value_t = 5)]
     pub lease_renew_secs: u64,
+    /// The SQS queue (name or URL) that EventBridge feeds with spot
+    /// interruption warnings, rebalance recommendations, scheduled changes
+    /// and instance state changes (the queue Karpenter's CloudFormation
+    /// creates works as is). Interrupted nodes are replaced at once and their
+    /// spot offering avoided for a while. Unset: no interruption handling.
+    #[arg(long, env = "NODEWRIGHT_INTERRUPTION_QUEUE")]
+    pub interruption_queue: Option<String>,
     /// This replica's name in the Lease (default: POD_NAME, else the host's
     /// name with a random suffix).
     #[arg(long)]
@@ -123,6 +130,7 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.gc.orphan_grace = Duration::from_secs(a.orphan_grace_secs);
     opts.metrics_addr = Some(a.metrics_addr);
     opts.reload.allow_empty = a.allow_empty_policy;
+    opts.interruption_queue = a.interruption_queue.clone().filter(|q| !q.is_empty());
     opts.catalog_refresh = Duration::from_secs(a.catalog_refresh_secs.max(1));
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async move {

@@ -57,6 +57,11 @@ pub fn iam(config: &aws_config::SdkConfig) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::new(config)
 }
 
+/// An SQS client (the interruption queue) from the same configuration.
+pub fn sqs(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
 /// The AWS configuration every client is built from: the standard chain
 /// (region from `--region` / `AWS_REGION` / the profile / IMDS), overridden
 /// by `settings`, with the SDK's retries off and our HTTPS client.

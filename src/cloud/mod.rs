@@ -7,7 +7,8 @@
 //! `discover` reads the live catalog from EC2's describe APIs and `refresh`
 //! keeps the controller's copy fresh, `iam` makes the instance profiles of
 //! node classes that name a role, `ssm` turns AMI aliases into image
-//! ids through the public parameters EKS publishes, `retry`
+//! ids through the public parameters EKS publishes, `interruption` reads
+//! the messages of the interruption queue (spot warnings, health events), `retry`
 //! decides what is worth retrying, and `tags` names the tags on what we
 //! create. The offerings EC2 recently refused are remembered in
 //! `catalog::availability`, beside the catalog the solver reads: the
@@ -24,6 +25,7 @@ pub mod ec2;
 pub mod fleet;
 #[cfg(feature = "aws")]
 pub mod iam;
+pub mod interruption;
 #[cfg(feature = "aws")]
 pub mod launcher;
 #[cfg(feature = "aws")]

@@ -12,6 +12,8 @@
 //! the solver and EC2, and `metrics` counts it; `stores` keeps the watch
 //! caches a pass reads, and `clock` times passes.
 //! `leader` decides, from a Lease, which of two replicas acts.
+//! `interruption` reads the interruption queue (spot warnings, scheduled
+//! changes, state changes) in a task of its own, on the leader only.
 
 // Without the `controller` feature there is no run loop to call the pure steps; they still
 // build, and their unit tests run, in every build.
@@ -42,6 +44,8 @@ mod catalog_report;
 mod clock;
 #[cfg(feature = "controller")]
 mod disruption;
+#[cfg(feature = "controller")]
+mod interruption;
 #[cfg(feature = "controller")]
 mod kube_version;
 #[cfg(feature = "controller")]

@@ -81,6 +81,9 @@ pub struct Options {
     /// Leader election on a Lease, so that of two replicas only one acts;
     /// None: this process always acts (one replica only).
     pub leader: Option<LeaderOptions>,
+    /// The SQS queue (name or URL) EventBridge feeds with interruption
+    /// events (`interruption`); None: no interruption handling.
+    pub interruption_queue: Option<String>,
 }
 
 impl Options {
@@ -100,6 +103,7 @@ impl Options {
             catalog_refresh: DEFAULT_REFRESH,
             gc: GcOptions::default(),
             leader: None,
+            interruption_queue: None,
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct Controller {
     reloader: Arc<Reloader>,
     catalog: CatalogSource,
     metrics: Metrics,
+    /// `nodewright_interruption_messages_total{kind, outcome}`.
+    interruption_messages: super::interruption::MessageCounter,
     ready: Arc<AtomicBool>,
     /// Whether this replica leads (served on `/readyz`).
     leading: Arc<AtomicBool>,
@@ -170,6 +176,12 @@ impl Controller {
         reloader.register_metrics(&mut registry);
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));
         metrics.catalog_types.set(catalog.get().types.len() as i64);
+        let interruption_messages = super::interruption::MessageCounter::default();
+        registry.register(
+            "interruption_messages",
+            "Interruption queue messages, by kind and by what became of them",
+            interruption_messages.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let ready = Arc::new(AtomicBool::new(false));
         let leading = Arc::new(AtomicBool::new(opts.leader.is_none()));
@@ -195,6 +207,7 @@ impl Controller {
             reloader,
             catalog,
             metrics,
+            interruption_messages,
             ready,
             leading,
             metrics_addr,
@@ -291,6 +304,24 @@ impl Controller {
             closed: AtomicBool::new(false),
         };
         let mut term = 0;
+        // The interruption queue, read by the leader only (its own gate, same standing).
+        let interruption_task = self.opts.interruption_queue.clone().map(|queue| {
+            tokio::spawn(
+                super::interruption::Queue {
+                    sqs: crate::cloud::ec2::sqs(&aws),
+                    queue,
+                    client: client.clone(),
+                    unavailable: Arc::clone(&unavailable),
+                    gate: Gate {
+                        standing: gate.standing.clone(),
+                        shutdown: shutdown.clone(),
+                        closed: AtomicBool::new(false),
+                    },
+                    messages: self.interruption_messages.clone(),
+                }
+                .run(),
+            )
+        });
 
         let mut state = State::default();
         let recorder = Recorder::new(
@@ -361,6 +392,9 @@ impl Controller {
             }
         }
         version_task.abort();
+        if let Some(t) = interruption_task {
+            t.abort();
+        }
         if let Some(t) = refresh_task {
             t.abort();
         }
@@ -683,13 +717,7 @@ impl Controller {
                     }
                 }
                 disruption::Step::Remove { claim, reason } => {
-                    match terminate::request_removal(
-                        io.client,
-                        &claim,
-                        reason.as_str(),
-                    )
-                    .await
-                    {
+                    match terminate::request_removal(io.client, &claim, reason.as_str()).await {
                         Ok(()) => {
                             self.metrics
                                 .disruptions
@@ -1546,11 +1574,11 @@ struct Io<'a> {
 }
 
 /// Whether a write may go out: this replica leads and is not shutting down.
-struct Gate {
-    standing: tokio::sync::watch::Receiver<Standing>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+pub(super) struct Gate {
+    pub(super) standing: tokio::sync::watch::Receiver<Standing>,
+    pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Set when the gate first refuses in a pass (logged once).
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
 }
 
 impl Gate {

@@ -32,6 +32,9 @@ pub(crate) const REGISTERED: &str = "Registered";
 pub(crate) const INITIALIZED: &str = "Initialized";
 /// Condition: launched, registered, initialized, and the Node Ready.
 pub(crate) const READY: &str = "Ready";
+/// Condition: an interruption message (spot warning, scheduled change, state
+/// change) named the claim's instance; the claim is being removed.
+pub(crate) const INTERRUPTED: &str = "Interrupted";
 
 /// Resources every node reports; any other name (`nvidia.com/gpu`) waits for a device plugin.
 const STANDARD_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage", "pods"];
@@ -171,6 +174,18 @@ pub(crate) fn set_condition(
             observed_generation: None,
         }),
     }
+}
+
+/// The status of a claim an interruption message named: `Interrupted`, with why.
+pub(crate) fn interrupted(
+    prev: &NodeClaimStatus,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> NodeClaimStatus {
+    let mut s = prev.clone();
+    set_condition(&mut s.conditions, INTERRUPTED, true, reason, message, now);
+    s
 }
 
 /// What EC2 launched for a claim.
