@@ -24,9 +24,21 @@ pub fn same_launch(a: &PlannedNode, b: &PlannedNode) -> bool {
         && a.capacity_type == b.capacity_type
         && a.instance_type == b.instance_type
         && a.instance_type_options == b.instance_type_options
-        && a.labels == b.labels
+        && same_labels(&a.labels, &b.labels)
         && a.taints == b.taints
         && a.startup_taints == b.startup_taints
+}
+
+/// Labels equal but for the claim's own (`nodewright.io/claim`), which names
+/// each node and is written on its Node by the controller, not by EC2.
+fn same_labels(
+    a: &std::collections::BTreeMap<String, String>,
+    b: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let claim = crate::catalog::node_labels::CLAIM_LABEL;
+    a.iter()
+        .filter(|(k, _)| k.as_str() != claim)
+        .eq(b.iter().filter(|(k, _)| k.as_str() != claim))
 }
 
 /// The planned nodes one CreateFleet each can launch together: indices of

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::catalog::node_labels::{is_offering_key, pool_labels};
+use crate::catalog::node_labels::{CLAIM_LABEL, is_offering_key, pool_labels};
 use crate::ir::{KubeletConfig, Pool, Taint};
 
 /// What every node needs to join the cluster.
@@ -71,7 +71,9 @@ pub fn bootstrap_labels(
 ) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = planned
         .iter()
-        .filter(|(k, _)| !is_offering_key(k))
+        // The claim's own label differs per node: the controller writes it on
+        // the Node, so one launch template (and one fleet) serves many claims.
+        .filter(|(k, _)| !is_offering_key(k) && k.as_str() != CLAIM_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     m.extend(pool_labels(pool));
