@@ -188,3 +188,13 @@ fn daemonset_pods_count_in_pod_anti_affinity() {
     let reasons = plan.unschedulable[0].reasons.join("; ");
     assert!(reasons.contains("DaemonSet default/log-agent"), "{reasons}");
 }
+
+/// Two pods each requiring the other on their node: kube-scheduler binds
+/// neither (the first-pod exception needs a pod matching its own term), so
+/// the plan calls both unschedulable.
+#[test]
+fn affinity_cycle_without_self_match_is_unschedulable() {
+    let plan = plan("affinity-cycle");
+    assert!(plan.nodes.is_empty(), "{:?}", plan.nodes);
+    assert_eq!(plan.unschedulable.len(), 2, "{:?}", plan.unschedulable);
+}
