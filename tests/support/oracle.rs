@@ -1398,8 +1398,7 @@ async fn second_direction(
         // pod is skipped when the explanation says offerings fit it (it was
         // kept out by topology, pod (anti-)affinity, host ports held by its
         // replicas, or the pool's limits), as when a limit is reached.
-        if u
-            .reasons
+        if u.reasons
             .iter()
             .any(|r| r.contains(": limit reached: ") || r.contains(" offering(s) fit this pod"))
         {
