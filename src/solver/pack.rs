@@ -580,7 +580,7 @@ impl<'t, 'a> Packer<'t, 'a> {
     fn domains(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let input: &'a SolveInput<'a> = self.t.input;
         let class = &input.workload.classes[c];
-        // A class whose hostname anti-affinity selects DaemonSet pods loses
+        // A class whose anti-affinity selects DaemonSet pods loses
         // those DaemonSets' offerings (`Tables::ds_pod_block`): its own entry.
         let per_class = !self.t.class_rules[c].is_empty()
             || !self.t.class_prefer[c].is_empty()

@@ -383,15 +383,16 @@ fn pool_only_key(key: &str) -> bool {
     key == labels::NODEPOOL || key == labels::HOSTNAME
 }
 
-/// Whether a required hostname anti-affinity term of `class` selects the
+/// Whether a required anti-affinity term of `class` selects the
 /// pods of some DaemonSet (then its offerings depend on more than its node
 /// constraints).
 pub(crate) fn has_ds_anti_terms(input: &SolveInput<'_>, class: &PodClass) -> bool {
     ds_anti_terms(input, class).next().is_some()
 }
 
-/// The (required hostname anti-affinity term of `class`, DaemonSet whose
-/// pods it selects) pairs: such a DaemonSet's nodes are closed to the class.
+/// The (required anti-affinity term of `class`, DaemonSet whose pods it
+/// selects) pairs: such a DaemonSet's nodes are closed to the class (its
+/// pod there shares every domain of the node, whatever the key).
 fn ds_anti_terms<'i>(
     input: &SolveInput<'i>,
     class: &'i PodClass,
@@ -399,7 +400,7 @@ fn ds_anti_terms<'i>(
     class
         .pod_affinity
         .iter()
-        .filter(|a| a.anti && a.weight.is_none() && a.topology_key == labels::HOSTNAME)
+        .filter(|a| a.anti && a.weight.is_none())
         .flat_map(move |a| {
             input.workload.daemonsets.iter().filter_map(move |ds| {
                 let ns_ok = a.all_namespaces
@@ -813,8 +814,8 @@ impl<'a> Tables<'a> {
         b
     }
 
-    /// The DaemonSet whose pods a required hostname anti-affinity term of
-    /// class `c` selects, on nodes of pool `p` launched from offering `o`:
+    /// The DaemonSet whose pods a required anti-affinity term of class `c`
+    /// selects, on nodes of pool `p` launched from offering `o`:
     /// kube-scheduler counts DaemonSet pods like any other, and one runs on
     /// every node its DaemonSet selects, so the class can never go there.
     pub fn ds_pod_block(&self, p: usize, c: usize, o: usize) -> Option<String> {
