@@ -45,12 +45,7 @@ fn cases() -> u32 {
 /// yet, each with its regression case in `tests/oracle/cases/`. They are
 /// counted and printed, not failed, so the corpus keeps guarding everything
 /// else; delete the line with the fix.
-const KNOWN_BUGS: &[&str] = &[
-    // tests/oracle/cases/anti-affinity-capacity-type-symmetric: the packer
-    // records required anti-affinity of placed pods for hostname and zone
-    // only, so a pod it excludes by capacity type is placed beside it.
-    "anti-affinity on karpenter.sh/capacity-type violated",
-];
+const KNOWN_BUGS: &[&str] = &[];
 
 /// What one case gave, for the totals.
 #[derive(Default)]

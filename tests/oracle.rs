@@ -269,23 +269,17 @@ async fn wrong_plans_are_refused() {
     );
 }
 
-/// The generated corpus: a fixed seed, 24 cases unless `PROPTEST_CASES` says
-/// otherwise, little shrinking (each case takes a cluster round).
+/// The generated corpus: the same seeded cases as tests/corpus.rs draws
+/// (`corpus::runner`), 24 unless `PROPTEST_CASES` says otherwise, little
+/// shrinking (each case takes a cluster round).
 #[test]
 fn corpus_binds_as_planned() {
-    use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
     let config = Config {
-        cases,
         max_shrink_iters: 8,
-        failure_persistence: None,
-        ..Config::default()
+        ..corpus::runner(24).config().clone()
     };
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[0x5e; 32]);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = TestRunner::new(config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -230,6 +230,8 @@ pub(crate) fn reasons_with(t: &mut Tables<'_>, c: usize) -> Vec<String> {
                 (msg, 0)
             } else if let Some(msg) = t.ds_port_block(p, c, oi) {
                 (msg, 0)
+            } else if let Some(msg) = t.ds_pod_block(p, c, oi) {
+                (msg, 0)
             } else if !usable_class.get(oi) {
                 ("node requirements of the pod not met".to_string(), 0)
             } else if copies(&req, &t.pools[p].net[oi]) == 0 {

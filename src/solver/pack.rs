@@ -153,6 +153,9 @@ pub struct Packer<'t, 'a> {
     /// pods look only at these.
     sel_nodes: Vec<Vec<usize>>,
     anti_zone: Vec<Vec<usize>>,
+    /// Per capacity type: selectors of required anti-affinity terms on
+    /// capacity type of pods placed there (the symmetric check).
+    anti_ct: [Vec<usize>; 2],
     pool_used: Vec<Rv>,
     reqs: Vec<Rv>,
     /// The resource dimensions this solve uses (`tables::active_dims`).
@@ -236,6 +239,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             any_count: vec![0; nsel],
             sel_nodes: vec![Vec::new(); nsel],
             anti_zone: vec![Vec::new(); nz],
+            anti_ct: [Vec::new(), Vec::new()],
             pool_used: vec![[0; D]; input.policy.pools.len()],
             reqs,
             act: Vec::new(),
@@ -576,7 +580,11 @@ impl<'t, 'a> Packer<'t, 'a> {
     fn domains(&mut self, c: usize, v: &Variant) -> (Vec<Bits>, u64, u8) {
         let input: &'a SolveInput<'a> = self.t.input;
         let class = &input.workload.classes[c];
-        let per_class = !self.t.class_rules[c].is_empty() || !self.t.class_prefer[c].is_empty();
+        // A class whose anti-affinity selects DaemonSet pods loses
+        // those DaemonSets' offerings (`Tables::ds_pod_block`): its own entry.
+        let per_class = !self.t.class_rules[c].is_empty()
+            || !self.t.class_prefer[c].is_empty()
+            || super::tables::has_ds_anti_terms(input, class);
         let key = DomKey {
             class: if per_class { c } else { usize::MAX },
             node_selector: &class.node_selector,
@@ -670,6 +678,13 @@ impl<'t, 'a> Packer<'t, 'a> {
         }
         if let Some(z) = zone
             && self.anti_zone[z as usize]
+                .iter()
+                .any(|s| self.topo.class_match[c][*s])
+        {
+            return 0;
+        }
+        if let Some(x) = ct
+            && self.anti_ct[ct_idx(x)]
                 .iter()
                 .any(|s| self.topo.class_match[c][*s])
         {
@@ -1050,7 +1065,13 @@ impl<'t, 'a> Packer<'t, 'a> {
                             }
                         }
                     }
-                    TKey::CapacityType => {}
+                    TKey::CapacityType => {
+                        if let Some(x) = ct
+                            && !self.anti_ct[ct_idx(x)].contains(&a.sel)
+                        {
+                            self.anti_ct[ct_idx(x)].push(a.sel);
+                        }
+                    }
                 }
             }
         }

@@ -383,6 +383,37 @@ fn pool_only_key(key: &str) -> bool {
     key == labels::NODEPOOL || key == labels::HOSTNAME
 }
 
+/// Whether a required anti-affinity term of `class` selects the
+/// pods of some DaemonSet (then its offerings depend on more than its node
+/// constraints).
+pub(crate) fn has_ds_anti_terms(input: &SolveInput<'_>, class: &PodClass) -> bool {
+    ds_anti_terms(input, class).next().is_some()
+}
+
+/// The (required anti-affinity term of `class`, DaemonSet whose pods it
+/// selects) pairs: such a DaemonSet's nodes are closed to the class (its
+/// pod there shares every domain of the node, whatever the key).
+fn ds_anti_terms<'i>(
+    input: &SolveInput<'i>,
+    class: &'i PodClass,
+) -> impl Iterator<Item = (&'i crate::workload::PodAffinityTerm, &'i DaemonSetOverhead)> {
+    class
+        .pod_affinity
+        .iter()
+        .filter(|a| a.anti && a.weight.is_none())
+        .flat_map(move |a| {
+            input.workload.daemonsets.iter().filter_map(move |ds| {
+                let ns_ok = a.all_namespaces
+                    || if a.namespaces.is_empty() {
+                        ds.namespace == class.namespace
+                    } else {
+                        a.namespaces.contains(&ds.namespace)
+                    };
+                (ns_ok && a.selector.matches(&ds.labels)).then_some((a, ds))
+            })
+        })
+}
+
 /// Whether a DaemonSet would run on nodes of `pool` launched from `o`.
 pub fn daemonset_runs(cat: &Catalog, pool: &Pool, o: &Offering, ds: &DaemonSetOverhead) -> bool {
     if untolerated(&ds.tolerations, &pool.taints).is_some() {
@@ -773,7 +804,33 @@ impl<'a> Tables<'a> {
                 }
             }
         }
+        if ds_anti_terms(input, class).next().is_some() {
+            for i in b.iter().collect::<Vec<_>>() {
+                if self.ds_pod_block(p, c, i).is_some() {
+                    b.clear(i);
+                }
+            }
+        }
         b
+    }
+
+    /// The DaemonSet whose pods a required anti-affinity term of class `c`
+    /// selects, on nodes of pool `p` launched from offering `o`:
+    /// kube-scheduler counts DaemonSet pods like any other, and one runs on
+    /// every node its DaemonSet selects, so the class can never go there.
+    pub fn ds_pod_block(&self, p: usize, c: usize, o: usize) -> Option<String> {
+        let input = self.input;
+        let class = &input.workload.classes[c];
+        let pool = &input.policy.pools[p];
+        let off = input.catalog.offerings.get(o)?;
+        ds_anti_terms(input, class).find_map(|(a, ds)| {
+            daemonset_runs(input.catalog, pool, off, ds).then(|| {
+                format!(
+                    "pod anti-affinity on {} selects the pods of DaemonSet {}/{}",
+                    a.topology_key, ds.namespace, ds.name
+                )
+            })
+        })
     }
 
     /// The DaemonSet holding a host port class `c` needs, on nodes of pool

@@ -153,6 +153,7 @@ fn daemonset_overhead_counts_where_it_runs() {
             required_affinity: vec![],
             tolerations: vec![],
             host_ports: vec![],
+            labels: Default::default(),
         }],
         nodes: vec![],
     };
@@ -511,6 +512,7 @@ fn pools_share_tables_and_agree_with_compiling_alone() {
             required_affinity: vec![],
             tolerations: vec![],
             host_ports: vec![],
+            labels: Default::default(),
         }],
         nodes: vec![],
     };

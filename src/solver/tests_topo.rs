@@ -163,3 +163,38 @@ fn anti_affinity_across_namespaces_keeps_tenants_apart() {
         assert!(!(a && b), "{}: {:?}", n.name, n.pods);
     }
 }
+
+/// Required anti-affinity on capacity type is symmetric: with one spot-only
+/// pool, `backend` (anti to `frontend`) and `frontend` cannot both run.
+/// Before the packer recorded placed pods' capacity-type anti-affinity, both
+/// went onto one spot node and the validator refused the plan.
+#[test]
+fn anti_affinity_on_capacity_type_is_symmetric() {
+    let plan = plan("anti-affinity-capacity-type-symmetric");
+    assert_eq!(plan.unschedulable.len(), 1, "{:?}", plan.unschedulable);
+    let placed: usize = plan.nodes.iter().map(|n| n.pods.len()).sum();
+    assert_eq!(placed, 1);
+}
+
+/// DaemonSet pods count in pod anti-affinity: every node runs a `log-agent`
+/// pod labelled tier=backend, and `web` refuses a node with a tier=backend
+/// pod, so `web` is unschedulable, with the DaemonSet named. Before, the
+/// plan placed both replicas and kube-scheduler refused them.
+#[test]
+fn daemonset_pods_count_in_pod_anti_affinity() {
+    let plan = plan("daemonset-pods-in-pod-anti-affinity");
+    assert!(plan.nodes.is_empty(), "{:?}", plan.nodes);
+    assert_eq!(plan.unschedulable.len(), 2, "{:?}", plan.unschedulable);
+    let reasons = plan.unschedulable[0].reasons.join("; ");
+    assert!(reasons.contains("DaemonSet default/log-agent"), "{reasons}");
+}
+
+/// Two pods each requiring the other on their node: kube-scheduler binds
+/// neither (the first-pod exception needs a pod matching its own term), so
+/// the plan calls both unschedulable.
+#[test]
+fn affinity_cycle_without_self_match_is_unschedulable() {
+    let plan = plan("affinity-cycle");
+    assert!(plan.nodes.is_empty(), "{:?}", plan.nodes);
+    assert_eq!(plan.unschedulable.len(), 2, "{:?}", plan.unschedulable);
+}

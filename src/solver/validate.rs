@@ -233,6 +233,8 @@ pub fn validate_options_of(
     let any_ports = w.classes.iter().any(|c| !c.host_ports.is_empty());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut places: HashMap<String, Place> = HashMap::new();
+    // DaemonSet pods on the new nodes: counted in pod (anti-)affinity.
+    let mut ds_pods: Vec<(&DaemonSetOverhead, Place)> = Vec::new();
     let mut pool_usage: Vec<Resources> = vec![Resources::zero(); input.policy.pools.len()];
     for en in &w.nodes {
         if let Some(pi) = en
@@ -284,6 +286,16 @@ pub fn validate_options_of(
         let ty = &cat.types[off.type_index as usize];
         pool_usage[pi].add(&ty.capacity);
         let mut used = ds_overhead(input, pool, &lbl);
+        for ds in ds_running(input, pool, &lbl) {
+            if !ds.labels.is_empty() {
+                let place = Place {
+                    new: Some(ni),
+                    existing: None,
+                    labels: lbl.clone(),
+                };
+                ds_pods.push((ds, place));
+            }
+        }
         for pod in &n.pods {
             *seen.entry(pod.as_str()).or_insert(0) += 1;
             let Some(&ci) = class_of.get(pod) else {
@@ -478,7 +490,7 @@ pub fn validate_options_of(
     if (total - plan.total_price_per_hour).abs() > 1e-6 * total.max(1.0) {
         errs.push("total_price_per_hour is not the sum of node prices".into());
     }
-    errs.extend(check_topology(input, &class_of, &places));
+    errs.extend(check_topology(input, &class_of, &places, &ds_pods));
     errs
 }
 
@@ -563,6 +575,7 @@ fn check_topology(
     input: &SolveInput<'_>,
     class_of: &HashMap<String, usize>,
     places: &HashMap<String, Place>,
+    ds_pods: &[(&DaemonSetOverhead, Place)],
 ) -> Vec<String> {
     let mut errs = Vec::new();
     let w = input.workload;
@@ -583,6 +596,14 @@ fn check_topology(
                 place: (*pl).clone(),
             });
         }
+    }
+    // kube-scheduler counts a DaemonSet's pod on every node it runs on.
+    for (ds, place) in ds_pods {
+        counted.push(Counted {
+            ns: &ds.namespace,
+            labels: &ds.labels,
+            place: place.clone(),
+        });
     }
     for (ei, en) in w.nodes.iter().enumerate() {
         for bp in &en.pods {

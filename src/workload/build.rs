@@ -629,7 +629,7 @@ impl<'a> Builder<'a> {
 
     fn daemon_set(&mut self, ctx: &mut Ctx, at: &At, d: &DaemonSet) -> Result<(), WorkloadError> {
         let spec = required(ctx, at, "DaemonSet", d.spec.as_ref())?;
-        let (pspec, _labels) =
+        let (pspec, labels) =
             template(ctx, at, "DaemonSet", "spec.template", Some(&spec.template))?;
         let sp = Path::dotted("spec.template.spec");
         let requests = pods::pod_requests(ctx, at, &sp, pspec)?;
@@ -643,6 +643,7 @@ impl<'a> Builder<'a> {
             required_affinity,
             tolerations,
             host_ports: pods::host_ports(pspec),
+            labels,
         });
         Ok(())
     }

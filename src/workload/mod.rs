@@ -305,6 +305,10 @@ pub struct DaemonSetOverhead {
     /// Host ports its pods hold on every node they run on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<HostPort>,
+    /// Its pods' labels: kube-scheduler counts DaemonSet pods in pod
+    /// (anti-)affinity and topology spread like any other pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A node already in the cluster.

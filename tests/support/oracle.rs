@@ -1372,7 +1372,9 @@ async fn volume_controller(client: &kube::Client) {
 
 /// For each unschedulable pod, up to [`SAMPLE`] offerings of the pools:
 /// a lone node of that offering, and kube-scheduler must refuse the pod.
-/// Pods a pool limit keeps out are skipped (a lone node has no limit to reach).
+/// Pods a pool limit keeps out are skipped (a lone node has no limit to reach),
+/// and so are pods the explanation says some offering fits (other pods kept
+/// them out: a lone node cannot show it).
 async fn second_direction(
     cluster: &Cluster,
     client: &kube::Client,
@@ -1392,7 +1394,14 @@ async fn second_direction(
         if !seen.insert(class.id.clone()) {
             continue;
         }
-        if u.reasons.iter().any(|r| r.contains(": limit reached: ")) {
+        // A lone node cannot show what other pods or a pool limit do: the
+        // pod is skipped when the explanation says offerings fit it (it was
+        // kept out by topology, pod (anti-)affinity, host ports held by its
+        // replicas, or the pool's limits), as when a limit is reached.
+        if u.reasons
+            .iter()
+            .any(|r| r.contains(": limit reached: ") || r.contains(" offering(s) fit this pod"))
+        {
             continue;
         }
         if honours_taints(class).is_some() {
