@@ -16,11 +16,14 @@
 
 #[path = "support/kube.rs"]
 mod kube_support;
+#[path = "support/rbac.rs"]
+mod rbac_support;
 #[path = "support/moto.rs"]
 mod support;
 #[path = "support/ec2_world.rs"]
 mod world;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,7 @@ use kube::runtime::watcher;
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
 use nodewright::controller::nodeclaim::NodeClaim;
 use nodewright::controller::run::{Controller, Options};
+use nodewright::reload::WatchOptions;
 
 const CLUSTER: &str = "intr-test";
 const QUEUE: &str = "intr-test-queue";
@@ -137,57 +141,15 @@ async fn next_launch(ec2: &aws_sdk_ec2::Client, what: &str, known: &[Instance]) 
     .await
 }
 
-async fn apply_crds(admin: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
-            .expect("the committed CRD parses");
-    match Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("applying the NodeClaim CRD: {e}"),
-    }
-    let claims: Api<NodeClaim> = Api::all(admin.clone());
-    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
-        claims.list(&ListParams::default()).await.ok().map(drop)
-    })
-    .await;
+#[allow(
+    dead_code,
+    reason = "the shared harness: this binary uses its CRD and clean-up steps"
+)]
+mod ctl {
+    use super::*;
+    include!("support/ctl.rs");
 }
-
-/// Deletes every Node, NodeClaim and Pod an earlier test left.
-async fn clean_cluster(client: &kube::Client) {
-    let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
-    let claims: Api<NodeClaim> = Api::all(client.clone());
-    for c in claims.list(&ListParams::default()).await.expect("claims") {
-        if let Some(name) = c.metadata.name {
-            let _ = claims
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
-                .await;
-            let _ = claims.delete(&name, &DeleteParams::default()).await;
-        }
-    }
-    let pods: Api<Pod> = Api::all(client.clone());
-    for p in pods.list(&ListParams::default()).await.expect("pods") {
-        if let (Some(name), Some(ns)) = (p.metadata.name, p.metadata.namespace) {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let _ = api
-                .delete(&name, &DeleteParams::default().grace_period(0))
-                .await;
-        }
-    }
-    let nodes: Api<Node> = Api::all(client.clone());
-    for n in nodes.list(&ListParams::default()).await.expect("nodes") {
-        if let Some(name) = n.metadata.name {
-            let _ = nodes
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
-                .await;
-            let _ = nodes.delete(&name, &DeleteParams::default()).await;
-        }
-    }
-}
+use ctl::{apply_crds, clean_cluster};
 
 /// A pending pod marked unschedulable, as the kube-scheduler would.
 async fn unschedulable_pod(client: &kube::Client, ns: &str, name: &str) {
