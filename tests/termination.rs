@@ -213,6 +213,145 @@ fn tainted(n: &Node) -> bool {
         })
 }
 
+/// The kubelet's part: a pod an eviction deleted finishes at once.
+fn kubelet_finishing_evictions(client: &kube::Client) -> tokio::task::JoinHandle<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items {
+                    if p.metadata.deletion_timestamp.is_some() {
+                        let name = p.metadata.name.unwrap_or_default();
+                        let _ = pods
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// How many times the controllers of this process logged `needle`.
+fn times_logged(needle: &str) -> usize {
+    LOG.lock().map(|l| l.matches(needle).count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_a_drain_and_finishes_it_once() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture(NS).await;
+    configmap_publish(dir.path(), 1, &policy_text(""));
+    let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    let kubelet = kubelet_finishing_evictions(&client);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+
+    // A drain under way, held by a PodDisruptionBudget that allows nothing.
+    let (node, id, claim) = launch_one(&client, &ec2, "node-r", serde_json::json!({})).await;
+    bound_pod(&client, "held", &node, serde_json::json!({})).await;
+    pdb(&client, "held", 0).await;
+    claims
+        .delete(&claim, &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    let refused = "eviction of pod term/held refused";
+    wait_for(
+        "the eviction refused",
+        Duration::from_secs(30),
+        async || (times_logged(refused) > 0).then_some(()),
+    )
+    .await;
+    assert!(tainted(&nodes.get(&node).await.expect("node")));
+
+    // The controller stops mid-drain; a new one starts.
+    let _ = stop.send(true);
+    task.await.expect("the first controller stops cleanly");
+    let refused_before = times_logged(refused);
+    let running_at_restart = instances(&ec2, &["pending", "running"]).await;
+    let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+
+    // It resumes: the eviction is tried again, and refused again; the node
+    // stays tainted, the pod and the instance stay.
+    wait_for(
+        "the new controller retrying the eviction",
+        Duration::from_secs(30),
+        async || (times_logged(refused) > refused_before).then_some(()),
+    )
+    .await;
+    let n = nodes
+        .get(&node)
+        .await
+        .expect("the node stays while the drain waits");
+    let disrupted_taints = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .map_or(0, |ts| {
+            ts.iter()
+                .filter(|t| t.key == "nodewright.io/disrupted")
+                .count()
+        });
+    assert_eq!(disrupted_taints, 1, "tainted once: {:?}", n.spec);
+    assert_eq!(pod_state(&client, "held").await, Some(false));
+    assert!(claims.get_opt(&claim).await.expect("get").is_some());
+    assert!(
+        instances(&ec2, &["pending", "running"])
+            .await
+            .iter()
+            .any(|i| i.0 == id),
+        "the instance runs while the drain waits"
+    );
+
+    // Relaxed, the drain finishes: pod evicted, instance terminated, Node
+    // deleted, finalizer released.
+    pdb(&client, "held", 1).await;
+    gone(&client, "the drained node removed", &node, &claim).await;
+    assert_eq!(pod_state(&client, "held").await, None, "held was evicted");
+    assert!(
+        !instances(&ec2, &["pending", "running"])
+            .await
+            .iter()
+            .any(|i| i.0 == id),
+        "{id} terminated"
+    );
+    // Exactly once: one start of termination, one taint, one eviction, one end.
+    assert_eq!(
+        times_logged(&format!("claim {claim}: termination begins")),
+        1
+    );
+    assert_eq!(
+        times_logged(&format!("node {node} tainted nodewright.io/disrupted")),
+        1
+    );
+    assert_eq!(times_logged("evicted pod term/held"), 1);
+    assert_eq!(times_logged(&format!("claim {claim} terminated")), 1);
+    // The new controller launched nothing (the claim was not relaunched).
+    let now = instances(&ec2, &["pending", "running"]).await;
+    assert!(
+        now.iter().all(|i| running_at_restart.contains(i)),
+        "{now:?} vs {running_at_restart:?}"
+    );
+    assert_eq!(
+        metric(
+            &metrics(addr).await,
+            "nodewright_controller_pass_failures_total"
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+
+    kubelet.abort();
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_removal_drains_through_the_eviction_api_then_terminates() {
     let Fixture {
@@ -224,26 +363,7 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
     } = fixture(NS).await;
     configmap_publish(dir.path(), 1, &policy_text(""));
     let (addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
-    // The kubelet's part: a pod an eviction deleted finishes at once.
-    let kubelet = tokio::spawn({
-        let client = client.clone();
-        async move {
-            let pods: Api<Pod> = Api::namespaced(client, NS);
-            loop {
-                if let Ok(list) = pods.list(&ListParams::default()).await {
-                    for p in list.items {
-                        if p.metadata.deletion_timestamp.is_some() {
-                            let name = p.metadata.name.unwrap_or_default();
-                            let _ = pods
-                                .delete(&name, &DeleteParams::default().grace_period(0))
-                                .await;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
+    let kubelet = kubelet_finishing_evictions(&client);
     let nodes: Api<Node> = Api::all(client.clone());
     let claims: Api<NodeClaim> = Api::all(client.clone());
 

@@ -124,9 +124,12 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
     let ns: Api<Namespace> = Api::all(client.clone());
     let obj: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    ns.create(&PostParams::default(), &obj)
-        .await
-        .expect("create namespace");
+    // An earlier test on this control plane may have made it (its pods are cleaned).
+    match ns.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
 }
 
 /// Creates a pod and marks it unschedulable, as the kube-scheduler would.
