@@ -37,8 +37,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
 use nodewright::controller::nodeclaim::NodeClaim;
@@ -181,6 +182,52 @@ async fn pdb(client: &kube::Client, app: &str, allowed: i32) {
     api.patch_status(app, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .expect("pdb status");
+}
+
+/// A PersistentVolume bound to claim `ds-data` and attached to `node`, as
+/// the PV controller and a CSI attacher (not running here) would leave it.
+async fn ds_volume_attached(client: &kube::Client, node: &str) {
+    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pv-ds"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "", "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}
+    }))
+    .expect("pv");
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ds-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": "pv-ds",
+            "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .expect("pvc");
+    let va: VolumeAttachment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "va-ds"},
+        "spec": {"attacher": "ebs.csi.aws.com", "nodeName": node,
+            "source": {"persistentVolumeName": "pv-ds"}}
+    }))
+    .expect("volume attachment");
+    let pp = PostParams::default();
+    let exists = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        other => other.expect("create"),
+    };
+    exists(
+        Api::<PersistentVolume>::all(client.clone())
+            .create(&pp, &pv)
+            .await
+            .map(drop),
+    );
+    exists(
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+            .create(&pp, &pvc)
+            .await
+            .map(drop),
+    );
+    exists(
+        Api::<VolumeAttachment>::all(client.clone())
+            .create(&pp, &va)
+            .await
+            .map(drop),
+    );
 }
 
 /// The pod, if it exists, and whether it is being deleted.
@@ -409,13 +456,17 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
     let (node_a, id_a, claim_a) = launch_one(&client, &ec2, "node-a", serde_json::json!({})).await;
     bound_pod(&client, "web", &node_a, serde_json::json!({})).await;
     pdb(&client, "web", 0).await;
+    // The DaemonSet pod keeps its volume attached while it runs: that
+    // VolumeAttachment does not hold the node (no grace period here).
+    ds_volume_attached(&client, &node_a).await;
     bound_pod(
         &client,
         "ds",
         &node_a,
         serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1",
             "kind": "DaemonSet", "name": "ds", "uid": "00000000-0000-0000-0000-000000000001",
-            "controller": true}]}}),
+            "controller": true}]},
+            "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "ds-data"}}]}}),
     )
     .await;
     bound_pod(
@@ -481,6 +532,14 @@ async fn every_removal_drains_through_the_eviction_api_then_terminates() {
             "{p} was left alone"
         );
     }
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    assert!(
+        vas.get_opt("va-ds").await.expect("get").is_some(),
+        "the DaemonSet's volume stayed attached, and did not hold the node"
+    );
+    vas.delete("va-ds", &DeleteParams::default())
+        .await
+        .expect("delete the VolumeAttachment");
     assert!(
         !instances(&ec2, &["pending", "running"])
             .await

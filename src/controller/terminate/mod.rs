@@ -23,7 +23,7 @@ pub(crate) use io::*;
 mod io {
     use std::time::Instant;
 
-    use k8s_openapi::api::core::v1::{Node, Pod};
+    use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
     use k8s_openapi::api::storage::v1::VolumeAttachment;
     use k8s_openapi::jiff::Timestamp;
     use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams};
@@ -139,7 +139,7 @@ mod io {
             && !plan::grace_over(&facts)
             && let Some(n) = node_name
         {
-            match attachments(ctx.client, n).await {
+            match attachments(ctx.client, n, &facts.pods).await {
                 Ok(count) => facts.attachments = count,
                 Err(e) => {
                     tracing::error!("listing the VolumeAttachments of node {n}: {e}");
@@ -235,16 +235,45 @@ mod io {
         Progress::Done { instances }
     }
 
-    /// VolumeAttachments naming node `node` (`spec.nodeName`).
-    async fn attachments(client: &kube::Client, node: &str) -> Result<usize, kube::Error> {
+    /// VolumeAttachments naming node `node` (`spec.nodeName`) that hold its
+    /// termination: not those of volumes only the pods the drain leaves
+    /// alone use ([`plan::holding_attachments`]).
+    async fn attachments(
+        client: &kube::Client,
+        node: &str,
+        pods: &[&Pod],
+    ) -> Result<usize, kube::Error> {
         let api: Api<VolumeAttachment> = Api::all(client.clone());
-        Ok(api
+        let attached: Vec<Option<String>> = api
             .list(&ListParams::default())
             .await?
             .items
-            .iter()
+            .into_iter()
             .filter(|v| v.spec.node_name == node)
-            .count())
+            .map(|v| v.spec.source.persistent_volume_name)
+            .collect();
+        if attached.is_empty() || pods.is_empty() {
+            return Ok(attached.len());
+        }
+        // Which PV each claim of the remaining pods is bound to.
+        let mut bound = std::collections::HashMap::new();
+        let namespaces: std::collections::BTreeSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.namespace.as_deref())
+            .collect();
+        for ns in namespaces {
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+            for c in pvcs.list(&ListParams::default()).await?.items {
+                if let (Some(name), Some(pv)) =
+                    (c.metadata.name, c.spec.and_then(|s| s.volume_name))
+                {
+                    bound.insert((ns.to_string(), name), pv);
+                }
+            }
+        }
+        Ok(plan::holding_attachments(&attached, pods, |ns, claim| {
+            bound.get(&(ns.to_string(), claim.to_string())).cloned()
+        }))
     }
 
     /// Sets `Disrupting=True` (reason: the removal's reason, CamelCase).

@@ -10,7 +10,7 @@
 //! only memory is the eviction back-off ([`Backoffs`]); losing it costs a
 //! retry sooner, never a bypassed PodDisruptionBudget.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -105,6 +105,56 @@ pub(crate) fn skip(p: &Pod) -> Option<Skip> {
     tolerates.then_some(Skip::Tolerates)
 }
 
+/// The PersistentVolumes `pods` mount through claims: a `persistentVolumeClaim`
+/// volume names its claim, a generic `ephemeral` one owns the claim
+/// `<pod>-<volume>`; `volume_of(namespace, claim)` gives the PV a claim is
+/// bound to (None: unbound, or unknown).
+pub(crate) fn pod_volumes<'p>(
+    pods: impl IntoIterator<Item = &'p Pod>,
+    volume_of: impl Fn(&str, &str) -> Option<String>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in pods {
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        let pod = p.metadata.name.as_deref().unwrap_or_default();
+        for v in p.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let claim = match (&v.persistent_volume_claim, &v.ephemeral) {
+                (Some(c), _) => c.claim_name.clone(),
+                (None, Some(_)) => format!("{pod}-{}", v.name),
+                (None, None) => continue,
+            };
+            out.extend(volume_of(ns, &claim));
+        }
+    }
+    out
+}
+
+/// How many of the node's VolumeAttachments hold its termination.
+///
+/// `attached` are the PersistentVolume names of the VolumeAttachments
+/// naming the node (None: an inline volume with no PV). A volume used only
+/// by pods the drain leaves alone ([`skip`]: DaemonSet, mirror, tolerating
+/// pods) stays attached while they run, so waiting for it would hold the
+/// node until the grace period; like Karpenter, those are not waited for.
+/// A volume a drained pod also uses is waited for.
+pub(crate) fn holding_attachments(
+    attached: &[Option<String>],
+    pods: &[&Pod],
+    volume_of: impl Fn(&str, &str) -> Option<String>,
+) -> usize {
+    let (skipped, drained): (Vec<&Pod>, Vec<&Pod>) =
+        pods.iter().copied().partition(|p| skip(p).is_some());
+    let of_skipped = pod_volumes(skipped, &volume_of);
+    let of_drained = pod_volumes(drained, &volume_of);
+    attached
+        .iter()
+        .filter(|pv| match pv {
+            Some(pv) => !of_skipped.contains(pv) || of_drained.contains(pv),
+            None => true,
+        })
+        .count()
+}
+
 /// What a pass knows about one terminating claim.
 #[derive(Debug, Clone)]
 pub(crate) struct Facts<'a> {
@@ -112,7 +162,7 @@ pub(crate) struct Facts<'a> {
     pub node: Option<&'a Node>,
     /// The pods bound to that Node.
     pub pods: Vec<&'a Pod>,
-    /// VolumeAttachments naming that Node.
+    /// VolumeAttachments naming that Node that hold it ([`holding_attachments`]).
     pub attachments: usize,
     /// The pool's `termination-grace-period` (None: wait for ever).
     pub grace: Option<Duration>,
@@ -437,6 +487,53 @@ mod tests {
             .into()
         )));
         assert!(!do_not_disrupt(None));
+    }
+
+    #[test]
+    fn volumes_only_skipped_pods_use_do_not_hold_the_node() {
+        let ds = pod(
+            "ds",
+            serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1",
+                "kind": "DaemonSet", "name": "d", "uid": "u"}]},
+                "spec": {"volumes": [{"name": "logs", "persistentVolumeClaim": {"claimName": "ds-logs"}},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                    {"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}},
+                    {"name": "cfg", "configMap": {"name": "x"}}]}}),
+        );
+        let web = pod(
+            "web",
+            serde_json::json!({"spec": {"volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}]}}),
+        );
+        let pv = |ns: &str, claim: &str| -> Option<String> {
+            assert_eq!(ns, "ns");
+            match claim {
+                "ds-logs" => Some("pv-logs".into()),
+                "ds-scratch" => Some("pv-scratch".into()),
+                "shared" => Some("pv-shared".into()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            pod_volumes([&ds], pv).into_iter().collect::<Vec<_>>(),
+            ["pv-logs", "pv-scratch", "pv-shared"]
+        );
+        let attached = [
+            Some("pv-logs".to_string()),
+            Some("pv-scratch".to_string()),
+            Some("pv-other".to_string()),
+        ];
+        // Only the DaemonSet pod is left: its volumes do not hold the node.
+        assert_eq!(holding_attachments(&attached, &[&ds], pv), 1);
+        assert_eq!(holding_attachments(&attached[..2], &[&ds], pv), 0);
+        // An inline volume (no PV) is waited for.
+        assert_eq!(holding_attachments(&[None], &[&ds], pv), 1);
+        // A volume a drained pod shares is waited for.
+        let shared = [Some("pv-shared".to_string())];
+        assert_eq!(holding_attachments(&shared, &[&ds], pv), 0);
+        assert_eq!(holding_attachments(&shared, &[&ds, &web], pv), 1);
+        // With no pods left, every attachment holds the node.
+        assert_eq!(holding_attachments(&attached, &[], pv), 3);
     }
 
     #[test]
