@@ -66,20 +66,6 @@ fn fixture_body(name: &str, instance: &str) -> String {
         .replace(FIXTURE_ID, instance)
 }
 
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// (instance id, type, claim, zone) of this cluster's running instances.
 type Instance = (String, String, String, String);
 
@@ -149,35 +135,7 @@ mod ctl {
     use super::*;
     include!("support/ctl.rs");
 }
-use ctl::{apply_crds, clean_cluster};
-
-/// A pending pod marked unschedulable, as the kube-scheduler would.
-async fn unschedulable_pod(client: &kube::Client, ns: &str, name: &str) {
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("namespace");
-    match nss.create(&PostParams::default(), &obj).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("namespace: {e}"),
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}
-    }))
-    .expect("pod");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("create pod");
-    let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/0 nodes are available"}]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("mark unschedulable");
-}
+use ctl::{apply_crds, clean_cluster, create_namespace, unschedulable_pod, wait_for};
 
 /// What every version of each claim showed: (Interrupted reason, message) and the
 /// disruption-reason annotation, from a watch (a claim is marked and removed
@@ -317,7 +275,8 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
         )
         .with_test_writer()
         .try_init();
-    unschedulable_pod(&client, "intr", "web-0").await;
+    create_namespace(&client, "intr").await;
+    unschedulable_pod(&client, "intr", "web-0", "1", "2Gi").await;
     let mut opts = Options::new(
         vec![dir.path().to_path_buf()],
         nodewright::cloud::userdata::ClusterInfo {
@@ -415,6 +374,11 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     assert_eq!(reason, "SpotInterruption");
     assert!(message.contains(&id1), "{message}");
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
+    let note = interruption_event(&client, &claim1, "SpotInterruption").await;
+    assert!(
+        note.contains(&id1) && note.contains("before 1970-01-01T00:02:00Z"),
+        "the Event names the instance and the deadline: {note}"
+    );
     let second = next_launch(&ec2, "the replacement", std::slice::from_ref(&first)).await;
     let (id2, ty2, claim2, zone2) = second.clone();
     assert_ne!(
@@ -443,6 +407,13 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
         Some("ScheduledChange")
     );
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
+    let note = interruption_event(&client, &claim2, "ScheduledChange").await;
+    assert!(
+        note.contains(&id2)
+            && note.contains("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED")
+            && note.contains("before Sat, 05 Jun 2023 15:10:09 GMT"),
+        "{note}"
+    );
     let third = next_launch(
         &ec2,
         "the second replacement",
@@ -492,6 +463,27 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     watch_task.abort();
     drop(kube);
     drop(moto);
+}
+
+/// The note of the Warning Event `reason` published on NodeClaim `claim`.
+async fn interruption_event(client: &kube::Client, claim: &str, reason: &str) -> String {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    wait_for(
+        "the interruption's Event",
+        Duration::from_secs(30),
+        async || {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find_map(|e| {
+                let r = e.regarding.as_ref()?;
+                (r.kind.as_deref() == Some("NodeClaim")
+                    && r.name.as_deref() == Some(claim)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning"))
+                .then(|| e.note.unwrap_or_default())
+            })
+        },
+    )
+    .await
 }
 
 /// A follower leaves the queue alone: a message stays visible, unreceived,

@@ -59,6 +59,20 @@ pub struct Message {
     pub instance_ids: Vec<String>,
     /// State change: the new state; scheduled change: `eventTypeCode`; else empty.
     pub detail: String,
+    /// When the instance goes, as the message says: a spot interruption's
+    /// event time plus the two-minute notice (RFC 3339), a scheduled
+    /// change's `startTime` as AWS Health writes it; None when unknown.
+    pub deadline: Option<String>,
+}
+
+/// The notice EC2 gives before reclaiming a spot instance.
+pub const SPOT_NOTICE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A spot interruption's deadline: the event's time plus [`SPOT_NOTICE`].
+fn spot_deadline(time: &str) -> Option<String> {
+    let t: jiff::Timestamp = time.parse().ok()?;
+    let notice = jiff::SignedDuration::try_from(SPOT_NOTICE).ok()?;
+    Some(t.checked_add(notice).ok()?.to_string())
 }
 
 /// Why a message body could not be read. Such a message is logged, counted
@@ -84,6 +98,8 @@ struct Envelope {
     detail_type: String,
     #[serde(default)]
     detail: serde_json::Value,
+    #[serde(default)]
+    time: String,
 }
 
 /// Reads one message body.
@@ -152,11 +168,17 @@ pub fn parse(body: &str) -> Result<Message, ParseError> {
         }
         (s, t) => (Kind::Other, Vec::new(), format!("{s} / {t}")),
     };
+    let deadline = match kind {
+        Kind::SpotInterruption => spot_deadline(&e.time),
+        Kind::ScheduledChange => str_field("startTime"),
+        _ => None,
+    };
     Ok(Message {
         kind,
         id: e.id,
         instance_ids,
         detail,
+        deadline,
     })
 }
 
@@ -243,6 +265,13 @@ mod tests {
         assert_eq!(m.instance_ids, [ID]);
         assert_eq!(m.detail, "terminate");
         assert_eq!(m.id, "1e5527d7-bb36-4607-3370-4164db56a40e");
+        assert_eq!(m.deadline.as_deref(), Some("1970-01-01T00:02:00Z"));
+        let later = fixture("spot_interruption.json")
+            .replace("1970-01-01T00:00:00Z", "2026-11-30T20:58:30Z");
+        let m2 = parse(&later).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m2.deadline.as_deref(), Some("2026-11-30T21:00:30Z"));
+        let bad = fixture("spot_interruption.json").replace("1970-01-01T00:00:00Z", "soon");
+        assert_eq!(parse(&bad).map(|m| m.deadline), Ok(None));
         assert_eq!(
             decide(&m),
             Decision::Remove {
@@ -260,6 +289,7 @@ mod tests {
         assert_eq!(m.kind, Kind::ScheduledChange);
         assert_eq!(m.instance_ids, [ID]);
         assert_eq!(m.detail, "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED");
+        assert_eq!(m.deadline.as_deref(), Some("Sat, 05 Jun 2023 15:10:09 GMT"));
         assert!(matches!(
             decide(&m),
             Decision::Remove {

@@ -23,7 +23,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -84,6 +87,29 @@ pub(super) struct Target {
     pub spot_offering: Option<(String, String)>,
     /// Already being deleted: nothing more to request.
     pub deleting: bool,
+    /// Its Node, once registered (the Event goes on it too).
+    pub node: Option<String>,
+}
+
+/// The Event published on an interrupted claim and its Node: (reason,
+/// note). The reason is the `Interrupted` condition's (`SpotInterruption`,
+/// `ScheduledChange`, `InstanceStateChange`); the note names the instance,
+/// what is done, and the deadline the message gave (pure).
+pub(super) fn event(condition: &str, m: &Message, instance_id: &str) -> (String, String) {
+    let what = match m.kind {
+        Kind::SpotInterruption => "spot interruption warning".to_string(),
+        Kind::ScheduledChange => format!("scheduled change {}", m.detail),
+        _ => format!("instance state {}", m.detail),
+    };
+    let deadline = m
+        .deadline
+        .as_deref()
+        .map(|d| format!(" before {d}"))
+        .unwrap_or_default();
+    (
+        condition.to_string(),
+        format!("{what} for instance {instance_id}: replacing it and draining the node{deadline}"),
+    )
 }
 
 /// The claims whose instance the message names (pure).
@@ -105,6 +131,7 @@ pub(super) fn targets(m: &Message, claims: &[NodeClaim]) -> Vec<Target> {
                     _ => None,
                 },
                 deleting: c.metadata.deletion_timestamp.is_some(),
+                node: s.node_name.clone(),
             })
         })
         .collect()
@@ -119,6 +146,8 @@ pub(super) struct Queue {
     pub unavailable: Arc<UnavailableOfferings>,
     pub gate: Gate,
     pub messages: MessageCounter,
+    /// Publishes the interruption's Event on the claim and its Node.
+    pub recorder: Recorder,
 }
 
 impl Queue {
@@ -325,6 +354,7 @@ impl Queue {
             if let Err(e) = self.mark_claim(&t.claim, condition, message).await {
                 tracing::error!("interruption: marking claim {}: {e}", t.claim);
             }
+            self.tell(&t, event(condition, &m, &t.instance_id)).await;
             if let Err(e) = super::terminate::request_removal(&self.client, &t.claim, reason).await
             {
                 tracing::error!("interruption: removing claim {}: {e}", t.claim);
@@ -332,6 +362,40 @@ impl Queue {
             }
         }
         (m.kind, outcome)
+    }
+
+    /// Publishes the interruption's Warning Event on the claim and on its
+    /// Node; a failure only costs the Event (logged).
+    async fn tell(&self, t: &Target, (reason, note): (String, String)) {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason,
+            note: Some(note),
+            action: "Interrupted".into(),
+            secondary: None,
+        };
+        let claim = ObjectReference {
+            api_version: Some(NodeClaim::api_version(&()).into_owned()),
+            kind: Some(NodeClaim::kind(&()).into_owned()),
+            name: Some(t.claim.clone()),
+            ..ObjectReference::default()
+        };
+        let node = t.node.as_ref().map(|n| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(n.clone()),
+            ..ObjectReference::default()
+        });
+        for r in std::iter::once(claim).chain(node) {
+            if let Err(e) = self.recorder.publish(&ev, &r).await {
+                tracing::warn!(
+                    "interruption: Event {} for {} {}: {e}",
+                    ev.reason,
+                    r.kind.as_deref().unwrap_or_default(),
+                    r.name.as_deref().unwrap_or_default()
+                );
+            }
+        }
     }
 
     /// Sets the claim's `Interrupted` condition (read fresh: the pass writes status too).
@@ -403,7 +467,28 @@ mod tests {
             id: String::new(),
             instance_ids: ids.iter().map(|s| s.to_string()).collect(),
             detail: String::new(),
+            deadline: None,
         }
+    }
+
+    #[test]
+    fn the_event_names_the_instance_and_the_deadline() {
+        let mut m = message(&["i-1"]);
+        m.deadline = Some("2026-11-30T21:00:30Z".into());
+        assert_eq!(
+            event("SpotInterruption", &m, "i-1"),
+            (
+                "SpotInterruption".to_string(),
+                "spot interruption warning for instance i-1: replacing it and draining the node before 2026-11-30T21:00:30Z".to_string()
+            )
+        );
+        m.kind = Kind::ScheduledChange;
+        m.detail = "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".into();
+        m.deadline = None;
+        assert_eq!(
+            event("ScheduledChange", &m, "i-2").1,
+            "scheduled change AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED for instance i-2: replacing it and draining the node"
+        );
     }
 
     #[test]
@@ -422,19 +507,22 @@ mod tests {
                     claim: "a".into(),
                     instance_id: "i-1".into(),
                     spot_offering: Some(("m5.large".into(), "us-east-1a".into())),
-                    deleting: false
+                    deleting: false,
+                    node: None,
                 },
                 Target {
                     claim: "b".into(),
                     instance_id: "i-2".into(),
                     spot_offering: None,
-                    deleting: false
+                    deleting: false,
+                    node: None,
                 },
                 Target {
                     claim: "c".into(),
                     instance_id: "i-3".into(),
                     spot_offering: Some(("m5.large".into(), "us-east-1a".into())),
-                    deleting: true
+                    deleting: true,
+                    node: None,
                 },
             ]
         );

@@ -318,6 +318,13 @@ impl Controller {
                         closed: AtomicBool::new(false),
                     },
                     messages: self.interruption_messages.clone(),
+                    recorder: Recorder::new(
+                        client.clone(),
+                        Reporter {
+                            controller: "nodewright".into(),
+                            instance: std::env::var("POD_NAME").ok(),
+                        },
+                    ),
                 }
                 .run(),
             )
