@@ -163,12 +163,20 @@ async fn a_drifted_node_is_replaced_first_then_removed() {
     .await;
     let (_, reason, _) = condition(&drifted, "Drifted").unwrap();
     assert_eq!(reason, "PoolChanged");
+    // The reload's own line says how many nodes it drifts, and it is one line.
+    let line = "policy v1 -> v2: pools added none, removed none, changed general; \
+                scripts changed none; 1 of 1 nodes drift";
     wait_for(
-        "the drift count logged",
+        "the reload's line with the drift count",
         Duration::from_secs(30),
-        async || logged("policy v2: 1 of 1 nodes drifted").then_some(()),
+        async || logged(line).then_some(()),
     )
     .await;
+    assert_eq!(
+        LOG.lock().unwrap().matches("policy v1 -> v2").count(),
+        1,
+        "one line per reload"
+    );
     let new = replacement(&ec2, std::slice::from_ref(&old)).await;
     assert_eq!(new.1, old.1, "the same offering replaces it");
     let new_claim = claim_of_instance(&client, &new.0).await;

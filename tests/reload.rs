@@ -77,6 +77,7 @@ fn bad_change_keeps_the_last_good_version_and_is_counted() {
         "policy v1 -> v2: pools added two, removed none, changed none; scripts changed none"
     );
     assert_eq!(r.active().number, 2);
+    assert_eq!(r.active().summary, line, "kept for a caller that logs it");
     assert!(
         r.metrics_text()
             .contains("nodewright_policy_last_reload_ok 1")
@@ -225,7 +226,10 @@ fn a_change_that_leaves_no_pools_is_refused_unless_allowed() {
     assert!(err.contains("define no pools"), "{err}");
 
     // ...unless asked for explicitly: then deleting the file empties the policy.
-    let allow = ReloadOptions { allow_empty: true };
+    let allow = ReloadOptions {
+        allow_empty: true,
+        ..ReloadOptions::default()
+    };
     let r = Reloader::with_options(vec![empty.path().to_path_buf()], allow)
         .unwrap_or_else(|d| panic!("{d}"));
     assert!(r.active().policy.pools.is_empty());

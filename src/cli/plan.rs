@@ -118,6 +118,7 @@ fn watch(args: PlanArgs) -> miette::Result<ExitCode> {
     let catalog = inputs::load_catalog(&args.inputs.catalog)?;
     let opts = ReloadOptions {
         allow_empty: args.allow_empty_policy,
+        ..ReloadOptions::default()
     };
     let reloader = Arc::new(Reloader::with_options(args.inputs.policy.clone(), opts).map_err(|d| {
         eprint!("{d}");

@@ -51,6 +51,8 @@ mod kube_version;
 #[cfg(feature = "controller")]
 pub mod nodeclaim;
 #[cfg(feature = "controller")]
+mod reload_line;
+#[cfg(feature = "controller")]
 mod serve;
 #[cfg(feature = "controller")]
 mod stores;

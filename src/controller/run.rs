@@ -37,6 +37,7 @@ use super::metrics::Metrics;
 use super::nodeclaim::lifecycle::{self, LaunchInfo, Tracked};
 use super::nodeclaim::{NodeClaim, NodeClaimStatus};
 use super::notice::Notices;
+use super::reload_line;
 use super::serve::{Endpoints, serve};
 use super::steps::{self, Observed, Placed};
 use super::stores::Stores;
@@ -154,6 +155,8 @@ pub struct Controller {
     ready: Arc<AtomicBool>,
     /// Whether this replica leads (served on `/readyz`).
     leading: Arc<AtomicBool>,
+    /// The newest policy version whose reload line was logged (`reload_line`).
+    announced: Arc<std::sync::atomic::AtomicU64>,
     metrics_addr: Option<SocketAddr>,
     _server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -169,9 +172,15 @@ impl Controller {
             l.lease_params()?;
         }
         let catalog = catalog.into();
+        // A reload's line is logged here, with the nodes it drifts (`reload_line`).
+        let reload = ReloadOptions {
+            caller_logs_swaps: true,
+            ..opts.reload
+        };
         let reloader = Arc::new(
-            Reloader::with_options(opts.policy.clone(), opts.reload).map_err(StartError::Policy)?,
+            Reloader::with_options(opts.policy.clone(), reload).map_err(StartError::Policy)?,
         );
+        let announced = Arc::new(std::sync::atomic::AtomicU64::new(reloader.active().number));
         let mut registry = Registry::with_prefix("nodewright");
         reloader.register_metrics(&mut registry);
         let metrics = Metrics::new(registry.sub_registry_with_prefix("controller"));
@@ -210,6 +219,7 @@ impl Controller {
             interruption_messages,
             ready,
             leading,
+            announced,
             metrics_addr,
             _server: server,
         })
@@ -233,15 +243,33 @@ impl Controller {
         client: kube::Client,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), StartError> {
+        let (reloader, leading, announced) = (
+            Arc::clone(&self.reloader),
+            Arc::clone(&self.leading),
+            Arc::clone(&self.announced),
+        );
         let _watch =
-            crate::reload::watch(Arc::clone(&self.reloader), self.opts.watch, |o| match o {
-                // `Reloader::check` has logged the swap's one-line summary.
-                Outcome::Swapped(_) => {}
-                Outcome::Failed(d) => {
-                    tracing::error!("policy change rejected, last good version stays active:\n{d}")
-                }
-                Outcome::Unchanged => {}
-            })
+            crate::reload::watch(
+                Arc::clone(&self.reloader),
+                self.opts.watch,
+                move |o| match o {
+                    // The leader's next pass logs it with the nodes it drifts;
+                    // a follower runs no pass, so it logs the summary now.
+                    Outcome::Swapped(line) => {
+                        if !leading.load(Ordering::Relaxed)
+                            && reload_line::first_to_announce(&announced, reloader.active().number)
+                        {
+                            tracing::info!("{line}");
+                        }
+                    }
+                    Outcome::Failed(d) => {
+                        tracing::error!(
+                            "policy change rejected, last good version stays active:\n{d}"
+                        )
+                    }
+                    Outcome::Unchanged => {}
+                },
+            )
             .map_err(StartError::Watch)?;
         let aws = load(&self.opts.ec2).await;
         let ec2 = aws_sdk_ec2::Client::new(&aws);
@@ -627,9 +655,16 @@ impl Controller {
             &mut random_suffix,
         );
         self.metrics.cluster_price_per_hour.set(d.price_per_hour);
-        // Once per change: a reload that drifts nodes says how many.
+        // A reload's one line, with how many nodes it drifts (`reload_line`);
+        // and once per change of the count within a version (a new image).
         let seen = Some((ctx.version.number, d.drifted));
-        if sink.st.drift_seen != seen {
+        if reload_line::first_to_announce(&self.announced, ctx.version.number) {
+            tracing::info!(
+                "{}",
+                reload_line::with_drift(&ctx.version.summary, d.drifted, d.total)
+            );
+            sink.st.drift_seen = seen;
+        } else if sink.st.drift_seen != seen {
             if d.drifted > 0 {
                 tracing::info!(
                     "policy v{}: {} of {} nodes drifted; replacing them within the budgets",

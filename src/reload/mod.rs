@@ -45,6 +45,10 @@ pub struct Version {
     pub policy: PolicySet,
     /// None when the policy names no scripts.
     pub scorer: Option<RhaiScorer>,
+    /// The swap's one-line summary (`policy vA -> vB: pools added ...`);
+    /// empty for the first version. Kept so that a caller that logs the
+    /// swap itself ([`ReloadOptions::caller_logs_swaps`]) can complete it.
+    pub summary: String,
     /// Content hash per script file (for the swap summary).
     scripts: BTreeMap<PathBuf, String>,
 }
@@ -68,6 +72,11 @@ pub struct ReloadOptions {
     /// default: an empty set is then a failed reload, and cannot be the
     /// first version either.
     pub allow_empty: bool,
+    /// The caller logs each swap's line ([`Version::summary`]) itself,
+    /// completed with what only it knows: the controller adds how many
+    /// nodes the new version drifts, so a reload stays one line. Off by
+    /// default: the reloader logs the summary as it swaps.
+    pub caller_logs_swaps: bool,
 }
 
 /// Metrics of the reloader (Prometheus text format via `metrics_text`).
@@ -248,6 +257,7 @@ fn compile(paths: &[PathBuf], previous: Option<&Version>) -> Result<Version, Str
         hash: hash_files(&files),
         policy,
         scorer,
+        summary: String::new(),
         scripts,
     })
 }
@@ -391,6 +401,7 @@ impl Reloader {
                 }
                 v.number = self.next.fetch_add(1, Ordering::Relaxed);
                 let line = summary(&cur, &v);
+                v.summary = line.clone();
                 self.metrics.active.set(v.number as i64);
                 self.metrics.swaps.inc();
                 self.metrics.last_ok.set(1);
@@ -398,7 +409,9 @@ impl Reloader {
                 if let Ok(mut f) = self.failed_hash.lock() {
                     *f = None;
                 }
-                tracing::info!("{line}");
+                if !self.opts.caller_logs_swaps {
+                    tracing::info!("{line}");
+                }
                 Outcome::Swapped(line)
             }
             Err(diags) => {
