@@ -15,12 +15,14 @@
 
 #[path = "support/kube.rs"]
 mod kube_support;
+#[path = "support/rbac.rs"]
+mod rbac_support;
 #[path = "support/moto.rs"]
 mod support;
 #[path = "support/ec2_world.rs"]
 mod world;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -32,6 +34,28 @@ use nodewright::reload::WatchOptions;
 
 const CLUSTER: &str = "region-test";
 const REGION: &str = "ap-southeast-2";
+
+#[allow(
+    dead_code,
+    reason = "the shared harness: this binary uses a part of it"
+)]
+mod ctl {
+    use super::{CLUSTER, kube_support, rbac_support, support, world};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_ec2::types::Filter;
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
+    use nodewright::controller::nodeclaim::NodeClaim;
+    use nodewright::controller::run::{Controller, Options};
+    use nodewright::reload::WatchOptions;
+
+    include!("support/ctl.rs");
+}
+use ctl::{apply_crds, metric, wait_for};
 
 const POLICY: &str = r#"pool general {
   require karpenter.sh/capacity-type in [on-demand]
@@ -46,53 +70,6 @@ node-class default {
   role "KarpenterNodeRole-demo"
 }
 "#;
-
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Applies the committed NodeClaim CRD and waits until NodeClaims can be listed.
-async fn apply_crd(admin: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use nodewright::controller::nodeclaim::NodeClaim;
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
-            .expect("the committed CRD parses");
-    match Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("applying the NodeClaim CRD: {e}"),
-    }
-    let claims: Api<NodeClaim> = Api::all(admin.clone());
-    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
-        claims
-            .list(&kube::api::ListParams::default())
-            .await
-            .ok()
-            .map(drop)
-    })
-    .await;
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
 
 fn metrics(addr: std::net::SocketAddr) -> String {
     let (status, body) = support::http(addr.port(), "GET", "/metrics", "").expect("GET /metrics");
@@ -143,7 +120,7 @@ async fn launches_from_the_live_catalog_of_its_region_with_an_ssm_alias() {
     let w = world::setup_in(&ec2, REGION).await;
     world::node_role(&settings).await;
     let client = kube.client().await;
-    apply_crd(&client).await;
+    apply_crds(&client).await;
 
     // EKS publishes AMIs per Kubernetes minor: publish one for this API server's.
     let v = client.apiserver_version().await.expect("/version");

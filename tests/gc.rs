@@ -17,13 +17,15 @@
 
 #[path = "support/kube.rs"]
 mod kube_support;
+#[path = "support/rbac.rs"]
+mod rbac_support;
 #[path = "support/moto.rs"]
 mod support;
 #[path = "support/ec2_world.rs"]
 mod world;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType};
 use k8s_openapi::api::core::v1::Node;
@@ -41,6 +43,28 @@ use nodewright::solver::{InstanceOption, PlannedNode};
 
 const CLUSTER: &str = "gc-test";
 
+#[allow(
+    dead_code,
+    reason = "the shared harness: this binary uses a part of it"
+)]
+mod ctl {
+    use super::{CLUSTER, kube_support, rbac_support, support, world};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_ec2::types::Filter;
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
+    use nodewright::controller::nodeclaim::NodeClaim;
+    use nodewright::controller::run::{Controller, Options};
+    use nodewright::reload::WatchOptions;
+
+    include!("support/ctl.rs");
+}
+use ctl::{apply_crds, metric, wait_for};
+
 const POLICY: &str = r#"pool general {
   require karpenter.sh/capacity-type in [on-demand]
   require karpenter.k8s.aws/instance-family in [m5]
@@ -55,20 +79,6 @@ node-class default {
   role "KarpenterNodeRole-demo"
 }
 "#;
-
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn state_of(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     let out = ec2
@@ -189,34 +199,6 @@ async fn launched_claim(client: &kube::Client, name: &str, instance: &str, node:
         .expect("claim status");
 }
 
-/// Applies the committed NodeClaim CRD and waits until NodeClaims can be listed.
-async fn apply_crd(admin: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
-            .expect("the committed CRD parses");
-    match Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("applying the NodeClaim CRD: {e}"),
-    }
-    let claims: Api<NodeClaim> = Api::all(admin.clone());
-    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
-        claims.list(&ListParams::default()).await.ok().map(drop)
-    })
-    .await;
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_gone_claims_and_unused_templates_are_collected() {
     let moto = support::moto().await;
@@ -225,7 +207,7 @@ async fn orphans_gone_claims_and_unused_templates_are_collected() {
     let w = world::setup(&ec2).await;
     world::node_role(&moto.settings()).await;
     let client = kube.client().await;
-    apply_crd(&client).await;
+    apply_crds(&client).await;
     let claims: Api<NodeClaim> = Api::all(client.clone());
     let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
     for c in claims.list(&ListParams::default()).await.expect("claims") {

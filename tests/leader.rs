@@ -29,21 +29,42 @@ mod world;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
 use nodewright::controller::leader::LeaderOptions;
-use nodewright::controller::nodeclaim::NodeClaim;
 use nodewright::controller::run::{Controller, Options};
 use nodewright::reload::WatchOptions;
 
 const CLUSTER: &str = "leader-test";
 /// The release namespace, where the chart's Role lets the controller use Leases.
 const LEASE_NS: &str = "nodewright";
+
+#[allow(
+    dead_code,
+    reason = "the shared harness: this binary uses a part of it"
+)]
+mod ctl {
+    use super::{CLUSTER, kube_support, rbac_support, support, world};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_ec2::types::Filter;
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use nodewright::cloud::tags::{TAG_CLAIM, TAG_CLUSTER};
+    use nodewright::controller::nodeclaim::NodeClaim;
+    use nodewright::controller::run::{Controller, Options};
+    use nodewright::reload::WatchOptions;
+
+    include!("support/ctl.rs");
+}
+use ctl::{apply_crds, clean_cluster, wait_for};
 
 const POLICY: &str = r#"pool general {
   require karpenter.sh/capacity-type in [on-demand]
@@ -81,20 +102,6 @@ impl std::io::Write for Tee {
 
 fn logged(needle: &str) -> bool {
     LOG.lock().map(|l| l.contains(needle)).unwrap_or(false)
-}
-
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// (instance id, claim, zone) of this cluster's pending or running instances.
@@ -350,64 +357,6 @@ async fn service_account_client(kube: &kube_support::KubeApi) -> kube::Client {
     kube::Client::try_from(cfg).expect("kube client")
 }
 
-/// Deletes every Node and Pod left by an earlier test.
-/// Applies the committed NodeClaim CRD and waits until NodeClaims can be listed.
-async fn apply_crd(admin: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(include_str!("../deploy/crds/nodewright.io_nodeclaims.yaml"))
-            .expect("the committed CRD parses");
-    match Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("applying the NodeClaim CRD: {e}"),
-    }
-    let claims: Api<NodeClaim> = Api::all(admin.clone());
-    wait_for("the NodeClaim CRD", Duration::from_secs(30), async || {
-        claims.list(&ListParams::default()).await.ok().map(drop)
-    })
-    .await;
-}
-
-async fn clean_cluster(client: &kube::Client) {
-    let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
-    let claims: Api<NodeClaim> = Api::all(client.clone());
-    for c in claims
-        .list(&ListParams::default())
-        .await
-        .expect("list claims")
-    {
-        if let Some(name) = c.metadata.name {
-            let _ = claims
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&unfinalize))
-                .await;
-            let _ = claims.delete(&name, &DeleteParams::default()).await;
-        }
-    }
-    let pods: Api<Pod> = Api::all(client.clone());
-    for p in pods.list(&ListParams::default()).await.expect("list pods") {
-        if let (Some(name), Some(ns)) = (p.metadata.name, p.metadata.namespace) {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let _ = api
-                .delete(&name, &DeleteParams::default().grace_period(0))
-                .await;
-        }
-    }
-    let nodes: Api<Node> = Api::all(client.clone());
-    for n in nodes
-        .list(&ListParams::default())
-        .await
-        .expect("list nodes")
-    {
-        if let Some(name) = n.metadata.name {
-            let _ = nodes.delete(&name, &DeleteParams::default()).await;
-        }
-    }
-}
-
 struct Fixture {
     moto: support::MotoGuard,
     kube: kube_support::KubeGuard,
@@ -423,7 +372,7 @@ async fn fixture(namespace: &str) -> Fixture {
     world::setup(&ec2).await;
     world::node_role(&moto.settings()).await;
     let client = kube.client().await;
-    apply_crd(&client).await;
+    apply_crds(&client).await;
     clean_cluster(&client).await;
     let ns: Api<Namespace> = Api::all(client.clone());
     let obj: Namespace =
