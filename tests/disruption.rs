@@ -305,6 +305,81 @@ async fn a_budget_holds_drift_until_it_opens_and_expiry_replaces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_a_replacement_under_way() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("restart").await;
+    let keep = "    consolidate when-empty after 1h\n    budget 100%";
+    configmap_publish(dir.path(), 1, &policy_text("platform", keep));
+    let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    let old = one_initialized_node(&client, &ec2, "restart").await;
+
+    // The node drifts; its replacement is launched and recorded on the old claim.
+    configmap_publish(dir.path(), 2, &policy_text("web", keep));
+    let new = replacement(&ec2, std::slice::from_ref(&old)).await;
+    claim_when(&client, &old.2, "the old claim names it", |c| {
+        annotation(c, "nodewright.io/replacing") == Some(new.2.as_str())
+    })
+    .await;
+
+    // The controller stops before the replacement is Initialized; a new one starts.
+    let _ = stop.send(true);
+    task.await.expect("the first controller stops cleanly");
+    let (_, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut want = vec![old.clone(), new.clone()];
+    want.sort();
+    assert_eq!(
+        instances(&ec2, &["pending", "running"]).await,
+        want,
+        "the new controller waits for the replacement under way, launching no other"
+    );
+    let c = claims(&client)
+        .await
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(old.2.as_str()))
+        .expect("the old claim waits for its replacement");
+    assert_eq!(
+        annotation(&c, "nodewright.io/replacing"),
+        Some(new.2.as_str())
+    );
+    assert!(c.metadata.deletion_timestamp.is_none(), "not drained yet");
+
+    // The replacement's kubelet registers it: the new controller finishes the
+    // replacement, and only it (no second replacement).
+    kubelet(&client, "node-new", &new).await;
+    wait_for(
+        "the old instance terminated",
+        Duration::from_secs(60),
+        async || {
+            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
+            gone.iter().any(|i| i.0 == old.0).then_some(())
+        },
+    )
+    .await;
+    wait_for("the old claim gone", Duration::from_secs(30), async || {
+        (!claims(&client)
+            .await
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(old.2.as_str())))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        instances(&ec2, &["pending", "running"]).await,
+        [new.clone()],
+        "one replacement, launched once"
+    );
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_node_is_removed_directly() {
     let Fixture {
         moto,
