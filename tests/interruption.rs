@@ -135,7 +135,10 @@ mod ctl {
     use super::*;
     include!("support/ctl.rs");
 }
-use ctl::{apply_crds, clean_cluster, create_namespace, unschedulable_pod, wait_for};
+use ctl::{
+    apply_crds, claim_when, clean_cluster, create_namespace, register_node, unschedulable_pod,
+    wait_for,
+};
 
 /// What every version of each claim showed: (Interrupted reason, message) and the
 /// disruption-reason annotation, from a watch (a claim is marked and removed
@@ -307,6 +310,12 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     // 1. The pending pod gets a spot node.
     let first = next_launch(&ec2, "the first launch", &[]).await;
     let (id1, ty1, claim1, zone1) = first.clone();
+    // Its kubelet registers the Node (not Ready: nothing removes it as empty).
+    register_node(&client, "node-1", &id1, &zone1, serde_json::json!({})).await;
+    claim_when(&client, &claim1, "the claim registered", |c| {
+        c.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-1")
+    })
+    .await;
 
     // 2. Messages that change nothing: malformed, not ours, a rebalance
     //    recommendation (logged only), a running instance's state change.
@@ -374,11 +383,14 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     assert_eq!(reason, "SpotInterruption");
     assert!(message.contains(&id1), "{message}");
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
-    let note = interruption_event(&client, &claim1, "SpotInterruption").await;
-    assert!(
-        note.contains(&id1) && note.contains("before 1970-01-01T00:02:00Z"),
-        "the Event names the instance and the deadline: {note}"
-    );
+    for kind in ["NodeClaim", "Node"] {
+        let name = if kind == "Node" { "node-1" } else { &claim1 };
+        let note = interruption_event(&client, kind, name, "SpotInterruption").await;
+        assert!(
+            note.contains(&id1) && note.contains("before 1970-01-01T00:02:00Z"),
+            "the Event on the {kind} names the instance and the deadline: {note}"
+        );
+    }
     let second = next_launch(&ec2, "the replacement", std::slice::from_ref(&first)).await;
     let (id2, ty2, claim2, zone2) = second.clone();
     assert_ne!(
@@ -407,7 +419,7 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
         Some("ScheduledChange")
     );
     assert_eq!(s.annotation.as_deref(), Some("interrupted"));
-    let note = interruption_event(&client, &claim2, "ScheduledChange").await;
+    let note = interruption_event(&client, "NodeClaim", &claim2, "ScheduledChange").await;
     assert!(
         note.contains(&id2)
             && note.contains("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED")
@@ -465,8 +477,8 @@ async fn interruption_messages_replace_the_node_and_leave_the_queue_empty() {
     drop(moto);
 }
 
-/// The note of the Warning Event `reason` published on NodeClaim `claim`.
-async fn interruption_event(client: &kube::Client, claim: &str, reason: &str) -> String {
+/// The note of the Warning Event `reason` published on the `kind` named `name`.
+async fn interruption_event(client: &kube::Client, kind: &str, name: &str, reason: &str) -> String {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
     wait_for(
         "the interruption's Event",
@@ -475,8 +487,8 @@ async fn interruption_event(client: &kube::Client, claim: &str, reason: &str) ->
             let list = events.list(&ListParams::default()).await.ok()?;
             list.items.into_iter().find_map(|e| {
                 let r = e.regarding.as_ref()?;
-                (r.kind.as_deref() == Some("NodeClaim")
-                    && r.name.as_deref() == Some(claim)
+                (r.kind.as_deref() == Some(kind)
+                    && r.name.as_deref() == Some(name)
                     && e.reason.as_deref() == Some(reason)
                     && e.type_.as_deref() == Some("Warning"))
                 .then(|| e.note.unwrap_or_default())
