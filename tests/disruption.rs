@@ -372,7 +372,7 @@ async fn a_restarted_controller_resumes_a_replacement_under_way() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         instances(&ec2, &["pending", "running"]).await,
-        [new.clone()],
+        std::slice::from_ref(&new),
         "one replacement, launched once"
     );
     let _ = stop.send(true);

@@ -14,6 +14,7 @@
 
 pub(crate) mod plan;
 
+#[cfg(feature = "controller")]
 pub(crate) use plan::DISRUPTED_TAINT;
 
 #[cfg(feature = "controller")]
