@@ -126,14 +126,22 @@ mod tests {
             capacity_type: CapacityType::OnDemand,
             price: 1.0,
         };
+        // Below the cap (an hour: no call takes that long), calls run and count.
+        let quick = Slow(Duration::from_millis(1));
+        let roomy = PlanBudget::new(&quick, Duration::from_secs(3600));
+        assert_eq!(roomy.score_offering(&view), Verdict::Adjust(1.0));
+        assert!(roomy.spent() >= Duration::from_millis(1));
+        assert!(!roomy.is_over());
+        assert!(roomy.report().is_none());
+        // A sleep lasts at least its duration, so the first 20 ms call crosses a 10 ms
+        // cap however loaded the machine is. The call that crosses still counts; the
+        // ones after do not run.
         let slow = Slow(Duration::from_millis(20));
-        let b = PlanBudget::new(&slow, Duration::from_millis(30));
-        assert_eq!(b.score_offering(&view), Verdict::Adjust(1.0));
-        assert!(b.report().is_none());
-        // The call that crosses the cap still counts; the ones after do not run.
+        let b = PlanBudget::new(&slow, Duration::from_millis(10));
         assert_eq!(b.score_offering(&view), Verdict::Adjust(1.0));
         assert!(b.is_over());
         let spent = b.spent();
+        assert!(spent >= Duration::from_millis(20));
         assert_eq!(b.score_offering(&view), Verdict::Adjust(0.0));
         assert_eq!(b.spent(), spent, "a call past the cap ran");
         let report = b.report().expect("reported");
