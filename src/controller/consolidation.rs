@@ -326,6 +326,16 @@ pub(super) fn input<'a>(
     })
 }
 
+/// Whether a node's blocker is one an operator acts on (logged at info):
+/// a do-not-disrupt annotation, a PodDisruptionBudget or a disruption
+/// budget, as `decide` names them. A wait for `consolidate ... after` or a
+/// node with no cheaper placement is routine (debug).
+pub(super) fn worth_telling(reason: &str) -> bool {
+    reason.starts_with("do-not-disrupt")
+        || reason.starts_with("PodDisruptionBudget")
+        || reason.starts_with("budget")
+}
+
 /// The moves the disruption pass carries out: the underutilized ones.
 /// Empty nodes are removed by empty-node removal (`steps::removals`), which
 /// has its own wait and budget check; handing them over twice would remove

@@ -732,7 +732,7 @@ impl Controller {
                                 .get_or_create(&[("reason", reason.as_str())])
                                 .inc();
                             tracing::info!(
-                                "claim {claim} ({}): its replacement is initialized; terminating it",
+                                "claim {claim} ({}): nothing waits for a replacement; terminating it",
                                 reason.as_str()
                             );
                         }
@@ -853,16 +853,15 @@ impl Controller {
             d.moves.len(),
             d.blocked.len()
         );
-        // Each node's blocker once per change (a wait's seconds do not count as one).
-        let digits = |s: &str| {
-            s.chars()
-                .filter(|c| !c.is_ascii_digit())
-                .collect::<String>()
-        };
+        // What keeps a node (do-not-disrupt, a PDB, a budget) at info, once per
+        // change; the rest (a stability wait, no cheaper placement) at debug.
         let mut seen = BTreeMap::new();
         for b in &d.blocked {
-            let prev = sink.st.consolidation_blocked.get(&b.node);
-            if prev.is_none_or(|p| digits(p) != digits(&b.reason)) {
+            if !consolidation::worth_telling(&b.reason) {
+                tracing::debug!("consolidation: node {} stays: {}", b.node, b.reason);
+                continue;
+            }
+            if sink.st.consolidation_blocked.get(&b.node) != Some(&b.reason) {
                 tracing::info!("consolidation: node {} stays: {}", b.node, b.reason);
             }
             seen.insert(b.node.clone(), b.reason.clone());

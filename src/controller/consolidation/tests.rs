@@ -326,6 +326,7 @@ fn a_do_not_disrupt_pod_keeps_its_node_and_the_other_one_goes() {
         .map(|b| (b.node.as_str(), b.reason.as_str()))
         .collect();
     assert_eq!(blocked, [("n-a", "do-not-disrupt: pod shop/a-1")]);
+    assert!(worth_telling(blocked[0].1));
 }
 
 #[test]
@@ -344,7 +345,7 @@ fn a_pdb_that_allows_no_eviction_keeps_its_node() {
     assert!(
         d.blocked
             .iter()
-            .any(|b| b.node == "n-a" && b.reason.contains("shop/a-1")),
+            .any(|b| b.node == "n-a" && b.reason.contains("shop/a-1") && worth_telling(&b.reason)),
         "{d:?}"
     );
 }
@@ -357,9 +358,9 @@ fn a_node_changed_more_recently_than_consolidate_after_waits() {
     let d = decided(&p, &objs, &claims, &[]);
     assert!(moves(d.clone()).is_empty(), "{d:?}");
     assert!(
-        d.blocked
-            .iter()
-            .any(|b| b.node == "n-a" && b.reason.contains("unchanged for 3600s")),
+        d.blocked.iter().any(|b| b.node == "n-a"
+            && b.reason.contains("unchanged for 3600s")
+            && !worth_telling(&b.reason)),
         "{d:?}"
     );
     // Claims not Initialized are not candidates at all.
