@@ -163,8 +163,9 @@ async fn two_nodes(
     seed(&f.client, ns, "seed-1").await;
     seed(&f.client, ns, "seed-2").await;
     let launched = wait_for("two launches", Duration::from_secs(60), async || {
+        // A fleet's instances are tagged with their claims just after CreateFleet.
         let v = instances(&f.ec2, &["pending", "running"]).await;
-        (v.len() >= 2).then_some(v)
+        (v.len() >= 2 && v.iter().all(|i| !i.2.is_empty())).then_some(v)
     })
     .await;
     assert_eq!(launched.len(), 2, "one node per seed: {launched:?}");
@@ -179,6 +180,12 @@ async fn two_nodes(
         for (name, cpu, extra) in pods {
             bound_pod(&f.client, ns, name, node, cpu, extra.clone()).await;
         }
+        // Ready only once the controller adopted the Node: its registration patch
+        // writes the Node's taints whole, and would bring back the not-ready taint.
+        claim_when(&f.client, &inst.2, "the claim registered", |c| {
+            condition(c, "Registered").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
         node_ready(&f.client, node).await;
     }
     for inst in &launched {
