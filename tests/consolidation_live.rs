@@ -431,3 +431,100 @@ async fn a_do_not_disrupt_pod_blocks_consolidation_of_its_node() {
 async fn a_pdb_that_allows_no_eviction_blocks_consolidation_of_its_node() {
     guarded_node_stays("live-pdb", Guard::Pdb).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_node_is_replaced_by_a_cheaper_one_first_then_drained() {
+    const NS: &str = "live-replace";
+    let f = fixture(NS).await;
+    let (addr, stop, task) = controller(&f).await;
+    // A 6-CPU pod gets an m5.2xlarge; it leaves, and a small pod is all the node holds.
+    unschedulable_pod(&f.client, NS, "big", "6", "8Gi").await;
+    let old = wait_for("the launch", Duration::from_secs(60), async || {
+        let v = instances(&f.ec2, &["pending", "running"]).await;
+        (v.len() == 1 && !v[0].2.is_empty()).then(|| v[0].clone())
+    })
+    .await;
+    assert_eq!(old.1, "m5.2xlarge", "{old:?}");
+    let api: Api<Pod> = Api::namespaced(f.client.clone(), NS);
+    api.delete("big", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete big");
+    register_node(&f.client, "node-big", &old.0, &old.3, serde_json::json!({})).await;
+    bound_pod(
+        &f.client,
+        NS,
+        "small",
+        "node-big",
+        "500m",
+        serde_json::json!({}),
+    )
+    .await;
+    claim_when(&f.client, &old.2, "the claim registered", |c| {
+        condition(c, "Registered").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    node_ready(&f.client, "node-big").await;
+
+    // The replacement is launched first; the old node waits for it.
+    let new = wait_for("the replacement", Duration::from_secs(60), async || {
+        let v = instances(&f.ec2, &["pending", "running"]).await;
+        v.into_iter().find(|i| i.0 != old.0 && !i.2.is_empty())
+    })
+    .await;
+    assert_eq!(
+        new.1, "m5.large",
+        "the cheapest type that holds the pod: {new:?}"
+    );
+    let marked = claim_when(&f.client, &old.2, "the old claim names it", |c| {
+        c.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("nodewright.io/replacing"))
+    })
+    .await;
+    let a = marked.metadata.annotations.as_ref().unwrap();
+    assert_eq!(a["nodewright.io/replacing"], new.2);
+    assert_eq!(a["nodewright.io/replacing-reason"], "underutilized");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !evicted(&f.client, NS, "small").await,
+        "nothing is drained before the replacement is initialized"
+    );
+    let cs = claims(&f.client).await;
+    assert!(
+        cs.iter()
+            .any(|c| c.metadata.name.as_deref() == Some(old.2.as_str())
+                && c.metadata.deletion_timestamp.is_none()),
+        "{cs:?}"
+    );
+
+    // Its kubelet registers the replacement: the old node is drained and goes.
+    register_node(&f.client, "node-new", &new.0, &new.3, serde_json::json!({})).await;
+    claim_when(&f.client, &new.2, "the replacement registered", |c| {
+        condition(c, "Registered").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    node_ready(&f.client, "node-new").await;
+    let gone = consolidated(&f.client).await;
+    assert_eq!(gone.metadata.name.as_deref(), Some(old.2.as_str()));
+    wait_for("the pod evicted", Duration::from_secs(30), async || {
+        evicted(&f.client, NS, "small").await.then_some(())
+    })
+    .await;
+    let kubelet = kubelet(&f.client, NS);
+    terminated(&f.ec2, &old.0).await;
+    let running = instances(&f.ec2, &["pending", "running"]).await;
+    assert_eq!(running, [new], "the replacement stays");
+    let m = metrics(addr).await;
+    assert_eq!(
+        metric(
+            &m,
+            "nodewright_controller_disruptions_total{reason=\"underutilized\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    kubelet.abort();
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}
