@@ -108,6 +108,12 @@ async fn kubelet(client: &kube::Client, node: &str, instance: &Instance) {
         serde_json::json!({}),
     )
     .await;
+    // Ready only once the controller adopted the Node: its registration patch
+    // writes the Node's taints whole, and would bring back the not-ready taint.
+    claim_when(client, &instance.2, "the claim registered", |c| {
+        is_true(c, "Registered")
+    })
+    .await;
     node_ready(client, node).await;
     let name = instance.2.clone();
     claim_when(client, &name, "the claim initialized", |c| {

@@ -55,6 +55,10 @@ pub(super) struct ControllerArgs {
     /// A pass runs at least this often (seconds).
     #[arg(long, default_value_t = 10)]
     pub resync_secs: u64,
+    /// Consolidation (re-planning the cluster's pods to remove or replace
+    /// underutilized nodes) decides at most this often (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub consolidation_interval_secs: u64,
     /// Terminate an instance whose Node has not registered after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub registration_ttl_secs: u64,
@@ -127,6 +131,7 @@ pub(super) fn run(a: ControllerArgs) -> miette::Result<ExitCode> {
     opts.batch_max = Duration::from_millis(a.batch_max_ms);
     opts.resync = Duration::from_secs(a.resync_secs.max(1));
     opts.registration_ttl = Duration::from_secs(a.registration_ttl_secs);
+    opts.consolidation_interval = Duration::from_secs(a.consolidation_interval_secs);
     opts.gc.orphan_grace = Duration::from_secs(a.orphan_grace_secs);
     opts.metrics_addr = Some(a.metrics_addr);
     opts.reload.allow_empty = a.allow_empty_policy;

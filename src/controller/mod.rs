@@ -43,6 +43,8 @@ mod catalog_report;
 #[cfg(feature = "controller")]
 mod clock;
 #[cfg(feature = "controller")]
+mod consolidation;
+#[cfg(feature = "controller")]
 mod disruption;
 #[cfg(feature = "controller")]
 mod interruption;

@@ -28,6 +28,7 @@ use super::action::{Action, PodEvent, Sequence};
 use super::batch::Batcher;
 use super::claims::random_suffix;
 use super::clock::{PassClock, Trigger};
+use super::consolidation;
 use super::disrupt::EmptySince;
 use super::disruption;
 use super::gc::{self, GcAction, GcOptions};
@@ -85,6 +86,9 @@ pub struct Options {
     /// The SQS queue (name or URL) EventBridge feeds with interruption
     /// events (`interruption`); None: no interruption handling.
     pub interruption_queue: Option<String>,
+    /// Consolidation re-plans the cluster's pods: it decides at most this
+    /// often (and only when the cluster is settled, see `consolidation`).
+    pub consolidation_interval: Duration,
 }
 
 impl Options {
@@ -105,6 +109,7 @@ impl Options {
             gc: GcOptions::default(),
             leader: None,
             interruption_queue: None,
+            consolidation_interval: Duration::from_secs(10),
         }
     }
 }
@@ -494,6 +499,8 @@ impl Controller {
             nominations: Mutex::default(),
         };
         self.apply(&sink, None, tracked.actions).await;
+        // The pods of a claim's node changed: its `lastPodEventTime` (consolidation waits on it).
+        let stamped = self.pod_events(&mut sink, &claims).await;
         // 1a. Claims being deleted: the termination flow, a step each.
         self.terminate(&mut sink, &claims, &tracked.terminating)
             .await;
@@ -574,13 +581,18 @@ impl Controller {
         self.publish_nominations(&sink).await;
         sink.st.clock.phase("nominate");
 
-        // 6. Disruption: expired, then drifted claims, replaced first, within budgets.
+        // 6. Disruption: expired, then drifted claims, replaced first, then
+        //    consolidation's underutilized moves, within budgets. Consolidation
+        //    decides only when no pods wait for room and nothing is launching.
+        let busy = launching > 0 || !plan.nodes.is_empty() || !plan.existing.is_empty();
+        let moves = self.consolidation(&mut sink, &policy, &catalog, &claims, &stamped, busy);
+        sink.st.clock.phase("consolidate");
         let ctx = LaunchContext {
             version: &version,
             catalog: &catalog,
             requests: steps::pod_requests(&workload),
         };
-        let protected = self.disruption(&mut sink, &ctx, &claims).await;
+        let protected = self.disruption(&mut sink, &ctx, &claims, &moves).await;
         sink.st.clock.phase("disrupt");
 
         // 7. Remove empty nodes we launched (not a replacement under way).
@@ -624,6 +636,7 @@ impl Controller {
         sink: &mut Sink<'_, '_>,
         ctx: &LaunchContext<'_>,
         claims: &[NodeClaim],
+        moves: &[crate::disrupt::consolidate::Move],
     ) -> std::collections::HashSet<String> {
         let io = sink.io;
         let policy = &ctx.version.policy;
@@ -637,11 +650,6 @@ impl Controller {
                 images.insert(nc.to_string(), ids);
             }
         }
-        // Underutilized consolidation is decided offline today (`plan --consolidate`,
-        // `disrupt::consolidate::decide`); the controller does not yet gather its live
-        // input (PDBs, time since each node's last pod event), so it proposes no moves
-        // here. `disruption::decide` carries moves out, within budgets, once it does.
-        let moves: Vec<crate::disrupt::consolidate::Move> = Vec::new();
         let d = disruption::decide(
             &disruption::Facts {
                 claims,
@@ -649,7 +657,7 @@ impl Controller {
                 pods: &sink.obs.objs.pods,
                 policy,
                 images: &images,
-                moves: &moves,
+                moves,
                 now: k8s_openapi::jiff::Timestamp::now(),
             },
             &mut random_suffix,
@@ -766,7 +774,7 @@ impl Controller {
                                 .get_or_create(&[("reason", reason.as_str())])
                                 .inc();
                             tracing::info!(
-                                "claim {claim} ({}): its replacement is initialized; terminating it",
+                                "claim {claim} ({}): nothing waits for a replacement; terminating it",
                                 reason.as_str()
                             );
                         }
@@ -794,6 +802,142 @@ impl Controller {
             self.apply_concurrently(sink, Some(ctx), launches).await;
         }
         d.protected
+    }
+
+    /// Writes `status.lastPodEventTime` (now) on the claims whose node's
+    /// workload pods changed since the last pass; returns what it wrote.
+    async fn pod_events(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        claims: &[NodeClaim],
+    ) -> HashMap<String, k8s_openapi::jiff::Timestamp> {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let obs = sink.obs;
+        let changed = consolidation::pod_events(
+            claims,
+            &obs.objs.nodes,
+            &obs.objs.pods,
+            &mut sink.st.pod_sets,
+            now,
+        );
+        let stamp = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now))
+            .unwrap_or_default();
+        let writes = changed
+            .iter()
+            .map(|claim| {
+                Sequence::from(Action::ClaimStatus {
+                    claim: claim.clone(),
+                    status: serde_json::json!({ "lastPodEventTime": stamp }),
+                })
+            })
+            .collect();
+        self.apply(sink, None, writes).await;
+        for c in &changed {
+            tracing::debug!("claim {c}: the pods on its node changed");
+        }
+        changed.into_iter().map(|c| (c, now)).collect()
+    }
+
+    /// Consolidation's decision on the pass's cluster (see `consolidation`):
+    /// its underutilized moves, for the disruption pass to carry out. None
+    /// while the cluster is not settled (`busy`, or claims in flight) or
+    /// within `consolidation_interval` of the last decision.
+    fn consolidation(
+        &self,
+        sink: &mut Sink<'_, '_>,
+        policy: &PolicySet,
+        catalog: &Catalog,
+        claims: &[NodeClaim],
+        stamped: &HashMap<String, k8s_openapi::jiff::Timestamp>,
+        busy: bool,
+    ) -> Vec<crate::disrupt::consolidate::Move> {
+        if let Some(why) = consolidation::hold(policy, claims, busy) {
+            tracing::debug!("consolidation waits: {why}");
+            return Vec::new();
+        }
+        let started = Instant::now();
+        if !consolidation::due(
+            sink.st.consolidated,
+            started,
+            self.opts.consolidation_interval,
+        ) {
+            return Vec::new();
+        }
+        sink.st.consolidated = Some(started);
+        let unavailable = sink.io.unavailable.snapshot();
+        let pdbs = sink.io.stores.pdbs();
+        let input = match consolidation::input(
+            policy,
+            catalog,
+            Some(&unavailable),
+            &sink.obs.objs,
+            &pdbs,
+            claims,
+            stamped,
+            k8s_openapi::jiff::Timestamp::now(),
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(
+                    "consolidation skipped: reading the cluster: {:?}",
+                    miette::Report::new(e)
+                );
+                return Vec::new();
+            }
+        };
+        let d = crate::disrupt::consolidate::decide(
+            &input,
+            &crate::disrupt::consolidate::ConsolidationOptions::default(),
+        );
+        tracing::debug!(
+            "consolidation decided in {:?}: {} moves, {} nodes blocked",
+            started.elapsed(),
+            d.moves.len(),
+            d.blocked.len()
+        );
+        // What keeps a node (do-not-disrupt, a PDB, a budget) at info, once per
+        // change; the rest (a stability wait, no cheaper placement) at debug.
+        let mut seen = BTreeMap::new();
+        for b in &d.blocked {
+            if !consolidation::worth_telling(&b.reason) {
+                tracing::debug!("consolidation: node {} stays: {}", b.node, b.reason);
+                continue;
+            }
+            if sink.st.consolidation_blocked.get(&b.node) != Some(&b.reason) {
+                tracing::info!("consolidation: node {} stays: {}", b.node, b.reason);
+            }
+            seen.insert(b.node.clone(), b.reason.clone());
+        }
+        sink.st.consolidation_blocked = seen;
+        let moves = consolidation::moves(d);
+        for m in &moves {
+            tracing::info!(
+                "consolidation: node{} {} {} (${:.4}/h saved; {} pods move{})",
+                if m.remove.len() == 1 { "" } else { "s" },
+                m.remove.join(", "),
+                if m.remove.len() == 1 {
+                    "is underutilized"
+                } else {
+                    "are underutilized"
+                },
+                m.saving_per_hour,
+                m.pods.len(),
+                if m.launch.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", onto {} new: {}",
+                        m.launch.len(),
+                        m.launch
+                            .iter()
+                            .map(|n| n.instance_type.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+        moves
     }
 
     /// Carries each claim being deleted one step further through the
@@ -1682,6 +1826,12 @@ struct State {
     templates_collected: Option<Instant>,
     /// The (policy version, drifted count) last logged.
     drift_seen: Option<(u64, usize)>,
+    /// The workload pods on each claim's node as last seen (`lastPodEventTime`).
+    pod_sets: consolidation::PodSets,
+    /// When consolidation last decided (it decides at most every `consolidation_interval`).
+    consolidated: Option<Instant>,
+    /// Why each node consolidation could not take stays, as last logged.
+    consolidation_blocked: BTreeMap<String, String>,
 }
 
 /// Reads the cluster (from the watch caches) and our instances: the

@@ -25,6 +25,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
@@ -47,6 +48,9 @@ pub(super) struct Stores {
     pub(super) storage_classes: Store<StorageClass>,
     pub(super) priority_classes: Store<PriorityClass>,
     pub(super) namespaces: Store<Namespace>,
+    /// Read by consolidation only (a node whose pods a PDB allows no
+    /// eviction of now is not a candidate); not part of the plan's input.
+    pub(super) pdbs: Store<PodDisruptionBudget>,
     watches: Watches,
 }
 
@@ -78,6 +82,7 @@ impl Stores {
             storage_classes: w.watch("storageclasses"),
             priority_classes: w.watch("priorityclasses"),
             namespaces: w.watch("namespaces"),
+            pdbs: w.watch("poddisruptionbudgets"),
             watches: w,
         }
     }
@@ -110,6 +115,13 @@ impl Stores {
             daemonsets: owned(&self.daemonsets),
             pods: owned(&self.pods),
         }
+    }
+}
+
+impl Stores {
+    /// A copy of the cached PodDisruptionBudgets, in (namespace, name) order.
+    pub(super) fn pdbs(&self) -> Vec<PodDisruptionBudget> {
+        owned(&self.pdbs)
     }
 }
 

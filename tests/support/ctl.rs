@@ -221,6 +221,21 @@ pub async fn start(
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(moto, kube, policy_dir, registration_ttl, |_| {}).await
+}
+
+/// [`start`], with `tweak` applied to the controller's options last.
+pub async fn start_with(
+    moto: &support::Moto,
+    kube: &kube_support::KubeApi,
+    policy_dir: &Path,
+    registration_ttl: Duration,
+    tweak: impl FnOnce(&mut Options),
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let mut opts = Options::new(
         vec![policy_dir.to_path_buf()],
         nodewright::cloud::userdata::ClusterInfo {
@@ -240,6 +255,7 @@ pub async fn start(
         debounce: Duration::from_millis(50),
         recheck: Duration::from_millis(500),
     };
+    tweak(&mut opts);
     // The controller's log in the test's output (shown on failure): NODEWRIGHT_LOG=debug for more.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
