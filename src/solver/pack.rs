@@ -22,6 +22,7 @@ use super::tables::{
 use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
+mod bind_order;
 mod merge;
 mod slack;
 
@@ -478,7 +479,8 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// choice narrowed only by taints that shut the class out of a pool;
     /// then classes that force separate nodes, then other topology), each
     /// tier by size (cpu, memory) descending; classes that need a partner
-    /// pod (pod affinity to others) last.
+    /// pod (pod affinity to others) last. Then classes linked by an
+    /// order-dependent term are put in binding order (`bind_order`).
     fn order(&self) -> Vec<usize> {
         let classes = &self.t.input.workload.classes;
         let mut idx: Vec<usize> = (0..classes.len()).collect();
@@ -528,7 +530,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 })
                 .then(a.cmp(b))
         });
-        idx
+        // Classes whose spreads or first-pod affinity count each other are
+        // placed in kube-scheduler's binding order (`bind_order`).
+        bind_order::bind_ordered(self.t.input.workload, &self.topo, idx)
     }
 
     /// Orders classes by memory, then cpu, within each constraint tier.
