@@ -190,6 +190,11 @@ pub struct Packer<'t, 'a> {
     /// (generic key, value id) -> selectors of required anti-affinity terms
     /// of pods placed in that domain (the symmetric check).
     anti_g: HashMap<(u16, u32), Vec<usize>>,
+    /// (node, class) -> when the class first placed pods on the node: a
+    /// class's pods are named in placement order (`build`), the order
+    /// kube-scheduler binds them in, so each binds against the pods the
+    /// packer checked it with.
+    first_commit: HashMap<(usize, usize), u64>,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -273,6 +278,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             gnames: Vec::new(),
             gcount: Vec::new(),
             anti_g: HashMap::new(),
+            first_commit: HashMap::new(),
             t,
         };
         for tab in &p.t.pools {
@@ -1006,6 +1012,8 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// Records `k` pods of class `c` on node `n` (counts, anti-affinity marks).
     fn commit(&mut self, c: usize, n: usize, k: u32, v: &Variant) {
         let req = self.reqs[c];
+        let seq = self.first_commit.len() as u64;
+        self.first_commit.entry((n, c)).or_insert(seq);
         let node = &mut self.nodes[n];
         for _ in 0..k {
             node.used = add(&node.used, &req);
@@ -1934,7 +1942,32 @@ impl<'t, 'a> Packer<'t, 'a> {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
+        // A class's pods are named in the order the packer placed them (by
+        // the node the class first reached), which is the order
+        // kube-scheduler binds them in: (node, entry in `pods`) -> first index.
+        let mut per_class: Vec<Vec<(u64, usize, usize, u32)>> = vec![Vec::new(); classes.len()];
+        for (ni, node) in self.nodes.iter().enumerate() {
+            if node.existing.is_none() && node.cands.is_empty() {
+                continue;
+            }
+            for (ei, &(c, k)) in node.pods.iter().enumerate() {
+                let seq = self.first_commit.get(&(ni, c)).copied().unwrap_or(u64::MAX);
+                per_class[c].push((seq, ni, ei, k));
+            }
+        }
         let mut next: Vec<usize> = vec![0; classes.len()];
+        let mut start: HashMap<(usize, usize), usize> = HashMap::new();
+        for (c, mut list) in per_class.into_iter().enumerate() {
+            list.sort_unstable();
+            for (_, ni, ei, k) in list {
+                start.insert((ni, ei), next[c]);
+                next[c] += k as usize;
+            }
+        }
+        let names_at = |ni: usize, ei: usize, c: usize, k: u32| -> Vec<String> {
+            let s = start.get(&(ni, ei)).copied().unwrap_or(0);
+            (s..s + k as usize).map(|i| classes[c].pod_key(i)).collect()
+        };
         let mut take = |c: usize, k: u32| -> Vec<String> {
             let s = next[c];
             next[c] += k as usize;
@@ -1952,14 +1985,14 @@ impl<'t, 'a> Packer<'t, 'a> {
         // One label set per (pool, offering), cloned for each node of it:
         // plans have far fewer distinct offerings than nodes.
         let mut labels_of: HashMap<(usize, u32), BTreeMap<String, String>> = HashMap::new();
-        for node in &self.nodes {
+        for (ni, node) in self.nodes.iter().enumerate() {
             if let Some(ei) = node.existing {
                 if node.pods.is_empty() {
                     continue;
                 }
                 let mut pods = Vec::new();
-                for &(c, k) in &node.pods {
-                    pods.extend(take(c, k));
+                for (j, &(c, k)) in node.pods.iter().enumerate() {
+                    pods.extend(names_at(ni, j, c, k));
                 }
                 plan.existing.push(ExistingPlacement {
                     node: input.workload.nodes[ei].name.clone(),
@@ -2013,8 +2046,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 })
                 .collect();
             let mut pods = Vec::new();
-            for &(c, k) in &node.pods {
-                pods.extend(take(c, k));
+            for (j, &(c, k)) in node.pods.iter().enumerate() {
+                pods.extend(names_at(ni, j, c, k));
             }
             let seq = per_pool.entry(p).or_insert(0);
             *seq += 1;

@@ -238,7 +238,10 @@ fn spread_counts_matching_pods_bound_before_it() {
     // Some zone has no plain pod (the catalog has more zones than the plan
     // uses), so the minimum is 0 and each spread pod's zone must hold none.
     for z in &spread {
-        assert!(!plain.contains(z), "spread pod in {z}, plain pods in {plain:?}");
+        assert!(
+            !plain.contains(z),
+            "spread pod in {z}, plain pods in {plain:?}"
+        );
     }
     let errs = reversed_plan_errors("spread-counts-all-matching");
     assert!(errs.iter().any(|e| e.contains("skew")), "{errs:?}");
@@ -266,8 +269,5 @@ fn affinity_first_pod_follows_the_binding_order() {
         }
     }
     let errs = reversed_plan_errors("affinity-binding-order");
-    assert!(
-        errs.iter().any(|e| e.contains("pod affinity")),
-        "{errs:?}"
-    );
+    assert!(errs.iter().any(|e| e.contains("pod affinity")), "{errs:?}");
 }

@@ -197,6 +197,9 @@ mod tests {
         let mut w2 = w.clone();
         w2.classes[1].priority = 10;
         let topo2 = Topo::new(&w2);
-        assert_eq!(bind_ordered(&w2, &topo2, vec![1, 3, 2, 0]), vec![1, 3, 2, 0]);
+        assert_eq!(
+            bind_ordered(&w2, &topo2, vec![1, 3, 2, 0]),
+            vec![1, 3, 2, 0]
+        );
     }
 }

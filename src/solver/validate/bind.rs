@@ -26,9 +26,9 @@ use super::{Place, domain, eligible_domains};
 /// A pod bound before the pending ones: on an existing node, or a
 /// DaemonSet's pod on a node.
 pub(super) struct Prebound<'a> {
-    pub ns: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
-    pub place: &'a Place,
+    pub(super) ns: &'a str,
+    pub(super) labels: &'a BTreeMap<String, String>,
+    pub(super) place: &'a Place,
 }
 
 /// The classes in the order kube-scheduler binds their pods: priority,
@@ -105,11 +105,7 @@ impl<'w> Replay<'w, '_> {
                     of.push(None);
                     continue;
                 }
-                let key = (
-                    c.namespace.as_str(),
-                    &s.selector,
-                    s.topology_key.as_str(),
-                );
+                let key = (c.namespace.as_str(), &s.selector, s.topology_key.as_str());
                 let g = *index.entry(key).or_insert_with(|| {
                     spreads.push(SpreadCount {
                         ns: key.0,
