@@ -190,11 +190,10 @@ pub struct Packer<'t, 'a> {
     /// (generic key, value id) -> selectors of required anti-affinity terms
     /// of pods placed in that domain (the symmetric check).
     anti_g: HashMap<(u16, u32), Vec<usize>>,
-    /// (node, class) -> when the class first placed pods on the node: a
-    /// class's pods are named in placement order (`build`), the order
-    /// kube-scheduler binds them in, so each binds against the pods the
-    /// packer checked it with.
-    first_commit: HashMap<(usize, usize), u64>,
+    /// Every placement, in order: (node, class, pods). A class's pods are
+    /// named in this order (`build`), the order kube-scheduler binds them
+    /// in, so each binds against the pods the packer checked it with.
+    commits: Vec<(usize, usize, u32)>,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -278,7 +277,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             gnames: Vec::new(),
             gcount: Vec::new(),
             anti_g: HashMap::new(),
-            first_commit: HashMap::new(),
+            commits: Vec::new(),
             t,
         };
         for tab in &p.t.pools {
@@ -1012,8 +1011,7 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// Records `k` pods of class `c` on node `n` (counts, anti-affinity marks).
     fn commit(&mut self, c: usize, n: usize, k: u32, v: &Variant) {
         let req = self.reqs[c];
-        let seq = self.first_commit.len() as u64;
-        self.first_commit.entry((n, c)).or_insert(seq);
+        self.commits.push((n, c, k));
         let node = &mut self.nodes[n];
         for _ in 0..k {
             node.used = add(&node.used, &req);
@@ -1942,31 +1940,52 @@ impl<'t, 'a> Packer<'t, 'a> {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
-        // A class's pods are named in the order the packer placed them (by
-        // the node the class first reached), which is the order
-        // kube-scheduler binds them in: (node, entry in `pods`) -> first index.
-        let mut per_class: Vec<Vec<(u64, usize, usize, u32)>> = vec![Vec::new(); classes.len()];
+        // A class's pods are named in the order the packer placed them,
+        // which is the order kube-scheduler binds them in. Pods a later
+        // move (consolidation) put elsewhere are named after, by node.
+        let emitted =
+            |n: &Node| !n.pods.is_empty() && (n.existing.is_some() || !n.cands.is_empty());
+        let mut held: HashMap<(usize, usize), u32> = HashMap::new();
         for (ni, node) in self.nodes.iter().enumerate() {
-            if node.existing.is_none() && node.cands.is_empty() {
-                continue;
-            }
-            for (ei, &(c, k)) in node.pods.iter().enumerate() {
-                let seq = self.first_commit.get(&(ni, c)).copied().unwrap_or(u64::MAX);
-                per_class[c].push((seq, ni, ei, k));
+            if emitted(node) {
+                for &(c, k) in &node.pods {
+                    *held.entry((ni, c)).or_insert(0) += k;
+                }
             }
         }
         let mut next: Vec<usize> = vec![0; classes.len()];
-        let mut start: HashMap<(usize, usize), usize> = HashMap::new();
-        for (c, mut list) in per_class.into_iter().enumerate() {
-            list.sort_unstable();
-            for (_, ni, ei, k) in list {
-                start.insert((ni, ei), next[c]);
-                next[c] += k as usize;
+        let mut queue: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for &(ni, c, k) in &self.commits {
+            let Some(h) = held.get_mut(&(ni, c)) else {
+                continue;
+            };
+            let k = k.min(*h);
+            *h -= k;
+            let q = queue.entry((ni, c)).or_default();
+            q.extend(next[c]..next[c] + k as usize);
+            next[c] += k as usize;
+        }
+        for (ni, node) in self.nodes.iter().enumerate() {
+            if emitted(node) {
+                for &(c, _) in &node.pods {
+                    if let Some(h) = held.get_mut(&(ni, c)) {
+                        let q = queue.entry((ni, c)).or_default();
+                        q.extend(next[c]..next[c] + *h as usize);
+                        next[c] += *h as usize;
+                        *h = 0;
+                    }
+                }
             }
         }
-        let names_at = |ni: usize, ei: usize, c: usize, k: u32| -> Vec<String> {
-            let s = start.get(&(ni, ei)).copied().unwrap_or(0);
-            (s..s + k as usize).map(|i| classes[c].pod_key(i)).collect()
+        for q in queue.values_mut() {
+            q.reverse();
+        }
+        let mut names_at = |ni: usize, c: usize, k: u32| -> Vec<String> {
+            let q = queue.entry((ni, c)).or_default();
+            (0..k)
+                .filter_map(|_| q.pop())
+                .map(|i| classes[c].pod_key(i))
+                .collect()
         };
         let mut take = |c: usize, k: u32| -> Vec<String> {
             let s = next[c];
@@ -1991,8 +2010,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                     continue;
                 }
                 let mut pods = Vec::new();
-                for (j, &(c, k)) in node.pods.iter().enumerate() {
-                    pods.extend(names_at(ni, j, c, k));
+                for &(c, k) in &node.pods {
+                    pods.extend(names_at(ni, c, k));
                 }
                 plan.existing.push(ExistingPlacement {
                     node: input.workload.nodes[ei].name.clone(),
@@ -2046,8 +2065,8 @@ impl<'t, 'a> Packer<'t, 'a> {
                 })
                 .collect();
             let mut pods = Vec::new();
-            for (j, &(c, k)) in node.pods.iter().enumerate() {
-                pods.extend(names_at(ni, j, c, k));
+            for &(c, k) in &node.pods {
+                pods.extend(names_at(ni, c, k));
             }
             let seq = per_pool.entry(p).or_insert(0);
             *seq += 1;
