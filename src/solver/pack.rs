@@ -22,6 +22,7 @@ use super::tables::{
 use super::topology::{TKey, Topo};
 use super::{ExistingPlacement, InstanceOption, Plan, PlannedNode, SolveInput, Unschedulable};
 
+mod bind_order;
 mod merge;
 mod slack;
 
@@ -189,6 +190,10 @@ pub struct Packer<'t, 'a> {
     /// (generic key, value id) -> selectors of required anti-affinity terms
     /// of pods placed in that domain (the symmetric check).
     anti_g: HashMap<(u16, u32), Vec<usize>>,
+    /// Every placement, in order: (node, class, pods). A class's pods are
+    /// named in this order (`build`), the order kube-scheduler binds them
+    /// in, so each binds against the pods the packer checked it with.
+    commits: Vec<(usize, usize, u32)>,
 }
 
 fn ct_idx(ct: CapacityType) -> usize {
@@ -272,6 +277,7 @@ impl<'t, 'a> Packer<'t, 'a> {
             gnames: Vec::new(),
             gcount: Vec::new(),
             anti_g: HashMap::new(),
+            commits: Vec::new(),
             t,
         };
         for tab in &p.t.pools {
@@ -478,7 +484,8 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// choice narrowed only by taints that shut the class out of a pool;
     /// then classes that force separate nodes, then other topology), each
     /// tier by size (cpu, memory) descending; classes that need a partner
-    /// pod (pod affinity to others) last.
+    /// pod (pod affinity to others) last. Then classes linked by an
+    /// order-dependent term are put in binding order (`bind_order`).
     fn order(&self) -> Vec<usize> {
         let classes = &self.t.input.workload.classes;
         let mut idx: Vec<usize> = (0..classes.len()).collect();
@@ -528,7 +535,9 @@ impl<'t, 'a> Packer<'t, 'a> {
                 })
                 .then(a.cmp(b))
         });
-        idx
+        // Classes whose spreads or first-pod affinity count each other are
+        // placed in kube-scheduler's binding order (`bind_order`).
+        bind_order::bind_ordered(self.t.input.workload, &self.topo, idx)
     }
 
     /// Orders classes by memory, then cpu, within each constraint tier.
@@ -1002,6 +1011,7 @@ impl<'t, 'a> Packer<'t, 'a> {
     /// Records `k` pods of class `c` on node `n` (counts, anti-affinity marks).
     fn commit(&mut self, c: usize, n: usize, k: u32, v: &Variant) {
         let req = self.reqs[c];
+        self.commits.push((n, c, k));
         let node = &mut self.nodes[n];
         for _ in 0..k {
             node.used = add(&node.used, &req);
@@ -1930,7 +1940,53 @@ impl<'t, 'a> Packer<'t, 'a> {
         let input = self.t.input;
         let cat = input.catalog;
         let classes = &input.workload.classes;
+        // A class's pods are named in the order the packer placed them,
+        // which is the order kube-scheduler binds them in. Pods a later
+        // move (consolidation) put elsewhere are named after, by node.
+        let emitted =
+            |n: &Node| !n.pods.is_empty() && (n.existing.is_some() || !n.cands.is_empty());
+        let mut held: HashMap<(usize, usize), u32> = HashMap::new();
+        for (ni, node) in self.nodes.iter().enumerate() {
+            if emitted(node) {
+                for &(c, k) in &node.pods {
+                    *held.entry((ni, c)).or_insert(0) += k;
+                }
+            }
+        }
         let mut next: Vec<usize> = vec![0; classes.len()];
+        let mut queue: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for &(ni, c, k) in &self.commits {
+            let Some(h) = held.get_mut(&(ni, c)) else {
+                continue;
+            };
+            let k = k.min(*h);
+            *h -= k;
+            let q = queue.entry((ni, c)).or_default();
+            q.extend(next[c]..next[c] + k as usize);
+            next[c] += k as usize;
+        }
+        for (ni, node) in self.nodes.iter().enumerate() {
+            if emitted(node) {
+                for &(c, _) in &node.pods {
+                    if let Some(h) = held.get_mut(&(ni, c)) {
+                        let q = queue.entry((ni, c)).or_default();
+                        q.extend(next[c]..next[c] + *h as usize);
+                        next[c] += *h as usize;
+                        *h = 0;
+                    }
+                }
+            }
+        }
+        for q in queue.values_mut() {
+            q.reverse();
+        }
+        let mut names_at = |ni: usize, c: usize, k: u32| -> Vec<String> {
+            let q = queue.entry((ni, c)).or_default();
+            (0..k)
+                .filter_map(|_| q.pop())
+                .map(|i| classes[c].pod_key(i))
+                .collect()
+        };
         let mut take = |c: usize, k: u32| -> Vec<String> {
             let s = next[c];
             next[c] += k as usize;
@@ -1948,14 +2004,14 @@ impl<'t, 'a> Packer<'t, 'a> {
         // One label set per (pool, offering), cloned for each node of it:
         // plans have far fewer distinct offerings than nodes.
         let mut labels_of: HashMap<(usize, u32), BTreeMap<String, String>> = HashMap::new();
-        for node in &self.nodes {
+        for (ni, node) in self.nodes.iter().enumerate() {
             if let Some(ei) = node.existing {
                 if node.pods.is_empty() {
                     continue;
                 }
                 let mut pods = Vec::new();
                 for &(c, k) in &node.pods {
-                    pods.extend(take(c, k));
+                    pods.extend(names_at(ni, c, k));
                 }
                 plan.existing.push(ExistingPlacement {
                     node: input.workload.nodes[ei].name.clone(),
@@ -2010,7 +2066,7 @@ impl<'t, 'a> Packer<'t, 'a> {
                 .collect();
             let mut pods = Vec::new();
             for &(c, k) in &node.pods {
-                pods.extend(take(c, k));
+                pods.extend(names_at(ni, c, k));
             }
             let seq = per_pool.entry(p).or_insert(0);
             *seq += 1;

@@ -198,3 +198,76 @@ fn affinity_cycle_without_self_match_is_unschedulable() {
     assert!(plan.nodes.is_empty(), "{:?}", plan.nodes);
     assert_eq!(plan.unschedulable.len(), 2, "{:?}", plan.unschedulable);
 }
+
+/// Plans case `name` with its classes in the reverse order (as if the
+/// workload were created the other way round), and validates that plan
+/// against the case as written: kube-scheduler's binding order then differs
+/// from the one the plan was made for.
+fn reversed_plan_errors(name: &str) -> Vec<String> {
+    let cat = Catalog::embedded().expect("embedded catalog");
+    let p = policy(name);
+    let w = workload(name);
+    let mut rev = w.clone();
+    rev.classes.reverse();
+    let input = |w| SolveInput {
+        policy: &p,
+        catalog: &cat,
+        workload: w,
+        scorer: None,
+        unavailable: None,
+    };
+    let plan = solve(&input(&rev));
+    assert!(validate(&plan, &input(&rev)).is_empty(), "{name} reversed");
+    validate(&plan, &input(&w))
+}
+
+/// Six plain `app=x` pods, created first, and three zone-spread pods
+/// selecting `app=x`: kube-scheduler binds the plain pods first and counts
+/// them in the spread, so no spread pod may land in a zone holding more
+/// plain pods than the emptiest zone. Before, the packer placed the spread
+/// pods first and the plain ones next to them, and kube-scheduler refused
+/// one (8/9 bound). The validator replays the binding order: the plan made
+/// for the other creation order is refused.
+#[test]
+fn spread_counts_matching_pods_bound_before_it() {
+    let plan = plan("spread-counts-all-matching");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let plain = values_of(&plan, "/plain-", labels::ZONE);
+    let spread = values_of(&plan, "/spread-", labels::ZONE);
+    assert_eq!((plain.len(), spread.len()), (6, 3));
+    // Some zone has no plain pod (the catalog has more zones than the plan
+    // uses), so the minimum is 0 and each spread pod's zone must hold none.
+    for z in &spread {
+        assert!(
+            !plain.contains(z),
+            "spread pod in {z}, plain pods in {plain:?}"
+        );
+    }
+    let errs = reversed_plan_errors("spread-counts-all-matching");
+    assert!(errs.iter().any(|e| e.contains("skew")), "{errs:?}");
+}
+
+/// Two self-selecting affinity groups on `app=g`: `zonal` (zone, arm64,
+/// created first) and `together` (hostname, prefers amd64). kube-scheduler
+/// grants the first-pod exception to zonal-0, so every `together` pod must
+/// sit on a node holding a `zonal` pod. Before, the packer started the
+/// hostname group first, on an amd64 node of its own, and kube-scheduler
+/// refused all three. The plan made for the other creation order is
+/// refused by the validator.
+#[test]
+fn affinity_first_pod_follows_the_binding_order() {
+    let plan = plan("affinity-binding-order");
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    for n in &plan.nodes {
+        if n.pods.iter().any(|p| p.contains("/together-")) {
+            assert!(
+                n.pods.iter().any(|p| p.contains("/zonal-")),
+                "{}: {:?}",
+                n.name,
+                n.pods
+            );
+        }
+    }
+    let errs = reversed_plan_errors("affinity-binding-order");
+    assert!(errs.iter().any(|e| e.contains("pod affinity")), "{errs:?}");
+}

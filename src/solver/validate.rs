@@ -11,10 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{CapacityType, Catalog, Offering};
 use crate::ir::{Attrs, PlacementKind, Pool, Resources, Subject, labels};
-use crate::workload::{DaemonSetOverhead, HostPort, PodClass, TopologySpread, untolerated};
+use crate::workload::{DaemonSetOverhead, HostPort, PodClass, untolerated};
 
 use super::capacity::{NodeMap, node_allocatable};
 use super::{Plan, SolveInput};
+
+mod bind;
 
 /// Where a pod ended up, as the validator sees it.
 #[derive(Debug, Clone)]
@@ -597,6 +599,7 @@ fn check_topology(
             });
         }
     }
+    let planned = counted.len();
     // kube-scheduler counts a DaemonSet's pod on every node it runs on.
     for (ds, place) in ds_pods {
         counted.push(Counted {
@@ -638,6 +641,10 @@ fn check_topology(
                 }
                 continue;
             };
+            // Affinity depends on the binding order: `bind::replay` below.
+            if !a.anti {
+                continue;
+            }
             let ns_ok = |ns: &str| {
                 a.all_namespaces
                     || if a.namespaces.is_empty() {
@@ -656,15 +663,9 @@ fn check_topology(
                 .count();
             let self_match = ns_ok(&class.namespace) && a.selector.matches(&class.labels);
             let others = others - usize::from(self_match);
-            if a.anti && others > 0 {
+            if others > 0 {
                 errs.push(format!(
                     "pod {pod}: anti-affinity on {} violated",
-                    a.topology_key
-                ));
-            }
-            if !a.anti && others == 0 && !self_match {
-                errs.push(format!(
-                    "pod {pod}: affinity on {} not satisfied",
                     a.topology_key
                 ));
             }
@@ -684,69 +685,33 @@ fn check_topology(
             }
         }
     }
-    // Hard spreads, checked on self-contained groups (every pending pod the
-    // selector counts carries the same constraint): max - min <= maxSkew.
-    let mut done: Vec<(String, TopologySpread)> = Vec::new();
-    for (ci, class) in w.classes.iter().enumerate() {
-        for s in &class.topology_spread {
-            if !s.hard {
-                continue;
-            }
-            let key = (class.namespace.clone(), s.clone());
-            if done.contains(&key) {
-                continue;
-            }
-            done.push(key);
-            let counted_classes: Vec<usize> = w
-                .classes
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.namespace == class.namespace && s.selector.matches(&c.labels))
-                .map(|(i, _)| i)
-                .collect();
-            let self_contained = counted_classes
-                .iter()
-                .all(|&i| w.classes[i].topology_spread.iter().any(|x| x == s));
-            if !self_contained || !counted_classes.contains(&ci) {
-                continue;
-            }
-            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-            if s.topology_key != labels::HOSTNAME {
-                let classes: &[usize] = if s.honor_node_affinity {
-                    &counted_classes
-                } else {
-                    &[]
-                };
-                for d in eligible_domains(input, classes, &s.topology_key) {
-                    counts.insert(d, 0);
-                }
-            }
-            for q in &counted {
-                if q.ns == class.namespace
-                    && s.selector.matches(q.labels)
-                    && let Some(d) = domain(&q.place, &s.topology_key)
-                {
-                    *counts.entry(d).or_insert(0) += 1;
-                }
-            }
-            let max = counts.values().copied().max().unwrap_or(0);
-            let few = s.min_domains.is_some_and(|m| counts.len() < m as usize);
-            let min = if s.topology_key == labels::HOSTNAME || few {
-                0
-            } else {
-                counts.values().copied().min().unwrap_or(0)
-            };
-            if max - min > i64::from(s.max_skew) {
-                errs.push(format!(
-                    "class {}: spread on {} skew {} > maxSkew {}",
-                    class.id,
-                    s.topology_key,
-                    max - min,
-                    s.max_skew
-                ));
-            }
+    // Hard spreads and required affinity, pod by pod in kube-scheduler's
+    // binding order, each against the pods bound before it.
+    let prebound: Vec<bind::Prebound<'_>> = counted
+        .iter()
+        .skip(planned)
+        .map(|q| bind::Prebound {
+            ns: q.ns,
+            labels: q.labels,
+            place: &q.place,
+        })
+        .collect();
+    // Pod key -> its index in its class (creation order within the class).
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for c in &w.classes {
+        for i in 0..c.count() {
+            index.insert(c.pod_key(i), i);
         }
     }
+    let pods: Vec<(&str, usize, usize, &Place)> = sorted
+        .iter()
+        .filter_map(|(pod, pl)| {
+            let &ci = class_of.get(*pod)?;
+            let i = *index.get(*pod)?;
+            Some((pod.as_str(), ci, i, *pl))
+        })
+        .collect();
+    errs.extend(bind::replay(input, &prebound, &pods));
     errs
 }
 
