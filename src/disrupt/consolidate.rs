@@ -457,6 +457,52 @@ fn within_budget(
     out
 }
 
+/// The selectors of the pending pods' topology spread and pod (anti-)affinity terms, with
+/// the namespaces each one counts pods in (None = all).
+///
+/// A bound pod matters to a re-plan of those pods only when one of these selectors counts
+/// it, or when it holds a host port: the solver (`pack`) and the validator read a bound pod
+/// for nothing else. So `without` hands them only those bound pods, which leaves every
+/// count, every decision and every validation the same while the planner and the
+/// validator no longer walk the thousands of bound pods no term selects (they scan them
+/// per pending pod with a term).
+struct CountedBy<'a> {
+    terms: Vec<(&'a crate::workload::LabelSelector, Option<&'a [String]>)>,
+}
+
+impl<'a> CountedBy<'a> {
+    fn of(classes: &'a [PodClass]) -> CountedBy<'a> {
+        let mut terms: Vec<(&crate::workload::LabelSelector, Option<&[String]>)> = Vec::new();
+        for c in classes {
+            let own = Some(std::slice::from_ref(&c.namespace));
+            for s in &c.topology_spread {
+                terms.push((&s.selector, own));
+            }
+            for a in &c.pod_affinity {
+                let ns = if a.all_namespaces {
+                    None
+                } else if a.namespaces.is_empty() {
+                    own
+                } else {
+                    Some(&a.namespaces[..])
+                };
+                terms.push((&a.selector, ns));
+            }
+        }
+        let mut seen = HashSet::new();
+        terms.retain(|t| seen.insert(*t));
+        CountedBy { terms }
+    }
+
+    /// Whether bound pod `bp` must stay in the cluster the re-plan sees.
+    fn keeps(&self, bp: &BoundPod) -> bool {
+        !bp.host_ports.is_empty()
+            || self.terms.iter().any(|(sel, ns)| {
+                ns.is_none_or(|ns| ns.iter().any(|x| *x == bp.namespace)) && sel.matches(&bp.labels)
+            })
+    }
+}
+
 /// A move found on some state, before it is taken.
 struct Proposal {
     remove: Vec<String>,
@@ -562,15 +608,29 @@ impl State {
                 }
             }
         }
+        let counts = CountedBy::of(&classes);
+        let nodes = self
+            .nodes
+            .iter()
+            .filter(|n| !gone.contains(n.name.as_str()))
+            .map(|n| ExistingNode {
+                name: n.name.clone(),
+                labels: n.labels.clone(),
+                taints: n.taints.clone(),
+                allocatable: n.allocatable.clone(),
+                used: n.used.clone(),
+                pods: n
+                    .pods
+                    .iter()
+                    .filter(|bp| counts.keeps(bp))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
         Workload {
             classes,
             daemonsets: self.daemonsets.clone(),
-            nodes: self
-                .nodes
-                .iter()
-                .filter(|n| !gone.contains(n.name.as_str()))
-                .cloned()
-                .collect(),
+            nodes,
         }
     }
 
@@ -607,7 +667,7 @@ impl State {
             free_mem += (n.allocatable.memory - n.used.memory).max(0);
         }
         let delete = if need_cpu <= free_cpu && need_mem <= free_mem {
-            self.try_plan(input, &no_pools, &w)
+            self.try_plan(input, &no_pools, &w, |_| Ok(()))
         } else {
             Err(String::new())
         };
@@ -619,15 +679,19 @@ impl State {
                 saving: removed_price,
             });
         }
-        let plan = self.try_plan(input, input.policy, &w)?;
+        // The margin and Karpenter's capacity rules are checked before the validator: they
+        // are cheap, and a re-plan they refuse need not be validated.
+        let plan = self.try_plan(input, input.policy, &w, |plan| {
+            let saving = removed_price - plan.total_price_per_hour;
+            let margin = (opts.margin_fraction * removed_price).max(opts.margin_min_per_hour);
+            if saving <= 0.0 || saving < margin {
+                return Err(format!(
+                    "no cheaper placement: replacing saves ${saving:.4}/hour, below the margin of ${margin:.4}/hour"
+                ));
+            }
+            capacity_rules(&facts, plan, removed_price, opts)
+        })?;
         let saving = removed_price - plan.total_price_per_hour;
-        let margin = (opts.margin_fraction * removed_price).max(opts.margin_min_per_hour);
-        if saving <= 0.0 || saving < margin {
-            return Err(format!(
-                "no cheaper placement: replacing saves ${saving:.4}/hour, below the margin of ${margin:.4}/hour"
-            ));
-        }
-        capacity_rules(&facts, &plan, removed_price, opts)?;
         Ok(Proposal {
             remove: remove.to_vec(),
             plan,
@@ -636,12 +700,14 @@ impl State {
         })
     }
 
-    /// Solves `w` with `policy`: every pod placed and the plan valid, or why not.
+    /// Solves `w` with `policy`: every pod placed, `accept` content with the plan, and the
+    /// plan valid; or why not.
     fn try_plan(
         &self,
         input: &ConsolidationInput<'_>,
         policy: &PolicySet,
         w: &Workload,
+        accept: impl FnOnce(&Plan) -> Result<(), String>,
     ) -> Result<Plan, String> {
         let si = SolveInput {
             policy,
@@ -658,6 +724,7 @@ impl State {
                 u.reasons.first().map(String::as_str).unwrap_or("no reason")
             ));
         }
+        accept(&plan)?;
         let bad = validate(&plan, &si);
         if let Some(v) = bad.first() {
             return Err(format!("the re-plan fails validation: {v}"));
