@@ -457,6 +457,59 @@ fn within_budget(
     out
 }
 
+/// The selectors of the pending pods' topology spread and pod (anti-)affinity terms, with
+/// the namespaces each one counts pods in (None = all).
+///
+/// A bound pod matters to a re-plan of those pods only when one of these selectors counts
+/// it, or when it holds a host port: the solver (`pack`) and the validator read a bound pod
+/// for nothing else. So `State::lend` hands them only those bound pods, which leaves every
+/// count, every decision and every validation the same while the planner and the
+/// validator no longer walk the thousands of bound pods no term selects (they scan them
+/// per pending pod with a term).
+struct CountedBy<'a> {
+    terms: Vec<(&'a crate::workload::LabelSelector, Option<&'a [String]>)>,
+}
+
+impl<'a> CountedBy<'a> {
+    fn of(classes: &'a [PodClass]) -> CountedBy<'a> {
+        let mut terms: Vec<(&crate::workload::LabelSelector, Option<&[String]>)> = Vec::new();
+        for c in classes {
+            let own = Some(std::slice::from_ref(&c.namespace));
+            for s in &c.topology_spread {
+                terms.push((&s.selector, own));
+            }
+            for a in &c.pod_affinity {
+                let ns = if a.all_namespaces {
+                    None
+                } else if a.namespaces.is_empty() {
+                    own
+                } else {
+                    Some(&a.namespaces[..])
+                };
+                terms.push((&a.selector, ns));
+            }
+        }
+        let mut seen = HashSet::new();
+        terms.retain(|t| seen.insert(*t));
+        CountedBy { terms }
+    }
+
+    /// Whether bound pod `bp` must stay in the cluster the re-plan sees.
+    fn keeps(&self, bp: &BoundPod) -> bool {
+        !bp.host_ports.is_empty()
+            || self.terms.iter().any(|(sel, ns)| {
+                ns.is_none_or(|ns| ns.contains(&bp.namespace)) && sel.matches(&bp.labels)
+            })
+    }
+}
+
+/// What `State::lend` moved out of the state: the removed nodes with their positions, and
+/// the full bound pods of each lent node (in the lent workload's order).
+struct Lent {
+    removed: Vec<(usize, ExistingNode)>,
+    bound: Vec<Vec<BoundPod>>,
+}
+
 /// A move found on some state, before it is taken.
 struct Proposal {
     remove: Vec<String>,
@@ -546,8 +599,12 @@ impl State {
         (self.pod_count(n), util.0, util.1)
     }
 
-    /// The cluster without `remove`, with their pods pending (one class per class id).
-    fn without(&self, remove: &[String]) -> Workload {
+    /// Lends the cluster to a re-plan of `remove`'s pods: the workload of the rest of the
+    /// cluster with their pods pending (one class per class id). Its nodes are moved out of
+    /// the state, not cloned (a round re-plans dozens of times on thousands of nodes), each
+    /// carrying only the bound pods a pending pod's term counts (see `CountedBy`); `give_back`
+    /// puts them back as they were.
+    fn lend(&mut self, remove: &[String]) -> (Workload, Lent) {
         let gone: HashSet<&str> = remove.iter().map(String::as_str).collect();
         let mut classes: Vec<PodClass> = Vec::new();
         let mut by_id: HashMap<String, usize> = HashMap::new();
@@ -562,29 +619,86 @@ impl State {
                 }
             }
         }
-        Workload {
-            classes,
-            daemonsets: self.daemonsets.clone(),
-            nodes: self
-                .nodes
+        let counts = CountedBy::of(&classes);
+        let all = std::mem::take(&mut self.nodes);
+        let mut nodes = Vec::with_capacity(all.len());
+        let mut lent = Lent {
+            removed: Vec::new(),
+            bound: Vec::with_capacity(all.len()),
+        };
+        for (i, mut n) in all.into_iter().enumerate() {
+            if gone.contains(n.name.as_str()) {
+                lent.removed.push((i, n));
+                continue;
+            }
+            let counted = n
+                .pods
                 .iter()
-                .filter(|n| !gone.contains(n.name.as_str()))
+                .filter(|bp| counts.keeps(bp))
                 .cloned()
-                .collect(),
+                .collect();
+            lent.bound.push(std::mem::replace(&mut n.pods, counted));
+            nodes.push(n);
         }
+        let w = Workload {
+            classes,
+            daemonsets: std::mem::take(&mut self.daemonsets),
+            nodes,
+        };
+        (w, lent)
+    }
+
+    /// Takes back what `lend` lent: every node at its place, with all its bound pods.
+    fn give_back(&mut self, w: Workload, lent: Lent) {
+        self.daemonsets = w.daemonsets;
+        let total = w.nodes.len() + lent.removed.len();
+        let mut rest = w.nodes.into_iter().zip(lent.bound).map(|(mut n, bound)| {
+            n.pods = bound;
+            n
+        });
+        let mut removed = lent.removed.into_iter().peekable();
+        let mut nodes = Vec::with_capacity(total);
+        loop {
+            if let Some((i, _)) = removed.peek()
+                && *i == nodes.len()
+                && let Some((_, n)) = removed.next()
+            {
+                nodes.push(n);
+                continue;
+            }
+            match rest.next() {
+                Some(n) => nodes.push(n),
+                None => break,
+            }
+        }
+        nodes.extend(removed.map(|(_, n)| n));
+        self.nodes = nodes;
     }
 
     /// Re-plans the pods of `remove`: first onto the rest of the cluster alone (a delete),
     /// then with new nodes (a replacement). The cheaper acceptable one wins.
     fn evaluate(
-        &self,
+        &mut self,
         input: &ConsolidationInput<'_>,
         opts: &ConsolidationOptions,
         remove: &[String],
     ) -> Result<Proposal, String> {
+        let (w, lent) = self.lend(remove);
+        let r = self.evaluate_on(input, opts, remove, &w);
+        self.give_back(w, lent);
+        r
+    }
+
+    /// `evaluate` on the lent workload `w`.
+    fn evaluate_on(
+        &self,
+        input: &ConsolidationInput<'_>,
+        opts: &ConsolidationOptions,
+        remove: &[String],
+        w: &Workload,
+    ) -> Result<Proposal, String> {
         let facts: Vec<&NodeFacts> = remove.iter().filter_map(|n| self.facts(n)).collect();
         let removed_price: f64 = facts.iter().map(|f| f.price_per_hour).sum();
-        let w = self.without(remove);
         let pods: Vec<String> = w
             .classes
             .iter()
@@ -607,7 +721,7 @@ impl State {
             free_mem += (n.allocatable.memory - n.used.memory).max(0);
         }
         let delete = if need_cpu <= free_cpu && need_mem <= free_mem {
-            self.try_plan(input, &no_pools, &w)
+            self.try_plan(input, &no_pools, w, |_| Ok(()))
         } else {
             Err(String::new())
         };
@@ -619,15 +733,19 @@ impl State {
                 saving: removed_price,
             });
         }
-        let plan = self.try_plan(input, input.policy, &w)?;
+        // The margin and Karpenter's capacity rules are checked before the validator: they
+        // are cheap, and a re-plan they refuse need not be validated.
+        let plan = self.try_plan(input, input.policy, w, |plan| {
+            let saving = removed_price - plan.total_price_per_hour;
+            let margin = (opts.margin_fraction * removed_price).max(opts.margin_min_per_hour);
+            if saving <= 0.0 || saving < margin {
+                return Err(format!(
+                    "no cheaper placement: replacing saves ${saving:.4}/hour, below the margin of ${margin:.4}/hour"
+                ));
+            }
+            capacity_rules(&facts, plan, removed_price, opts)
+        })?;
         let saving = removed_price - plan.total_price_per_hour;
-        let margin = (opts.margin_fraction * removed_price).max(opts.margin_min_per_hour);
-        if saving <= 0.0 || saving < margin {
-            return Err(format!(
-                "no cheaper placement: replacing saves ${saving:.4}/hour, below the margin of ${margin:.4}/hour"
-            ));
-        }
-        capacity_rules(&facts, &plan, removed_price, opts)?;
         Ok(Proposal {
             remove: remove.to_vec(),
             plan,
@@ -636,12 +754,14 @@ impl State {
         })
     }
 
-    /// Solves `w` with `policy`: every pod placed and the plan valid, or why not.
+    /// Solves `w` with `policy`: every pod placed, `accept` content with the plan, and the
+    /// plan valid; or why not.
     fn try_plan(
         &self,
         input: &ConsolidationInput<'_>,
         policy: &PolicySet,
         w: &Workload,
+        accept: impl FnOnce(&Plan) -> Result<(), String>,
     ) -> Result<Plan, String> {
         let si = SolveInput {
             policy,
@@ -658,6 +778,7 @@ impl State {
                 u.reasons.first().map(String::as_str).unwrap_or("no reason")
             ));
         }
+        accept(&plan)?;
         let bad = validate(&plan, &si);
         if let Some(v) = bad.first() {
             return Err(format!("the re-plan fails validation: {v}"));
@@ -959,5 +1080,93 @@ impl Cluster {
     /// $/hour of the nodes with facts.
     pub fn price_per_hour(&self) -> f64 {
         self.nodes.iter().map(|f| f.price_per_hour).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth;
+
+    /// The workload `State::lend` hands a re-plan (nodes moved out, bound pods no term counts
+    /// left out) plans and validates exactly as the whole cluster without the removed nodes,
+    /// and `give_back` leaves the state as it was.
+    #[test]
+    fn lent_cluster_plans_and_validates_as_the_whole_one() {
+        let cat = synth::karpenter_catalog(60);
+        let mut pool = synth::default_pool("default");
+        pool.disruption.consolidation_policy = ConsolidationPolicy::WhenEmptyOrUnderutilized;
+        pool.disruption.consolidate_after = IrDuration::Finite(std::time::Duration::ZERO);
+        let policy = PolicySet {
+            pools: vec![pool],
+            ..Default::default()
+        };
+        let no_pools = PolicySet {
+            pools: vec![],
+            ..policy.clone()
+        };
+        let w = synth::diverse_workload(400, 5);
+        let si = |w| SolveInput {
+            policy: &policy,
+            catalog: &cat,
+            workload: w,
+            scorer: None,
+            unavailable: None,
+        };
+        let plan = solve(&si(&w));
+        let mut n = 0u32;
+        let c = cluster_from_plan(&plan, &w, |_| {
+            n += 1;
+            !n.is_multiple_of(3)
+        });
+        let input = ConsolidationInput {
+            policy: &policy,
+            catalog: &cat,
+            unavailable: None,
+            cluster: c.cluster.clone(),
+            pods: c.pods.clone(),
+            nodes: c.nodes.clone(),
+            budgets: BTreeMap::new(),
+        };
+        let mut st = State::new(&input);
+        let before = st.nodes.clone();
+        let names: Vec<String> = before.iter().map(|n| n.name.clone()).collect();
+        assert!(names.len() > 20, "{} nodes", names.len());
+        let sets = [
+            vec![names[0].clone()],
+            names[3..9].to_vec(),
+            names.iter().step_by(3).cloned().collect(),
+        ];
+        let mut trimmed_some = false;
+        for remove in &sets {
+            let (lent, back) = st.lend(remove);
+            let whole = Workload {
+                classes: lent.classes.clone(),
+                daemonsets: lent.daemonsets.clone(),
+                nodes: before
+                    .iter()
+                    .filter(|n| !remove.contains(&n.name))
+                    .cloned()
+                    .collect(),
+            };
+            let bound = |w: &Workload| w.nodes.iter().map(|n| n.pods.len()).sum::<usize>();
+            trimmed_some |= bound(&lent) < bound(&whole);
+            for p in [&policy, &no_pools] {
+                let on = |w| SolveInput {
+                    policy: p,
+                    catalog: &cat,
+                    workload: w,
+                    scorer: None,
+                    unavailable: None,
+                };
+                let a = solve(&on(&lent));
+                let b = solve(&on(&whole));
+                assert_eq!(a, b, "removing {remove:?}");
+                assert_eq!(validate(&a, &on(&lent)), validate(&b, &on(&whole)));
+            }
+            st.give_back(lent, back);
+            assert_eq!(st.nodes, before);
+        }
+        assert!(trimmed_some, "no bound pod was left out of any re-plan");
     }
 }

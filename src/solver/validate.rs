@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use crate::catalog::{CapacityType, Catalog, Offering};
 use crate::ir::{Attrs, PlacementKind, Pool, Resources, Subject, labels};
@@ -24,7 +25,8 @@ struct Place {
     /// Index into plan.nodes, or None for an existing node.
     new: Option<usize>,
     existing: Option<usize>,
-    labels: BTreeMap<String, String>,
+    /// Shared by every pod of the node (a plan has thousands of pods).
+    labels: Rc<BTreeMap<String, String>>,
 }
 
 /// The labels a new node of `pool` launched from `o` carries: exactly the
@@ -273,7 +275,7 @@ pub fn validate_options_of(
         {
             errs.push(format!("node {}: offering recently unavailable", n.name));
         }
-        let lbl = node_labels(cat, pool, off);
+        let lbl = Rc::new(node_labels(cat, pool, off));
         for (k, set) in &pool.requirements.keys {
             if labels::WELL_KNOWN.contains(&k.as_str())
                 && k != labels::HOSTNAME
@@ -433,6 +435,7 @@ pub fn validate_options_of(
             continue;
         };
         let en = &w.nodes[ei];
+        let mut en_labels: Option<Rc<BTreeMap<String, String>>> = None;
         let mut used = en.used.clone();
         for pod in &e.pods {
             *seen.entry(pod.as_str()).or_insert(0) += 1;
@@ -449,7 +452,7 @@ pub fn validate_options_of(
                 Place {
                     new: None,
                     existing: Some(ei),
-                    labels: en.labels.clone(),
+                    labels: Rc::clone(en_labels.get_or_insert_with(|| Rc::new(en.labels.clone()))),
                 },
             );
         }
@@ -609,6 +612,10 @@ fn check_topology(
         });
     }
     for (ei, en) in w.nodes.iter().enumerate() {
+        if en.pods.is_empty() {
+            continue;
+        }
+        let en_labels = Rc::new(en.labels.clone());
         for bp in &en.pods {
             counted.push(Counted {
                 ns: &bp.namespace,
@@ -616,11 +623,22 @@ fn check_topology(
                 place: Place {
                     new: None,
                     existing: Some(ei),
-                    labels: en.labels.clone(),
+                    labels: Rc::clone(&en_labels),
                 },
             });
         }
     }
+    // Counted pods per domain, per (selector, namespaces it counts in, topology key): the
+    // pods of a workload share a handful of terms, so each term's counts are made once
+    // instead of once per pod that carries it.
+    type TermKey<'a> = (
+        &'a crate::workload::LabelSelector,
+        bool,
+        &'a [String],
+        &'a str,
+        &'a str,
+    );
+    let mut per_term: HashMap<TermKey<'_>, HashMap<String, usize>> = HashMap::new();
     for (pod, pl) in &sorted {
         let Some(&ci) = class_of.get(*pod) else {
             continue;
@@ -653,14 +671,30 @@ fn check_topology(
                         a.namespaces.iter().any(|x| x == ns)
                     }
             };
-            let others = counted
-                .iter()
-                .filter(|q| {
-                    ns_ok(q.ns)
+            let term: TermKey<'_> = (
+                &a.selector,
+                a.all_namespaces,
+                &a.namespaces,
+                if a.all_namespaces || !a.namespaces.is_empty() {
+                    ""
+                } else {
+                    &class.namespace
+                },
+                &a.topology_key,
+            );
+            let by_domain = per_term.entry(term).or_insert_with(|| {
+                let mut m: HashMap<String, usize> = HashMap::new();
+                for q in &counted {
+                    if ns_ok(q.ns)
                         && a.selector.matches(q.labels)
-                        && domain(&q.place, &a.topology_key).as_deref() == Some(d.as_str())
-                })
-                .count();
+                        && let Some(dq) = domain(&q.place, &a.topology_key)
+                    {
+                        *m.entry(dq).or_insert(0) += 1;
+                    }
+                }
+                m
+            });
+            let others = by_domain.get(&d).copied().unwrap_or(0);
             let self_match = ns_ok(&class.namespace) && a.selector.matches(&class.labels);
             let others = others - usize::from(self_match);
             if others > 0 {
