@@ -18,6 +18,7 @@ pub mod pack;
 pub mod plan;
 pub mod reference;
 pub mod render;
+mod spread_taints;
 pub mod tables;
 mod topology;
 pub mod validate;
@@ -53,6 +54,14 @@ pub fn solve(input: &SolveInput<'_>) -> Plan {
 /// metered for this plan; when its scripts spend the cap, the plan is made
 /// again without the scorer (price alone) and a note says why.
 pub fn solve_with(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
+    let mut plan = solve_scored(input, strategy);
+    plan.notes.extend(spread_taints::notes(input));
+    plan
+}
+
+/// [`solve_with`] before its notes on the input: the plan, made again unscored when
+/// the scripts spent the plan's time budget.
+fn solve_scored(input: &SolveInput<'_>, strategy: pack::Strategy) -> Plan {
     let Some((scorer, cap)) = input
         .scorer
         .and_then(|s| s.plan_time_budget().map(|cap| (s, cap)))

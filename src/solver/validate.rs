@@ -751,7 +751,11 @@ fn check_topology(
 
 /// Domains (values of `key`) where any of `classes` could run; every
 /// usable offering's when `classes` is empty (nodeAffinityPolicy Ignore).
-fn eligible_domains(input: &SolveInput<'_>, classes: &[usize], key: &str) -> Vec<String> {
+pub(super) fn eligible_domains(
+    input: &SolveInput<'_>,
+    classes: &[usize],
+    key: &str,
+) -> Vec<String> {
     let cat = input.catalog;
     let mut out: Vec<String> = Vec::new();
     for pool in &input.policy.pools {
