@@ -198,11 +198,12 @@ impl Ctx {
 
     /// Records a note about `path` within the object at `at`.
     pub(super) fn note(&mut self, at: &At, path: &Path, message: String) {
-        let (line, _) = self.pos(at, path);
+        let (line, column) = self.pos(at, path);
         let file = self.files[self.docs[at.doc].file].name.clone();
         self.notes.push(Note {
             file,
             line,
+            column,
             message,
         });
     }

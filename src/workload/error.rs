@@ -105,11 +105,17 @@ impl WorkloadError {
 pub struct Note {
     pub file: String,
     pub line: usize,
+    /// 1-based, as an editor counts, so `file:line:column` jumps to the field.
+    pub column: usize,
     pub message: String,
 }
 
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
