@@ -426,3 +426,79 @@ async fn an_empty_node_is_removed_directly() {
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_its_pool_no_longer_admits_is_re_planned_onto_what_it_admits() {
+    let Fixture {
+        moto,
+        kube,
+        ec2,
+        client,
+        dir,
+    } = fixture("replan").await;
+    let keep = "    consolidate when-empty after 1h\n    budget 100%";
+    configmap_publish(dir.path(), 1, &policy_text("platform", keep));
+    let (_addr, stop, task) = start(&moto, &kube, dir.path(), Duration::from_secs(600)).await;
+    let old = one_initialized_node(&client, &ec2, "replan").await;
+    assert!(old.1.starts_with("m5."), "{old:?}");
+    // The scheduler's part: the pod runs on the node (a pod bound as created).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "replan");
+    pods.delete("web-0", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the pending pod");
+    let bound: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web-1"},
+        // No kubelet here to finish an evicted pod: it goes at once.
+        "spec": {"nodeName": "node-old", "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c",
+            "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &bound)
+        .await
+        .expect("create the bound pod");
+    pods.patch_status(
+        "web-1",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("pod running");
+
+    // The pool now admits c5 only: the m5 node drifts, and the same offering can
+    // no longer replace it; its pod is re-planned in the pool, onto a c5.
+    let c5 = policy_text("platform", keep).replace(
+        "require karpenter.k8s.aws/instance-family in [m5]",
+        "require karpenter.k8s.aws/instance-family in [c5]",
+    );
+    configmap_publish(dir.path(), 2, &c5);
+    claim_when(&client, &old.2, "the Drifted condition", |c| {
+        is_true(c, "Drifted")
+    })
+    .await;
+    let new = replacement(&ec2, std::slice::from_ref(&old)).await;
+    assert!(new.1.starts_with("c5."), "a c5 replaces the m5: {new:?}");
+    let old_claim = claim_when(&client, &old.2, "the old claim names it", |c| {
+        annotation(c, "nodewright.io/replacing").is_some()
+    })
+    .await;
+    assert_eq!(
+        annotation(&old_claim, "nodewright.io/replacing"),
+        Some(new.2.as_str())
+    );
+
+    // Replacement first: once it is Initialized, the old node goes.
+    kubelet(&client, "node-new", &new).await;
+    wait_for(
+        "the old instance terminated",
+        Duration::from_secs(60),
+        async || {
+            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
+            gone.iter().any(|i| i.0 == old.0).then_some(())
+        },
+    )
+    .await;
+    let _ = stop.send(true);
+    task.await.expect("controller stops cleanly");
+}

@@ -14,7 +14,9 @@
 //! Expired and drifted claims are replaced first: a replacement claim of
 //! the same offering, shaped by the pool as it is now (its labels, taints
 //! and node class) and carrying the old node's pods, is written and
-//! launched through the ordinary launch path. The old claim records it in
+//! launched through the ordinary launch path. When the pool no longer admits
+//! that offering, the node's pods are re-planned on the pool as it is now
+//! ([`replan`]) and that plan's nodes replace it. The old claim records it in
 //! the annotation [`REPLACING`] (and why in [`REPLACING_REASON`]), so a
 //! restarted controller resumes: once the replacement is `Initialized` the
 //! old claim goes to termination; if the replacement is gone (its launch
@@ -49,6 +51,9 @@ pub(super) const DO_NOT_DISRUPT: [&str; 2] = [
     "nodewright.io/do-not-disrupt",
 ];
 
+/// [`Facts::replan`]'s type: a claim and its node's workload pods → the new nodes.
+pub(super) type Replan<'a> = dyn Fn(&NodeClaim, &[&Pod]) -> Option<Vec<PlannedNode>> + 'a;
+
 /// What the pass reads.
 pub(super) struct Facts<'a> {
     pub claims: &'a [NodeClaim],
@@ -59,6 +64,10 @@ pub(super) struct Facts<'a> {
     pub images: &'a BTreeMap<String, BTreeSet<String>>,
     /// Consolidation's moves (`disrupt::consolidate::decide`), best first.
     pub moves: &'a [Move],
+    /// Re-plans a claim's workload pods in its pool as it is now, for a node
+    /// whose own offering the pool no longer admits ([`replan`]): the new
+    /// nodes, or None when they fit nowhere. Empty when there are no pods.
+    pub replan: &'a Replan<'a>,
     pub now: Timestamp,
 }
 
@@ -264,14 +273,31 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
     let mut busy: HashSet<String> = HashSet::new();
     for (reason, _, c, _) in candidates {
         let name = c.metadata.name.clone().unwrap_or_default();
-        let Some(mut replacement) = replacement_for(c, f.policy, &pods_on, &node_of) else {
-            out.held.push((
-                name,
-                "the same offering, shaped by the pool now, no longer satisfies its requirements; \
-                 no replacement"
-                    .to_string(),
-            ));
-            continue;
+        // The same offering, shaped by the pool now; when the pool no longer
+        // admits it (its requirements changed), the node's pods re-planned in
+        // the pool, onto whatever it admits now.
+        let replacements = match replacement_for(c, f.policy, &pods_on, &node_of) {
+            Some(r) => vec![r],
+            None => {
+                let pods: Vec<&Pod> = lifecycle::instance_id(c)
+                    .and_then(|id| node_of.get(id))
+                    .and_then(|n| n.metadata.name.as_deref())
+                    .and_then(|n| pods_on.get(n))
+                    .map(|ps| ps.iter().copied().filter(|p| is_workload_pod(p)).collect())
+                    .unwrap_or_default();
+                match (f.replan)(c, &pods) {
+                    Some(r) => r,
+                    None => {
+                        out.held.push((
+                            name,
+                            "the pool no longer admits this offering, and its pods fit no \
+                             offering the pool admits now; no replacement"
+                                .to_string(),
+                        ));
+                        continue;
+                    }
+                }
+            }
         };
         if !budgets.take(&c.spec.pool, reason) {
             out.held.push((
@@ -284,18 +310,31 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
             ));
             continue;
         }
-        let new_name = loop {
-            let n = format!("{}-{}", c.spec.pool, suffix());
-            if taken.insert(n.clone()) {
-                break n;
-            }
-        };
-        replacement.name = new_name;
         busy.insert(name.clone());
+        if replacements.is_empty() {
+            // No workload pods to carry: nothing to launch first.
+            out.steps.push(Step::Remove {
+                claim: name,
+                reason,
+            });
+            continue;
+        }
+        let replacements = replacements
+            .into_iter()
+            .map(|mut r| {
+                r.name = loop {
+                    let n = format!("{}-{}", c.spec.pool, suffix());
+                    if taken.insert(n.clone()) {
+                        break n;
+                    }
+                };
+                r
+            })
+            .collect();
         out.steps.push(Step::Replace {
             old: vec![name],
             reason,
-            replacements: vec![replacement],
+            replacements,
         });
     }
 
@@ -489,6 +528,62 @@ fn do_not_disrupt(a: Option<&BTreeMap<String, String>>) -> bool {
             .iter()
             .any(|k| a.get(*k).is_some_and(|v| v == "true"))
     })
+}
+
+/// [`Facts::replan`] as the controller runs it: `pods` (bound to the claim's
+/// node) planned as if pending, with the DaemonSets' overhead, on the claim's
+/// pool alone as the policy has it now. None when the pool is gone, the pods
+/// do not load, or any pod fits nowhere (the node then waits, as before).
+pub(super) fn replan(
+    policy: &PolicySet,
+    catalog: &crate::catalog::Catalog,
+    daemonsets: &[k8s_openapi::api::apps::v1::DaemonSet],
+    claim: &NodeClaim,
+    pods: &[&Pod],
+) -> Option<Vec<PlannedNode>> {
+    let pool = policy.pool(&claim.spec.pool)?;
+    if pods.is_empty() {
+        return Some(Vec::new());
+    }
+    let pending: Vec<Pod> = pods
+        .iter()
+        .map(|p| {
+            let mut p = (*p).clone();
+            if let Some(s) = p.spec.as_mut() {
+                s.node_name = None;
+            }
+            p
+        })
+        .collect();
+    let workload = match crate::workload::load_api(
+        "drifted node",
+        crate::workload::ApiObjects {
+            pods: pending,
+            daemonsets: daemonsets.to_vec(),
+            ..Default::default()
+        },
+    ) {
+        Ok(w) => w.workload,
+        Err(e) => {
+            tracing::warn!(
+                "re-planning the pods of drifted claim {}: {e}",
+                claim.metadata.name.as_deref().unwrap_or_default()
+            );
+            return None;
+        }
+    };
+    let only = PolicySet {
+        pools: vec![pool.clone()],
+        ..policy.clone()
+    };
+    let plan = crate::solver::solve(&crate::solver::SolveInput {
+        policy: &only,
+        catalog,
+        workload: &workload,
+        scorer: None,
+        unavailable: None,
+    });
+    (plan.unschedulable.is_empty() && !plan.nodes.is_empty()).then_some(plan.nodes)
 }
 
 #[cfg(test)]

@@ -658,6 +658,9 @@ impl Controller {
                 policy,
                 images: &images,
                 moves,
+                replan: &|c, pods| {
+                    disruption::replan(policy, ctx.catalog, &sink.obs.objs.daemonsets, c, pods)
+                },
                 now: k8s_openapi::jiff::Timestamp::now(),
             },
             &mut random_suffix,

@@ -89,6 +89,10 @@ fn pod(name: &str, node: &str, annotations: serde_json::Value) -> Pod {
     .unwrap()
 }
 
+fn catalog() -> &'static crate::catalog::Catalog {
+    crate::catalog::embedded::embedded_static().unwrap()
+}
+
 fn run(p: &PolicySet, claims: &[NodeClaim], nodes: &[Node], pods: &[Pod]) -> Decisions {
     run_moves(p, claims, nodes, pods, &[])
 }
@@ -111,6 +115,7 @@ fn run_moves(
             policy: p,
             images: &images,
             moves,
+            replan: &|c, pods| replan(p, catalog(), &[], c, pods),
             now: now(),
         },
         &mut || {
@@ -303,7 +308,7 @@ fn expiry_is_forceful_but_paced_and_do_not_disrupt_holds_drift_only() {
 }
 
 #[test]
-fn a_new_image_drifts_and_unmet_requirements_without_a_fitting_offering_hold() {
+fn a_new_image_drifts_and_unmet_requirements_are_re_planned_in_the_pool() {
     let p = policy("  label team = a\n  disruption {\n    budget 100%\n  }");
     let mut c = claim("general-a", 1, json!({}));
     if let Some(s) = c.status.as_mut() {
@@ -317,8 +322,58 @@ fn a_new_image_drifts_and_unmet_requirements_without_a_fitting_offering_hold() {
         "  label team = a\n  require node.kubernetes.io/instance-type in [c5.large]\n  disruption {\n    budget 100%\n  }",
     );
     let c = claim("general-a", 1, json!({}));
+    // No workload pods on it: nothing to carry, so it is removed outright.
     let d = run(&p, std::slice::from_ref(&c), &[], &[]);
     assert_eq!(d.drifted, 1);
+    assert!(replaced(&d).is_empty());
+    assert!(
+        d.steps.iter().any(|s| matches!(s, Step::Remove { claim, reason: DisruptionReason::Drifted } if claim == "general-a")),
+        "{:?}",
+        d.steps
+    );
+
+    // Its pods are re-planned onto what the pool admits now (c5.large), replacement first.
+    let nodes = [node("n-a", "general-a", json!({}))];
+    let mut small = pod("p1", "n-a", json!({}));
+    if let Some(s) = small.spec.as_mut() {
+        s.containers[0].resources = Some(
+            serde_json::from_value(json!({"requests": {"cpu": "500m", "memory": "512Mi"}}))
+                .unwrap(),
+        );
+    }
+    let d = run(
+        &p,
+        std::slice::from_ref(&c),
+        &nodes,
+        std::slice::from_ref(&small),
+    );
+    let r: Vec<&PlannedNode> = d
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Replace { replacements, .. } => Some(replacements),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(r.len(), 1, "{:?}", d.steps);
+    assert_eq!(r[0].instance_type, "c5.large");
+    assert_eq!(r[0].pool, "general");
+    assert!(r[0].name.starts_with("general-"), "{}", r[0].name);
+    assert_eq!(r[0].pods, vec!["default/p1".to_string()]);
+
+    // A pod no c5.large can hold: the node waits, and says why.
+    let mut big = small.clone();
+    if let Some(s) = big.spec.as_mut() {
+        s.containers[0].resources =
+            Some(serde_json::from_value(json!({"requests": {"cpu": "64"}})).unwrap());
+    }
+    let d = run(
+        &p,
+        std::slice::from_ref(&c),
+        &nodes,
+        std::slice::from_ref(&big),
+    );
     assert!(replaced(&d).is_empty());
     assert!(d.held[0].1.contains("no replacement"), "{:?}", d.held);
 }
