@@ -278,6 +278,8 @@ pub(super) fn decide(f: &Facts<'_>, suffix: &mut dyn FnMut() -> String) -> Decis
         // the pool, onto whatever it admits now.
         let replacements = match replacement_for(c, f.policy, &pods_on, &node_of) {
             Some(r) => vec![r],
+            // A re-plan is a solve: not while the budget has no room anyway.
+            None if budgets.left(&c.spec.pool, reason) == Some(0) => Vec::new(),
             None => {
                 let pods: Vec<&Pod> = lifecycle::instance_id(c)
                     .and_then(|id| node_of.get(id))

@@ -376,6 +376,25 @@ fn a_new_image_drifts_and_unmet_requirements_are_re_planned_in_the_pool() {
     );
     assert!(replaced(&d).is_empty());
     assert!(d.held[0].1.contains("no replacement"), "{:?}", d.held);
+
+    // A budget with no room holds it before any re-plan.
+    let shut = policy(
+        "  label team = a\n  require node.kubernetes.io/instance-type in [c5.large]\n  disruption {\n    budget 0\n  }",
+    );
+    let d = run(
+        &shut,
+        std::slice::from_ref(&c),
+        &nodes,
+        std::slice::from_ref(&small),
+    );
+    assert!(
+        d.steps
+            .iter()
+            .all(|s| !matches!(s, Step::Replace { .. } | Step::Remove { .. })),
+        "{:?}",
+        d.steps
+    );
+    assert!(d.held[0].1.contains("budget"), "{:?}", d.held);
 }
 
 fn planned(pool: &str) -> PlannedNode {
