@@ -414,6 +414,21 @@ async fn an_empty_node_is_removed_directly() {
         running.is_empty(),
         "no replacement for an empty node: {running:?}"
     );
+    // Counted once the termination is done (the Node deleted after the instance).
+    wait_for(
+        "the empty removal counted",
+        Duration::from_secs(30),
+        async || {
+            let m = metrics(addr).await;
+            metric(
+                &m,
+                "nodewright_controller_disruptions_total{reason=\"empty\"}",
+            )
+            .filter(|v| *v >= 1.0)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let m = metrics(addr).await;
     assert_eq!(
         metric(
@@ -421,7 +436,7 @@ async fn an_empty_node_is_removed_directly() {
             "nodewright_controller_disruptions_total{reason=\"empty\"}"
         ),
         Some(1.0),
-        "{m}"
+        "counted once: {m}"
     );
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
