@@ -142,6 +142,27 @@ async fn replacement(ec2: &aws_sdk_ec2::Client, known: &[Instance]) -> Instance 
     new[0].clone()
 }
 
+/// Waits until instance `id` is shutting down or terminated.
+async fn instance_terminated(ec2: &aws_sdk_ec2::Client, what: &str, id: &str) {
+    wait_for(what, Duration::from_secs(60), async || {
+        let gone = instances(ec2, &["shutting-down", "terminated"]).await;
+        gone.iter().any(|i| i.0 == id).then_some(())
+    })
+    .await;
+}
+
+/// Waits until claim `name` is gone from the API server.
+async fn claim_gone(client: &kube::Client, name: &str) {
+    wait_for("the old claim gone", Duration::from_secs(30), async || {
+        (!claims(client)
+            .await
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(name)))
+        .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drifted_node_is_replaced_first_then_removed() {
     let Fixture {
@@ -215,23 +236,8 @@ async fn a_drifted_node_is_replaced_first_then_removed() {
 
     // The replacement's kubelet registers it: the old claim goes, then its instance.
     kubelet(&client, "node-new", &new).await;
-    wait_for(
-        "the old instance terminated",
-        Duration::from_secs(60),
-        async || {
-            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
-            gone.iter().any(|i| i.0 == old.0).then_some(())
-        },
-    )
-    .await;
-    wait_for("the old claim gone", Duration::from_secs(30), async || {
-        (!claims(&client)
-            .await
-            .iter()
-            .any(|c| c.metadata.name.as_deref() == Some(old.2.as_str())))
-        .then_some(())
-    })
-    .await;
+    instance_terminated(&ec2, "the old instance terminated", &old.0).await;
+    claim_gone(&client, &old.2).await;
     let m = metrics(addr).await;
     assert_eq!(
         metric(
@@ -356,23 +362,8 @@ async fn a_restarted_controller_resumes_a_replacement_under_way() {
     // The replacement's kubelet registers it: the new controller finishes the
     // replacement, and only it (no second replacement).
     kubelet(&client, "node-new", &new).await;
-    wait_for(
-        "the old instance terminated",
-        Duration::from_secs(60),
-        async || {
-            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
-            gone.iter().any(|i| i.0 == old.0).then_some(())
-        },
-    )
-    .await;
-    wait_for("the old claim gone", Duration::from_secs(30), async || {
-        (!claims(&client)
-            .await
-            .iter()
-            .any(|c| c.metadata.name.as_deref() == Some(old.2.as_str())))
-        .then_some(())
-    })
-    .await;
+    instance_terminated(&ec2, "the old instance terminated", &old.0).await;
+    claim_gone(&client, &old.2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         instances(&ec2, &["pending", "running"]).await,
@@ -400,15 +391,7 @@ async fn an_empty_node_is_removed_directly() {
         .delete("web-0", &DeleteParams::default().grace_period(0))
         .await
         .expect("delete the pod");
-    wait_for(
-        "the empty instance terminated",
-        Duration::from_secs(60),
-        async || {
-            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
-            gone.iter().any(|i| i.0 == old.0).then_some(())
-        },
-    )
-    .await;
+    instance_terminated(&ec2, "the empty instance terminated", &old.0).await;
     let running = instances(&ec2, &["pending", "running"]).await;
     assert!(
         running.is_empty(),
@@ -505,15 +488,7 @@ async fn a_node_its_pool_no_longer_admits_is_re_planned_onto_what_it_admits() {
 
     // Replacement first: once it is Initialized, the old node goes.
     kubelet(&client, "node-new", &new).await;
-    wait_for(
-        "the old instance terminated",
-        Duration::from_secs(60),
-        async || {
-            let gone = instances(&ec2, &["shutting-down", "terminated"]).await;
-            gone.iter().any(|i| i.0 == old.0).then_some(())
-        },
-    )
-    .await;
+    instance_terminated(&ec2, "the old instance terminated", &old.0).await;
     let _ = stop.send(true);
     task.await.expect("controller stops cleanly");
 }
