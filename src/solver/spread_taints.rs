@@ -15,7 +15,7 @@ use crate::ir::{Pool, labels};
 use crate::workload::{TopologySpread, untolerated};
 
 use super::SolveInput;
-use super::validate::{eligible_domains, node_labels, node_ok};
+use super::validate::{eligible_domains, node_labels, node_ok, pool_admits};
 
 /// One note per (class, hard spread) whose key a pool with untolerated taints could give
 /// values outside the class's own domains. Cheap when no pool is tainted (the usual case).
@@ -105,12 +105,7 @@ fn extra_domains(
                 continue;
             }
             // The pool's offerings as `eligible_domains` reads them.
-            let pool_ok = pool.requirements.keys.iter().all(|(k, set)| {
-                !labels::WELL_KNOWN.contains(&k.as_str())
-                    || k == labels::HOSTNAME
-                    || set.allows_opt(node_label(cat, pool, o, k))
-            });
-            if !pool_ok {
+            if !pool_admits(cat, pool, o) {
                 continue;
             }
             // Taints aside, could this pod use the node? (nodeAffinityPolicy: Honor

@@ -749,6 +749,16 @@ fn check_topology(
     errs
 }
 
+/// Whether `pool`'s requirements on well-known labels admit offering `o`
+/// (the pool's own labels satisfy the rest; hostname is not known yet).
+pub(super) fn pool_admits(cat: &Catalog, pool: &Pool, o: &Offering) -> bool {
+    pool.requirements.keys.iter().all(|(k, set)| {
+        !labels::WELL_KNOWN.contains(&k.as_str())
+            || k == labels::HOSTNAME
+            || set.allows_opt(node_label(cat, pool, o, k))
+    })
+}
+
 /// Domains (values of `key`) where any of `classes` could run; every
 /// usable offering's when `classes` is empty (nodeAffinityPolicy Ignore).
 pub(super) fn eligible_domains(
@@ -765,12 +775,7 @@ pub(super) fn eligible_domains(
             }
             // Cheap checks first: the full label map is built only for an
             // offering that passes the pool and opens a domain not yet seen.
-            let pool_ok = pool.requirements.keys.iter().all(|(k, set)| {
-                !labels::WELL_KNOWN.contains(&k.as_str())
-                    || k == labels::HOSTNAME
-                    || set.allows_opt(node_label(cat, pool, o, k))
-            });
-            if !pool_ok {
+            if !pool_admits(cat, pool, o) {
                 continue;
             }
             let Some(d) = node_label(cat, pool, o, key) else {
